@@ -1,0 +1,161 @@
+/* tte - the Tiny Training Engine: int8 CNN kernels for microcontrollers.
+ *
+ * Overview
+ * --------
+ * The engine is a set of plain C99 kernels with no allocation, no global state
+ * and no libm. The caller (generated code, a test, the Python binding) owns
+ * every buffer, including kernel scratch, whose size it asks from the
+ * `..._scratch_size()` twin of a kernel. Kernels implement the math of
+ * NUMERICS.md section 2 exactly: int32 sums of products, a saturating bias add,
+ * one float32 multiply by a precomputed multiplier, round half to even, clamp.
+ * Results are bit-exact with the numpy reference (tte_ir.reference) on the host
+ * and on Cortex-M, provided everything is built with -ffp-contract=off and
+ * without -ffast-math (the CMake target adds the former to its users).
+ *
+ * Memory layouts (batch 1, row-major, last index fastest)
+ * -------------------------------------------------------
+ *   activations          [H][W][C]            int8   (HWC)
+ *   dense conv weights   [O][KH][KW][C/groups] int8  (OHWI)
+ *   depthwise weights    [KH][KW][C]          int8
+ *   pointwise weights    [O][C]               int8
+ *   linear weights       [O][I]               int8 or float32
+ *   bias                 [O]                  int32 (float32 for linear f32)
+ *   multipliers M        [O]                  float32, M[o] = s_x*s_w[o]/s_y
+ *   clamp mask           [ceil(n/8)]          uint8, bit-packed: element i of the
+ *       output (in the output's memory order) is bit (i % 8) of byte i / 8;
+ *       the bit is 1 when act_min <= rne(v) + y_zero <= act_max (not clamped).
+ *       Kernels write it only when given a non-NULL pointer; unused trailing
+ *       bits of the last byte are left as they were.
+ *
+ * Usage
+ * -----
+ *     // x: [32][32][16] int8, w: [16][3][3][16] int8, b: [16] int32, m: [16] float
+ *     tte_conv2d_params p = {
+ *         .in_h = 32, .in_w = 32, .in_c = 16, .out_c = 16,
+ *         .kernel_h = 3, .kernel_w = 3, .stride = 1, .padding = 1, .groups = 1,
+ *         .x_zero = -3, .y_zero = -128, .act_min = -128, .act_max = 127,
+ *     };
+ *     static int8_t y[32 * 32 * 16];                   // [32][32][16] int8
+ *     // scratch: tte_conv2d_fwd_s8_scratch_size(&p) bytes; NULL is fine when that is 0
+ *     tte_status s = tte_conv2d_fwd_s8(&p, x, w, b, m, y, NULL, NULL);
+ *     if (s != TTE_OK) { puts(tte_status_str(s)); }
+ *
+ * Every kernel checks its descriptor and pointers and returns a status instead
+ * of computing garbage; outputs are untouched when the status is not TTE_OK.
+ */
+#ifndef TTE_TTE_H
+#define TTE_TTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Outcome of a kernel call. */
+typedef enum tte_status {
+    TTE_OK = 0,
+    TTE_ERR_NULL = 1,  /* a required pointer is NULL */
+    TTE_ERR_SHAPE = 2, /* a size, stride, padding or group count is invalid or inconsistent */
+    TTE_ERR_QUANT = 3  /* a zero point or activation range lies outside int8 */
+} tte_status;
+
+/* A static, human-readable description of a status. */
+const char *tte_status_str(tte_status status);
+
+/* The longest reduction (C/groups * KH * KW, or I) a kernel accepts: the int32
+ * sum of products cannot overflow while K * 255 * 128 < 2^31 (NUMERICS.md 2). */
+#define TTE_MAX_REDUCTION 65793
+
+/* Output extent of a convolution along one axis; < 1 when the kernel does not fit. */
+int32_t tte_conv2d_out_dim(int32_t in, int32_t kernel, int32_t stride, int32_t padding);
+
+/* One descriptor for the dense, depthwise and pointwise int8 convolutions.
+ * Output: [out_h][out_w][out_c] with out_h = tte_conv2d_out_dim(in_h, kernel_h,
+ * stride, padding), likewise out_w. */
+typedef struct tte_conv2d_params {
+    int32_t in_h, in_w, in_c;      /* input x: [in_h][in_w][in_c] */
+    int32_t out_c;                 /* output channels O */
+    int32_t kernel_h, kernel_w;    /* KH, KW */
+    int32_t stride;                /* same along H and W, >= 1 */
+    int32_t padding;               /* symmetric, same along H and W, >= 0; padded taps contribute 0 */
+    int32_t groups;                /* divides in_c and out_c (depthwise: in_c; pointwise: 1) */
+    int32_t x_zero, y_zero;        /* zero points, [-128, 127] */
+    int32_t act_min, act_max;      /* output clamp, -128 <= act_min <= act_max <= 127 */
+} tte_conv2d_params;
+
+/* Dense KxK convolution, any stride, padding and group count.
+ * x [in_h][in_w][in_c] int8; w [O][KH][KW][in_c/groups] int8; bias [O] int32;
+ * multiplier [O] float32; y [out_h][out_w][O] int8; mask NULL or bit-packed
+ * [ceil(out_h*out_w*O/8)]; scratch of tte_conv2d_fwd_s8_scratch_size() bytes. */
+size_t tte_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p);
+tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                             const float *multiplier, int8_t *y, uint8_t *mask, void *scratch);
+
+/* Depthwise convolution (groups == in_c == out_c), any kernel size and stride.
+ * w [KH][KW][C] int8; other buffers as tte_conv2d_fwd_s8. */
+size_t tte_depthwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p);
+tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
+                                       const int32_t *bias, const float *multiplier, int8_t *y, uint8_t *mask,
+                                       void *scratch);
+
+/* Pointwise (1x1) convolution: kernel 1x1, padding 0, groups 1, any stride.
+ * w [O][in_c] int8; other buffers as tte_conv2d_fwd_s8. */
+size_t tte_pointwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p);
+tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
+                                       const int32_t *bias, const float *multiplier, int8_t *y, uint8_t *mask,
+                                       void *scratch);
+
+/* Quantized residual add of two int8 tensors of `size` elements (any layout,
+ * the same for both): v = m1*(q1 - z1) + m2*(q2 - z2) in float32. */
+typedef struct tte_add_params {
+    int32_t size;              /* elements of x1, x2 and y */
+    float m1, m2;              /* float32(s1/s_y), float32(s2/s_y) */
+    int32_t z1, z2, y_zero;    /* zero points, [-128, 127] */
+    int32_t act_min, act_max;  /* output clamp */
+} tte_add_params;
+
+/* x1, x2, y [size] int8; mask NULL or bit-packed [ceil(size/8)]. */
+tte_status tte_add_fwd_s8(const tte_add_params *p, const int8_t *x1, const int8_t *x2, int8_t *y, uint8_t *mask);
+
+/* Global average pool [H][W][C] -> [C]: v = float32(sum(q - x_zero)) * multiplier. */
+typedef struct tte_global_avg_pool_params {
+    int32_t in_h, in_w, in_c; /* input x: [in_h][in_w][in_c] */
+    float multiplier;         /* float32(s_x / (s_y*H*W)) */
+    int32_t x_zero, y_zero;   /* zero points; the output clamp is [-128, 127] */
+} tte_global_avg_pool_params;
+
+/* x [in_h][in_w][in_c] int8; y [in_c] int8; mask NULL or bit-packed [ceil(in_c/8)]. */
+tte_status tte_global_avg_pool_fwd_s8(const tte_global_avg_pool_params *p, const int8_t *x, int8_t *y,
+                                      uint8_t *mask);
+
+/* Fully connected int8 layer: a 1x1 convolution on a 1x1 map. */
+typedef struct tte_linear_params {
+    int32_t in_features, out_features; /* I, O */
+    int32_t x_zero, y_zero;            /* zero points, [-128, 127] */
+    int32_t act_min, act_max;          /* output clamp */
+} tte_linear_params;
+
+/* x [I] int8; w [O][I] int8; bias [O] int32; multiplier [O] float32; y [O] int8;
+ * mask NULL or bit-packed [ceil(O/8)]. */
+tte_status tte_linear_fwd_s8(const tte_linear_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                             const float *multiplier, int8_t *y, uint8_t *mask);
+
+/* Float32 classifier head on an int8 input: x_f[i] = x_scale*float32(x[i] - x_zero),
+ * y[o] = bias[o] + (sum over ascending i of w[o][i]*x_f[i]), all in float32, no FMA. */
+typedef struct tte_linear_f32_params {
+    int32_t in_features, out_features; /* I, O */
+    float x_scale;                     /* s_x > 0 */
+    int32_t x_zero;                    /* [-128, 127] */
+} tte_linear_f32_params;
+
+/* x [I] int8; w [O][I] float32; bias [O] float32; y [O] float32. */
+tte_status tte_linear_fwd_f32(const tte_linear_f32_params *p, const int8_t *x, const float *w, const float *bias,
+                              float *y);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TTE_TTE_H */

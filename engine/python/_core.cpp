@@ -1,0 +1,388 @@
+// tte_engine._core: the engine's kernels on numpy arrays in the engine's
+// layouts (HWC activations, see tte.h). Private; the public face is the
+// tte_engine package. Every argument is checked here, with a ValueError that
+// names it, before a kernel sees a pointer: a wrong shape, dtype, layout or
+// parameter never reaches C.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tte/tte.h"
+
+namespace py = pybind11;
+
+namespace {
+
+using Shape = std::vector<py::ssize_t>;
+
+std::string shape_str(const py::ssize_t *dims, py::ssize_t ndim) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < ndim; ++i) {
+        s += (i ? ", " : "") + std::to_string(dims[i]);
+    }
+    return s + (ndim == 1 ? ",)" : ")");
+}
+
+template <typename T> const char *dtype_name();
+template <> const char *dtype_name<int8_t>() { return "int8"; }
+template <> const char *dtype_name<int32_t>() { return "int32"; }
+template <> const char *dtype_name<float>() { return "float32"; }
+
+// `obj` as a non-empty numpy array of T with `ndim` dimensions (-1: any),
+// C-contiguous and aligned, with at most 2^31-1 elements (kernels index with
+// int32), or a ValueError naming `name` and its expected `layout` ("[H][W][C]").
+template <typename T> py::array checked(const py::object &obj, const char *name, py::ssize_t ndim, const char *layout) {
+    const std::string want = std::string(name) + " must be a C-contiguous " + dtype_name<T>() + " numpy array " + layout;
+    if (!py::isinstance<py::array>(obj)) {
+        throw py::value_error(want + ", got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
+    }
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    if (a.dtype().num() != py::dtype::of<T>().num()) {
+        throw py::value_error(want + ", got dtype " + std::string(py::str(a.dtype())));
+    }
+    if ((ndim >= 0 && a.ndim() != ndim) || a.size() < 1 || a.size() > INT32_MAX) {
+        throw py::value_error(want + ", got shape " + shape_str(a.shape(), a.ndim()));
+    }
+    if (!(a.flags() & py::array::c_style)) {
+        throw py::value_error(want + ", got a non-contiguous array (use numpy.ascontiguousarray)");
+    }
+    if (reinterpret_cast<std::uintptr_t>(a.data()) % alignof(T) != 0) {
+        throw py::value_error(want + ", got a misaligned buffer");
+    }
+    return a;
+}
+
+void expect_shape(const py::array &a, const char *name, const Shape &expected, const char *layout) {
+    if (Shape(a.shape(), a.shape() + a.ndim()) != expected) {
+        throw py::value_error(std::string(name) + " has shape " + shape_str(a.shape(), a.ndim()) + ", expected " +
+                              shape_str(expected.data(), static_cast<py::ssize_t>(expected.size())) + " " + layout);
+    }
+}
+
+// A Python int as int32 in [lo, hi], or a ValueError naming it.
+int32_t in_range(int64_t v, const char *name, int64_t lo, int64_t hi) {
+    if (v < lo || v > hi) {
+        throw py::value_error(std::string(name) + "=" + std::to_string(v) + " must be in [" + std::to_string(lo) +
+                              ", " + std::to_string(hi) + "]");
+    }
+    return static_cast<int32_t>(v);
+}
+
+int32_t zero_point(int64_t v, const char *name) { return in_range(v, name, -128, 127); }
+
+// An output clamp [act_min, act_max] inside int8.
+std::pair<int32_t, int32_t> act_range(int64_t act_min, int64_t act_max) {
+    const int32_t lo = in_range(act_min, "act_min", -128, 127);
+    const int32_t hi = in_range(act_max, "act_max", lo, 127);
+    return {lo, hi};
+}
+
+int32_t dim(const py::array &a, py::ssize_t axis) { return static_cast<int32_t>(a.shape(axis)); }
+
+template <typename T> T *data(py::array &a) { return static_cast<T *>(a.mutable_data()); }
+template <typename T> const T *cdata(const py::array &a) { return static_cast<const T *>(a.data()); }
+
+void raise_on(tte_status status, const char *kernel) {
+    if (status != TTE_OK) {
+        throw py::value_error(std::string(kernel) + ": " + tte_status_str(status));
+    }
+}
+
+// y, or (y, mask) with the mask bit-packed as in tte.h: [ceil(y.size/8)] uint8.
+py::object result(py::array y, py::object mask, bool return_mask) {
+    return return_mask ? py::object(py::make_tuple(std::move(y), std::move(mask))) : py::object(std::move(y));
+}
+
+py::array_t<uint8_t> new_mask(py::ssize_t elements) { return py::array_t<uint8_t>(Shape{(elements + 7) / 8}); }
+
+// Checks and fills the geometry of a conv descriptor from x [H][W][C]; the
+// caller fills the kernel size and output channels from its weight layout.
+tte_conv2d_params conv_params(const py::array &x, int64_t stride, int64_t padding, int64_t x_zero, int64_t y_zero,
+                              int64_t act_min, int64_t act_max) {
+    tte_conv2d_params p{};
+    p.in_h = dim(x, 0);
+    p.in_w = dim(x, 1);
+    p.in_c = dim(x, 2);
+    p.stride = in_range(stride, "stride", 1, INT32_MAX);
+    p.padding = in_range(padding, "padding", 0, INT32_MAX / 4);
+    p.x_zero = zero_point(x_zero, "x_zero");
+    p.y_zero = zero_point(y_zero, "y_zero");
+    const auto range = act_range(act_min, act_max);
+    p.act_min = range.first;
+    p.act_max = range.second;
+    return p;
+}
+
+// The output shape of a conv, after the checks a kernel would otherwise fail.
+Shape conv_out_shape(const tte_conv2d_params &p) {
+    const int32_t oh = tte_conv2d_out_dim(p.in_h, p.kernel_h, p.stride, p.padding);
+    const int32_t ow = tte_conv2d_out_dim(p.in_w, p.kernel_w, p.stride, p.padding);
+    if (oh < 1 || ow < 1) {
+        throw py::value_error("w: kernel " + std::to_string(p.kernel_h) + "x" + std::to_string(p.kernel_w) +
+                              " with padding " + std::to_string(p.padding) + " does not fit x of " +
+                              std::to_string(p.in_h) + "x" + std::to_string(p.in_w));
+    }
+    const int64_t reduction = static_cast<int64_t>(p.in_c / p.groups) * p.kernel_h * p.kernel_w;
+    if (reduction > TTE_MAX_REDUCTION) {
+        throw py::value_error("w: " + std::to_string(reduction) + " products per output exceed TTE_MAX_REDUCTION (" +
+                              std::to_string(TTE_MAX_REDUCTION) + "), the int32 accumulator could overflow");
+    }
+    return {oh, ow, p.out_c};
+}
+
+using ConvKernel = tte_status (*)(const tte_conv2d_params *, const int8_t *, const int8_t *, const int32_t *,
+                                  const float *, int8_t *, uint8_t *, void *);
+using ConvScratch = size_t (*)(const tte_conv2d_params *);
+
+// Runs one of the three conv kernels once p is complete and w checked.
+py::object run_conv(ConvKernel kernel, ConvScratch scratch_size, const char *name, const tte_conv2d_params &p,
+                    const py::array &x, const py::array &w, const py::object &bias, const py::object &multiplier,
+                    bool return_mask) {
+    const Shape out_shape = conv_out_shape(p);
+    py::array b = checked<int32_t>(bias, "bias", 1, "[O]");
+    expect_shape(b, "bias", {p.out_c}, "[O]");
+    py::array m = checked<float>(multiplier, "multiplier", 1, "[O]");
+    expect_shape(m, "multiplier", {p.out_c}, "[O]");
+    py::array y = py::array_t<int8_t>(out_shape);
+    py::array mask = new_mask(y.size());
+    std::vector<unsigned char> scratch(scratch_size(&p)); // scratch_size(&p) bytes
+    tte_status status;
+    {
+        py::gil_scoped_release nogil;
+        status = kernel(&p, cdata<int8_t>(x), cdata<int8_t>(w), cdata<int32_t>(b), cdata<float>(m), data<int8_t>(y),
+                        return_mask ? data<uint8_t>(mask) : nullptr, scratch.empty() ? nullptr : scratch.data());
+    }
+    raise_on(status, name);
+    return result(y, mask, return_mask);
+}
+
+py::object conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
+                         const py::object &multiplier, int64_t stride, int64_t padding, int64_t groups, int64_t x_zero,
+                         int64_t y_zero, int64_t act_min, int64_t act_max, bool return_mask) {
+    py::array x = checked<int8_t>(x_obj, "x", 3, "[H][W][C]");
+    py::array w = checked<int8_t>(w_obj, "w", 4, "[O][KH][KW][C/groups]");
+    tte_conv2d_params p = conv_params(x, stride, padding, x_zero, y_zero, act_min, act_max);
+    p.groups = in_range(groups, "groups", 1, INT32_MAX);
+    p.out_c = dim(w, 0);
+    p.kernel_h = dim(w, 1);
+    p.kernel_w = dim(w, 2);
+    if (p.in_c % p.groups != 0 || p.out_c % p.groups != 0) {
+        throw py::value_error("groups=" + std::to_string(p.groups) + " must divide the input channels (" +
+                              std::to_string(p.in_c) + ") and the output channels (" + std::to_string(p.out_c) + ")");
+    }
+    expect_shape(w, "w", {p.out_c, p.kernel_h, p.kernel_w, p.in_c / p.groups}, "[O][KH][KW][C/groups]");
+    return run_conv(tte_conv2d_fwd_s8, tte_conv2d_fwd_s8_scratch_size, "conv2d_fwd_s8", p, x, w, bias, multiplier,
+                    return_mask);
+}
+
+py::object depthwise_conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
+                                   const py::object &multiplier, int64_t stride, int64_t padding, int64_t x_zero,
+                                   int64_t y_zero, int64_t act_min, int64_t act_max, bool return_mask) {
+    py::array x = checked<int8_t>(x_obj, "x", 3, "[H][W][C]");
+    py::array w = checked<int8_t>(w_obj, "w", 3, "[KH][KW][C]");
+    tte_conv2d_params p = conv_params(x, stride, padding, x_zero, y_zero, act_min, act_max);
+    p.groups = p.in_c;
+    p.out_c = p.in_c;
+    p.kernel_h = dim(w, 0);
+    p.kernel_w = dim(w, 1);
+    expect_shape(w, "w", {p.kernel_h, p.kernel_w, p.in_c}, "[KH][KW][C]");
+    return run_conv(tte_depthwise_conv2d_fwd_s8, tte_depthwise_conv2d_fwd_s8_scratch_size, "depthwise_conv2d_fwd_s8",
+                    p, x, w, bias, multiplier, return_mask);
+}
+
+py::object pointwise_conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
+                                   const py::object &multiplier, int64_t stride, int64_t x_zero, int64_t y_zero,
+                                   int64_t act_min, int64_t act_max, bool return_mask) {
+    py::array x = checked<int8_t>(x_obj, "x", 3, "[H][W][C]");
+    py::array w = checked<int8_t>(w_obj, "w", 2, "[O][C]");
+    tte_conv2d_params p = conv_params(x, stride, 0, x_zero, y_zero, act_min, act_max);
+    p.groups = 1;
+    p.out_c = dim(w, 0);
+    p.kernel_h = 1;
+    p.kernel_w = 1;
+    expect_shape(w, "w", {p.out_c, p.in_c}, "[O][C]");
+    return run_conv(tte_pointwise_conv2d_fwd_s8, tte_pointwise_conv2d_fwd_s8_scratch_size, "pointwise_conv2d_fwd_s8",
+                    p, x, w, bias, multiplier, return_mask);
+}
+
+py::object add_fwd_s8(const py::object &x1_obj, const py::object &x2_obj, float m1, float m2, int64_t z1, int64_t z2,
+                      int64_t y_zero, int64_t act_min, int64_t act_max, bool return_mask) {
+    py::array x1 = checked<int8_t>(x1_obj, "x1", -1, "(any shape)");
+    py::array x2 = checked<int8_t>(x2_obj, "x2", -1, "(the shape of x1)");
+    const Shape shape(x1.shape(), x1.shape() + x1.ndim());
+    expect_shape(x2, "x2", shape, "(the shape of x1)");
+    tte_add_params p{};
+    p.size = static_cast<int32_t>(x1.size());
+    p.m1 = m1;
+    p.m2 = m2;
+    p.z1 = zero_point(z1, "z1");
+    p.z2 = zero_point(z2, "z2");
+    p.y_zero = zero_point(y_zero, "y_zero");
+    const auto range = act_range(act_min, act_max);
+    p.act_min = range.first;
+    p.act_max = range.second;
+    py::array y = py::array_t<int8_t>(shape);
+    py::array mask = new_mask(y.size());
+    tte_status status;
+    {
+        py::gil_scoped_release nogil;
+        status = tte_add_fwd_s8(&p, cdata<int8_t>(x1), cdata<int8_t>(x2), data<int8_t>(y),
+                                return_mask ? data<uint8_t>(mask) : nullptr);
+    }
+    raise_on(status, "add_fwd_s8");
+    return result(y, mask, return_mask);
+}
+
+py::object global_avg_pool_fwd_s8(const py::object &x_obj, float multiplier, int64_t x_zero, int64_t y_zero,
+                                  bool return_mask) {
+    py::array x = checked<int8_t>(x_obj, "x", 3, "[H][W][C]");
+    tte_global_avg_pool_params p{};
+    p.in_h = dim(x, 0);
+    p.in_w = dim(x, 1);
+    p.in_c = dim(x, 2);
+    if (static_cast<int64_t>(p.in_h) * p.in_w > INT32_MAX / 255) {
+        throw py::value_error("x has shape " + shape_str(x.shape(), 3) +
+                              ": H*W above 2^31/255 could overflow the int32 sum");
+    }
+    p.multiplier = multiplier;
+    p.x_zero = zero_point(x_zero, "x_zero");
+    p.y_zero = zero_point(y_zero, "y_zero");
+    py::array y = py::array_t<int8_t>(Shape{p.in_c});
+    py::array mask = new_mask(y.size());
+    tte_status status;
+    {
+        py::gil_scoped_release nogil;
+        status = tte_global_avg_pool_fwd_s8(&p, cdata<int8_t>(x), data<int8_t>(y),
+                                            return_mask ? data<uint8_t>(mask) : nullptr);
+    }
+    raise_on(status, "global_avg_pool_fwd_s8");
+    return result(y, mask, return_mask);
+}
+
+// Checks x [I] and w [O][I] of a linear layer and returns (I, O).
+std::pair<int32_t, int32_t> linear_dims(const py::array &x, const py::array &w) {
+    const int32_t in = dim(x, 0);
+    const int32_t out = dim(w, 0);
+    expect_shape(w, "w", {out, in}, "[O][I]");
+    if (in > TTE_MAX_REDUCTION) {
+        throw py::value_error("w has shape " + shape_str(w.shape(), 2) + ": I above TTE_MAX_REDUCTION (" +
+                              std::to_string(TTE_MAX_REDUCTION) + ") could overflow the int32 accumulator");
+    }
+    return {in, out};
+}
+
+py::object linear_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
+                         const py::object &multiplier, int64_t x_zero, int64_t y_zero, int64_t act_min,
+                         int64_t act_max, bool return_mask) {
+    py::array x = checked<int8_t>(x_obj, "x", 1, "[I]");
+    py::array w = checked<int8_t>(w_obj, "w", 2, "[O][I]");
+    const auto dims = linear_dims(x, w);
+    py::array b = checked<int32_t>(bias, "bias", 1, "[O]");
+    expect_shape(b, "bias", {dims.second}, "[O]");
+    py::array m = checked<float>(multiplier, "multiplier", 1, "[O]");
+    expect_shape(m, "multiplier", {dims.second}, "[O]");
+    tte_linear_params p{};
+    p.in_features = dims.first;
+    p.out_features = dims.second;
+    p.x_zero = zero_point(x_zero, "x_zero");
+    p.y_zero = zero_point(y_zero, "y_zero");
+    const auto range = act_range(act_min, act_max);
+    p.act_min = range.first;
+    p.act_max = range.second;
+    py::array y = py::array_t<int8_t>(Shape{p.out_features});
+    py::array mask = new_mask(y.size());
+    tte_status status;
+    {
+        py::gil_scoped_release nogil;
+        status = tte_linear_fwd_s8(&p, cdata<int8_t>(x), cdata<int8_t>(w), cdata<int32_t>(b), cdata<float>(m),
+                                   data<int8_t>(y), return_mask ? data<uint8_t>(mask) : nullptr);
+    }
+    raise_on(status, "linear_fwd_s8");
+    return result(y, mask, return_mask);
+}
+
+py::array linear_fwd_f32(const py::object &x_obj, const py::object &w_obj, const py::object &bias, float x_scale,
+                         int64_t x_zero) {
+    py::array x = checked<int8_t>(x_obj, "x", 1, "[I]");
+    py::array w = checked<float>(w_obj, "w", 2, "[O][I]");
+    const auto dims = linear_dims(x, w);
+    py::array b = checked<float>(bias, "bias", 1, "[O]");
+    expect_shape(b, "bias", {dims.second}, "[O]");
+    tte_linear_f32_params p{};
+    p.in_features = dims.first;
+    p.out_features = dims.second;
+    p.x_scale = x_scale;
+    p.x_zero = zero_point(x_zero, "x_zero");
+    py::array y = py::array_t<float>(Shape{p.out_features});
+    tte_status status;
+    {
+        py::gil_scoped_release nogil;
+        status = tte_linear_fwd_f32(&p, cdata<int8_t>(x), cdata<float>(w), cdata<float>(b), data<float>(y));
+    }
+    raise_on(status, "linear_fwd_f32");
+    return y;
+}
+
+// Binds a conv kernel's scratch-size twin with the descriptor's fields as keywords.
+void def_scratch(py::module_ &m, const char *name, ConvScratch fn, const char *doc) {
+    m.def(
+        name,
+        [fn](int64_t in_h, int64_t in_w, int64_t in_c, int64_t out_c, int64_t kernel_h, int64_t kernel_w,
+             int64_t stride, int64_t padding, int64_t groups) {
+            tte_conv2d_params p{};
+            p.in_h = in_range(in_h, "in_h", 1, INT32_MAX);
+            p.in_w = in_range(in_w, "in_w", 1, INT32_MAX);
+            p.in_c = in_range(in_c, "in_c", 1, INT32_MAX);
+            p.out_c = in_range(out_c, "out_c", 1, INT32_MAX);
+            p.kernel_h = in_range(kernel_h, "kernel_h", 1, INT32_MAX);
+            p.kernel_w = in_range(kernel_w, "kernel_w", 1, INT32_MAX);
+            p.stride = in_range(stride, "stride", 1, INT32_MAX);
+            p.padding = in_range(padding, "padding", 0, INT32_MAX / 4);
+            p.groups = in_range(groups, "groups", 1, INT32_MAX);
+            return fn(&p);
+        },
+        doc, py::kw_only(), py::arg("in_h"), py::arg("in_w"), py::arg("in_c"), py::arg("out_c"), py::arg("kernel_h"),
+        py::arg("kernel_w"), py::arg("stride") = 1, py::arg("padding") = 0, py::arg("groups") = 1);
+}
+
+} // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "tte engine kernels (private; use the tte_engine package)";
+    m.attr("MAX_REDUCTION") = TTE_MAX_REDUCTION;
+
+    m.def("conv2d_fwd_s8", &conv2d_fwd_s8, "Dense int8 convolution on x [H][W][C] with w [O][KH][KW][C/groups].",
+          py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("multiplier"), py::kw_only(), py::arg("stride") = 1,
+          py::arg("padding") = 0, py::arg("groups") = 1, py::arg("x_zero"), py::arg("y_zero"),
+          py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false);
+    m.def("depthwise_conv2d_fwd_s8", &depthwise_conv2d_fwd_s8,
+          "Depthwise int8 convolution on x [H][W][C] with w [KH][KW][C].", py::arg("x"), py::arg("w"),
+          py::arg("bias"), py::arg("multiplier"), py::kw_only(), py::arg("stride") = 1, py::arg("padding") = 0,
+          py::arg("x_zero"), py::arg("y_zero"), py::arg("act_min") = -128, py::arg("act_max") = 127,
+          py::arg("return_mask") = false);
+    m.def("pointwise_conv2d_fwd_s8", &pointwise_conv2d_fwd_s8,
+          "Pointwise (1x1) int8 convolution on x [H][W][C] with w [O][C].", py::arg("x"), py::arg("w"),
+          py::arg("bias"), py::arg("multiplier"), py::kw_only(), py::arg("stride") = 1, py::arg("x_zero"),
+          py::arg("y_zero"), py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false);
+    m.def("add_fwd_s8", &add_fwd_s8, "Quantized residual add of two int8 arrays of the same shape.", py::arg("x1"),
+          py::arg("x2"), py::kw_only(), py::arg("m1"), py::arg("m2"), py::arg("z1"), py::arg("z2"), py::arg("y_zero"),
+          py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false);
+    m.def("global_avg_pool_fwd_s8", &global_avg_pool_fwd_s8, "Global average pool x [H][W][C] -> [C].", py::arg("x"),
+          py::kw_only(), py::arg("multiplier"), py::arg("x_zero"), py::arg("y_zero"), py::arg("return_mask") = false);
+    m.def("linear_fwd_s8", &linear_fwd_s8, "Int8 fully connected layer, x [I], w [O][I].", py::arg("x"), py::arg("w"),
+          py::arg("bias"), py::arg("multiplier"), py::kw_only(), py::arg("x_zero"), py::arg("y_zero"),
+          py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false);
+    m.def("linear_fwd_f32", &linear_fwd_f32, "Float32 head on an int8 input, x [I], w [O][I] float32.", py::arg("x"),
+          py::arg("w"), py::arg("bias"), py::kw_only(), py::arg("x_scale"), py::arg("x_zero"));
+
+    def_scratch(m, "conv2d_fwd_s8_scratch_size", tte_conv2d_fwd_s8_scratch_size,
+                "Scratch bytes tte_conv2d_fwd_s8 needs for this geometry.");
+    def_scratch(m, "depthwise_conv2d_fwd_s8_scratch_size", tte_depthwise_conv2d_fwd_s8_scratch_size,
+                "Scratch bytes tte_depthwise_conv2d_fwd_s8 needs for this geometry.");
+    def_scratch(m, "pointwise_conv2d_fwd_s8_scratch_size", tte_pointwise_conv2d_fwd_s8_scratch_size,
+                "Scratch bytes tte_pointwise_conv2d_fwd_s8 needs for this geometry.");
+}

@@ -1,0 +1,96 @@
+/* Private helpers shared by the kernels: the rounding and saturation rules of
+ * NUMERICS.md section 2 (written once, here) and argument checks.
+ * Not installed; kernels include it as "kernels-impl.h". */
+#ifndef TTE_KERNELS_IMPL_H
+#define TTE_KERNELS_IMPL_H
+
+#include <float.h>
+#include <stdint.h>
+
+#include "tte/tte.h"
+
+/* The magic-number rounding below is exact only when float expressions are
+ * evaluated in float (SSE on x86-64, FPv4/FPv5 or soft float on Cortex-M). x87
+ * extended precision would round twice. */
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#error "tte needs FLT_EVAL_METHOD == 0 (float arithmetic evaluated in float)"
+#endif
+
+/* sat32(a + b): real models carry biases of exactly +-2^31 in dead channels,
+ * where a plain int32 add would overflow (undefined behaviour in C). */
+static inline int32_t tte_sat32_add(int32_t a, int32_t b) {
+    const int64_t s = (int64_t)a + (int64_t)b;
+    if (s > INT32_MAX) {
+        return INT32_MAX;
+    }
+    if (s < INT32_MIN) {
+        return INT32_MIN;
+    }
+    return (int32_t)s;
+}
+
+/* Round half to even for |v| < 2^22, without libm: adding 1.5*2^23 moves v into
+ * [2^23, 2^24), where the spacing of floats is exactly 1, so the FPU's default
+ * round-to-nearest-even mode rounds it; subtracting the constant is then exact.
+ * Valid only with -ffp-contract=off and without -ffast-math (which may fold the
+ * two operations away); the engine's CMakeLists enforces both. */
+static inline float tte_rne_small(float v) {
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    return (v + magic) - magic;
+}
+
+/* Writes clamp(rne(v) + y_zero, lo, hi) to *y and returns the clamp-mask bit
+ * [lo <= rne(v) + y_zero <= hi]. v is first clamped to one code beyond the
+ * range on either side: huge v then cannot overflow the conversion, and a v
+ * outside the range still rounds outside it, so the mask bit stays exact. A NaN
+ * (valid multipliers never produce one) lands on the low side. */
+static inline int tte_requantize(float v, int32_t y_zero, int32_t lo, int32_t hi, int8_t *y) {
+    const float vmin = (float)(lo - y_zero - 1);
+    const float vmax = (float)(hi - y_zero + 1);
+    const float vc = v > vmin ? (v < vmax ? v : vmax) : vmin;
+    const int32_t r = (int32_t)tte_rne_small(vc) + y_zero;
+    const int32_t q = r < lo ? lo : (r > hi ? hi : r);
+    *y = (int8_t)q;
+    return r == q;
+}
+
+/* Sets bit `index` of a bit-packed clamp mask (bit index%8 of byte index/8,
+ * see tte.h); a NULL mask means the caller does not keep one. */
+static inline void tte_mask_put(uint8_t *mask, int32_t index, int bit) {
+    if (mask != NULL) {
+        const uint8_t b = (uint8_t)(1u << (index & 7));
+        if (bit) {
+            mask[index >> 3] |= b;
+        } else {
+            mask[index >> 3] &= (uint8_t)~b;
+        }
+    }
+}
+
+/* The conv/linear epilogue: y[index] from the exact sum of products `acc`,
+ * one float32 multiply by M[o], then requantization; also the mask bit. */
+static inline void tte_conv_store(int32_t acc, int32_t bias, float multiplier, int32_t y_zero, int32_t lo,
+                                  int32_t hi, int8_t *y, uint8_t *mask, int32_t index) {
+    const float v = (float)tte_sat32_add(acc, bias) * multiplier;
+    int8_t q;
+    const int in_range = tte_requantize(v, y_zero, lo, hi, &q);
+    y[index] = q;
+    tte_mask_put(mask, index, in_range);
+}
+
+/* Checks a conv descriptor shared by the three conv kernels and writes the
+ * output size. Kernel-specific constraints (depthwise, pointwise) are checked
+ * by the kernel itself. */
+tte_status tte_conv2d_check(const tte_conv2d_params *p, int32_t *out_h, int32_t *out_w);
+
+/* Zero points are int8 codes. */
+static inline int tte_int8_ok(int32_t v) {
+    return v >= -128 && v <= 127;
+}
+
+/* An output clamp is a non-empty sub-range of int8. */
+static inline int tte_act_range_ok(int32_t act_min, int32_t act_max) {
+    return -128 <= act_min && act_min <= act_max && act_max <= 127;
+}
+
+#endif /* TTE_KERNELS_IMPL_H */
