@@ -1,0 +1,280 @@
+"""The immutable IR: dtypes, ops, quantization parameters, tensors, nodes, graphs.
+
+Shapes are recorded in PyTorch order with an explicit batch of 1: activations ``[1, C, H, W]``,
+flattened activations ``[1, C]``, conv weights ``[O, C/groups, KH, KW]``, linear weights ``[O, I]``.
+Engines pick their own memory layout and permute constants when they load a graph.
+
+Ids are explicit and stable: they are written into ``.tte`` files and into the generated C header
+``engine/include/tte/tte_ops.h`` (see :mod:`tte_ir.gen_header`), so a member is never renumbered.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+
+class TteError(Exception):
+    """Base class of every error tte reports to a user (the CLI prints it as one line, exit 2)."""
+
+
+class VerifyError(TteError):
+    """A graph breaks an invariant; the message names the node, the op and the tensor."""
+
+
+class DType(enum.Enum):
+    """Element types. The value is the stable id written to files and the C header."""
+
+    INT8 = 1
+    INT32 = 2
+    FLOAT32 = 3
+    UINT8 = 4  # bit-packed masks and raw bytes
+
+    @property
+    def numpy(self) -> np.dtype:
+        return np.dtype(_NUMPY_DTYPES[self])
+
+    @property
+    def itemsize(self) -> int:
+        return self.numpy.itemsize
+
+    @classmethod
+    def from_name(cls, name: str) -> DType:
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            allowed = ", ".join(m.name.lower() for m in cls)
+            raise TteError(f"unknown dtype '{name}' (allowed: {allowed})") from None
+
+    @classmethod
+    def from_numpy(cls, dtype: np.dtype) -> DType:
+        for member, np_name in _NUMPY_DTYPES.items():
+            if np.dtype(np_name) == dtype:
+                return member
+        raise TteError(f"numpy dtype {dtype} has no tte dtype")
+
+
+_NUMPY_DTYPES = {DType.INT8: "int8", DType.INT32: "int32", DType.FLOAT32: "float32", DType.UINT8: "uint8"}
+
+
+class Op(enum.Enum):
+    """Every operator of the IR. The value is the stable op id."""
+
+    CONV2D = 1  # dense, depthwise (groups == C) and pointwise (1x1) convolution, int8
+    ADD = 2  # quantized residual add, int8
+    GLOBAL_AVG_POOL = 3  # [1,C,H,W] -> [1,C,1,1], int8
+    LINEAR = 4  # int8 weights -> int8 output; float32 weights -> float32 logits
+    RESHAPE = 5  # view change, same codes and quantization
+
+    @classmethod
+    def from_name(cls, name: str) -> Op:
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            allowed = ", ".join(m.name.lower() for m in cls)
+            raise TteError(f"unsupported op '{name}' (supported: {allowed})") from None
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Affine quantization ``real = scale * (code - zero_point)``.
+
+    Per-tensor for activations (one ``scale``, one ``zero_point``); per-output-channel for weights
+    (``scale`` has one entry per index of ``axis``, ``zero_point`` is 0). Scales are float32 values
+    (NUMERICS.md §1) held as Python floats, which represent them exactly.
+    """
+
+    scale: tuple[float, ...]
+    zero_point: int = 0
+    axis: int | None = None  # None: per-tensor (len(scale) == 1)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", tuple(float(np.float32(s)) for s in self.scale))
+        object.__setattr__(self, "zero_point", int(self.zero_point))
+
+    @classmethod
+    def per_tensor(cls, scale: float, zero_point: int) -> QuantParams:
+        return cls((float(scale),), int(zero_point), None)
+
+    @classmethod
+    def per_channel(cls, scales: Iterable[float], axis: int = 0) -> QuantParams:
+        return cls(tuple(float(s) for s in scales), 0, axis)
+
+    @property
+    def tensor_scale(self) -> float:
+        """The single scale of a per-tensor quantization."""
+        if self.axis is not None:
+            raise TteError("per-channel quantization has no single scale")
+        return self.scale[0]
+
+    def scale_array(self) -> np.ndarray:
+        """The scales as a float32 array."""
+        return np.asarray(self.scale, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A named tensor: shape, dtype and, for int8 tensors, quantization."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: DType
+    quant: QuantParams | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.dtype.itemsize
+
+
+def _frozen_mapping(items: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(items or {}))
+
+
+@dataclass(frozen=True)
+class Node:
+    """One operator application. ``attrs`` holds the op's attributes (see :mod:`tte_ir.ops`)."""
+
+    name: str
+    op: Op
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        object.__setattr__(self, "attrs", _frozen_mapping(self.attrs))
+
+    def describe(self) -> str:
+        """How error messages name this node."""
+        return f"node '{self.name}' ({self.op.name.lower()})"
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A verified-on-request, immutable dataflow graph.
+
+    ``constants`` maps tensor names to read-only numpy arrays (weights, biases). ``metadata`` is
+    free-form provenance (source file, importer, head init) that travels in the ``.tte`` file.
+    """
+
+    name: str
+    tensors: Mapping[str, TensorSpec]
+    nodes: tuple[Node, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    constants: Mapping[str, np.ndarray]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tensors", _frozen_mapping(self.tensors))
+        object.__setattr__(self, "nodes", tuple(self.nodes))
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        frozen = {}
+        for name, array in (self.constants or {}).items():
+            array = np.array(array, copy=True)
+            array.setflags(write=False)
+            frozen[name] = array
+        object.__setattr__(self, "constants", MappingProxyType(frozen))
+        object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
+
+    def producer(self, tensor: str) -> Node | None:
+        """The node that writes ``tensor`` (None for graph inputs and constants)."""
+        for node in self.nodes:
+            if tensor in node.outputs:
+                return node
+        return None
+
+    def consumers(self, tensor: str) -> list[Node]:
+        """The nodes that read ``tensor``, in schedule order."""
+        return [node for node in self.nodes if tensor in node.inputs]
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(f"no node named '{name}' in graph '{self.name}'")
+
+    def replace(self, **changes: Any) -> Graph:
+        """A copy with some fields changed (the graph itself is immutable)."""
+        fields = {
+            "name": self.name,
+            "tensors": self.tensors,
+            "nodes": self.nodes,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "constants": self.constants,
+            "metadata": self.metadata,
+        }
+        fields.update(changes)
+        return Graph(**fields)
+
+
+class GraphBuilder:
+    """Mutable helper that assembles a :class:`Graph` node by node, then verifies it."""
+
+    def __init__(self, name: str, metadata: Mapping[str, Any] | None = None) -> None:
+        self.name = name
+        self.metadata = dict(metadata or {})
+        self._tensors: dict[str, TensorSpec] = {}
+        self._nodes: list[Node] = []
+        self._inputs: list[str] = []
+        self._outputs: list[str] = []
+        self._constants: dict[str, np.ndarray] = {}
+
+    def tensor(self, name: str, shape: Iterable[int], dtype: DType, quant: QuantParams | None = None) -> str:
+        if name in self._tensors:
+            raise VerifyError(f"graph '{self.name}': tensor '{name}' defined twice")
+        self._tensors[name] = TensorSpec(name, tuple(shape), dtype, quant)
+        return name
+
+    def input(self, name: str, shape: Iterable[int], dtype: DType, quant: QuantParams | None = None) -> str:
+        self.tensor(name, shape, dtype, quant)
+        self._inputs.append(name)
+        return name
+
+    def constant(self, name: str, array: np.ndarray, quant: QuantParams | None = None) -> str:
+        array = np.ascontiguousarray(array)
+        self.tensor(name, array.shape, DType.from_numpy(array.dtype), quant)
+        self._constants[name] = array
+        return name
+
+    def node(self, name: str, op: Op, inputs: Iterable[str], outputs: Iterable[str], **attrs: Any) -> Node:
+        node = Node(name, op, tuple(inputs), tuple(outputs), attrs)
+        self._nodes.append(node)
+        return node
+
+    def output(self, name: str) -> None:
+        self._outputs.append(name)
+
+    def spec(self, name: str) -> TensorSpec:
+        return self._tensors[name]
+
+    def build(self, verify: bool = True) -> Graph:
+        graph = Graph(
+            self.name,
+            dict(self._tensors),
+            tuple(self._nodes),
+            tuple(self._inputs),
+            tuple(self._outputs),
+            dict(self._constants),
+            dict(self.metadata),
+        )
+        if verify:
+            from tte_ir.verify import verify as _verify
+
+            _verify(graph)
+        return graph

@@ -1,0 +1,291 @@
+"""The numpy reference interpreter: the executable form of NUMERICS.md §2.
+
+Every function here computes exactly what the C engine and the PyTorch simulation must compute,
+bit for bit on int8 outputs. Layout: PyTorch order with batch 1 (``x[1, C, H, W]``, conv weights
+``[O, C/groups, KH, KW]``, linear ``[O, I]``).
+
+Requantization (shared by conv, add and pool)::
+
+    v    = <float32 value>                        # one float32 multiply (conv/pool), two + one add (add)
+    v    = clamp(v, lo - z_y - 1, hi - z_y + 1)   # in float: keeps huge v from overflowing an int
+    r    = rne(v)                                 # round half to even
+    mask = lo <= r + z_y <= hi                    # 1 bit per output, for backward
+    y    = clamp(r + z_y, lo, hi)
+
+The float clamp is one code *wider* than the output range on both sides: clamping exactly to
+``[lo - z_y, hi - z_y]`` would turn ``v = hi - z_y + 0.5`` (which rounds half-to-even outward
+when ``hi - z_y`` is odd) into an in-range value and set a mask bit the unclamped math clears.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tte_ir._ir import DType, Graph, Op, TteError
+from tte_ir.ops import node_attrs
+from tte_ir.quant import node_multipliers
+
+__all__ = [
+    "add",
+    "conv2d",
+    "global_avg_pool",
+    "linear_f32",
+    "linear_s8",
+    "requantize",
+    "run_forward",
+    "sat32",
+]
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+
+def sat32(values: np.ndarray) -> np.ndarray:
+    """Saturate int64 values to the int32 range."""
+    return np.clip(values, INT32_MIN, INT32_MAX).astype(np.int64)
+
+
+def requantize(
+    v: np.ndarray, y_zero: int, act_min: int, act_max: int, return_mask: bool
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Round the float32 values ``v`` to int8 codes (see the module docstring)."""
+    v = np.asarray(v, dtype=np.float32)
+    v = np.clip(v, np.float32(act_min - y_zero - 1), np.float32(act_max - y_zero + 1))
+    shifted = np.rint(v).astype(np.int32) + np.int32(y_zero)
+    y = np.clip(shifted, act_min, act_max).astype(np.int8)
+    if not return_mask:
+        return y
+    mask = (shifted >= act_min) & (shifted <= act_max)
+    return y, mask
+
+
+def _check_int8(name: str, array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype != np.int8:
+        raise TypeError(f"'{name}' must be int8, got {array.dtype}")
+    return array
+
+
+def _accumulate_conv(x: np.ndarray, w: np.ndarray, stride: int, padding: int, groups: int, x_zero: int) -> np.ndarray:
+    """Exact ``sum (x - z_x) * w`` as int64, zero padding contributing 0. Shapes as in :func:`conv2d`."""
+    _, channels, height, width = x.shape
+    out_channels, in_per_group, kh, kw = w.shape
+    # float64 is exact here: |sum| < K * 255 * 127 < 2^53 for every supported shape.
+    centered = x[0].astype(np.float64) - float(x_zero)
+    padded = np.pad(centered, ((0, 0), (padding, padding), (padding, padding)))
+    ho = (height + 2 * padding - kh) // stride + 1
+    wo = (width + 2 * padding - kw) // stride + 1
+    out_per_group = out_channels // groups
+    wf = w.astype(np.float64)
+    acc = np.empty((out_channels, ho, wo), dtype=np.float64)
+    if groups == channels and in_per_group == 1 and out_per_group == 1:
+        # depthwise: one tap at a time over all channels
+        acc[:] = 0.0
+        for u in range(kh):
+            for v in range(kw):
+                tap = padded[:, u : u + stride * (ho - 1) + 1 : stride, v : v + stride * (wo - 1) + 1 : stride]
+                acc += tap * wf[:, 0, u, v][:, None, None]
+        return acc.astype(np.int64)
+    for g in range(groups):
+        xs = padded[g * in_per_group : (g + 1) * in_per_group]
+        # im2col: [in_per_group*kh*kw, ho*wo]
+        cols = np.empty((in_per_group, kh, kw, ho, wo), dtype=np.float64)
+        for u in range(kh):
+            for v in range(kw):
+                cols[:, u, v] = xs[:, u : u + stride * (ho - 1) + 1 : stride, v : v + stride * (wo - 1) + 1 : stride]
+        wg = wf[g * out_per_group : (g + 1) * out_per_group].reshape(out_per_group, -1)
+        acc[g * out_per_group : (g + 1) * out_per_group] = (wg @ cols.reshape(-1, ho * wo)).reshape(
+            out_per_group, ho, wo
+        )
+    return acc.astype(np.int64)
+
+
+def conv2d(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    multiplier: np.ndarray,
+    *,
+    stride: int,
+    padding: int,
+    groups: int,
+    x_zero: int,
+    y_zero: int,
+    act_min: int = -128,
+    act_max: int = 127,
+    return_mask: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """int8 convolution (NUMERICS.md §2).
+
+    x: int8 [1, C, H, W]; w: int8 [O, C/groups, KH, KW]; b: int32 [O]; multiplier: float32 [O].
+    Returns int8 [1, O, Ho, Wo] (and a bool mask of the same shape when ``return_mask``).
+    """
+    x = _check_int8("x", x)
+    w = _check_int8("w", w)
+    acc = _accumulate_conv(x, w, stride, padding, groups, x_zero)
+    acc = sat32(acc + np.asarray(b, dtype=np.int64)[:, None, None])
+    v = acc.astype(np.float32) * np.asarray(multiplier, dtype=np.float32)[:, None, None]
+    result = requantize(v, y_zero, act_min, act_max, return_mask)
+    if return_mask:
+        y, mask = result
+        return y[None], mask[None]
+    return result[None]
+
+
+def add(
+    q1: np.ndarray,
+    q2: np.ndarray,
+    *,
+    m1: float,
+    m2: float,
+    z1: int,
+    z2: int,
+    y_zero: int,
+    act_min: int = -128,
+    act_max: int = 127,
+    return_mask: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Quantized residual add: ``v = m1*(q1-z1) + m2*(q2-z2)`` in float32, two multiplies then one add."""
+    a = (np.asarray(q1, dtype=np.int32) - np.int32(z1)).astype(np.float32)
+    c = (np.asarray(q2, dtype=np.int32) - np.int32(z2)).astype(np.float32)
+    v = np.float32(m1) * a + np.float32(m2) * c
+    return requantize(v, y_zero, act_min, act_max, return_mask)
+
+
+def global_avg_pool(
+    x: np.ndarray, *, multiplier: float, x_zero: int, y_zero: int, return_mask: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """x: int8 [1, C, H, W] -> int8 [1, C, 1, 1]; ``v = float32(sum(q - z_x)) * m``."""
+    x = _check_int8("x", x)
+    sums = (x.astype(np.int64) - x_zero).sum(axis=(2, 3), keepdims=True)
+    v = sums.astype(np.float32) * np.float32(multiplier)
+    return requantize(v, y_zero, -128, 127, return_mask)
+
+
+def linear_s8(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    multiplier: np.ndarray,
+    *,
+    x_zero: int,
+    y_zero: int,
+    act_min: int = -128,
+    act_max: int = 127,
+    return_mask: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """int8 linear layer = a 1x1 conv on a 1x1 map. x: int8 [1, I]; w: int8 [O, I]; b: int32 [O]."""
+    x = _check_int8("x", x)
+    w = _check_int8("w", w)
+    result = conv2d(
+        x.reshape(1, -1, 1, 1),
+        w.reshape(w.shape[0], w.shape[1], 1, 1),
+        b,
+        multiplier,
+        stride=1,
+        padding=0,
+        groups=1,
+        x_zero=x_zero,
+        y_zero=y_zero,
+        act_min=act_min,
+        act_max=act_max,
+        return_mask=return_mask,
+    )
+    if return_mask:
+        return result[0].reshape(1, -1), result[1].reshape(1, -1)
+    return result.reshape(1, -1)
+
+
+def dequantize_input(x: np.ndarray, x_scale: float, x_zero: int) -> np.ndarray:
+    """``x_f = s_x * float32(q - z_x)`` (the fp32 head's input)."""
+    return np.float32(x_scale) * (np.asarray(x, dtype=np.int32) - np.int32(x_zero)).astype(np.float32)
+
+
+def linear_f32(x: np.ndarray, w: np.ndarray, b: np.ndarray, *, x_scale: float, x_zero: int) -> np.ndarray:
+    """fp32 classifier head on an int8 input: ``logits[o] = b[o] + sum_i w[o, i] * x_f[i]``.
+
+    The sum runs in ascending ``i`` from 0.0 in float32 (each product rounded, then added, no FMA),
+    and the bias is added last: the same order as the C kernel, so results agree bit for bit.
+    """
+    x = _check_int8("x", x)
+    xf = dequantize_input(x[0], x_scale, x_zero)
+    w = np.asarray(w, dtype=np.float32)
+    total = np.zeros(w.shape[0], dtype=np.float32)
+    for i in range(w.shape[1]):
+        total = total + w[:, i] * xf[i]
+    return (np.asarray(b, dtype=np.float32) + total)[None]
+
+
+def run_forward(graph: Graph, x: np.ndarray, *, return_all: bool = False) -> Any:
+    """Execute a forward graph on one input.
+
+    Returns the graph's single output array, or, with ``return_all``, a dict of every tensor the
+    graph reads or writes (inputs, constants and intermediates) for layer-by-layer comparisons.
+    """
+    if len(graph.inputs) != 1:
+        raise TteError(f"graph '{graph.name}' has {len(graph.inputs)} inputs; run_forward takes graphs with one")
+    in_spec = graph.tensors[graph.inputs[0]]
+    x = np.asarray(x)
+    if tuple(x.shape) != in_spec.shape or x.dtype != in_spec.dtype.numpy:
+        raise TteError(
+            f"graph '{graph.name}': input '{in_spec.name}' must be {in_spec.dtype.name.lower()}{list(in_spec.shape)}, "
+            f"got {x.dtype}{list(x.shape)}"
+        )
+    values: dict[str, np.ndarray] = dict(graph.constants)
+    values[in_spec.name] = x
+    for node in graph.nodes:
+        values[node.outputs[0]] = _run_node(graph, node, values)
+    if return_all:
+        return values
+    return values[graph.outputs[0]]
+
+
+def _run_node(graph: Graph, node: Any, values: dict[str, np.ndarray]) -> np.ndarray:
+    attrs = node_attrs(node)
+    ins = [values[name] for name in node.inputs]
+    specs = [graph.tensors[name] for name in node.inputs]
+    out_spec = graph.tensors[node.outputs[0]]
+    consts = node_multipliers(graph, node)
+    if node.op is Op.CONV2D:
+        return conv2d(
+            *ins,
+            consts["multiplier"],
+            stride=attrs["stride"],
+            padding=attrs["padding"],
+            groups=attrs["groups"],
+            x_zero=specs[0].quant.zero_point,
+            y_zero=out_spec.quant.zero_point,
+            act_min=attrs["act_min"],
+            act_max=attrs["act_max"],
+        )
+    if node.op is Op.ADD:
+        return add(
+            *ins,
+            m1=consts["m1"],
+            m2=consts["m2"],
+            z1=specs[0].quant.zero_point,
+            z2=specs[1].quant.zero_point,
+            y_zero=out_spec.quant.zero_point,
+            act_min=attrs["act_min"],
+            act_max=attrs["act_max"],
+        )
+    if node.op is Op.GLOBAL_AVG_POOL:
+        return global_avg_pool(
+            ins[0], multiplier=consts["multiplier"], x_zero=specs[0].quant.zero_point, y_zero=out_spec.quant.zero_point
+        )
+    if node.op is Op.LINEAR:
+        if specs[1].dtype is DType.FLOAT32:
+            return linear_f32(*ins, x_scale=specs[0].quant.tensor_scale, x_zero=specs[0].quant.zero_point)
+        return linear_s8(
+            *ins,
+            consts["multiplier"],
+            x_zero=specs[0].quant.zero_point,
+            y_zero=out_spec.quant.zero_point,
+            act_min=attrs["act_min"],
+            act_max=attrs["act_max"],
+        )
+    if node.op is Op.RESHAPE:
+        return ins[0].reshape(out_spec.shape)
+    raise TteError(f"{node.describe()}: the reference interpreter has no kernel for this op")

@@ -1,0 +1,47 @@
+"""Run inside a virtual environment holding exactly one tte package (see `nox -s isolation`).
+
+Checks that the package's commands work and that nothing outside its declared dependency set was
+installed: tte-ir must never pull torch (a firmware engineer compiling a graph has no torch).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# Heavy dependencies each package may (True) or must not (False) bring in.
+ALLOWED = {
+    "tte-ir": {"torch": False, "jinja2": False, "tte_engine": False, "tte_algo": False},
+    "tte-codegen": {"torch": False, "jinja2": True, "tte_algo": False},
+    "tte-engine": {"torch": False, "jinja2": False, "tte_algo": False},
+    "tte-algo": {"torch": True, "jinja2": False},
+}
+
+
+def main(package: str) -> int:
+    failures = []
+    for module, allowed in ALLOWED[package].items():
+        present = importlib.util.find_spec(module) is not None
+        if present and not allowed:
+            failures.append(f"{package} pulled in '{module}', which it must not depend on")
+    shared = Path(os.environ.get("TTE_SHARED", "../shared"))
+    model = shared / "models" / "mcunet-5fps.pkl"
+    if package == "tte-ir" and model.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "m.tte"
+            subprocess.run(["tte", "import-pkl", str(model), "-o", str(out)], check=True)
+            shown = subprocess.run(["tte", "inspect", str(out)], check=True, capture_output=True, text=True).stdout
+            if "43 convs" not in shown:
+                failures.append("tte inspect did not report 43 convs for mcunet-5fps")
+    for failure in failures:
+        print(f"isolation: {failure}", file=sys.stderr)
+    print(f"isolation {package}: {'FAILED' if failures else 'ok'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))
