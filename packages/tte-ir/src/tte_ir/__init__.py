@@ -11,6 +11,16 @@ from tte_ir._ir import DType, Graph, GraphBuilder, Node, Op, QuantParams, Tensor
 from tte_ir.importers import SeedModelError, import_seed_pkl, load_seed_pkl
 from tte_ir.ops import OP_TABLE, OpDef, node_attrs, node_macs
 from tte_ir.quant import add_multipliers, conv_multiplier, node_multipliers, pool_multiplier
+from tte_ir.scheme import (
+    Scheme,
+    SchemeError,
+    WeightUpdate,
+    conv_nodes,
+    is_depthwise,
+    load_scheme,
+    save_scheme,
+    select_channels,
+)
 from tte_ir.serialize import FORMAT_VERSION, TteFormatError, load, save
 from tte_ir.summary import LayerRow, summarize
 from tte_ir.verify import verify
@@ -28,15 +38,21 @@ __all__ = [
     "Op",
     "OpDef",
     "QuantParams",
+    "Scheme",
+    "SchemeError",
     "SeedModelError",
     "TensorSpec",
     "TteError",
     "TteFormatError",
     "VerifyError",
+    "WeightUpdate",
     "add_multipliers",
     "conv_multiplier",
+    "conv_nodes",
     "import_seed_pkl",
+    "is_depthwise",
     "load",
+    "load_scheme",
     "load_seed_pkl",
     "node_attrs",
     "node_macs",
@@ -44,6 +60,8 @@ __all__ = [
     "pool_multiplier",
     "reference",
     "save",
+    "save_scheme",
+    "select_channels",
     "summarize",
     "verify",
 ]
