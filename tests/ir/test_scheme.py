@@ -77,3 +77,26 @@ def test_select_channels_by_magnitude_ties_by_index():
     assert select_channels(w[:, :3], 0.125, depthwise=False).tolist() == [1]  # ceil(3/8) = 1
     dw = np.array([3, -3, 1, 4], dtype=np.int8).reshape(4, 1, 1, 1)
     assert select_channels(dw, 0.5, depthwise=True).tolist() == [0, 3]
+
+
+def test_hash_is_the_documented_mixer():
+    from tte_ir.rounding import hash32, round_step, stochastic_uniform
+
+    def mix(x):
+        x ^= x >> 16
+        x = (x * 0x7FEB352D) & 0xFFFFFFFF
+        x ^= x >> 15
+        x = (x * 0x846CA68B) & 0xFFFFFFFF
+        return x ^ (x >> 16)
+
+    def h(seed, step, tid, idx):
+        return mix(mix(mix(mix(seed) ^ step) ^ tid) ^ idx)
+
+    idx = np.arange(0, 5000, 7)
+    assert hash32(12345, 17, 65541, idx).tolist() == [h(12345, 17, 65541, int(i)) for i in idx]
+    u = stochastic_uniform(1, 2, 3, idx)
+    assert u.dtype == np.float32 and (u >= 0).all() and (u < 1).all()
+    # stochastic rounding is unbiased on average and nearest is round-half-even
+    v = np.full(idx.shape, 0.25, np.float32)
+    assert abs(round_step(v, "stochastic", seed=1, step=2, tensor_id=3, element_index=idx).mean() - 0.25) < 0.05
+    assert round_step(np.array([0.5, 1.5, -0.5, 3e10], np.float32), "nearest").tolist() == [0, 2, 0, 2**30]
