@@ -49,6 +49,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tte/tte_ops.h" /* op and dtype ids shared with tte_ir (generated) */
+
 #ifdef __cplusplus
 extern "C" {
 #endif

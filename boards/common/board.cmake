@@ -1,0 +1,60 @@
+# Shared build logic of the board projects. A board's CMakeLists sets its core
+# (toolchain file), TTE_BOARD_FLASH_ORIGIN, TTE_BOARD_RAM_ORIGIN and
+# TTE_BOARD_COUNTER_SOURCE, then includes this file, which adds the engine and
+# the test programs whose generated data it is given.
+set(TTE_BOARDS_DIR ${CMAKE_CURRENT_LIST_DIR}/..)
+set(TTE_ENGINE_WERROR ON CACHE BOOL "Treat engine warnings as errors")
+add_subdirectory(${TTE_BOARDS_DIR}/../engine ${CMAKE_BINARY_DIR}/engine)
+
+# Default regions: the STM32F746's limits, so an image that links for any
+# board fits the paper's board.
+set(TTE_FLASH_SIZE 1024K CACHE STRING "flash region size (linker syntax: 1024K, 1M)")
+set(TTE_RAM_SIZE 320K CACHE STRING "RAM region size (linker syntax)")
+set(TTE_STACK_SIZE 0x2000 CACHE STRING "bytes reserved for the main stack")
+set(TTE_HEAP_SIZE 0x1000 CACHE STRING "bytes reserved for newlib's heap (stdio buffers)")
+set(TTE_GOLDEN_CASES "" CACHE FILEPATH "generated golden kernel cases (boards/tools/firmware_data.py golden)")
+set(TTE_FORWARD_MODEL "" CACHE FILEPATH "generated model forward (boards/tools/firmware_data.py forward)")
+
+file(WRITE ${CMAKE_BINARY_DIR}/tte_memory.ld
+  "MEMORY\n{\n"
+  "    FLASH (rx) : ORIGIN = ${TTE_BOARD_FLASH_ORIGIN}, LENGTH = ${TTE_FLASH_SIZE}\n"
+  "    RAM (rwx)  : ORIGIN = ${TTE_BOARD_RAM_ORIGIN}, LENGTH = ${TTE_RAM_SIZE}\n"
+  "}\n"
+  "TTE_STACK_SIZE = ${TTE_STACK_SIZE};\n"
+  "TTE_HEAP_SIZE = ${TTE_HEAP_SIZE};\n")
+
+# OBJECT: the vector table and handlers are linked even though nothing calls them.
+add_library(tte_board OBJECT
+  ${TTE_BOARDS_DIR}/common/startup.c
+  ${TTE_BOARDS_DIR}/common/stack.c
+  ${TTE_BOARD_COUNTER_SOURCE})
+target_include_directories(tte_board PUBLIC ${TTE_BOARDS_DIR}/common ${TTE_BOARDS_DIR}/programs)
+target_compile_options(tte_board PUBLIC -Wall -Wextra -Werror)
+set_target_properties(tte_board PROPERTIES C_STANDARD 99 C_EXTENSIONS OFF)
+# Semihosting newlib (rdimon) for stdio; no crt0: startup.c is the entry.
+target_link_options(tte_board PUBLIC
+  --specs=rdimon.specs -nostartfiles
+  -L${CMAKE_BINARY_DIR} -T${TTE_BOARDS_DIR}/common/cortex-m.ld
+  -Wl,--print-memory-usage)
+
+# tte_add_program(name sources...): one firmware image, ELF plus raw binary.
+function(tte_add_program name)
+  add_executable(${name} ${ARGN})
+  set_target_properties(${name} PROPERTIES SUFFIX .elf C_STANDARD 99 C_EXTENSIONS OFF
+    LINK_DEPENDS ${TTE_BOARDS_DIR}/common/cortex-m.ld)
+  target_link_libraries(${name} PRIVATE tte_board tte::engine)
+  add_custom_command(TARGET ${name} POST_BUILD
+    COMMAND ${CMAKE_OBJCOPY} -O binary $<TARGET_FILE:${name}> $<TARGET_FILE_DIR:${name}>/${name}.bin
+    COMMENT "${name}.bin")
+endfunction()
+
+if(NOT TTE_GOLDEN_CASES AND NOT TTE_FORWARD_MODEL)
+  message(FATAL_ERROR "nothing to build: give -DTTE_GOLDEN_CASES=<file.c> and/or -DTTE_FORWARD_MODEL=<file.c>, "
+                      "written by `python boards/tools/firmware_data.py golden|forward ...`")
+endif()
+if(TTE_GOLDEN_CASES)
+  tte_add_program(tte_golden ${TTE_BOARDS_DIR}/programs/golden_main.c ${TTE_BOARDS_DIR}/programs/steps.c ${TTE_GOLDEN_CASES})
+endif()
+if(TTE_FORWARD_MODEL)
+  tte_add_program(tte_forward ${TTE_BOARDS_DIR}/programs/forward_main.c ${TTE_BOARDS_DIR}/programs/steps.c ${TTE_FORWARD_MODEL})
+endif()
