@@ -6,11 +6,10 @@ executes graphs exactly as NUMERICS.md specifies; :func:`import_seed_pkl` import
 int8 MCU models.
 """
 
-from tte_ir import reference
+from tte_ir import reference, rounding
 from tte_ir._ir import DType, Graph, GraphBuilder, Node, Op, QuantParams, TensorSpec, TteError, VerifyError
 from tte_ir.importers import SeedModelError, import_seed_pkl, load_seed_pkl
 from tte_ir.ops import OP_TABLE, OpDef, node_attrs, node_macs
-from tte_ir import rounding
 from tte_ir.quant import add_multipliers, conv_multiplier, node_multipliers, pool_multiplier
 from tte_ir.scheme import (
     Scheme,
