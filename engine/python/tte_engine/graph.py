@@ -24,7 +24,7 @@ from tte_engine import _core
 if TYPE_CHECKING:
     from tte_ir import Graph, Node
 
-__all__ = ["Step", "from_engine_layout", "lower", "run_forward", "to_engine_layout"]
+__all__ = ["Step", "conv_kernel", "from_engine_layout", "lower", "run_forward", "to_engine_layout"]
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,8 @@ def lower(graph: Graph) -> list[Step]:
         if node.op is Op.CONV2D:
             w = graph.constants[node.inputs[1]]
             b = graph.constants[node.inputs[2]]
-            kernel, wl, conv = _conv_variant(w, specs[0].shape[1], attrs)
+            geometry = {k: attrs[k] for k in ("stride", "padding", "groups")}
+            kernel, wl, conv = conv_kernel(w, specs[0].shape[1], **geometry)
             params = {**conv, "x_zero": zero[0], "y_zero": y_zero, **act}
             steps.append(step(kernel, (wl, b, consts["multiplier"]), params))
         elif node.op is Op.ADD:
@@ -135,11 +136,12 @@ def lower(graph: Graph) -> list[Step]:
     return steps
 
 
-def _conv_variant(w: np.ndarray, channels: int, attrs: Mapping[str, Any]) -> tuple[str, np.ndarray, dict[str, int]]:
-    """The conv kernel for IR weights ``w [O, C/g, KH, KW]``, its weights in that kernel's layout
-    and its geometry keywords."""
+def conv_kernel(
+    w: np.ndarray, channels: int, *, stride: int, padding: int, groups: int
+) -> tuple[str, np.ndarray, dict[str, int]]:
+    """Which conv kernel runs IR weights ``w [O, C/g, KH, KW]`` on ``channels`` input channels:
+    its name, the weights in its layout, and its geometry keywords."""
     out_channels, _, kh, kw = w.shape
-    stride, padding, groups = attrs["stride"], attrs["padding"], attrs["groups"]
     if groups == channels == out_channels:
         return "depthwise_conv2d_fwd_s8", w[:, 0].transpose(1, 2, 0), {"stride": stride, "padding": padding}
     if groups == 1 and kh == kw == 1 and padding == 0:
