@@ -68,8 +68,11 @@ def _step(name: str, kernel: str, inputs: Sequence[np.ndarray], out_shape: Itera
     )
 
 
-def conv_case(name, x, w, b, multiplier, *, stride, padding, groups, x_zero, y_zero, act_min=-128, act_max=127) -> Case:
-    """A conv2d case from IR-layout arguments (``x [1,C,H,W]``, ``w [O,C/g,KH,KW]``)."""
+def conv_case(
+    name, x, w, b, multiplier, *, stride, padding, groups, x_zero, y_zero, act_min=-128, act_max=127, dense=False
+) -> Case:
+    """A conv2d case from IR-layout arguments (``x [1,C,H,W]``, ``w [O,C/g,KH,KW]``), run by the kernel
+    the engine picks for it, or by the dense kernel when ``dense`` (which must handle every shape)."""
     from tte_ir import reference
 
     y, mask = reference.conv2d(
@@ -77,6 +80,9 @@ def conv_case(name, x, w, b, multiplier, *, stride, padding, groups, x_zero, y_z
         act_min=act_min, act_max=act_max, return_mask=True,
     )  # fmt: skip
     kernel, wl, geometry = conv_kernel(w, x.shape[1], stride=stride, padding=padding, groups=groups)
+    if dense:
+        kernel, wl, geometry = "conv2d_fwd_s8", w.transpose(0, 2, 3, 1), {"stride": stride, "padding": padding,
+                                                                         "groups": groups}  # fmt: skip
     params = {**geometry, "x_zero": x_zero, "y_zero": y_zero, "act_min": act_min, "act_max": act_max}
     xe, ye = to_engine_layout(x), to_engine_layout(y)
     step = _step(name, kernel, [xe], ye.shape, (wl, b, multiplier), params)

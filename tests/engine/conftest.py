@@ -1,0 +1,44 @@
+"""Fixtures of the engine tests: generated golden data and firmware built once per session (in a
+temporary directory)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .helpers import build_board
+
+if os.environ.get("TTE_REQUIRE_QEMU") != "1":
+    pytest.importorskip("tte_engine", reason="tte-engine is not installed (pip install ./engine)")
+    pytest.importorskip("tte_ir", reason="tte-ir is not installed (pip install ./packages/tte-ir)")
+
+
+@pytest.fixture(scope="session")
+def golden_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import firmware_data
+
+    path = tmp_path_factory.mktemp("golden") / "golden_cases.c"
+    path.write_text(firmware_data.golden_c(firmware_data.golden_set()))
+    return path
+
+
+@pytest.fixture(scope="session")
+def board_build(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``board_build(board, **data)``: the build directory, built once per board and data."""
+    built: dict[tuple, Path] = {}
+
+    def get(board: str, **data: Path) -> Path:
+        key = (board, *sorted(data.items()))
+        if key not in built:
+            try:
+                built[key] = build_board(board, tmp_path_factory.mktemp(board), **data)
+            except subprocess.CalledProcessError as error:
+                pytest.fail(f"building {board} failed:\n{error.stdout}\n{error.stderr}")
+        return built[key]
+
+    return get
+
