@@ -61,3 +61,53 @@ def demo(session: nox.Session) -> None:
     model = shared_dir() / "models" / "mcunet-5fps.pkl"
     session.run("tte", "import-pkl", str(model), "-o", str(out / "mcunet-5fps.tte"), "--classes", "10")
     session.run("tte", "inspect", str(out / "mcunet-5fps.tte"))
+
+
+# ---- engine and boards (issue 3) ----------------------------------------------------------------------------------
+
+FIRMWARE_TOOL = str(ROOT / "boards" / "tools" / "firmware.py")
+FORWARD_MODEL = "mcunet-5fps"
+
+
+def install_engine_tools(session: nox.Session) -> None:
+    """tte-ir and tte-engine (firmware data generation) plus pyelftools (ELF sizes)."""
+    session.install(*CONSTRAINTS, "./packages/tte-ir", "./engine", "pyelftools")
+
+
+@nox.session
+def cross(session: nox.Session) -> None:
+    """Build every board (qemu-mps2-an500, qemu-mps2-an386, stm32f746g-disco) and print text/data/bss per image."""
+    install_engine_tools(session)
+    model = shared_dir() / "models" / f"{FORWARD_MODEL}.pkl"
+    forward = ["--model", str(model)] if model.exists() else []
+    if not forward:
+        session.warn(f"{model} not found: building the golden-case program only")
+    session.run("python", FIRMWARE_TOOL, "cross", str(ROOT / "build" / "cross"), *forward)
+
+
+@nox.session
+def sanitize(session: nox.Session) -> None:
+    """The engine's kernel and model tests on a host build with AddressSanitizer and UndefinedBehaviorSanitizer."""
+    session.install(*CONSTRAINTS, "pytest", "hypothesis", "./packages/tte-ir")
+    session.install(*CONSTRAINTS, "--force-reinstall", "--no-deps", "./engine", env={"TTE_ENGINE_SANITIZE": "ON"})
+    # Python itself is not instrumented: the runtimes must come first, and libstdc++ with them so that
+    # ASan can intercept the C++ exceptions the binding raises as ValueError.
+    runtimes = [
+        session.run("gcc", f"-print-file-name={lib}", silent=True, external=True).strip()
+        for lib in ("libasan.so", "libstdc++.so")
+    ]
+    session.run(
+        "pytest", "tests/engine/test_kernels.py", "tests/engine/test_models.py", *session.posargs,
+        env={"LD_PRELOAD": " ".join(runtimes), "ASAN_OPTIONS": "detect_leaks=0",
+             "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"},
+    )  # fmt: skip
+
+
+@nox.session
+def bench_forward(session: nox.Session) -> None:
+    """QEMU -icount instruction count of the mcunet-5fps forward on Cortex-M7, and instructions per MAC."""
+    install_engine_tools(session)
+    model = shared_dir() / "models" / f"{FORWARD_MODEL}.pkl"
+    if not model.exists():
+        session.error(f"{model} not found (the seed models live in ../shared)")
+    session.run("python", FIRMWARE_TOOL, "bench", str(ROOT / "build" / "bench"), "--model", str(model))

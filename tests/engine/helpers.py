@@ -1,38 +1,27 @@
-"""Helpers of the engine tests: building board projects and running them under QEMU."""
+"""Helpers of the engine tests: the board tools (boards/tools) behind the skip-or-fail rule for
+missing outside tools."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 from conftest import ROOT, require_tool
 
-BOARDS = ROOT / "boards"
-sys.path.insert(0, str(BOARDS / "tools"))  # firmware_data: case builders shared with the firmware
+sys.path.insert(0, str(ROOT / "boards" / "tools"))  # firmware, firmware_data: shared with nox and the firmware
 
-# QEMU machine of each QEMU board project.
-QEMU_BOARDS = {"qemu-mps2-an500": "mps2-an500", "qemu-mps2-an386": "mps2-an386"}
+import firmware  # noqa: E402
 
-def build_board(board: str, build_dir: Path, **data: Path) -> Path:
-    """Configure and build a board project with generated data files (TTE_GOLDEN_CASES=..., ...)."""
+QEMU_BOARDS = firmware.QEMU_MACHINES
+
+
+def build_board(board: str, build_dir: Path, **cache: object) -> Path:
+    """firmware.build_board, skipping (or failing under TTE_REQUIRE_QEMU=1) without the toolchain."""
     require_tool("arm-none-eabi-gcc")
-    defines = [f"-D{key}={value}" for key, value in data.items()]
-    subprocess.run(
-        ["cmake", "-S", str(BOARDS / board), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release", *defines],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    subprocess.run(["cmake", "--build", str(build_dir)], check=True, capture_output=True, text=True)
-    return build_dir
+    return firmware.build_board(board, build_dir, **cache)
+
 
 def run_qemu(machine: str, elf: Path, *, icount: bool = False, timeout: float = 300) -> str:
-    """Run a firmware image under qemu-system-arm with semihosting; its console output."""
-    qemu = require_tool("qemu-system-arm")
-    command = [qemu, "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
-               "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]  # fmt: skip
-    if icount:
-        command[1:1] = ["-icount", "shift=0"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    return result.stdout + result.stderr
+    """firmware.run_qemu, skipping (or failing under TTE_REQUIRE_QEMU=1) without QEMU."""
+    require_tool("qemu-system-arm")
+    return firmware.run_qemu(machine, elf, icount=icount, timeout=timeout)

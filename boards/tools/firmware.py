@@ -1,0 +1,157 @@
+"""Build the board projects, run their images under QEMU, and report on them.
+
+Used by the engine tests (tests/engine) and by two nox sessions::
+
+    python boards/tools/firmware.py cross BUILD_DIR [--model MODEL.pkl]   # every board, size table
+    python boards/tools/firmware.py bench BUILD_DIR --model MODEL.pkl     # QEMU -icount table
+
+Sizes come from the ELF section headers (pyelftools); instruction counts from the firmware's
+counter under ``qemu-system-arm -icount shift=0`` (1 ns per instruction, see counter-mps2.c).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+BOARDS_DIR = Path(__file__).resolve().parents[1]
+BOARDS = ("qemu-mps2-an500", "qemu-mps2-an386", "stm32f746g-disco")
+QEMU_MACHINES = {"qemu-mps2-an500": "mps2-an500", "qemu-mps2-an386": "mps2-an386"}
+STACK_AND_HEAP = (".stack", ".heap")  # reservations, reported apart from .bss
+
+
+def build_board(board: str, build_dir: Path, **cache: object) -> Path:
+    """Configure and build ``boards/<board>`` into ``build_dir`` with CMake cache entries such as
+    ``TTE_GOLDEN_CASES=path``; raises CalledProcessError (output captured) when it fails."""
+    defines = [f"-D{key}={value}" for key, value in cache.items()]
+    configure = ["cmake", "-S", str(BOARDS_DIR / board), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release"]
+    subprocess.run([*configure, *defines], check=True, capture_output=True, text=True)
+    subprocess.run(["cmake", "--build", str(build_dir)], check=True, capture_output=True, text=True)
+    return build_dir
+
+
+def run_qemu(machine: str, elf: Path, *, icount: bool = False, timeout: float = 300) -> str:
+    """Run an image under qemu-system-arm with semihosting and return its console output."""
+    command = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
+               "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]  # fmt: skip
+    if icount:
+        command[1:1] = ["-icount", "shift=0"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    return result.stdout + result.stderr
+
+
+def elf_sizes(elf: Path) -> dict[str, int]:
+    """Bytes of an image by kind: text (code and read-only data), data, bss, and the stack+heap
+    reservations (NOBITS like .bss, kept apart so the measured stack can replace them)."""
+    from elftools.elf.constants import SH_FLAGS
+    from elftools.elf.elffile import ELFFile
+
+    sizes = dict.fromkeys(("text", "data", "bss", "stack+heap"), 0)
+    with elf.open("rb") as f:
+        for section in ELFFile(f).iter_sections():
+            flags = section["sh_flags"]
+            if not flags & SH_FLAGS.SHF_ALLOC:
+                continue
+            if section.name in STACK_AND_HEAP:
+                kind = "stack+heap"
+            elif not flags & SH_FLAGS.SHF_WRITE:
+                kind = "text"
+            else:
+                kind = "bss" if section["sh_type"] == "SHT_NOBITS" else "data"
+            sizes[kind] += section["sh_size"]
+    return sizes
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [list(map(str, header))] + [[f"{v:,}" if isinstance(v, int) else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _data_files(out: Path, model: Path | None) -> dict[str, Path]:
+    """Generate the programs' data: golden cases always, a model forward when given one."""
+    import firmware_data
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"TTE_GOLDEN_CASES": out / "golden_cases.c"}
+    files["TTE_GOLDEN_CASES"].write_text(firmware_data.golden_c(firmware_data.golden_set()))
+    if model is not None:
+        from tte_ir import import_seed_pkl
+
+        graph = import_seed_pkl(model, num_classes=10, head="fp32")
+        files["TTE_FORWARD_MODEL"] = out / f"{model.stem}.c"
+        files["TTE_FORWARD_MODEL"].write_text(firmware_data.forward_c(graph, firmware_data.fixed_input(graph, 0)))
+    return files
+
+
+def cross(build_dir: Path, model: Path | None) -> str:
+    """Build every board with the golden cases (and the model forward); the size table."""
+    data = _data_files(build_dir / "data", model)
+    rows = []
+    for board in BOARDS:
+        build = build_board(board, build_dir / board, **data)
+        for elf in sorted(build.glob("*.elf")):
+            s = elf_sizes(elf)
+            rows.append((board, elf.stem, s["text"], s["data"], s["bss"], s["stack+heap"],
+                         s["text"] + s["data"], s["data"] + s["bss"] + s["stack+heap"]))  # fmt: skip
+    header = ("board", "program", "text", "data", "bss", "stack+heap", "flash", "ram")
+    return _table(header, rows)
+
+
+def bench(build_dir: Path, model: Path) -> str:
+    """The model forward under QEMU Cortex-M7 with -icount: instructions and instructions per MAC
+    per kernel, and in total."""
+    data = _data_files(build_dir / "data", model)
+    build = build_board("qemu-mps2-an500", build_dir / "qemu-mps2-an500", TTE_FORWARD_MODEL=data["TTE_FORWARD_MODEL"])
+    output = run_qemu(QEMU_MACHINES["qemu-mps2-an500"], build / "tte_forward.elf", icount=True)
+    layers = re.findall(r"^LAYER (\S+) fnv1a=[0-9a-f]{8} count=(\d+)$", output, re.MULTILINE)
+    total = re.search(r"^COUNT (\d+) (\S+) macs=(\d+)$", output, re.MULTILINE)
+    if not layers or total is None:
+        raise RuntimeError(f"the forward did not finish under QEMU:\n{output}")
+    from tte_engine.graph import lower
+    from tte_ir import import_seed_pkl
+
+    steps = {s.node: s for s in lower(import_seed_pkl(model, num_classes=10, head="fp32"))}
+    per_kernel: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for node, count in layers:
+        row = per_kernel[steps[node].kernel]
+        row[0] += 1
+        row[1] += int(count)
+        row[2] += steps[node].macs
+    instructions, unit, macs = int(total.group(1)), total.group(2), int(total.group(3))
+    rows = [(k, n, c, m, f"{c / m:.2f}" if m else "-") for k, (n, c, m) in sorted(per_kernel.items())]
+    rows.append(("total", len(layers), instructions, macs, f"{instructions / macs:.2f}"))
+    header = ("kernel", "layers", unit, "MACs", f"{unit}/MAC")
+    return f"{model.stem} forward, QEMU mps2-an500 (Cortex-M7), -icount shift=0\n" + _table(header, rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=("cross", "bench"))
+    parser.add_argument("build_dir", type=Path)
+    parser.add_argument("--model", type=Path, help="seed model .pkl for the forward program")
+    args = parser.parse_args(argv)
+    for tool in ("cmake", "arm-none-eabi-gcc") + (("qemu-system-arm",) if args.what == "bench" else ()):
+        if shutil.which(tool) is None:
+            parser.error(f"'{tool}' is not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+                         "qemu-system-arm cmake)")  # fmt: skip
+    if args.what == "bench" and args.model is None:
+        parser.error("bench needs --model (e.g. ../shared/models/mcunet-5fps.pkl)")
+    try:
+        print(cross(args.build_dir, args.model) if args.what == "cross" else bench(args.build_dir, args.model))
+    except subprocess.CalledProcessError as error:
+        print(f"{' '.join(error.cmd)} failed:\n{error.stdout}\n{error.stderr}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
