@@ -9,6 +9,16 @@ typedef enum tte_op {
     TTE_OP_GLOBAL_AVG_POOL = 3,
     TTE_OP_LINEAR = 4,
     TTE_OP_RESHAPE = 5,
+    TTE_OP_GATHER_CHANNELS = 6,
+    TTE_OP_SOFTMAX_CE = 7,
+    TTE_OP_MASK_SCALE = 8,
+    TTE_OP_ADD_BWD = 9,
+    TTE_OP_POOL_BWD = 10,
+    TTE_OP_CONV2D_BWD_X = 11,
+    TTE_OP_CONV2D_BWD_W_UPDATE = 12,
+    TTE_OP_BIAS_UPDATE = 13,
+    TTE_OP_LINEAR_F32_BWD_UPDATE = 14,
+    TTE_OP_ACCUMULATE = 15,
 } tte_op;
 
 /* Element type ids. */

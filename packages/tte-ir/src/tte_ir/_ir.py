@@ -70,6 +70,17 @@ class Op(enum.Enum):
     GLOBAL_AVG_POOL = 3  # [1,C,H,W] -> [1,C,1,1], int8
     LINEAR = 4  # int8 weights -> int8 output; float32 weights -> float32 logits
     RESHAPE = 5  # view change, same codes and quantization
+    # Training ops (tte_ir.ops documents each; tte_ir.autodiff emits them).
+    GATHER_CHANNELS = 6  # save the trained input channels of an int8 activation for backward
+    SOFTMAX_CE = 7  # softmax cross-entropy: loss and the gradient w.r.t. the logits
+    MASK_SCALE = 8  # g * mask * M[c]: gradient w.r.t. a conv accumulator
+    ADD_BWD = 9  # residual add backward: both input gradients
+    POOL_BWD = 10  # global average pool backward
+    CONV2D_BWD_X = 11  # input gradient: transposed conv, optionally accumulated in place
+    CONV2D_BWD_W_UPDATE = 12  # fused weight gradient + QAS update over the trained channels
+    BIAS_UPDATE = 13  # fused bias gradient + QAS update
+    LINEAR_F32_BWD_UPDATE = 14  # fp32 head: input gradient, then plain SGD on weight and bias
+    ACCUMULATE = 15  # float32 fan-out sum, in place
 
     @classmethod
     def from_name(cls, name: str) -> Op:
@@ -262,6 +273,10 @@ class GraphBuilder:
 
     def spec(self, name: str) -> TensorSpec:
         return self._tensors[name]
+
+    def has(self, name: str) -> bool:
+        """Whether a tensor called ``name`` is declared."""
+        return name in self._tensors
 
     def build(self, verify: bool = True) -> Graph:
         graph = Graph(

@@ -1,52 +1,121 @@
 """The op table: one row per :class:`~tte_ir.Op` with its operand roles, attributes, shape and
-dtype inference, and cost. Adding an op means adding one row here (plus its reference kernel).
+dtype inference, in-place aliasing and cost. Adding an op means adding one row here (plus its
+reference kernel). One node is one engine kernel call; roles marked ``?`` are present only when the
+attribute named after them is set, so a kernel's optional pointer is an optional operand here.
 
-Shape rules (PyTorch order, batch 1):
+Forward ops (PyTorch order, batch 1):
 
-============== ============================== ==================== =========================
-op             inputs                         output               attributes (default)
-============== ============================== ==================== =========================
-conv2d         x[1,C,H,W] s8, w[O,C/g,K,K] s8, y[1,O,Ho,Wo] s8      stride (1), padding (0),
-               b[O] s32                                            groups (1), act_min (-128),
-                                                                   act_max (127)
-add            a[1,C,H,W] s8, b (same shape)  y (same shape) s8    act_min (-128), act_max (127)
-global_avg_pool x[1,C,H,W] s8                 y[1,C,1,1] s8
-linear         x[1,I] s8, w[O,I] s8, b[O] s32 y[1,O] s8            act_min (-128), act_max (127)
-linear         x[1,I] s8, w[O,I] f32, b[O] f32 y[1,O] f32 (logits)
-reshape        x                              y (same numel, dtype) shape
-============== ============================== ==================== =========================
+================ ================================ ===================== ===========================
+op               inputs                           outputs               attributes (default)
+================ ================================ ===================== ===========================
+conv2d           x[1,C,H,W] s8, w[O,C/g,K,K] s8,  y[1,O,Ho,Wo] s8,      stride (1), padding (0),
+                 b[O] s32, w_train? s8            mask? u8              groups (1), act_min (-128),
+                                                                        act_max (127), channels,
+                                                                        save_mask, tile
+add              a[1,C,H,W] s8, b (same shape)    y s8, mask? u8        act_min, act_max, save_mask,
+                                                                        tile
+global_avg_pool  x[1,C,H,W] s8                    y[1,C,1,1] s8, mask?  save_mask
+linear           x[1,I] s8, w[O,I] s8, b[O] s32   y[1,O] s8, mask?      act_min, act_max, save_mask
+linear           x[1,I] s8, w[O,I] f32, b[O] f32  y[1,O] f32 (logits)
+reshape          x                                y (same numel, dtype) shape
+================ ================================ ===================== ===========================
+
+``w_train`` (present when ``channels`` is set) is the SRAM slice of a conv whose weights train:
+``[O, k, KH, KW]`` holding input channels ``channels`` of a dense or pointwise conv, ``[k, 1, KH, KW]``
+holding channels ``channels`` of a depthwise conv. The conv uses ``w`` with those channels replaced by
+``w_train``; ``w`` (flash) is never written. ``mask`` is the 1-bit clamp mask of NUMERICS.md §2,
+bit-packed, ``ceil(numel/8)`` bytes in the engine's element order. ``tile`` marks a node of a row-tiled
+fused group (see :mod:`tte_ir.tiling`).
+
+Training ops (float32 gradients w.r.t. integer codes, NUMERICS.md §3-5). ``->`` marks an output that
+aliases an input (in place): the input is dead after the node and the kernel overwrites it.
+
+===================== ============================================ ==================================
+op                    inputs -> outputs                            math
+===================== ============================================ ==================================
+gather_channels       x s8 -> y[1,k,H,W] s8                        y = x[:, channels] (saved for backward)
+softmax_ce            logits f32|s8 [1,N], label s32 [1]           loss, g = softmax - onehot (int8
+                      -> loss f32 [1], g f32 [1,N]                 logits dequantized, g scaled by s_y)
+mask_scale            g f32, mask u8, scale f32 [C] -> gh (g)      gh = mask ? g * scale[c] : 0
+add_bwd               g f32, mask u8 -> ga (g), gb                 ga = mask ? g*m1 : 0, gb = mask ? g*m2 : 0
+pool_bwd              g f32 [1,C,1,1], mask u8 -> gx [1,C,H,W]     gx = mask ? g*m : 0
+conv2d_bwd_x          gh f32, w s8, w_train? s8, acc? f32 -> gx    gx (+)= conv_transpose(gh, w)
+conv2d_bwd_w_update   x_saved s8, gh f32, w_train s8, inv_w f32    w_train = clamp(w_train + step)
+                      -> w_train' (w_train)
+bias_update           gh f32, b s32, inv_b f32 -> b' (b)           b = sat32(b + step)
+linear_f32_bwd_update x s8 [1,I], w f32, b f32, g f32 [1,O]        gx = s_x W^T g; W -= lr g x_f^T;
+                      -> w'? (w), b'? (b), gx? f32 [1,I]           b -= lr g
+accumulate            acc f32, g f32 -> y (acc)                    y = acc + g
+===================== ============================================ ==================================
+
+Update ops read the step context (learning rate of their ``lr_group``, step counter, status): they
+write nothing when the step status is not OK, and set it (writing nothing) when their input gradient
+holds a non-finite value. ``softmax_ce`` sets it when the loss is not finite.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tte_ir._ir import DType, Graph, Node, Op, TensorSpec, VerifyError
 
-__all__ = ["OP_TABLE", "OpDef", "conv_output_size", "node_attrs", "node_macs"]
+__all__ = [
+    "OP_TABLE",
+    "OpDef",
+    "conv_output_size",
+    "mask_bytes",
+    "node_attrs",
+    "node_macs",
+    "node_roles",
+    "trained_slice_shape",
+]
 
 Shape = tuple[int, ...]
 Inferred = list[tuple[Shape, DType]]
+Specs = Mapping[str, TensorSpec]
 
 
 @dataclass(frozen=True)
 class OpDef:
-    """One row of the op table."""
+    """One row of the op table.
+
+    ``optional`` maps a role to the attribute whose truthiness makes it present; ``inplace`` maps an
+    output role to the input role whose buffer it reuses. ``infer`` receives the present inputs by
+    role and returns the present outputs' shapes and dtypes in role order.
+    """
 
     op: Op
     input_roles: tuple[str, ...]
     output_roles: tuple[str, ...]
     defaults: Mapping[str, Any]
     required: tuple[str, ...]
-    infer: Callable[[Node, Sequence[TensorSpec], Mapping[str, Any]], Inferred]
-    macs: Callable[[Node, Sequence[TensorSpec], Sequence[TensorSpec]], int]
+    infer: Callable[[Node, Specs, Mapping[str, Any]], Inferred]
+    macs: Callable[[Node, Specs, Sequence[TensorSpec]], int]
+    optional: Mapping[str, str] = field(default_factory=dict)
+    inplace: Mapping[str, str] = field(default_factory=dict)
+
+    def roles(self, attrs: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The input and output roles present for these attributes."""
+
+        def present(role: str) -> bool:
+            return role not in self.optional or bool(attrs.get(self.optional[role]))
+
+        return (
+            tuple(r for r in self.input_roles if present(r)),
+            tuple(r for r in self.output_roles if present(r)),
+        )
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """Output extent of a convolution along one axis."""
     return (size + 2 * padding - kernel) // stride + 1
+
+
+def mask_bytes(numel: int) -> int:
+    """Bytes of a bit-packed mask over ``numel`` elements."""
+    return (numel + 7) // 8
 
 
 def _fail(node: Node, message: str) -> VerifyError:
@@ -64,14 +133,71 @@ def _expect_rank(node: Node, role: str, spec: TensorSpec, rank: int) -> None:
         raise _fail(node, f"input '{role}' tensor '{spec.name}' has shape {list(spec.shape)}, expected rank {rank}")
 
 
+def _expect_shape(node: Node, role: str, spec: TensorSpec, shape: Shape) -> None:
+    if spec.shape != tuple(shape):
+        raise _fail(node, f"input '{role}' tensor '{spec.name}' has shape {list(spec.shape)}, expected {list(shape)}")
+
+
 def _check_act_range(node: Node, attrs: Mapping[str, Any]) -> None:
     lo, hi = attrs["act_min"], attrs["act_max"]
     if not (-128 <= lo <= hi <= 127):
         raise _fail(node, f"activation range [{lo}, {hi}] is not inside [-128, 127]")
 
 
-def _infer_conv2d(node: Node, ins: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> Inferred:
-    x, w, b = ins
+def _with_mask(out: Inferred, attrs: Mapping[str, Any]) -> Inferred:
+    if attrs.get("save_mask"):
+        out.append(((mask_bytes(_numel(out[0][0])),), DType.UINT8))
+    return out
+
+
+def _check_channels(node: Node, channels: Any, count: int) -> list[int]:
+    if not isinstance(channels, (list, tuple)) or not channels:
+        raise _fail(node, "attribute 'channels' must be a non-empty list of channel indices")
+    chans = [int(c) for c in channels]
+    if chans != sorted(set(chans)) or chans[0] < 0 or chans[-1] >= count:
+        raise _fail(node, f"attribute 'channels' must be ascending, unique and inside [0, {count})")
+    return chans
+
+
+def trained_slice_shape(w_shape: Shape, n_channels: int, depthwise: bool) -> Shape:
+    """Shape of the SRAM slice of a conv weight ``w_shape`` training ``n_channels`` channels."""
+    out_channels, _, kh, kw = w_shape
+    return (n_channels, 1, kh, kw) if depthwise else (out_channels, n_channels, kh, kw)
+
+
+def _conv_geometry(node: Node, x_channels: int, w: TensorSpec, attrs: Mapping[str, Any]) -> bool:
+    """Check stride/padding/groups against ``w``; return whether the conv is depthwise."""
+    stride, padding, groups = attrs["stride"], attrs["padding"], attrs["groups"]
+    if stride < 1 or padding < 0 or groups < 1:
+        raise _fail(node, f"stride {stride}, padding {padding}, groups {groups} must be >= 1, >= 0, >= 1")
+    out_channels, in_per_group, _, _ = w.shape
+    if x_channels % groups or out_channels % groups:
+        raise _fail(
+            node, f"groups {groups} does not divide input channels {x_channels} and output channels {out_channels}"
+        )
+    if in_per_group != x_channels // groups:
+        raise _fail(
+            node,
+            f"input 'w' tensor '{w.name}' has shape {list(w.shape)}: expected {x_channels // groups} input channels "
+            f"per group for {x_channels} channels and groups {groups}",
+        )
+    return groups == x_channels and out_channels == x_channels and in_per_group == 1 and x_channels > 1
+
+
+def _check_w_train(node: Node, ins: Specs, attrs: Mapping[str, Any], depthwise: bool) -> None:
+    w = ins["w"]
+    if "w_train" not in ins:
+        return
+    if attrs["groups"] != 1 and not depthwise:
+        raise _fail(node, "trained weight slices need a dense, pointwise or depthwise conv (not grouped)")
+    count = w.shape[0] if depthwise else w.shape[1]
+    chans = _check_channels(node, attrs["channels"], count)
+    _expect_dtype(node, "w_train", ins["w_train"], (DType.INT8,))
+    _expect_shape(node, "w_train", ins["w_train"], trained_slice_shape(w.shape, len(chans), depthwise))
+
+
+def _infer_conv2d(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    x, w, b = ins["x"], ins["w"], ins["b"]
     _expect_dtype(node, "x", x, (DType.INT8,))
     _expect_dtype(node, "w", w, (DType.INT8,))
     _expect_dtype(node, "b", b, (DType.INT32,))
@@ -79,56 +205,45 @@ def _infer_conv2d(node: Node, ins: Sequence[TensorSpec], attrs: Mapping[str, Any
     if x.shape[0] != 1:
         raise _fail(node, f"input 'x' tensor '{x.name}' has batch {x.shape[0]}; the device batch is 1")
     _expect_rank(node, "w", w, 4)
-    stride, padding, groups = attrs["stride"], attrs["padding"], attrs["groups"]
-    if stride < 1 or padding < 0 or groups < 1:
-        raise _fail(node, f"stride {stride}, padding {padding}, groups {groups} must be >= 1, >= 0, >= 1")
     _check_act_range(node, attrs)
-    channels = x.shape[1]
-    out_channels, in_per_group, kh, kw = w.shape
-    if channels % groups or out_channels % groups:
-        raise _fail(
-            node, f"groups {groups} does not divide input channels {channels} and output channels {out_channels}"
-        )
-    if in_per_group != channels // groups:
-        raise _fail(
-            node,
-            f"input 'w' tensor '{w.name}' has shape {list(w.shape)}: expected {channels // groups} input channels "
-            f"per group for x '{x.name}' with {channels} channels and groups {groups}",
-        )
+    depthwise = _conv_geometry(node, x.shape[1], w, attrs)
+    _check_w_train(node, ins, attrs, depthwise)
+    out_channels, _, kh, kw = w.shape
     if b.shape != (out_channels,):
         raise _fail(node, f"input 'b' tensor '{b.name}' has shape {list(b.shape)}, expected [{out_channels}]")
+    stride, padding = attrs["stride"], attrs["padding"]
     ho = conv_output_size(x.shape[2], kh, stride, padding)
     wo = conv_output_size(x.shape[3], kw, stride, padding)
     if ho < 1 or wo < 1:
         raise _fail(node, f"kernel {kh}x{kw} with padding {padding} does not fit input {x.shape[2]}x{x.shape[3]}")
-    return [((1, out_channels, ho, wo), DType.INT8)]
+    return _with_mask([((1, out_channels, ho, wo), DType.INT8)], attrs)
 
 
-def _macs_conv2d(node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
-    _, w, _ = ins
+def _macs_conv2d(node: Node, ins: Specs, outs: Sequence[TensorSpec]) -> int:
+    w = ins["w"]
     _, out_channels, ho, wo = outs[0].shape
     return out_channels * ho * wo * w.shape[1] * w.shape[2] * w.shape[3]
 
 
-def _infer_add(node: Node, ins: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> Inferred:
-    a, b = ins
+def _infer_add(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    a, b = ins["a"], ins["b"]
     _expect_dtype(node, "a", a, (DType.INT8,))
     _expect_dtype(node, "b", b, (DType.INT8,))
     _check_act_range(node, attrs)
     if a.shape != b.shape:
         raise _fail(node, f"inputs '{a.name}' {list(a.shape)} and '{b.name}' {list(b.shape)} differ in shape")
-    return [(a.shape, DType.INT8)]
+    return _with_mask([(a.shape, DType.INT8)], attrs)
 
 
-def _infer_pool(node: Node, ins: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> Inferred:
-    (x,) = ins
+def _infer_pool(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    x = ins["x"]
     _expect_dtype(node, "x", x, (DType.INT8,))
     _expect_rank(node, "x", x, 4)
-    return [((1, x.shape[1], 1, 1), DType.INT8)]
+    return _with_mask([((1, x.shape[1], 1, 1), DType.INT8)], attrs)
 
 
-def _infer_linear(node: Node, ins: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> Inferred:
-    x, w, b = ins
+def _infer_linear(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    x, w, b = ins["x"], ins["w"], ins["b"]
     _expect_dtype(node, "x", x, (DType.INT8,))
     _expect_dtype(node, "w", w, (DType.INT8, DType.FLOAT32))
     _expect_rank(node, "x", x, 2)
@@ -141,15 +256,17 @@ def _infer_linear(node: Node, ins: Sequence[TensorSpec], attrs: Mapping[str, Any
         raise _fail(node, f"input 'b' tensor '{b.name}' has shape {list(b.shape)}, expected [{w.shape[0]}]")
     if w.dtype is DType.INT8:
         _check_act_range(node, attrs)
-    return [((1, w.shape[0]), w.dtype)]
+    elif attrs.get("save_mask"):
+        raise _fail(node, "an fp32 linear layer has no clamp mask")
+    return _with_mask([((1, w.shape[0]), w.dtype)], attrs)
 
 
-def _macs_linear(node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
-    return ins[1].shape[0] * ins[1].shape[1]
+def _macs_linear(node: Node, ins: Specs, outs: Sequence[TensorSpec]) -> int:
+    return ins["w"].shape[0] * ins["w"].shape[1]
 
 
-def _infer_reshape(node: Node, ins: Sequence[TensorSpec], attrs: Mapping[str, Any]) -> Inferred:
-    (x,) = ins
+def _infer_reshape(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    x = ins["x"]
     shape = tuple(int(d) for d in attrs["shape"])
     if any(d < 1 for d in shape) or x.numel != _numel(shape):
         raise _fail(node, f"cannot reshape '{x.name}' {list(x.shape)} to {list(shape)}")
@@ -163,26 +280,272 @@ def _numel(shape: Shape) -> int:
     return n
 
 
-def _no_macs(node: Node, ins: Sequence[TensorSpec], outs: Sequence[TensorSpec]) -> int:
+def _no_macs(node: Node, ins: Specs, outs: Sequence[TensorSpec]) -> int:
     return 0
 
 
+def _infer_gather(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    x = ins["x"]
+    _expect_dtype(node, "x", x, (DType.INT8,))
+    _expect_rank(node, "x", x, 4)
+    chans = _check_channels(node, attrs["channels"], x.shape[1])
+    return [((1, len(chans), x.shape[2], x.shape[3]), DType.INT8)]
+
+
+def _infer_softmax_ce(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    logits, label = ins["logits"], ins["label"]
+    _expect_dtype(node, "logits", logits, (DType.FLOAT32, DType.INT8))
+    _expect_rank(node, "logits", logits, 2)
+    _expect_dtype(node, "label", label, (DType.INT32,))
+    _expect_shape(node, "label", label, (1,))
+    return [((1,), DType.FLOAT32), (logits.shape, DType.FLOAT32)]
+
+
+def _expect_grad(node: Node, role: str, spec: TensorSpec) -> None:
+    _expect_dtype(node, role, spec, (DType.FLOAT32,))
+    if len(spec.shape) not in (2, 4) or spec.shape[0] != 1:
+        raise _fail(node, f"gradient '{role}' tensor '{spec.name}' has shape {list(spec.shape)}, expected [1,C(,H,W)]")
+
+
+def _expect_mask(node: Node, spec: TensorSpec, over: TensorSpec) -> None:
+    _expect_dtype(node, "mask", spec, (DType.UINT8,))
+    _expect_shape(node, "mask", spec, (mask_bytes(over.numel),))
+
+
+def _infer_mask_scale(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    g = ins["g"]
+    _expect_grad(node, "g", g)
+    _expect_mask(node, ins["mask"], g)
+    _expect_dtype(node, "scale", ins["scale"], (DType.FLOAT32,))
+    _expect_shape(node, "scale", ins["scale"], (g.shape[1],))
+    return [(g.shape, DType.FLOAT32)]
+
+
+def _infer_add_bwd(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    g = ins["g"]
+    _expect_grad(node, "g", g)
+    _expect_mask(node, ins["mask"], g)
+    return [(g.shape, DType.FLOAT32), (g.shape, DType.FLOAT32)]
+
+
+def _infer_pool_bwd(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    g = ins["g"]
+    _expect_grad(node, "g", g)
+    _expect_rank(node, "g", g, 4)
+    _expect_mask(node, ins["mask"], g)
+    height, width = (int(d) for d in attrs["size"])
+    return [((1, g.shape[1], height, width), DType.FLOAT32)]
+
+
+def _infer_conv2d_bwd_x(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    gh, w = ins["gh"], ins["w"]
+    _expect_grad(node, "gh", gh)
+    _expect_rank(node, "gh", gh, 4)
+    _expect_dtype(node, "w", w, (DType.INT8,))
+    _expect_rank(node, "w", w, 4)
+    height, width = (int(d) for d in attrs["size"])
+    channels = w.shape[1] * attrs["groups"]
+    depthwise = _conv_geometry(node, channels, w, attrs)
+    _check_w_train(node, ins, attrs, depthwise)
+    _, kh, kw = w.shape[1:]
+    expected = (
+        1,
+        w.shape[0],
+        conv_output_size(height, kh, attrs["stride"], attrs["padding"]),
+        conv_output_size(width, kw, attrs["stride"], attrs["padding"]),
+    )
+    _expect_shape(node, "gh", gh, expected)
+    out = (1, channels, height, width)
+    if "acc" in ins:
+        _expect_dtype(node, "acc", ins["acc"], (DType.FLOAT32,))
+        _expect_shape(node, "acc", ins["acc"], out)
+    return [(out, DType.FLOAT32)]
+
+
+def _macs_conv2d_bwd_x(node: Node, ins: Specs, outs: Sequence[TensorSpec]) -> int:
+    gh, w = ins["gh"], ins["w"]
+    return gh.numel * w.shape[1] * w.shape[2] * w.shape[3]
+
+
+def _check_update(node: Node, attrs: Mapping[str, Any]) -> None:
+    if attrs["rounding"] not in ("nearest", "stochastic"):
+        raise _fail(node, f"rounding '{attrs['rounding']}' has no device kernel (nearest or stochastic)")
+    if attrs["lr_group"] not in ("body", "head"):
+        raise _fail(node, f"lr_group '{attrs['lr_group']}' is neither 'body' nor 'head'")
+
+
+def _infer_conv2d_bwd_w_update(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    x, gh, w_train, inv = ins["x_saved"], ins["gh"], ins["w_train"], ins["inv_w"]
+    _check_update(node, attrs)
+    _expect_dtype(node, "x_saved", x, (DType.INT8,))
+    _expect_rank(node, "x_saved", x, 4)
+    _expect_grad(node, "gh", gh)
+    _expect_rank(node, "gh", gh, 4)
+    _expect_dtype(node, "w_train", w_train, (DType.INT8,))
+    full = tuple(int(d) for d in attrs["weight_shape"])
+    out_channels, in_per_group, kh, kw = full
+    depthwise = attrs["groups"] > 1
+    if depthwise and (in_per_group != 1 or attrs["groups"] != out_channels):
+        raise _fail(node, "a trained grouped conv must be depthwise")
+    chans = _check_channels(node, attrs["channels"], out_channels if depthwise else in_per_group)
+    _expect_shape(node, "w_train", w_train, trained_slice_shape(full, len(chans), depthwise))
+    _expect_shape(node, "x_saved", x, (1, len(chans), x.shape[2], x.shape[3]))
+    expected = (
+        1,
+        out_channels,
+        conv_output_size(x.shape[2], kh, attrs["stride"], attrs["padding"]),
+        conv_output_size(x.shape[3], kw, attrs["stride"], attrs["padding"]),
+    )
+    _expect_shape(node, "gh", gh, expected)
+    _expect_dtype(node, "inv_w", inv, (DType.FLOAT32,))
+    _expect_shape(node, "inv_w", inv, (out_channels,))
+    return [(w_train.shape, DType.INT8)]
+
+
+def _macs_conv2d_bwd_w(node: Node, ins: Specs, outs: Sequence[TensorSpec]) -> int:
+    # every trained weight element sums over all output positions
+    gh = ins["gh"]
+    return gh.shape[2] * gh.shape[3] * ins["w_train"].numel
+
+
+def _infer_bias_update(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    gh, b, inv = ins["gh"], ins["b"], ins["inv_b"]
+    _check_update(node, attrs)
+    _expect_grad(node, "gh", gh)
+    _expect_dtype(node, "b", b, (DType.INT32,))
+    _expect_shape(node, "b", b, (gh.shape[1],))
+    _expect_dtype(node, "inv_b", inv, (DType.FLOAT32,))
+    _expect_shape(node, "inv_b", inv, (gh.shape[1],))
+    return [(b.shape, DType.INT32)]
+
+
+def _infer_linear_f32_bwd(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    x, w, b, g = ins["x"], ins["w"], ins["b"], ins["g"]
+    if attrs["lr_group"] not in ("body", "head"):
+        raise _fail(node, f"lr_group '{attrs['lr_group']}' is neither 'body' nor 'head'")
+    _expect_dtype(node, "x", x, (DType.INT8,))
+    _expect_rank(node, "x", x, 2)
+    _expect_dtype(node, "w", w, (DType.FLOAT32,))
+    _expect_shape(node, "w", w, (g.shape[1], x.shape[1]))
+    _expect_dtype(node, "b", b, (DType.FLOAT32,))
+    _expect_shape(node, "b", b, (g.shape[1],))
+    _expect_grad(node, "g", g)
+    _expect_rank(node, "g", g, 2)
+    out: Inferred = []
+    if attrs["update"]:
+        out += [(w.shape, DType.FLOAT32), (b.shape, DType.FLOAT32)]
+    if attrs["input_grad"]:
+        out.append((x.shape, DType.FLOAT32))
+    if not out:
+        raise _fail(node, "computes nothing: neither 'update' nor 'input_grad' is set")
+    return out
+
+
+def _macs_linear_f32_bwd(node: Node, ins: Specs, outs: Sequence[TensorSpec]) -> int:
+    return ins["w"].numel * len(outs)
+
+
+def _infer_accumulate(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    acc, g = ins["acc"], ins["g"]
+    _expect_grad(node, "acc", acc)
+    _expect_grad(node, "g", g)
+    _expect_shape(node, "g", g, acc.shape)
+    return [(acc.shape, DType.FLOAT32)]
+
+
 _ACT = {"act_min": -128, "act_max": 127}
+_MASKED = {"save_mask": False}
+_UPDATE = {"rounding": "stochastic", "seed": 0, "lr_group": "body"}
 
 OP_TABLE: Mapping[Op, OpDef] = {
     Op.CONV2D: OpDef(
         Op.CONV2D,
-        ("x", "w", "b"),
-        ("y",),
-        {"stride": 1, "padding": 0, "groups": 1, **_ACT},
+        ("x", "w", "b", "w_train"),
+        ("y", "mask"),
+        {"stride": 1, "padding": 0, "groups": 1, **_ACT, **_MASKED, "channels": None, "tile": None},
         (),
         _infer_conv2d,
         _macs_conv2d,
+        optional={"w_train": "channels", "mask": "save_mask"},
     ),
-    Op.ADD: OpDef(Op.ADD, ("a", "b"), ("y",), dict(_ACT), (), _infer_add, _no_macs),
-    Op.GLOBAL_AVG_POOL: OpDef(Op.GLOBAL_AVG_POOL, ("x",), ("y",), {}, (), _infer_pool, _no_macs),
-    Op.LINEAR: OpDef(Op.LINEAR, ("x", "w", "b"), ("y",), dict(_ACT), (), _infer_linear, _macs_linear),
-    Op.RESHAPE: OpDef(Op.RESHAPE, ("x",), ("y",), {}, ("shape",), _infer_reshape, _no_macs),
+    Op.ADD: OpDef(
+        Op.ADD,
+        ("a", "b"),
+        ("y", "mask"),
+        {**_ACT, **_MASKED, "tile": None},
+        (),
+        _infer_add,
+        _no_macs,
+        optional={"mask": "save_mask"},
+    ),
+    Op.GLOBAL_AVG_POOL: OpDef(
+        Op.GLOBAL_AVG_POOL, ("x",), ("y", "mask"), dict(_MASKED), (), _infer_pool, _no_macs, {"mask": "save_mask"}
+    ),
+    Op.LINEAR: OpDef(
+        Op.LINEAR,
+        ("x", "w", "b"),
+        ("y", "mask"),
+        {**_ACT, **_MASKED},
+        (),
+        _infer_linear,
+        _macs_linear,
+        optional={"mask": "save_mask"},
+    ),
+    Op.RESHAPE: OpDef(Op.RESHAPE, ("x",), ("y",), {}, ("shape",), _infer_reshape, _no_macs, inplace={"y": "x"}),
+    Op.GATHER_CHANNELS: OpDef(Op.GATHER_CHANNELS, ("x",), ("y",), {}, ("channels",), _infer_gather, _no_macs),
+    Op.SOFTMAX_CE: OpDef(Op.SOFTMAX_CE, ("logits", "label"), ("loss", "g"), {}, (), _infer_softmax_ce, _no_macs),
+    Op.MASK_SCALE: OpDef(
+        Op.MASK_SCALE, ("g", "mask", "scale"), ("gh",), {}, (), _infer_mask_scale, _no_macs, inplace={"gh": "g"}
+    ),
+    Op.ADD_BWD: OpDef(
+        Op.ADD_BWD, ("g", "mask"), ("ga", "gb"), {}, ("m1", "m2"), _infer_add_bwd, _no_macs, inplace={"ga": "g"}
+    ),
+    Op.POOL_BWD: OpDef(Op.POOL_BWD, ("g", "mask"), ("gx",), {}, ("m", "size"), _infer_pool_bwd, _no_macs),
+    Op.CONV2D_BWD_X: OpDef(
+        Op.CONV2D_BWD_X,
+        ("gh", "w", "w_train", "acc"),
+        ("gx",),
+        {"stride": 1, "padding": 0, "groups": 1, "channels": None, "accumulate": False},
+        ("size",),
+        _infer_conv2d_bwd_x,
+        _macs_conv2d_bwd_x,
+        optional={"w_train": "channels", "acc": "accumulate"},
+        inplace={"gx": "acc"},
+    ),
+    Op.CONV2D_BWD_W_UPDATE: OpDef(
+        Op.CONV2D_BWD_W_UPDATE,
+        ("x_saved", "gh", "w_train", "inv_w"),
+        ("w_next",),
+        {"stride": 1, "padding": 0, "groups": 1, **_UPDATE},
+        ("channels", "weight_shape", "tensor_id"),
+        _infer_conv2d_bwd_w_update,
+        _macs_conv2d_bwd_w,
+        inplace={"w_next": "w_train"},
+    ),
+    Op.BIAS_UPDATE: OpDef(
+        Op.BIAS_UPDATE,
+        ("gh", "b", "inv_b"),
+        ("b_next",),
+        dict(_UPDATE),
+        ("tensor_id",),
+        _infer_bias_update,
+        _no_macs,
+        inplace={"b_next": "b"},
+    ),
+    Op.LINEAR_F32_BWD_UPDATE: OpDef(
+        Op.LINEAR_F32_BWD_UPDATE,
+        ("x", "w", "b", "g"),
+        ("w_next", "b_next", "gx"),
+        {"update": True, "input_grad": False, "lr_group": "head"},
+        (),
+        _infer_linear_f32_bwd,
+        _macs_linear_f32_bwd,
+        optional={"w_next": "update", "b_next": "update", "gx": "input_grad"},
+        inplace={"w_next": "w", "b_next": "b"},
+    ),
+    Op.ACCUMULATE: OpDef(
+        Op.ACCUMULATE, ("acc", "g"), ("y",), {}, (), _infer_accumulate, _no_macs, inplace={"y": "acc"}
+    ),
 }
 
 
@@ -194,9 +557,15 @@ def node_attrs(node: Node) -> dict[str, Any]:
     return attrs
 
 
+def node_roles(node: Node) -> tuple[dict[str, str], dict[str, str]]:
+    """The node's present inputs and outputs by role: ``({role: tensor}, {role: tensor})``."""
+    ins, outs = OP_TABLE[node.op].roles(node_attrs(node))
+    return dict(zip(ins, node.inputs, strict=False)), dict(zip(outs, node.outputs, strict=False))
+
+
 def node_macs(graph: Graph, node: Node) -> int:
-    """Multiply-accumulates of one forward application of ``node``."""
+    """Multiply-accumulates of one application of ``node``."""
     row = OP_TABLE[node.op]
-    ins = [graph.tensors[name] for name in node.inputs]
+    ins, _ = node_roles(node)
     outs = [graph.tensors[name] for name in node.outputs]
-    return row.macs(node, ins, outs)
+    return row.macs(node, {role: graph.tensors[name] for role, name in ins.items()}, outs)

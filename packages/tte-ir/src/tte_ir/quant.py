@@ -14,9 +14,13 @@ from tte_ir._ir import Graph, Node, Op, TteError
 __all__ = [
     "add_multipliers",
     "conv_multiplier",
+    "dequantize_linear",
     "node_multipliers",
     "pool_multiplier",
+    "qas_divisors",
 ]
+
+INT32_LIMITS = (-(2**31), 2**31 - 1)
 
 
 def conv_multiplier(s_x: float, s_w: np.ndarray, s_y: float) -> np.ndarray:
@@ -33,6 +37,38 @@ def add_multipliers(s_1: float, s_2: float, s_y: float) -> tuple[np.float32, np.
 def pool_multiplier(s_x: float, s_y: float, hw: int) -> np.float32:
     """``float32(s_x / (s_y * H * W))`` for a global average pool."""
     return np.float32(np.float64(s_x) / (np.float64(s_y) * np.float64(hw)))
+
+
+def qas_divisors(s_x: float, s_w: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """QAS inverse divisors (NUMERICS.md §5): ``inv_w[o] = float32(1/s_w[o]^2)``, ``inv_b[o] = float32(1/(s_x*s_w[o])^2)``.
+
+    Computed in float64 and rounded once. A frozen channel gets 0 in both, so its step is exactly 0
+    and kernels never branch: frozen means a divisor that is not finite (in float64 or after the
+    rounding to float32) or a dead channel, whose bias in the compiled graph sits at an int32 limit.
+    """
+    s_w64 = np.asarray(s_w, dtype=np.float32).astype(np.float64)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        inv_w = (1.0 / (s_w64 * s_w64)).astype(np.float32)
+        sxw = np.float64(s_x) * s_w64
+        inv_b = (1.0 / (sxw * sxw)).astype(np.float32)
+    b = np.asarray(bias, dtype=np.int64)
+    frozen = ~np.isfinite(inv_w) | ~np.isfinite(inv_b) | (b <= INT32_LIMITS[0]) | (b >= INT32_LIMITS[1])
+    inv_w[frozen] = 0.0
+    inv_b[frozen] = 0.0
+    return inv_w, inv_b
+
+
+def dequantize_linear(w: np.ndarray, s_w: np.ndarray, bias: np.ndarray, s_x: float) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 weight and bias of an int8 linear layer: ``W_f[o,i] = float32(s_w[o]*w[o,i])``,
+    ``b_f[o] = float32(s_x*s_w[o]*b[o])`` (float64, one rounding).
+
+    ``b_f + W_f @ x_f`` is the real value of the int8 layer's accumulator, the logits the int8 head
+    computes before its output rounding and clamp.
+    """
+    s_w64 = np.asarray(s_w, dtype=np.float32).astype(np.float64)
+    w_f = (s_w64[:, None] * np.asarray(w, dtype=np.float64)).astype(np.float32)
+    b_f = (np.float64(s_x) * s_w64 * np.asarray(bias, dtype=np.float64)).astype(np.float32)
+    return w_f, b_f
 
 
 def node_multipliers(graph: Graph, node: Node) -> dict[str, np.ndarray | np.float32]:

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from tte_ir._ir import DType, Graph, Node, Op, TensorSpec, VerifyError
-from tte_ir.ops import OP_TABLE, node_attrs
+from tte_ir.ops import OP_TABLE, node_attrs, node_roles
 
 __all__ = ["verify"]
 
@@ -22,7 +22,8 @@ def verify(graph: Graph) -> Graph:
     written exactly once (graph input, constant, or one node output) before it is read (the node
     order is a valid schedule); constants match their declared shape and dtype; each node's operand
     count, attributes, shapes and dtypes agree with the op table; int8 tensors carry valid
-    quantization; graph outputs exist; no declared tensor is left unused.
+    quantization; graph outputs exist; no declared tensor is left unused; an output that works in
+    place on an input (the op table's ``inplace``) is the last reader of that input.
     """
     for name, spec in graph.tensors.items():
         if spec.name != name:
@@ -59,6 +60,7 @@ def verify(graph: Graph) -> Graph:
         _require_declared(graph, None, name)
         if name not in written:
             raise VerifyError(f"graph '{graph.name}': output tensor '{name}' is never written")
+    _check_inplace(graph)
     unused = sorted(set(graph.tensors) - read - set(graph.outputs))
     if unused:
         raise VerifyError(f"graph '{graph.name}': tensor '{unused[0]}' is declared but never used (dangling)")
@@ -75,26 +77,28 @@ def _check_node(graph: Graph, node: Node, written: set[str]) -> None:
     row = OP_TABLE.get(node.op)
     if row is None:
         raise VerifyError(f"{node.describe()}: op has no entry in the op table")
-    if len(node.inputs) != len(row.input_roles) or len(node.outputs) != len(row.output_roles):
-        raise VerifyError(
-            f"{node.describe()}: takes inputs ({', '.join(row.input_roles)}) and outputs "
-            f"({', '.join(row.output_roles)}), got {len(node.inputs)} inputs and {len(node.outputs)} outputs"
-        )
     unknown = set(node.attrs) - set(row.defaults) - set(row.required)
     if unknown:
         raise VerifyError(f"{node.describe()}: unknown attribute '{sorted(unknown)[0]}'")
     for key in row.required:
         if key not in node.attrs:
             raise VerifyError(f"{node.describe()}: missing attribute '{key}'")
-    for role, name in zip(row.input_roles, node.inputs, strict=False):
+    attrs = node_attrs(node)
+    in_roles, out_roles = row.roles(attrs)
+    if len(node.inputs) != len(in_roles) or len(node.outputs) != len(out_roles):
+        raise VerifyError(
+            f"{node.describe()}: takes inputs ({', '.join(in_roles)}) and outputs "
+            f"({', '.join(out_roles)}), got {len(node.inputs)} inputs and {len(node.outputs)} outputs"
+        )
+    for role, name in zip(in_roles, node.inputs, strict=False):
         _require_declared(graph, node, name)
         if name not in written:
             raise VerifyError(f"{node.describe()}: input '{role}' tensor '{name}' is read before it is written")
     for name in node.outputs:
         _require_declared(graph, node, name)
-    ins = [graph.tensors[name] for name in node.inputs]
-    inferred = row.infer(node, ins, node_attrs(node))
-    for role, name, (shape, dtype) in zip(row.output_roles, node.outputs, inferred, strict=False):
+    ins = {role: graph.tensors[name] for role, name in zip(in_roles, node.inputs, strict=False)}
+    inferred = row.infer(node, ins, attrs)
+    for role, name, (shape, dtype) in zip(out_roles, node.outputs, inferred, strict=False):
         spec = graph.tensors[name]
         if spec.shape != shape:
             raise VerifyError(
@@ -105,10 +109,30 @@ def _check_node(graph: Graph, node: Node, written: set[str]) -> None:
                 f"{node.describe()}: output '{role}' tensor '{name}' is declared {spec.dtype.name.lower()}, "
                 f"the op gives {dtype.name.lower()}"
             )
-    if node.op is Op.RESHAPE and ins[0].quant != graph.tensors[node.outputs[0]].quant:
+    if node.op in (Op.RESHAPE, Op.GATHER_CHANNELS) and ins["x"].quant != graph.tensors[node.outputs[0]].quant:
         raise VerifyError(
             f"{node.describe()}: output '{node.outputs[0]}' must keep the quantization of '{node.inputs[0]}'"
         )
+
+
+def _check_inplace(graph: Graph) -> None:
+    """An output that reuses an input's buffer overwrites it: nothing may read the input afterwards."""
+    last_read: dict[str, int] = {}
+    for index, node in enumerate(graph.nodes):
+        for name in node.inputs:
+            last_read[name] = index
+    for index, node in enumerate(graph.nodes):
+        ins, outs = node_roles(node)
+        for out_role, in_role in OP_TABLE[node.op].inplace.items():
+            if out_role not in outs or in_role not in ins:
+                continue
+            source = ins[in_role]
+            if last_read[source] > index or source in graph.outputs:
+                reader = graph.nodes[last_read[source]].name if last_read[source] > index else "a graph output"
+                raise VerifyError(
+                    f"{node.describe()}: output '{outs[out_role]}' overwrites '{source}' in place, "
+                    f"but {reader} reads '{source}' afterwards"
+                )
 
 
 def _check_quant(graph: Graph, spec: TensorSpec) -> None:

@@ -1,0 +1,452 @@
+"""Compile-time autodiff: a forward graph and a scheme become one training-step graph.
+
+The training graph is an ordinary :class:`~tte_ir.Graph` whose node order is the schedule:
+forward (saving 1-bit masks and the trained input channels), loss, then backward with each update
+applied as soon as its gradient exists (NUMERICS.md §3-5). Inputs are ``input`` (the image codes)
+and ``label`` (int32 ``[1]``); outputs are ``loss`` and the next value of every trained parameter.
+Trained parameters are constants holding their initial values; each update op writes its ``.next``
+output in place over the parameter (the op table's ``inplace``), so one step on a device is one pass
+over the nodes. ``metadata["training"]`` records the scheme, the parameter -> next mapping and the
+conv index of every trained layer.
+
+Only what the scheme's gradients need is emitted (pruning by construction): a tensor gets a
+gradient only when a trained parameter lies upstream of it, a node saves its mask only when the
+gradient passes through it, and a trained conv saves only its trained input channels.
+:func:`eliminate_dead_code` then drops anything no output depends on.
+
+The gradient rules are one table, :data:`GRAD_RULES`, one row per forward op.
+
+Head precision: a scheme with ``head: fp32`` on a graph with an int8 head converts the head at
+compile time (:func:`tte_ir.quant.dequantize_linear`): ``W_f = s_w*w``, ``b_f = s_x*s_w*b``, so the fp32
+logits are the real value of the int8 head's accumulator, before its output rounding and clamp.
+A scheme with ``head: int8`` trains the int8 head as a 1x1 conv (QAS, conv index ``n_convs``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tte_ir._ir import DType, Graph, GraphBuilder, Node, Op, QuantParams
+from tte_ir.ops import mask_bytes, node_attrs
+from tte_ir.quant import add_multipliers, conv_multiplier, dequantize_linear, pool_multiplier, qas_divisors
+from tte_ir.rounding import bias_tensor_id, weight_tensor_id
+from tte_ir.scheme import Scheme, SchemeError, conv_nodes, is_depthwise, select_channels
+from tte_ir.verify import verify
+
+__all__ = [
+    "GRAD_RULES",
+    "LABEL",
+    "LOSS",
+    "TrainedLayer",
+    "build_training_graph",
+    "eliminate_dead_code",
+    "training_info",
+]
+
+LABEL = "label"
+LOSS = "loss"
+
+
+@dataclass(frozen=True)
+class TrainedLayer:
+    """What trains in one conv (or the head): its scheme index, bias, and trained channels."""
+
+    index: int
+    bias: bool
+    channels: tuple[int, ...] | None
+    head: bool = False
+
+
+def training_info(graph: Graph) -> dict[str, Any]:
+    """The ``metadata["training"]`` record of a training graph; raise if ``graph`` is not one."""
+    info = graph.metadata.get("training")
+    if not isinstance(info, Mapping):
+        raise SchemeError(f"graph '{graph.name}' is not a training graph (compile it with `tte compile`)")
+    return dict(info)
+
+
+def _head(graph: Graph) -> Node:
+    linears = [n for n in graph.nodes if n.op is Op.LINEAR]
+    if len(linears) != 1 or graph.nodes[-1] is not linears[0] or graph.outputs != linears[0].outputs:
+        raise SchemeError(f"graph '{graph.name}' must end in one linear classifier head whose output is the logits")
+    return linears[0]
+
+
+def _prepare_head(graph: Graph, scheme: Scheme) -> tuple[Graph, str | None]:
+    """Apply the scheme's head precision; return the graph and the int8 head's conv name (if any)."""
+    head = _head(graph)
+    x, w, b = (graph.tensors[n] for n in head.inputs)
+    logits = graph.tensors[head.outputs[0]]
+    if w.dtype is DType.FLOAT32:
+        if scheme.head == "int8":
+            raise SchemeError(f"graph '{graph.name}' has an fp32 head; a scheme with head 'int8' needs an int8 head")
+        return graph, None
+    nodes = list(graph.nodes[:-1])
+    tensors = dict(graph.tensors)
+    constants = dict(graph.constants)
+    if scheme.head == "fp32":
+        w_f, b_f = dequantize_linear(constants[w.name], w.quant.scale_array(), constants[b.name], x.quant.tensor_scale)
+        constants[w.name], constants[b.name] = w_f, b_f
+        tensors[w.name] = w.__class__(w.name, w.shape, DType.FLOAT32)
+        tensors[b.name] = b.__class__(b.name, b.shape, DType.FLOAT32)
+        tensors[logits.name] = logits.__class__(logits.name, logits.shape, DType.FLOAT32)
+        nodes.append(Node(head.name, Op.LINEAR, head.inputs, head.outputs))
+        return verify(graph.replace(nodes=nodes, tensors=tensors, constants=constants)), None
+    # int8 head trained with QAS: the same arithmetic as a 1x1 conv (reference.linear_s8 is one).
+    out_channels, in_channels = w.shape
+    x4 = f"{head.name}.x4"
+    y4 = f"{head.name}.y4"
+    w4 = f"{head.name}.w4"
+    tensors[x4] = x.__class__(x4, (1, in_channels, 1, 1), DType.INT8, x.quant)
+    tensors[y4] = x.__class__(y4, (1, out_channels, 1, 1), DType.INT8, logits.quant)
+    tensors[w4] = w.__class__(w4, (out_channels, in_channels, 1, 1), DType.INT8, w.quant)
+    constants[w4] = constants.pop(w.name).reshape(out_channels, in_channels, 1, 1)
+    del tensors[w.name]
+    attrs = {k: v for k, v in head.attrs.items() if k in ("act_min", "act_max")}
+    nodes += [
+        Node(f"{head.name}.in", Op.RESHAPE, (x.name,), (x4,), {"shape": [1, in_channels, 1, 1]}),
+        Node(head.name, Op.CONV2D, (x4, w4, b.name), (y4,), attrs),
+        Node(f"{head.name}.out", Op.RESHAPE, (y4,), (logits.name,), {"shape": [1, out_channels]}),
+    ]
+    return verify(graph.replace(nodes=nodes, tensors=tensors, constants=constants)), head.name
+
+
+def _trained_layers(forward: Graph, graph: Graph, scheme: Scheme, int8_head: str | None) -> dict[str, TrainedLayer]:
+    convs = conv_nodes(forward)
+    layers: dict[str, TrainedLayer] = {}
+    for index, node in enumerate(convs):
+        ratio = scheme.ratio_of(index)
+        channels = None
+        if ratio:
+            w = forward.constants[node.inputs[1]]
+            depthwise = is_depthwise(forward, node)
+            if node_attrs(node)["groups"] != 1 and not depthwise:
+                raise SchemeError(f"conv {index} ('{node.name}') is grouped; only dense, pointwise and depthwise train")
+            channels = tuple(int(c) for c in select_channels(w, ratio, depthwise))
+        bias = scheme.trains_bias(index, len(convs))
+        if bias or channels:
+            layers[node.name] = TrainedLayer(index, bias, channels)
+    if scheme.train_head:
+        head = int8_head or _head(graph).name
+        full = None
+        if int8_head:
+            full = tuple(range(graph.tensors[graph.node(head).inputs[0]].shape[1]))
+        layers[head] = TrainedLayer(len(convs), True, full, head=True)
+    if not layers:
+        raise SchemeError("the scheme trains nothing (no bias, no weights, head frozen)")
+    return layers
+
+
+class _Emitter:
+    """Builds the training graph: forward with saves, loss, then the backward by :data:`GRAD_RULES`."""
+
+    def __init__(self, graph: Graph, scheme: Scheme, layers: dict[str, TrainedLayer]) -> None:
+        self.graph = graph
+        self.scheme = scheme
+        self.layers = layers
+        self.b = GraphBuilder(f"{graph.name}.train", dict(graph.metadata))
+        self.grads: dict[str, str] = {}
+        self.masks: dict[str, str] = {}
+        self.saved: dict[str, str] = {}
+        self.slices: dict[str, str] = {}
+        self.state: dict[str, str] = {}
+        self.needs = self._needs_grad()
+
+    def _needs_grad(self) -> dict[str, bool]:
+        """A tensor needs a gradient iff a trained parameter lies upstream of it."""
+        needs: dict[str, bool] = {}
+        for node in self.graph.nodes:
+            upstream = any(needs.get(x, False) for x in node.inputs)
+            for y in node.outputs:
+                needs[y] = node.name in self.layers or upstream
+        return needs
+
+    def need(self, tensor: str) -> bool:
+        return self.needs.get(tensor, False)
+
+    def spec(self, tensor: str):  # type: ignore[no-untyped-def]
+        return self.b.spec(tensor)
+
+    def grad_tensor(self, name: str, shape: tuple[int, ...]) -> str:
+        return self.b.tensor(name, shape, DType.FLOAT32)
+
+    def const(self, name: str, array: np.ndarray) -> str:
+        return self.b.constant(name, array)
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 1
+        while self.b.has(name):
+            name, k = f"{base}{k}", k + 1
+        return name
+
+    def contribute(self, tensor: str, grad: str) -> None:
+        """Record a gradient contribution for ``tensor``; fan-out contributions are summed."""
+        existing = self.grads.get(tensor)
+        if existing is None:
+            self.grads[tensor] = grad
+            return
+        total = self.grad_tensor(self.fresh(f"{tensor}.grad"), self.spec(tensor).shape)
+        self.b.node(f"{total}.acc", Op.ACCUMULATE, (existing, grad), (total,))
+        self.grads[tensor] = total
+
+    def update_attrs(self, layer: TrainedLayer, tensor_id: int) -> dict[str, Any]:
+        return {
+            "rounding": self.scheme.rounding,
+            "seed": self.scheme.seed,
+            "lr_group": "head" if layer.head else "body",
+            "tensor_id": tensor_id,
+        }
+
+    def next_state(self, param: str) -> str:
+        spec = self.spec(param)
+        name = self.b.tensor(f"{param}.next", spec.shape, spec.dtype, spec.quant)
+        self.state[param] = name
+        self.b.output(name)
+        return name
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def forward(self) -> None:
+        g = self.graph
+        for name, spec in g.tensors.items():
+            if name in g.inputs:
+                self.b.input(name, spec.shape, spec.dtype, spec.quant)
+            elif name in g.constants:
+                self.b.constant(name, g.constants[name], spec.quant)
+            else:
+                self.b.tensor(name, spec.shape, spec.dtype, spec.quant)
+        for node in g.nodes:
+            self.forward_node(node)
+
+    def forward_node(self, node: Node) -> None:
+        attrs = dict(node.attrs)
+        inputs = list(node.inputs)
+        outputs = list(node.outputs)
+        if node.op in (Op.CONV2D, Op.ADD, Op.GLOBAL_AVG_POOL) and self.need(node.outputs[0]):
+            mask = self.b.tensor(f"{node.name}.mask", (mask_bytes(self.spec(node.outputs[0]).numel),), DType.UINT8)
+            attrs["save_mask"] = True
+            outputs.append(mask)
+            self.masks[node.name] = mask
+        layer = self.layers.get(node.name)
+        if node.op is Op.CONV2D and layer is not None and layer.channels is not None:
+            self.split_weight(node, layer, attrs, inputs)
+        self.b.node(node.name, node.op, inputs, outputs, **attrs)
+        if node.op is Op.CONV2D and layer is not None and layer.channels is not None:
+            self.save_input(node, layer)
+
+    def split_weight(self, node: Node, layer: TrainedLayer, attrs: dict[str, Any], inputs: list[str]) -> None:
+        """The trained channels move to an SRAM slice ``w_train``; ``w`` stays whole in flash."""
+        w = self.graph.constants[node.inputs[1]]
+        depthwise = is_depthwise(self.graph, node)
+        chans = list(layer.channels or ())
+        part = w[chans] if depthwise else w[:, chans]
+        quant = self.spec(node.inputs[1]).quant
+        if depthwise:
+            quant = QuantParams.per_channel(np.asarray(quant.scale)[chans])
+        name = self.b.constant(f"{node.name}.w_train", np.ascontiguousarray(part), quant)
+        self.slices[node.name] = name
+        attrs["channels"] = chans
+        inputs.append(name)
+
+    def save_input(self, node: Node, layer: TrainedLayer) -> None:
+        x = node.inputs[0]
+        chans = list(layer.channels or ())
+        if len(chans) == self.spec(x).shape[1]:
+            self.saved[node.name] = x  # every channel trains: keep x itself alive
+            return
+        spec = self.spec(x)
+        saved = self.b.tensor(f"{node.name}.x_saved", (1, len(chans), *spec.shape[2:]), DType.INT8, spec.quant)
+        self.b.node(f"{node.name}.save", Op.GATHER_CHANNELS, (x,), (saved,), channels=chans)
+        self.saved[node.name] = saved
+
+    # -- loss and backward ---------------------------------------------------------------------
+
+    def loss_and_backward(self) -> None:
+        logits = self.graph.outputs[0]
+        if not self.need(logits):
+            raise SchemeError("the scheme trains nothing the loss depends on")
+        label = self.b.input(LABEL, (1,), DType.INT32)
+        loss = self.b.tensor(LOSS, (1,), DType.FLOAT32)
+        g = self.grad_tensor(f"{logits}.grad", self.spec(logits).shape)
+        self.b.node("loss", Op.SOFTMAX_CE, (logits, label), (loss, g))
+        self.b.output(loss)
+        self.grads[logits] = g
+        for node in reversed(self.graph.nodes):
+            if node.outputs[0] in self.grads:
+                GRAD_RULES[node.op](self, node, self.grads.pop(node.outputs[0]))
+
+
+# -- gradient rules (NUMERICS.md §4): one per forward op -------------------------------------------
+
+
+def _grad_conv2d(e: _Emitter, node: Node, g: str) -> None:
+    x, w, b = node.inputs[:3]
+    xs, ws, ys = e.spec(x), e.spec(w), e.spec(node.outputs[0])
+    attrs = node_attrs(node)
+    layer = e.layers.get(node.name)
+    mult = conv_multiplier(xs.quant.tensor_scale, ws.quant.scale_array(), ys.quant.tensor_scale)
+    scale = e.const(f"{node.name}.M", mult)
+    gh = e.grad_tensor(f"{node.name}.gh", ys.shape)
+    e.b.node(f"{node.name}.mask_scale", Op.MASK_SCALE, (g, e.masks[node.name], scale), (gh,))
+    inv_w = inv_b = None
+    if layer is not None:
+        bias = e.graph.constants[b]
+        inv_w, inv_b = qas_divisors(xs.quant.tensor_scale, ws.quant.scale_array(), bias)
+    if layer is not None and layer.bias:
+        inv = e.const(f"{node.name}.inv_b", inv_b)
+        e.b.node(
+            f"{node.name}.bias_update",
+            Op.BIAS_UPDATE,
+            (gh, b, inv),
+            (e.next_state(b),),
+            **e.update_attrs(layer, bias_tensor_id(layer.index)),
+        )
+    geometry = {k: attrs[k] for k in ("stride", "padding", "groups")}
+    w_train = e.slices.get(node.name)
+    if e.need(x):
+        existing = e.grads.pop(x, None)
+        ins = [gh, w]
+        extra: dict[str, Any] = {}
+        if w_train:
+            ins.append(w_train)
+            extra["channels"] = list(layer.channels or ())
+        if existing:
+            ins.append(existing)
+            extra["accumulate"] = True
+        gx = e.grad_tensor(e.fresh(f"{x}.grad"), xs.shape)
+        e.b.node(f"{node.name}.bwd_x", Op.CONV2D_BWD_X, ins, (gx,), size=list(xs.shape[2:]), **geometry, **extra)
+        e.grads[x] = gx
+    if w_train:
+        inv = e.const(f"{node.name}.inv_w", inv_w)
+        e.b.node(
+            f"{node.name}.w_update",
+            Op.CONV2D_BWD_W_UPDATE,
+            (e.saved[node.name], gh, w_train, inv),
+            (e.next_state(w_train),),
+            channels=list(layer.channels or ()),
+            weight_shape=list(ws.shape),
+            **geometry,
+            **e.update_attrs(layer, weight_tensor_id(layer.index)),
+        )
+
+
+def _grad_add(e: _Emitter, node: Node, g: str) -> None:
+    a, b = node.inputs
+    m1, m2 = add_multipliers(
+        e.spec(a).quant.tensor_scale, e.spec(b).quant.tensor_scale, e.spec(node.outputs[0]).quant.tensor_scale
+    )
+    mask = e.masks[node.name]
+    shape = e.spec(node.outputs[0]).shape
+    if e.need(a) and e.need(b):
+        ga = e.grad_tensor(e.fresh(f"{a}.grad"), shape)
+        gb = e.grad_tensor(e.fresh(f"{b}.grad"), shape)
+        e.b.node(f"{node.name}.bwd", Op.ADD_BWD, (g, mask), (ga, gb), m1=float(m1), m2=float(m2))
+        e.contribute(a, ga)
+        e.contribute(b, gb)
+        return
+    # One side frozen: the same math as mask_scale with a constant per-channel scale, in place.
+    target, m = (a, m1) if e.need(a) else (b, m2)
+    scale = e.const(f"{node.name}.m", np.full(shape[1], m, dtype=np.float32))
+    gt = e.grad_tensor(e.fresh(f"{target}.grad"), shape)
+    e.b.node(f"{node.name}.bwd", Op.MASK_SCALE, (g, mask, scale), (gt,))
+    e.contribute(target, gt)
+
+
+def _grad_pool(e: _Emitter, node: Node, g: str) -> None:
+    x = node.inputs[0]
+    xs = e.spec(x)
+    m = pool_multiplier(xs.quant.tensor_scale, e.spec(node.outputs[0]).quant.tensor_scale, xs.shape[2] * xs.shape[3])
+    gx = e.grad_tensor(e.fresh(f"{x}.grad"), xs.shape)
+    e.b.node(f"{node.name}.bwd", Op.POOL_BWD, (g, e.masks[node.name]), (gx,), m=float(m), size=list(xs.shape[2:]))
+    e.contribute(x, gx)
+
+
+def _grad_reshape(e: _Emitter, node: Node, g: str) -> None:
+    x = node.inputs[0]
+    gx = e.grad_tensor(e.fresh(f"{x}.grad"), e.spec(x).shape)
+    e.b.node(f"{node.name}.bwd", Op.RESHAPE, (g,), (gx,), shape=list(e.spec(x).shape))
+    e.contribute(x, gx)
+
+
+def _grad_linear(e: _Emitter, node: Node, g: str) -> None:
+    x, w, b = node.inputs
+    if e.spec(w).dtype is not DType.FLOAT32:
+        raise SchemeError(f"{node.describe()}: an int8 linear layer trains as a 1x1 conv (see _prepare_head)")
+    layer = e.layers.get(node.name)
+    outputs = []
+    if layer is not None:
+        outputs += [e.next_state(w), e.next_state(b)]
+    need_x = e.need(x)
+    if need_x:
+        gx = e.grad_tensor(e.fresh(f"{x}.grad"), e.spec(x).shape)
+        outputs.append(gx)
+    e.b.node(
+        f"{node.name}.bwd_update",
+        Op.LINEAR_F32_BWD_UPDATE,
+        (x, w, b, g),
+        outputs,
+        update=layer is not None,
+        input_grad=need_x,
+    )
+    if need_x:
+        e.contribute(x, gx)
+
+
+GRAD_RULES: Mapping[Op, Callable[[_Emitter, Node, str], None]] = {
+    Op.CONV2D: _grad_conv2d,
+    Op.ADD: _grad_add,
+    Op.GLOBAL_AVG_POOL: _grad_pool,
+    Op.RESHAPE: _grad_reshape,
+    Op.LINEAR: _grad_linear,
+}
+
+
+def eliminate_dead_code(graph: Graph) -> Graph:
+    """Drop nodes no graph output depends on, then tensors and constants nothing reads."""
+    live = set(graph.outputs)
+    kept: list[Node] = []
+    for node in reversed(graph.nodes):
+        if any(out in live for out in node.outputs):
+            kept.append(node)
+            live.update(node.inputs)
+    kept.reverse()
+    used = set(graph.inputs) | set(graph.outputs)
+    for node in kept:
+        used.update(node.inputs)
+        used.update(node.outputs)
+    tensors = {k: v for k, v in graph.tensors.items() if k in used}
+    constants = {k: v for k, v in graph.constants.items() if k in used}
+    return verify(graph.replace(nodes=kept, tensors=tensors, constants=constants))
+
+
+def build_training_graph(forward: Graph, scheme: Scheme) -> Graph:
+    """The verified training-step graph of ``forward`` under ``scheme`` (see the module docstring)."""
+    verify(forward)
+    scheme.validate_for(forward)
+    if scheme.rounding not in ("nearest", "stochastic"):
+        raise SchemeError(f"rounding '{scheme.rounding}' is simulation only; the device rounds nearest or stochastic")
+    if scheme.momentum:
+        raise SchemeError("momentum is not compiled yet (plain SGD, the paper's on-device setting); set momentum 0")
+    graph, int8_head = _prepare_head(forward, scheme)
+    layers = _trained_layers(forward, graph, scheme, int8_head)
+    e = _Emitter(graph, scheme, layers)
+    e.forward()
+    e.loss_and_backward()
+    e.b.metadata["training"] = {
+        "forward": forward.name,
+        "scheme": scheme.to_json(),
+        "input": graph.inputs[0],
+        "label": LABEL,
+        "loss": LOSS,
+        "logits": graph.outputs[0],
+        "state": dict(e.state),
+        "layers": {
+            name: {"index": layer.index, "bias": layer.bias, "channels": list(layer.channels or []), "head": layer.head}
+            for name, layer in layers.items()
+        },
+    }
+    return eliminate_dead_code(e.b.build())

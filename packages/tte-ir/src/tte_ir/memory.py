@@ -1,0 +1,333 @@
+"""Static memory planning of a training graph, and its memory report.
+
+Every tensor that is neither a constant nor a graph input lives in one static arena. Tensors an op
+writes in place (the op table's ``inplace``) share one buffer; a buffer lives from the node that first
+writes it to the node that last reads it, over the graph's schedule (its node order). A row-tiled group
+(:mod:`tte_ir.tiling`) runs as one loop, so its nodes share one time span, and a tensor produced and
+consumed inside the group holds only one row band. Each kernel's scratch (:mod:`tte_ir.scratch`)
+lives for its node only.
+
+Planners assign offsets behind one small interface, :class:`Planner`:
+
+- :class:`NaivePlanner`: every buffer at its own offset (the sum of all; no reuse).
+- :class:`GreedyPlanner`: largest buffer first, each at the lowest offset (``first-fit``) or in the
+  smallest gap (``best-fit``) that no buffer live at the same time occupies.
+
+The report (ARCHITECTURE.md, "Memory accounting") gives the arena peak and the op at the peak (the
+node where the live bytes are highest), the trainable state (trained weight slices, biases, fp32 head,
+optimizer state: parameters that live in SRAM), the I/O buffers (graph inputs: image and label) and
+their total.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tte_ir._ir import Graph, TteError
+from tte_ir.autodiff import training_info
+from tte_ir.ops import OP_TABLE, node_roles
+from tte_ir.scratch import scratch_bytes
+
+__all__ = [
+    "ALIGN",
+    "Buffer",
+    "GreedyPlanner",
+    "MemoryReport",
+    "NaivePlanner",
+    "Plan",
+    "Planner",
+    "arena_buffers",
+    "live_bytes",
+    "memory_report",
+    "plot_memory",
+]
+
+ALIGN = 4  # bytes; float32 buffers need 4-byte alignment on Cortex-M
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One arena buffer: the tensors sharing it, its size and its inclusive life span in node indices."""
+
+    name: str
+    size: int
+    start: int
+    end: int
+    tensors: tuple[str, ...] = ()
+
+    def overlaps(self, other: Buffer) -> bool:
+        """Whether the two buffers are live at a common node."""
+        return self.start <= other.end and other.start <= self.end
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Offsets of every buffer and the arena size they need."""
+
+    planner: str
+    buffers: tuple[Buffer, ...]
+    offsets: dict[str, int]
+    arena_bytes: int
+
+
+class Planner(Protocol):
+    """Assigns an offset to each buffer; buffers live at a common node must not overlap."""
+
+    name: str
+
+    def plan(self, buffers: Sequence[Buffer]) -> Plan: ...
+
+
+class NaivePlanner:
+    """No reuse: buffers one after another."""
+
+    name = "naive"
+
+    def plan(self, buffers: Sequence[Buffer]) -> Plan:
+        offsets: dict[str, int] = {}
+        top = 0
+        for buf in buffers:
+            offsets[buf.name] = top
+            top += _align(buf.size)
+        return Plan(self.name, tuple(buffers), offsets, top)
+
+
+@dataclass
+class GreedyPlanner:
+    """Largest buffer first (ties: earlier start, then name); ``first-fit`` or ``best-fit`` offsets."""
+
+    strategy: str = "best-fit"
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("first-fit", "best-fit"):
+            raise TteError(f"planner strategy '{self.strategy}' is unknown (first-fit or best-fit)")
+        self.name = self.strategy
+
+    def plan(self, buffers: Sequence[Buffer]) -> Plan:
+        order = sorted(buffers, key=lambda b: (-b.size, b.start, b.name))
+        placed: list[tuple[int, int, Buffer]] = []  # (offset, aligned size, buffer)
+        offsets: dict[str, int] = {}
+        for buf in order:
+            size = _align(buf.size)
+            busy = sorted((off, off + sz) for off, sz, other in placed if other.overlaps(buf))
+            gaps: list[tuple[int, int]] = []  # (start, length); the last gap is unbounded
+            cursor = 0
+            for lo, hi in busy:
+                if lo > cursor:
+                    gaps.append((cursor, lo - cursor))
+                cursor = max(cursor, hi)
+            fitting = [(start, length) for start, length in gaps if length >= size]
+            if not fitting:
+                offset = cursor
+            elif self.strategy == "first-fit":
+                offset = fitting[0][0]
+            else:
+                offset = min(fitting, key=lambda g: (g[1], g[0]))[0]
+            offsets[buf.name] = offset
+            placed.append((offset, size, buf))
+        top = max((off + sz for off, sz, _ in placed), default=0)
+        return Plan(self.name, tuple(buffers), offsets, top)
+
+
+def _group_spans(graph: Graph) -> list[tuple[int, int]]:
+    """For each node, the span of node indices it runs in (its row-tiled group's, or its own)."""
+    spans = [(i, i) for i in range(len(graph.nodes))]
+    first: dict[int, int] = {}
+    for i, node in enumerate(graph.nodes):
+        tile = node.attrs.get("tile")
+        if tile:
+            first.setdefault(int(tile["group"]), i)
+    last: dict[int, int] = {}
+    for i, node in enumerate(graph.nodes):
+        tile = node.attrs.get("tile")
+        if tile:
+            last[int(tile["group"])] = i
+    for i, node in enumerate(graph.nodes):
+        tile = node.attrs.get("tile")
+        if tile:
+            spans[i] = (first[int(tile["group"])], last[int(tile["group"])])
+    return spans
+
+
+def band_bytes(graph: Graph, tensor: str, rows: int) -> int:
+    """Bytes of ``rows`` rows of an activation ``[1, C, H, W]``."""
+    spec = graph.tensors[tensor]
+    return spec.shape[1] * min(rows, spec.shape[2]) * spec.shape[3] * spec.dtype.itemsize
+
+
+def arena_buffers(graph: Graph, *, use_engine: bool = True) -> list[Buffer]:
+    """The arena buffers of ``graph``'s schedule (see the module docstring)."""
+    spans = _group_spans(graph)
+    outside = set(graph.constants) | set(graph.inputs)
+    parent: dict[str, str] = {}
+
+    def root(t: str) -> str:
+        while parent.get(t, t) != t:
+            t = parent[t]
+        return t
+
+    for node in graph.nodes:
+        ins, outs = node_roles(node)
+        for out_role, in_role in OP_TABLE[node.op].inplace.items():
+            if out_role in outs and in_role in ins:
+                parent[root(outs[out_role])] = root(ins[in_role])
+    start: dict[str, int] = {}
+    end: dict[str, int] = {}
+    for i, node in enumerate(graph.nodes):
+        lo, hi = spans[i]
+        for t in node.outputs:
+            start.setdefault(t, lo)
+            end[t] = max(end.get(t, lo), hi)
+        for t in node.inputs:
+            end[t] = max(end.get(t, hi), hi)
+    last = len(graph.nodes) - 1
+    for t in graph.outputs:
+        end[t] = last
+    band = _band_sizes(graph)
+    groups: dict[str, list[str]] = {}
+    for t in start:
+        groups.setdefault(root(t), []).append(t)
+    buffers = []
+    for r, members in groups.items():
+        if r in outside or any(m in outside for m in members):
+            continue  # works in place on a parameter (SRAM state) or an input (I/O)
+        size = max(band.get(m, graph.tensors[m].nbytes) for m in members)
+        buffers.append(
+            Buffer(r, size, min(start[m] for m in members), max(end[m] for m in members), tuple(sorted(members)))
+        )
+    for i, node in enumerate(graph.nodes):
+        scratch = scratch_bytes(graph, node, use_engine=use_engine)
+        if scratch:
+            buffers.append(Buffer(f"{node.name}.scratch", scratch, spans[i][0], spans[i][1]))
+    return sorted(buffers, key=lambda b: (b.start, b.name))
+
+
+def _band_sizes(graph: Graph) -> dict[str, int]:
+    """Tensors produced and consumed only inside one row-tiled group hold one band of rows."""
+    sizes: dict[str, int] = {}
+    for node in graph.nodes:
+        tile = node.attrs.get("tile")
+        if not tile or node.outputs[0] in graph.outputs:
+            continue
+        consumers = graph.consumers(node.outputs[0])
+        if consumers and all((c.attrs.get("tile") or {}).get("group") == tile["group"] for c in consumers):
+            sizes[node.outputs[0]] = band_bytes(graph, node.outputs[0], int(tile["band"]))
+    return sizes
+
+
+def live_bytes(buffers: Sequence[Buffer], n_nodes: int) -> list[int]:
+    """Bytes live at each node (aligned sizes): the lower bound of any plan at that node."""
+    live = [0] * n_nodes
+    for buf in buffers:
+        for i in range(buf.start, buf.end + 1):
+            live[i] += _align(buf.size)
+    return live
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """Every line of the memory accounting of one training graph."""
+
+    graph: str
+    planner: str
+    arena_peak_bytes: int
+    peak_live_bytes: int
+    peak_op: str
+    trainable_bytes: int
+    io_bytes: int
+    flash_bytes: int
+    live: tuple[int, ...]
+    nodes: tuple[str, ...]
+    plan: Plan
+
+    @property
+    def total_bytes(self) -> int:
+        """Arena + trainable state + I/O: the SRAM the training step needs besides code and stack."""
+        return self.arena_peak_bytes + self.trainable_bytes + self.io_bytes
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as one JSON-ready object (``tte plan --json``)."""
+        return {
+            "graph": self.graph,
+            "planner": self.planner,
+            "arena_peak_bytes": self.arena_peak_bytes,
+            "peak_live_bytes": self.peak_live_bytes,
+            "peak_op": self.peak_op,
+            "trainable_bytes": self.trainable_bytes,
+            "io_bytes": self.io_bytes,
+            "total_bytes": self.total_bytes,
+            "flash_bytes": self.flash_bytes,
+        }
+
+    def lines(self) -> list[str]:
+        """The human-readable report."""
+        kb = 1024
+        return [
+            f"memory of '{self.graph}' (planner {self.planner}):",
+            f"  arena peak      {self.arena_peak_bytes:>9,} B  {self.arena_peak_bytes / kb:7.1f} KB  "
+            f"(live peak {self.peak_live_bytes:,} B at '{self.peak_op}')",
+            f"  trainable state {self.trainable_bytes:>9,} B  {self.trainable_bytes / kb:7.1f} KB",
+            f"  I/O             {self.io_bytes:>9,} B  {self.io_bytes / kb:7.1f} KB",
+            f"  total           {self.total_bytes:>9,} B  {self.total_bytes / kb:7.1f} KB",
+            f"  flash (frozen constants) {self.flash_bytes:,} B",
+        ]
+
+
+def memory_report(graph: Graph, planner: Planner | None = None, *, use_engine: bool = True) -> MemoryReport:
+    """Plan ``graph``'s arena with ``planner`` (best-fit by default) and account for every byte."""
+    info = training_info(graph)
+    planner = planner or GreedyPlanner()
+    buffers = arena_buffers(graph, use_engine=use_engine)
+    plan = planner.plan(buffers)
+    live = live_bytes(buffers, len(graph.nodes))
+    peak_index = max(range(len(live)), key=lambda i: (live[i], -i)) if live else 0
+    state = set(info["state"])
+    trainable = sum(graph.tensors[name].nbytes for name in state)
+    io = sum(graph.tensors[name].nbytes for name in graph.inputs)
+    flash = sum(graph.tensors[name].nbytes for name in graph.constants if name not in state)
+    return MemoryReport(
+        graph.name,
+        plan.planner,
+        plan.arena_bytes,
+        max(live, default=0),
+        graph.nodes[peak_index].name if graph.nodes else "",
+        trainable,
+        io,
+        flash,
+        tuple(live),
+        tuple(n.name for n in graph.nodes),
+        plan,
+    )
+
+
+def plot_memory(report: MemoryReport, path: str) -> None:
+    """Write a PNG of live arena bytes over the schedule (needs ``tte-ir[plot]``: matplotlib)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise TteError("plotting needs matplotlib: pip install 'tte-ir[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.plot(range(len(report.live)), [b / 1024 for b in report.live], lw=1.2, label="live arena bytes")
+    ax.axhline(report.arena_peak_bytes / 1024, color="C3", ls="--", lw=1, label="planned arena")
+    peak = report.nodes.index(report.peak_op) if report.peak_op in report.nodes else 0
+    ax.annotate(report.peak_op, (peak, report.live[peak] / 1024), fontsize=8)
+    ax.set_xlabel("node in schedule order")
+    ax.set_ylabel("KB")
+    ax.set_title(
+        f"{report.graph}: arena {report.arena_peak_bytes / 1024:.1f} KB + trainable "
+        f"{report.trainable_bytes / 1024:.1f} KB + I/O {report.io_bytes / 1024:.1f} KB"
+    )
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
