@@ -11,9 +11,9 @@
 typedef struct golden_case {
     const char *name;
     step step;
-    const int8_t *x;              /* first input, engine layout */
-    const int8_t *x2;             /* second input of an add, else NULL */
-    const void *expected;         /* [out_bytes] expected output bytes */
+    const int8_t *x;      /* first input, engine layout */
+    const int8_t *x2;     /* second input of an add, else NULL */
+    const void *expected; /* [out_bytes] expected output bytes */
     uint32_t out_bytes;
     const uint8_t *expected_mask; /* [mask_bytes] bit-packed, unused bits 0; NULL for float outputs */
     uint32_t mask_bytes;

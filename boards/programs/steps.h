@@ -18,14 +18,14 @@ typedef enum step_kind {
 typedef struct step {
     step_kind kind;
     union {
-        tte_conv2d_params conv;          /* the three convs */
-        tte_add_params add;              /* STEP_ADD */
-        tte_global_avg_pool_params pool; /* STEP_GLOBAL_AVG_POOL */
-        tte_linear_params linear;        /* STEP_LINEAR_S8 */
+        tte_conv2d_params conv;           /* the three convs */
+        tte_add_params add;               /* STEP_ADD */
+        tte_global_avg_pool_params pool;  /* STEP_GLOBAL_AVG_POOL */
+        tte_linear_params linear;         /* STEP_LINEAR_S8 */
         tte_linear_f32_params linear_f32; /* STEP_LINEAR_F32 */
     } p;
-    const void *w;          /* int8 weights (float32 for STEP_LINEAR_F32), engine layout; NULL when none */
-    const void *bias;       /* [O] int32 (float32 for STEP_LINEAR_F32); NULL when none */
+    const void *w;           /* int8 weights (float32 for STEP_LINEAR_F32), engine layout; NULL when none */
+    const void *bias;        /* [O] int32 (float32 for STEP_LINEAR_F32); NULL when none */
     const float *multiplier; /* [O] float32; NULL when none */
 } step;
 

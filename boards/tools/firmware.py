@@ -38,8 +38,20 @@ def build_board(board: str, build_dir: Path, **cache: object) -> Path:
 
 def run_qemu(machine: str, elf: Path, *, icount: bool = False, timeout: float = 300) -> str:
     """Run an image under qemu-system-arm with semihosting and return its console output."""
-    command = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
-               "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]  # fmt: skip
+    command = [
+        "qemu-system-arm",
+        "-M",
+        machine,
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        "none",
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-kernel",
+        str(elf),
+    ]
     if icount:
         command[1:1] = ["-icount", "shift=0"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -71,7 +83,10 @@ def elf_sizes(elf: Path) -> dict[str, int]:
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [list(map(str, header))] + [[f"{v:,}" if isinstance(v, int) else str(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
+    lines = [
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -100,8 +115,18 @@ def cross(build_dir: Path, model: Path | None) -> str:
         build = build_board(board, build_dir / board, **data)
         for elf in sorted(build.glob("*.elf")):
             s = elf_sizes(elf)
-            rows.append((board, elf.stem, s["text"], s["data"], s["bss"], s["stack+heap"],
-                         s["text"] + s["data"], s["data"] + s["bss"] + s["stack+heap"]))  # fmt: skip
+            rows.append(
+                (
+                    board,
+                    elf.stem,
+                    s["text"],
+                    s["data"],
+                    s["bss"],
+                    s["stack+heap"],
+                    s["text"] + s["data"],
+                    s["data"] + s["bss"] + s["stack+heap"],
+                )
+            )
     header = ("board", "program", "text", "data", "bss", "stack+heap", "flash", "ram")
     return _table(header, rows)
 
@@ -141,8 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for tool in ("cmake", "arm-none-eabi-gcc") + (("qemu-system-arm",) if args.what == "bench" else ()):
         if shutil.which(tool) is None:
-            parser.error(f"'{tool}' is not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
-                         "qemu-system-arm cmake)")  # fmt: skip
+            parser.error(
+                f"'{tool}' is not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+                "qemu-system-arm cmake)"
+            )
     if args.what == "bench" and args.model is None:
         parser.error("bench needs --model (e.g. ../shared/models/mcunet-5fps.pkl)")
     try:

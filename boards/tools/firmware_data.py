@@ -76,13 +76,26 @@ def conv_case(
     from tte_ir import reference
 
     y, mask = reference.conv2d(
-        x, w, b, multiplier, stride=stride, padding=padding, groups=groups, x_zero=x_zero, y_zero=y_zero,
-        act_min=act_min, act_max=act_max, return_mask=True,
-    )  # fmt: skip
+        x,
+        w,
+        b,
+        multiplier,
+        stride=stride,
+        padding=padding,
+        groups=groups,
+        x_zero=x_zero,
+        y_zero=y_zero,
+        act_min=act_min,
+        act_max=act_max,
+        return_mask=True,
+    )
     kernel, wl, geometry = conv_kernel(w, x.shape[1], stride=stride, padding=padding, groups=groups)
     if dense:
-        kernel, wl, geometry = "conv2d_fwd_s8", w.transpose(0, 2, 3, 1), {"stride": stride, "padding": padding,
-                                                                         "groups": groups}  # fmt: skip
+        kernel, wl, geometry = (
+            "conv2d_fwd_s8",
+            w.transpose(0, 2, 3, 1),
+            {"stride": stride, "padding": padding, "groups": groups},
+        )
     params = {**geometry, "x_zero": x_zero, "y_zero": y_zero, "act_min": act_min, "act_max": act_max}
     xe, ye = to_engine_layout(x), to_engine_layout(y)
     step = _step(name, kernel, [xe], ye.shape, (wl, b, multiplier), params)
@@ -147,8 +160,9 @@ def _conv_random(rng, name, c, o, h, w, k, stride, padding, groups, **quant) -> 
     bias = rng.integers(-(2**14), 2**14, size=o, dtype=np.int32)
     multiplier = np.exp(rng.uniform(np.log(1e-4), np.log(1e-2), size=o)).astype(np.float32)
     q = {"x_zero": int(rng.integers(-128, 128)), "y_zero": int(rng.integers(-128, 128)), **quant}
-    return conv_case(name, _s8(rng, 1, c, h, w), weights, bias, multiplier, stride=stride, padding=padding,
-                     groups=groups, **q)  # fmt: skip
+    return conv_case(
+        name, _s8(rng, 1, c, h, w), weights, bias, multiplier, stride=stride, padding=padding, groups=groups, **q
+    )
 
 
 def golden_set(seed: int = 0) -> list[Case]:
@@ -168,23 +182,69 @@ def golden_set(seed: int = 0) -> list[Case]:
     weights = _w8(rng, 4, 3, 3, 3)
     bias = np.array([2**31 - 1, I32_MIN, 100, -100], dtype=np.int32)
     multiplier = np.array([3.9e-9, 3.9e-9, 1e-3, 1e-3], dtype=np.float32)
-    cases.append(conv_case("conv_bias_sat32", _s8(rng, 1, 3, 6, 6), weights, bias, multiplier, stride=1, padding=1,
-                           groups=1, x_zero=-128, y_zero=127))  # fmt: skip
+    cases.append(
+        conv_case(
+            "conv_bias_sat32",
+            _s8(rng, 1, 3, 6, 6),
+            weights,
+            bias,
+            multiplier,
+            stride=1,
+            padding=1,
+            groups=1,
+            x_zero=-128,
+            y_zero=127,
+        )
+    )
     # Ties: v = 0.5 * x for every code x; odd x lands on .5, where round half to even picks the even code.
     every_code = np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 16, 16)
-    cases.append(conv_case("pw_ties_half_even", every_code, np.ones((1, 1, 1, 1), np.int8), np.zeros(1, np.int32),
-                           np.array([0.5], np.float32), stride=1, padding=0, groups=1, x_zero=0, y_zero=0))  # fmt: skip
+    cases.append(
+        conv_case(
+            "pw_ties_half_even",
+            every_code,
+            np.ones((1, 1, 1, 1), np.int8),
+            np.zeros(1, np.int32),
+            np.array([0.5], np.float32),
+            stride=1,
+            padding=0,
+            groups=1,
+            x_zero=0,
+            y_zero=0,
+        )
+    )
     q1, q2 = _s8(rng, 1, 5, 7, 3), _s8(rng, 1, 5, 7, 3)
     cases.append(add_case("add", q1, q2, m1=np.float32(0.7), m2=np.float32(0.4), z1=-3, z2=5, y_zero=-1))
     ties = np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 16, 16)
-    cases.append(add_case("add_ties_relu", ties, ties, m1=np.float32(0.25), m2=np.float32(0.25), z1=0, z2=-128,
-                          y_zero=-128, act_min=-128, act_max=0))  # fmt: skip
+    cases.append(
+        add_case(
+            "add_ties_relu",
+            ties,
+            ties,
+            m1=np.float32(0.25),
+            m2=np.float32(0.25),
+            z1=0,
+            z2=-128,
+            y_zero=-128,
+            act_min=-128,
+            act_max=0,
+        )
+    )
     cases.append(pool_case("pool", _s8(rng, 1, 11, 5, 5), multiplier=np.float32(1 / 25 * 0.9), x_zero=-7, y_zero=3))
-    cases.append(pool_case("pool_zero_extremes", _s8(rng, 1, 9, 3, 4), multiplier=np.float32(1 / 24), x_zero=127,
-                           y_zero=127))  # fmt: skip
+    cases.append(
+        pool_case("pool_zero_extremes", _s8(rng, 1, 9, 3, 4), multiplier=np.float32(1 / 24), x_zero=127, y_zero=127)
+    )
     w = _w8(rng, 10, 40)
-    cases.append(linear_s8_case("linear_s8", _s8(rng, 1, 40), w, rng.integers(-5000, 5000, 10, dtype=np.int32),
-                                np.full(10, 2e-3, np.float32), x_zero=-128, y_zero=0))  # fmt: skip
+    cases.append(
+        linear_s8_case(
+            "linear_s8",
+            _s8(rng, 1, 40),
+            w,
+            rng.integers(-5000, 5000, 10, dtype=np.int32),
+            np.full(10, 2e-3, np.float32),
+            x_zero=-128,
+            y_zero=0,
+        )
+    )
     wf = rng.uniform(-0.1, 0.1, size=(10, 40)).astype(np.float32)
     bf = rng.uniform(-0.5, 0.5, size=10).astype(np.float32)
     cases.append(linear_f32_case("linear_f32", _s8(rng, 1, 40), wf, bf, x_scale=np.float32(0.0235), x_zero=-128))
@@ -193,8 +253,12 @@ def golden_set(seed: int = 0) -> list[Case]:
 
 # ---- C emission -------------------------------------------------------------------------------------------------
 
-_C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.float32): "float",
-            np.dtype(np.uint8): "uint8_t"}  # fmt: skip
+_C_TYPES = {
+    np.dtype(np.int8): "int8_t",
+    np.dtype(np.int32): "int32_t",
+    np.dtype(np.float32): "float",
+    np.dtype(np.uint8): "uint8_t",
+}
 
 
 def _c_value(v: float | int, dtype: np.dtype) -> str:
@@ -247,27 +311,74 @@ def c_step(step: Step, symbols: Sequence[str]) -> str:
         wshape = step.arrays[0].shape
         kh, kw = {"conv2d_fwd_s8": wshape[1:3], "depthwise_conv2d_fwd_s8": wshape[0:2]}.get(step.kernel, (1, 1))
         groups = {"conv2d_fwd_s8": p.get("groups", 1), "depthwise_conv2d_fwd_s8": c}.get(step.kernel, 1)
-        union = "conv", _fields(
-            in_h=h, in_w=w, in_c=c, out_c=step.out_shape[-1], kernel_h=kh, kernel_w=kw, stride=p["stride"],
-            padding=p.get("padding", 0), groups=groups, x_zero=p["x_zero"], y_zero=p["y_zero"],
-            act_min=p["act_min"], act_max=p["act_max"],
-        )  # fmt: skip
+        union = (
+            "conv",
+            _fields(
+                in_h=h,
+                in_w=w,
+                in_c=c,
+                out_c=step.out_shape[-1],
+                kernel_h=kh,
+                kernel_w=kw,
+                stride=p["stride"],
+                padding=p.get("padding", 0),
+                groups=groups,
+                x_zero=p["x_zero"],
+                y_zero=p["y_zero"],
+                act_min=p["act_min"],
+                act_max=p["act_max"],
+            ),
+        )
     elif step.kernel == "add_fwd_s8":
-        union = "add", _fields(
-            size=int(np.prod(step.in_shapes[0])), m1=_c_value(p["m1"], f32), m2=_c_value(p["m2"], f32), z1=p["z1"],
-            z2=p["z2"], y_zero=p["y_zero"], act_min=p["act_min"], act_max=p["act_max"],
-        )  # fmt: skip
+        union = (
+            "add",
+            _fields(
+                size=int(np.prod(step.in_shapes[0])),
+                m1=_c_value(p["m1"], f32),
+                m2=_c_value(p["m2"], f32),
+                z1=p["z1"],
+                z2=p["z2"],
+                y_zero=p["y_zero"],
+                act_min=p["act_min"],
+                act_max=p["act_max"],
+            ),
+        )
     elif step.kernel == "global_avg_pool_fwd_s8":
         h, w, c = step.in_shapes[0]
-        union = "pool", _fields(in_h=h, in_w=w, in_c=c, multiplier=_c_value(p["multiplier"], f32),
-                                x_zero=p["x_zero"], y_zero=p["y_zero"])  # fmt: skip
+        union = (
+            "pool",
+            _fields(
+                in_h=h,
+                in_w=w,
+                in_c=c,
+                multiplier=_c_value(p["multiplier"], f32),
+                x_zero=p["x_zero"],
+                y_zero=p["y_zero"],
+            ),
+        )
     elif step.kernel == "linear_fwd_s8":
-        union = "linear", _fields(in_features=step.in_shapes[0][0], out_features=step.out_shape[0],
-                                  x_zero=p["x_zero"], y_zero=p["y_zero"], act_min=p["act_min"], act_max=p["act_max"])  # fmt: skip
+        union = (
+            "linear",
+            _fields(
+                in_features=step.in_shapes[0][0],
+                out_features=step.out_shape[0],
+                x_zero=p["x_zero"],
+                y_zero=p["y_zero"],
+                act_min=p["act_min"],
+                act_max=p["act_max"],
+            ),
+        )
     else:
-        union = "linear_f32", _fields(in_features=step.in_shapes[0][0], out_features=step.out_shape[0],
-                                      x_scale=_c_value(p["x_scale"], f32), x_zero=p["x_zero"])  # fmt: skip
-    pointers = dict(zip(("w", "bias", "multiplier"), symbols))
+        union = (
+            "linear_f32",
+            _fields(
+                in_features=step.in_shapes[0][0],
+                out_features=step.out_shape[0],
+                x_scale=_c_value(p["x_scale"], f32),
+                x_zero=p["x_zero"],
+            ),
+        )
+    pointers = dict(zip(("w", "bias", "multiplier"), symbols, strict=False))  # add and pool have none
     return _fields(kind=kind, **{f"p.{union[0]}": union[1]}, **{k: v for k, v in pointers.items()})
 
 
@@ -329,10 +440,8 @@ def plan_arena(steps: Sequence[Step], input_name: str, input_bytes: int) -> tupl
     offsets: dict[str, int] = {}
     for name in sorted(sizes, key=lambda n: -sizes[n]):
         clashes = sorted(
-            (offsets[o], offsets[o] + sizes[o])
-            for o in offsets
-            if born[o] <= last[name] and born[name] <= last[o]
-        )  # fmt: skip
+            (offsets[o], offsets[o] + sizes[o]) for o in offsets if born[o] <= last[name] and born[name] <= last[o]
+        )
         at = 0
         for lo, hi in clashes:
             if at + sizes[name] <= lo:
@@ -356,7 +465,9 @@ def forward_c(graph, x: np.ndarray) -> str:
         if s.kernel == "reshape":
             continue
         syms = [f"l{i}_a{j}" for j in range(len(s.arrays))]
-        out.extend(c_array(sym, a, comment=f"{s.node} {a.dtype}{list(a.shape)}") for sym, a in zip(syms, s.arrays))
+        out.extend(
+            c_array(sym, a, comment=f"{s.node} {a.dtype}{list(a.shape)}") for sym, a in zip(syms, s.arrays, strict=True)
+        )
         in2 = offsets[s.inputs[1]] if len(s.inputs) > 1 else 0
         nbytes = int(np.prod(s.out_shape)) * (4 if s.kernel == "linear_fwd_f32" else 1)
         entries.append(

@@ -28,15 +28,22 @@ std::string shape_str(const py::ssize_t *dims, py::ssize_t ndim) {
 }
 
 template <typename T> const char *dtype_name();
-template <> const char *dtype_name<int8_t>() { return "int8"; }
-template <> const char *dtype_name<int32_t>() { return "int32"; }
-template <> const char *dtype_name<float>() { return "float32"; }
+template <> const char *dtype_name<int8_t>() {
+    return "int8";
+}
+template <> const char *dtype_name<int32_t>() {
+    return "int32";
+}
+template <> const char *dtype_name<float>() {
+    return "float32";
+}
 
 // `obj` as a non-empty numpy array of T with `ndim` dimensions (-1: any),
 // C-contiguous and aligned, with at most 2^31-1 elements (kernels index with
 // int32), or a ValueError naming `name` and its expected `layout` ("[H][W][C]").
 template <typename T> py::array checked(const py::object &obj, const char *name, py::ssize_t ndim, const char *layout) {
-    const std::string want = std::string(name) + " must be a C-contiguous " + dtype_name<T>() + " numpy array " + layout;
+    const std::string want =
+        std::string(name) + " must be a C-contiguous " + dtype_name<T>() + " numpy array " + layout;
     if (!py::isinstance<py::array>(obj)) {
         throw py::value_error(want + ", got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
     }
@@ -72,7 +79,9 @@ int32_t in_range(int64_t v, const char *name, int64_t lo, int64_t hi) {
     return static_cast<int32_t>(v);
 }
 
-int32_t zero_point(int64_t v, const char *name) { return in_range(v, name, -128, 127); }
+int32_t zero_point(int64_t v, const char *name) {
+    return in_range(v, name, -128, 127);
+}
 
 // An output clamp [act_min, act_max] inside int8.
 std::pair<int32_t, int32_t> act_range(int64_t act_min, int64_t act_max) {
@@ -81,10 +90,16 @@ std::pair<int32_t, int32_t> act_range(int64_t act_min, int64_t act_max) {
     return {lo, hi};
 }
 
-int32_t dim(const py::array &a, py::ssize_t axis) { return static_cast<int32_t>(a.shape(axis)); }
+int32_t dim(const py::array &a, py::ssize_t axis) {
+    return static_cast<int32_t>(a.shape(axis));
+}
 
-template <typename T> T *data(py::array &a) { return static_cast<T *>(a.mutable_data()); }
-template <typename T> const T *cdata(const py::array &a) { return static_cast<const T *>(a.data()); }
+template <typename T> T *data(py::array &a) {
+    return static_cast<T *>(a.mutable_data());
+}
+template <typename T> const T *cdata(const py::array &a) {
+    return static_cast<const T *>(a.data());
+}
 
 void raise_on(tte_status status, const char *kernel) {
     if (status != TTE_OK) {
@@ -97,7 +112,9 @@ py::object result(py::array y, py::object mask, bool return_mask) {
     return return_mask ? py::object(py::make_tuple(std::move(y), std::move(mask))) : py::object(std::move(y));
 }
 
-py::array_t<uint8_t> new_mask(py::ssize_t elements) { return py::array_t<uint8_t>(Shape{(elements + 7) / 8}); }
+py::array_t<uint8_t> new_mask(py::ssize_t elements) {
+    return py::array_t<uint8_t>(Shape{(elements + 7) / 8});
+}
 
 // Checks and fills the geometry of a conv descriptor from x [H][W][C]; the
 // caller fills the kernel size and output channels from its weight layout.
@@ -190,8 +207,8 @@ py::object depthwise_conv2d_fwd_s8(const py::object &x_obj, const py::object &w_
     p.kernel_h = dim(w, 0);
     p.kernel_w = dim(w, 1);
     expect_shape(w, "w", {p.kernel_h, p.kernel_w, p.in_c}, "[KH][KW][C]");
-    return run_conv(tte_depthwise_conv2d_fwd_s8, tte_depthwise_conv2d_fwd_s8_scratch_size, "depthwise_conv2d_fwd_s8",
-                    p, x, w, bias, multiplier, return_mask);
+    return run_conv(tte_depthwise_conv2d_fwd_s8, tte_depthwise_conv2d_fwd_s8_scratch_size, "depthwise_conv2d_fwd_s8", p,
+                    x, w, bias, multiplier, return_mask);
 }
 
 py::object pointwise_conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
@@ -205,8 +222,8 @@ py::object pointwise_conv2d_fwd_s8(const py::object &x_obj, const py::object &w_
     p.kernel_h = 1;
     p.kernel_w = 1;
     expect_shape(w, "w", {p.out_c, p.in_c}, "[O][C]");
-    return run_conv(tte_pointwise_conv2d_fwd_s8, tte_pointwise_conv2d_fwd_s8_scratch_size, "pointwise_conv2d_fwd_s8",
-                    p, x, w, bias, multiplier, return_mask);
+    return run_conv(tte_pointwise_conv2d_fwd_s8, tte_pointwise_conv2d_fwd_s8_scratch_size, "pointwise_conv2d_fwd_s8", p,
+                    x, w, bias, multiplier, return_mask);
 }
 
 py::object add_fwd_s8(const py::object &x1_obj, const py::object &x2_obj, float m1, float m2, int64_t z1, int64_t z2,
@@ -276,8 +293,8 @@ std::pair<int32_t, int32_t> linear_dims(const py::array &x, const py::array &w) 
 }
 
 py::object linear_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
-                         const py::object &multiplier, int64_t x_zero, int64_t y_zero, int64_t act_min,
-                         int64_t act_max, bool return_mask) {
+                         const py::object &multiplier, int64_t x_zero, int64_t y_zero, int64_t act_min, int64_t act_max,
+                         bool return_mask) {
     py::array x = checked<int8_t>(x_obj, "x", 1, "[I]");
     py::array w = checked<int8_t>(w_obj, "w", 2, "[O][I]");
     const auto dims = linear_dims(x, w);
@@ -360,14 +377,13 @@ PYBIND11_MODULE(_core, m) {
           py::arg("padding") = 0, py::arg("groups") = 1, py::arg("x_zero"), py::arg("y_zero"),
           py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false);
     m.def("depthwise_conv2d_fwd_s8", &depthwise_conv2d_fwd_s8,
-          "Depthwise int8 convolution on x [H][W][C] with w [KH][KW][C].", py::arg("x"), py::arg("w"),
-          py::arg("bias"), py::arg("multiplier"), py::kw_only(), py::arg("stride") = 1, py::arg("padding") = 0,
-          py::arg("x_zero"), py::arg("y_zero"), py::arg("act_min") = -128, py::arg("act_max") = 127,
-          py::arg("return_mask") = false);
-    m.def("pointwise_conv2d_fwd_s8", &pointwise_conv2d_fwd_s8,
-          "Pointwise (1x1) int8 convolution on x [H][W][C] with w [O][C].", py::arg("x"), py::arg("w"),
-          py::arg("bias"), py::arg("multiplier"), py::kw_only(), py::arg("stride") = 1, py::arg("x_zero"),
+          "Depthwise int8 convolution on x [H][W][C] with w [KH][KW][C].", py::arg("x"), py::arg("w"), py::arg("bias"),
+          py::arg("multiplier"), py::kw_only(), py::arg("stride") = 1, py::arg("padding") = 0, py::arg("x_zero"),
           py::arg("y_zero"), py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false);
+    m.def("pointwise_conv2d_fwd_s8", &pointwise_conv2d_fwd_s8,
+          "Pointwise (1x1) int8 convolution on x [H][W][C] with w [O][C].", py::arg("x"), py::arg("w"), py::arg("bias"),
+          py::arg("multiplier"), py::kw_only(), py::arg("stride") = 1, py::arg("x_zero"), py::arg("y_zero"),
+          py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false);
     m.def("add_fwd_s8", &add_fwd_s8, "Quantized residual add of two int8 arrays of the same shape.", py::arg("x1"),
           py::arg("x2"), py::kw_only(), py::arg("m1"), py::arg("m2"), py::arg("z1"), py::arg("z2"), py::arg("y_zero"),
           py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false);

@@ -41,4 +41,3 @@ def board_build(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]
         return built[key]
 
     return get
-

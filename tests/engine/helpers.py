@@ -10,7 +10,7 @@ from conftest import ROOT, require_tool
 
 sys.path.insert(0, str(ROOT / "boards" / "tools"))  # firmware, firmware_data: shared with nox and the firmware
 
-import firmware  # noqa: E402
+import firmware
 
 QEMU_BOARDS = firmware.QEMU_MACHINES
 

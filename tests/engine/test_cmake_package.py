@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import tte_engine
 import tte_ir
-from conftest import ROOT
 
 CONSUMER_C = """
 #include <stdio.h>

@@ -16,6 +16,8 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 
 zero_points = st.one_of(st.sampled_from([-128, 127, 0]), st.integers(-128, 127))
+
+
 # Multipliers: realistic scales, exact halves and quarters (ties), and the tiny ones of dead channels.
 def f32(v: float) -> float:
     return float(np.float32(v))
@@ -75,9 +77,20 @@ def conv_cases(draw, kind: str) -> fd.Case:
     x = codes(draw, (1, c, h, w))
     weights = codes(draw, (o, c // groups, kh, kw), low=-127)
     return fd.conv_case(
-        kind, x, weights, bias, multiplier, stride=stride, padding=padding, groups=groups,
-        x_zero=draw(zero_points), y_zero=draw(zero_points), act_min=lo, act_max=hi, dense=kind == "dense",
-    )  # fmt: skip
+        kind,
+        x,
+        weights,
+        bias,
+        multiplier,
+        stride=stride,
+        padding=padding,
+        groups=groups,
+        x_zero=draw(zero_points),
+        y_zero=draw(zero_points),
+        act_min=lo,
+        act_max=hi,
+        dense=kind == "dense",
+    )
 
 
 @pytest.mark.parametrize("kind", ["dense", "depthwise", "pointwise"])
@@ -85,9 +98,10 @@ def conv_cases(draw, kind: str) -> fd.Case:
 @given(data=st.data())
 def test_conv_matches_reference(kind: str, data: st.DataObject) -> None:
     case = data.draw(conv_cases(kind))
-    assert case.step.kernel == {"dense": "conv2d", "depthwise": "depthwise_conv2d", "pointwise": "pointwise_conv2d"}[
-        kind
-    ] + "_fwd_s8"
+    assert (
+        case.step.kernel
+        == {"dense": "conv2d", "depthwise": "depthwise_conv2d", "pointwise": "pointwise_conv2d"}[kind] + "_fwd_s8"
+    )
     assert_case(case)
 
 
@@ -97,10 +111,17 @@ def test_add_matches_reference(data: st.DataObject) -> None:
     shape = (1, data.draw(st.integers(1, 8)), data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9)))
     lo, hi = data.draw(act_ranges())
     case = fd.add_case(
-        "add", codes(data.draw, shape), codes(data.draw, shape), m1=np.float32(data.draw(multipliers)),
-        m2=np.float32(data.draw(multipliers)), z1=data.draw(zero_points), z2=data.draw(zero_points),
-        y_zero=data.draw(zero_points), act_min=lo, act_max=hi,
-    )  # fmt: skip
+        "add",
+        codes(data.draw, shape),
+        codes(data.draw, shape),
+        m1=np.float32(data.draw(multipliers)),
+        m2=np.float32(data.draw(multipliers)),
+        z1=data.draw(zero_points),
+        z2=data.draw(zero_points),
+        y_zero=data.draw(zero_points),
+        act_min=lo,
+        act_max=hi,
+    )
     assert_case(case)
 
 
@@ -110,8 +131,9 @@ def test_global_avg_pool_matches_reference(data: st.DataObject) -> None:
     shape = (1, data.draw(st.integers(1, 16)), data.draw(st.integers(1, 12)), data.draw(st.integers(1, 12)))
     hw = shape[2] * shape[3]
     m = np.float32(data.draw(st.floats(f32(0.1), 2.0, width=32)) / hw)
-    case = fd.pool_case("pool", codes(data.draw, shape), multiplier=m, x_zero=data.draw(zero_points),
-                        y_zero=data.draw(zero_points))  # fmt: skip
+    case = fd.pool_case(
+        "pool", codes(data.draw, shape), multiplier=m, x_zero=data.draw(zero_points), y_zero=data.draw(zero_points)
+    )
     assert_case(case)
 
 
@@ -121,11 +143,16 @@ def test_linear_s8_matches_reference(data: st.DataObject) -> None:
     i, o = data.draw(st.integers(1, 200)), data.draw(st.integers(1, 16))
     lo, hi = data.draw(act_ranges())
     case = fd.linear_s8_case(
-        "linear_s8", codes(data.draw, (1, i)), codes(data.draw, (o, i), low=-127),
+        "linear_s8",
+        codes(data.draw, (1, i)),
+        codes(data.draw, (o, i), low=-127),
         np.array(data.draw(st.lists(biases, min_size=o, max_size=o)), dtype=np.int32),
         np.array(data.draw(st.lists(multipliers, min_size=o, max_size=o)), dtype=np.float32),
-        x_zero=data.draw(zero_points), y_zero=data.draw(zero_points), act_min=lo, act_max=hi,
-    )  # fmt: skip
+        x_zero=data.draw(zero_points),
+        y_zero=data.draw(zero_points),
+        act_min=lo,
+        act_max=hi,
+    )
     assert_case(case)
 
 
@@ -137,8 +164,9 @@ def test_linear_f32_matches_reference_bit_for_bit(data: st.DataObject) -> None:
     w = rng.normal(0, 0.1, size=(o, i)).astype(np.float32)
     b = rng.normal(0, 0.5, size=o).astype(np.float32)
     scale = np.float32(data.draw(st.floats(f32(1e-3), 1.0, width=32)))
-    assert_case(fd.linear_f32_case("linear_f32", codes(data.draw, (1, i)), w, b, x_scale=scale,
-                                   x_zero=data.draw(zero_points)))  # fmt: skip
+    assert_case(
+        fd.linear_f32_case("linear_f32", codes(data.draw, (1, i)), w, b, x_scale=scale, x_zero=data.draw(zero_points))
+    )
 
 
 @pytest.mark.parametrize("case", fd.golden_set(), ids=lambda c: c.name)
@@ -150,8 +178,18 @@ def test_golden_cases_on_host(case: fd.Case) -> None:
 
 def test_round_half_to_even_on_every_code() -> None:
     x = np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 16, 16)
-    case = fd.conv_case("ties", x, np.ones((1, 1, 1, 1), np.int8), np.zeros(1, np.int32),
-                        np.array([0.5], np.float32), stride=1, padding=0, groups=1, x_zero=0, y_zero=0)  # fmt: skip
+    case = fd.conv_case(
+        "ties",
+        x,
+        np.ones((1, 1, 1, 1), np.int8),
+        np.zeros(1, np.int32),
+        np.array([0.5], np.float32),
+        stride=1,
+        padding=0,
+        groups=1,
+        x_zero=0,
+        y_zero=0,
+    )
     y, _ = fd.run_case(case)
     # Computed independently of both implementations: Python's round() is round half to even.
     assert y.reshape(-1).tolist() == [round(v / 2) for v in range(-128, 128)]
@@ -161,8 +199,9 @@ def test_saturated_bias_does_not_wrap() -> None:
     x = np.full((1, 4, 1, 1), 127, np.int8)
     w = np.full((2, 4, 1, 1), 127, np.int8)
     bias = np.array([I32_MAX, I32_MIN], np.int32)
-    case = fd.conv_case("sat", x, w, bias, np.array([1e-6, 1e-6], np.float32), stride=1, padding=0, groups=1,
-                        x_zero=-128, y_zero=0)  # fmt: skip
+    case = fd.conv_case(
+        "sat", x, w, bias, np.array([1e-6, 1e-6], np.float32), stride=1, padding=0, groups=1, x_zero=-128, y_zero=0
+    )
     y, mask = fd.run_case(case)
     # acc = 4*255*127 > 0: +2^31-1 saturates (not wraps to negative), -2^31 + acc stays negative.
     assert y.reshape(-1).tolist() == [127, -128] and mask.reshape(-1).tolist() == [False, False]
@@ -170,7 +209,7 @@ def test_saturated_bias_does_not_wrap() -> None:
 
 def test_mask_packing_is_little_endian_in_output_order() -> None:
     q = np.array([[-128, 0, 127, 5, -128, 127, 0, 0, 127]], np.int8)
-    y, packed = tte_engine.add_fwd_s8(q, q, m1=1.0, m2=1.0, z1=0, z2=0, y_zero=0, return_mask=True)
+    _, packed = tte_engine.add_fwd_s8(q, q, m1=1.0, m2=1.0, z1=0, z2=0, y_zero=0, return_mask=True)
     inside = [False, True, False, True, False, False, True, True, False]  # 2q inside [-128, 127]
     assert packed.tolist() == [sum(1 << i for i, b in enumerate(inside[:8]) if b), int(inside[8])]
 
@@ -184,9 +223,13 @@ def test_scratch_sizes_are_zero_for_reference_kernels() -> None:
 
 def _conv_args(**changes):
     args = {
-        "x": np.zeros((5, 5, 4), np.int8), "w": np.zeros((2, 3, 3, 4), np.int8), "bias": np.zeros(2, np.int32),
-        "multiplier": np.ones(2, np.float32), "x_zero": 0, "y_zero": 0,
-    }  # fmt: skip
+        "x": np.zeros((5, 5, 4), np.int8),
+        "w": np.zeros((2, 3, 3, 4), np.int8),
+        "bias": np.zeros(2, np.int32),
+        "multiplier": np.ones(2, np.float32),
+        "x_zero": 0,
+        "y_zero": 0,
+    }
     args.update(changes)
     return args
 
@@ -229,14 +272,30 @@ def test_misaligned_buffer_is_refused() -> None:
     [
         (lambda q: tte_engine.add_fwd_s8(q, q[:1], m1=1, m2=1, z1=0, z2=0, y_zero=0), "x2 has shape"),
         (lambda q: tte_engine.global_avg_pool_fwd_s8(q[0], multiplier=1, x_zero=0, y_zero=0), "x must be"),
-        (lambda q: tte_engine.depthwise_conv2d_fwd_s8(q, np.zeros((3, 3, 2), np.int8), np.zeros(4, np.int32),
-                                                      np.ones(4, np.float32), x_zero=0, y_zero=0), "w has shape"),  # fmt: skip
-        (lambda q: tte_engine.pointwise_conv2d_fwd_s8(q, np.zeros((2, 5), np.int8), np.zeros(2, np.int32),
-                                                      np.ones(2, np.float32), x_zero=0, y_zero=0), "w has shape"),  # fmt: skip
-        (lambda q: tte_engine.linear_fwd_s8(q[0, 0], np.zeros((2, 5), np.int8), np.zeros(2, np.int32),
-                                            np.ones(2, np.float32), x_zero=0, y_zero=0), "w has shape"),  # fmt: skip
-        (lambda q: tte_engine.linear_fwd_f32(q[0, 0], np.zeros((2, 4), np.float32), np.zeros(3, np.float32),
-                                             x_scale=1.0, x_zero=0), "bias has shape"),  # fmt: skip
+        (
+            lambda q: tte_engine.depthwise_conv2d_fwd_s8(
+                q, np.zeros((3, 3, 2), np.int8), np.zeros(4, np.int32), np.ones(4, np.float32), x_zero=0, y_zero=0
+            ),
+            "w has shape",
+        ),
+        (
+            lambda q: tte_engine.pointwise_conv2d_fwd_s8(
+                q, np.zeros((2, 5), np.int8), np.zeros(2, np.int32), np.ones(2, np.float32), x_zero=0, y_zero=0
+            ),
+            "w has shape",
+        ),
+        (
+            lambda q: tte_engine.linear_fwd_s8(
+                q[0, 0], np.zeros((2, 5), np.int8), np.zeros(2, np.int32), np.ones(2, np.float32), x_zero=0, y_zero=0
+            ),
+            "w has shape",
+        ),
+        (
+            lambda q: tte_engine.linear_fwd_f32(
+                q[0, 0], np.zeros((2, 4), np.float32), np.zeros(3, np.float32), x_scale=1.0, x_zero=0
+            ),
+            "bias has shape",
+        ),
     ],
 )
 def test_other_kernels_check_arguments(call, named: str) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import SEED_MODELS
+
 import tte_ir
 from tte_engine.graph import lower, run_forward
 

@@ -58,8 +58,9 @@ def fnv1a(data: bytes) -> int:
     return h
 
 
-def test_mcunet_forward_under_qemu_cortex_m7_matches_host(board_build, golden_source, forward_source,
-                                                           forward_graph) -> None:  # fmt: skip
+def test_mcunet_forward_under_qemu_cortex_m7_matches_host(
+    board_build, golden_source, forward_source, forward_graph
+) -> None:
     build = board_build("qemu-mps2-an500", TTE_GOLDEN_CASES=golden_source, TTE_FORWARD_MODEL=forward_source)
     output = run_qemu("mps2-an500", build / "tte_forward.elf", icount=True)
     assert re.search(r"^DONE layers=\d+ stack_high_water=\d+$", output, re.MULTILINE), output

@@ -77,14 +77,14 @@ int32_t tte_conv2d_out_dim(int32_t in, int32_t kernel, int32_t stride, int32_t p
  * Output: [out_h][out_w][out_c] with out_h = tte_conv2d_out_dim(in_h, kernel_h,
  * stride, padding), likewise out_w. */
 typedef struct tte_conv2d_params {
-    int32_t in_h, in_w, in_c;      /* input x: [in_h][in_w][in_c] */
-    int32_t out_c;                 /* output channels O */
-    int32_t kernel_h, kernel_w;    /* KH, KW */
-    int32_t stride;                /* same along H and W, >= 1 */
-    int32_t padding;               /* symmetric, same along H and W, >= 0; padded taps contribute 0 */
-    int32_t groups;                /* divides in_c and out_c (depthwise: in_c; pointwise: 1) */
-    int32_t x_zero, y_zero;        /* zero points, [-128, 127] */
-    int32_t act_min, act_max;      /* output clamp, -128 <= act_min <= act_max <= 127 */
+    int32_t in_h, in_w, in_c;   /* input x: [in_h][in_w][in_c] */
+    int32_t out_c;              /* output channels O */
+    int32_t kernel_h, kernel_w; /* KH, KW */
+    int32_t stride;             /* same along H and W, >= 1 */
+    int32_t padding;            /* symmetric, same along H and W, >= 0; padded taps contribute 0 */
+    int32_t groups;             /* divides in_c and out_c (depthwise: in_c; pointwise: 1) */
+    int32_t x_zero, y_zero;     /* zero points, [-128, 127] */
+    int32_t act_min, act_max;   /* output clamp, -128 <= act_min <= act_max <= 127 */
 } tte_conv2d_params;
 
 /* Dense KxK convolution, any stride, padding and group count.
@@ -112,10 +112,10 @@ tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
 /* Quantized residual add of two int8 tensors of `size` elements (any layout,
  * the same for both): v = m1*(q1 - z1) + m2*(q2 - z2) in float32. */
 typedef struct tte_add_params {
-    int32_t size;              /* elements of x1, x2 and y */
-    float m1, m2;              /* float32(s1/s_y), float32(s2/s_y) */
-    int32_t z1, z2, y_zero;    /* zero points, [-128, 127] */
-    int32_t act_min, act_max;  /* output clamp */
+    int32_t size;             /* elements of x1, x2 and y */
+    float m1, m2;             /* float32(s1/s_y), float32(s2/s_y) */
+    int32_t z1, z2, y_zero;   /* zero points, [-128, 127] */
+    int32_t act_min, act_max; /* output clamp */
 } tte_add_params;
 
 /* x1, x2, y [size] int8; mask NULL or bit-packed [ceil(size/8)]. */
@@ -129,8 +129,7 @@ typedef struct tte_global_avg_pool_params {
 } tte_global_avg_pool_params;
 
 /* x [in_h][in_w][in_c] int8; y [in_c] int8; mask NULL or bit-packed [ceil(in_c/8)]. */
-tte_status tte_global_avg_pool_fwd_s8(const tte_global_avg_pool_params *p, const int8_t *x, int8_t *y,
-                                      uint8_t *mask);
+tte_status tte_global_avg_pool_fwd_s8(const tte_global_avg_pool_params *p, const int8_t *x, int8_t *y, uint8_t *mask);
 
 /* Fully connected int8 layer: a 1x1 convolution on a 1x1 map. */
 typedef struct tte_linear_params {

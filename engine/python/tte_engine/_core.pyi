@@ -82,11 +82,38 @@ def linear_fwd_f32(
     x: _S8, w: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], *, x_scale: float, x_zero: int
 ) -> npt.NDArray[np.float32]: ...
 def conv2d_fwd_s8_scratch_size(
-    *, in_h: int, in_w: int, in_c: int, out_c: int, kernel_h: int, kernel_w: int, stride: int = 1, padding: int = 0, groups: int = 1
+    *,
+    in_h: int,
+    in_w: int,
+    in_c: int,
+    out_c: int,
+    kernel_h: int,
+    kernel_w: int,
+    stride: int = 1,
+    padding: int = 0,
+    groups: int = 1,
 ) -> int: ...
 def depthwise_conv2d_fwd_s8_scratch_size(
-    *, in_h: int, in_w: int, in_c: int, out_c: int, kernel_h: int, kernel_w: int, stride: int = 1, padding: int = 0, groups: int = 1
+    *,
+    in_h: int,
+    in_w: int,
+    in_c: int,
+    out_c: int,
+    kernel_h: int,
+    kernel_w: int,
+    stride: int = 1,
+    padding: int = 0,
+    groups: int = 1,
 ) -> int: ...
 def pointwise_conv2d_fwd_s8_scratch_size(
-    *, in_h: int, in_w: int, in_c: int, out_c: int, kernel_h: int, kernel_w: int, stride: int = 1, padding: int = 0, groups: int = 1
+    *,
+    in_h: int,
+    in_w: int,
+    in_c: int,
+    out_c: int,
+    kernel_h: int,
+    kernel_w: int,
+    stride: int = 1,
+    padding: int = 0,
+    groups: int = 1,
 ) -> int: ...

@@ -74,7 +74,7 @@ def lower(graph: Graph) -> list[Step]:
 
     Raises ``ValueError`` naming the node for anything the engine cannot run.
     """
-    from tte_ir import DType, Op, node_attrs, node_macs, node_multipliers
+    from tte_ir import DType, Op, node_attrs, node_multipliers
 
     if len(graph.inputs) != 1:
         raise ValueError(f"graph '{graph.name}' has {len(graph.inputs)} inputs; the engine runs graphs with one")
@@ -87,20 +87,6 @@ def lower(graph: Graph) -> list[Step]:
         zero = [s.quant.zero_point if s.quant is not None else 0 for s in specs]
         y_zero = out.quant.zero_point if out.quant is not None else 0
         act = {"act_min": attrs.get("act_min", -128), "act_max": attrs.get("act_max", 127)}
-        acts = tuple(n for n in node.inputs if n not in graph.constants)
-
-        def step(kernel: str, arrays: tuple[np.ndarray, ...], params: dict[str, Any], node: Node = node) -> Step:
-            return Step(
-                node=node.name,
-                kernel=kernel,
-                inputs=acts,
-                output=node.outputs[0],
-                in_shapes=tuple(_engine_shape(graph.tensors[n].shape) for n in acts),
-                out_shape=_engine_shape(out.shape),
-                arrays=tuple(np.ascontiguousarray(a) for a in arrays),
-                params=params,
-                macs=node_macs(graph, node),
-            )
 
         if node.op is Op.CONV2D:
             w = graph.constants[node.inputs[1]]
@@ -108,21 +94,21 @@ def lower(graph: Graph) -> list[Step]:
             geometry = {k: attrs[k] for k in ("stride", "padding", "groups")}
             kernel, wl, conv = conv_kernel(w, specs[0].shape[1], **geometry)
             params = {**conv, "x_zero": zero[0], "y_zero": y_zero, **act}
-            steps.append(step(kernel, (wl, b, consts["multiplier"]), params))
+            steps.append(_make_step(graph, node, kernel, (wl, b, consts["multiplier"]), params))
         elif node.op is Op.ADD:
             params = {"m1": consts["m1"], "m2": consts["m2"], "z1": zero[0], "z2": zero[1], "y_zero": y_zero, **act}
-            steps.append(step("add_fwd_s8", (), params))
+            steps.append(_make_step(graph, node, "add_fwd_s8", (), params))
         elif node.op is Op.GLOBAL_AVG_POOL:
             params = {"multiplier": consts["multiplier"], "x_zero": zero[0], "y_zero": y_zero}
-            steps.append(step("global_avg_pool_fwd_s8", (), params))
+            steps.append(_make_step(graph, node, "global_avg_pool_fwd_s8", (), params))
         elif node.op is Op.LINEAR and specs[1].dtype is DType.FLOAT32:
             w, b = graph.constants[node.inputs[1]], graph.constants[node.inputs[2]]
             params = {"x_scale": specs[0].quant.tensor_scale, "x_zero": zero[0]}
-            steps.append(step("linear_fwd_f32", (w, b), params))
+            steps.append(_make_step(graph, node, "linear_fwd_f32", (w, b), params))
         elif node.op is Op.LINEAR:
             w, b = graph.constants[node.inputs[1]], graph.constants[node.inputs[2]]
             params = {"x_zero": zero[0], "y_zero": y_zero, **act}
-            steps.append(step("linear_fwd_s8", (w, b, consts["multiplier"]), params))
+            steps.append(_make_step(graph, node, "linear_fwd_s8", (w, b, consts["multiplier"]), params))
         elif node.op is Op.RESHAPE:
             shape = specs[0].shape
             # HWC and NCHW order agree only when the spatial map or the channels are a single element.
@@ -130,10 +116,27 @@ def lower(graph: Graph) -> list[Step]:
                 raise ValueError(
                     f"{node.describe()}: reshaping {list(shape)} would reorder data in the engine's HWC layout"
                 )
-            steps.append(step("reshape", (), {}))
+            steps.append(_make_step(graph, node, "reshape", (), {}))
         else:
             raise ValueError(f"{node.describe()}: the engine has no kernel for this op")
     return steps
+
+
+def _make_step(graph: Graph, node: Node, kernel: str, arrays: tuple[np.ndarray, ...], params: dict[str, Any]) -> Step:
+    from tte_ir import node_macs
+
+    acts = tuple(n for n in node.inputs if n not in graph.constants)  # activations; constants go to arrays
+    return Step(
+        node=node.name,
+        kernel=kernel,
+        inputs=acts,
+        output=node.outputs[0],
+        in_shapes=tuple(_engine_shape(graph.tensors[n].shape) for n in acts),
+        out_shape=_engine_shape(graph.tensors[node.outputs[0]].shape),
+        arrays=tuple(np.ascontiguousarray(a) for a in arrays),
+        params=params,
+        macs=node_macs(graph, node),
+    )
 
 
 def conv_kernel(

@@ -69,8 +69,8 @@ static inline void tte_mask_put(uint8_t *mask, int32_t index, int bit) {
 
 /* The conv/linear epilogue: y[index] from the exact sum of products `acc`,
  * one float32 multiply by M[o], then requantization; also the mask bit. */
-static inline void tte_conv_store(int32_t acc, int32_t bias, float multiplier, int32_t y_zero, int32_t lo,
-                                  int32_t hi, int8_t *y, uint8_t *mask, int32_t index) {
+static inline void tte_conv_store(int32_t acc, int32_t bias, float multiplier, int32_t y_zero, int32_t lo, int32_t hi,
+                                  int8_t *y, uint8_t *mask, int32_t index) {
     const float v = (float)tte_sat32_add(acc, bias) * multiplier;
     int8_t q;
     const int in_range = tte_requantize(v, y_zero, lo, hi, &q);

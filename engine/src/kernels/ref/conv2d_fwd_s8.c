@@ -35,8 +35,9 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
                         if (ix < 0 || ix >= p->in_w) {
                             continue;
                         }
-                        const int8_t *xp = x + ((size_t)iy * p->in_w + ix) * p->in_c + c0;          /* [group_in] */
-                        const int8_t *wp = w + (((size_t)o * p->kernel_h + ky) * p->kernel_w + kx) * group_in; /* [group_in] */
+                        const int8_t *xp = x + ((size_t)iy * p->in_w + ix) * p->in_c + c0; /* [group_in] */
+                        const int8_t *wp =
+                            w + (((size_t)o * p->kernel_h + ky) * p->kernel_w + kx) * group_in; /* [group_in] */
                         for (int32_t c = 0; c < group_in; ++c) {
                             acc += ((int32_t)xp[c] - p->x_zero) * wp[c];
                         }

@@ -1,8 +1,7 @@
 /* Global average pool [H][W][C] -> [C] (NUMERICS.md 2). Reference kernel. */
 #include "kernels-impl.h"
 
-tte_status tte_global_avg_pool_fwd_s8(const tte_global_avg_pool_params *p, const int8_t *x, int8_t *y,
-                                      uint8_t *mask) {
+tte_status tte_global_avg_pool_fwd_s8(const tte_global_avg_pool_params *p, const int8_t *x, int8_t *y, uint8_t *mask) {
     if (p == NULL || x == NULL || y == NULL) {
         return TTE_ERR_NULL;
     }

@@ -7,8 +7,7 @@ tte_status tte_linear_fwd_f32(const tte_linear_f32_params *p, const int8_t *x, c
     if (p == NULL || x == NULL || w == NULL || bias == NULL || y == NULL) {
         return TTE_ERR_NULL;
     }
-    if (p->in_features < 1 || p->out_features < 1 ||
-        (int64_t)p->in_features * p->out_features > INT32_MAX) {
+    if (p->in_features < 1 || p->out_features < 1 || (int64_t)p->in_features * p->out_features > INT32_MAX) {
         return TTE_ERR_SHAPE;
     }
     if (!tte_int8_ok(p->x_zero)) {

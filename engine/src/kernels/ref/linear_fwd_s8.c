@@ -8,9 +8,19 @@ tte_status tte_linear_fwd_s8(const tte_linear_params *p, const int8_t *x, const 
         return TTE_ERR_NULL;
     }
     const tte_conv2d_params conv = {
-        .in_h = 1, .in_w = 1, .in_c = p->in_features, .out_c = p->out_features,
-        .kernel_h = 1, .kernel_w = 1, .stride = 1, .padding = 0, .groups = 1,
-        .x_zero = p->x_zero, .y_zero = p->y_zero, .act_min = p->act_min, .act_max = p->act_max,
+        .in_h = 1,
+        .in_w = 1,
+        .in_c = p->in_features,
+        .out_c = p->out_features,
+        .kernel_h = 1,
+        .kernel_w = 1,
+        .stride = 1,
+        .padding = 0,
+        .groups = 1,
+        .x_zero = p->x_zero,
+        .y_zero = p->y_zero,
+        .act_min = p->act_min,
+        .act_max = p->act_max,
     };
     return tte_pointwise_conv2d_fwd_s8(&conv, x, w, bias, multiplier, y, mask, NULL);
 }
