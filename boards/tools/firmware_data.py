@@ -165,6 +165,26 @@ def _conv_random(rng, name, c, o, h, w, k, stride, padding, groups, **quant) -> 
     )
 
 
+def half_even_ties_case() -> Case:
+    """A pointwise conv computing ``v = 0.5 * x`` for every code ``x``: odd ``x`` lands on .5, where
+    round half to even must pick the even neighbour."""
+    every_code = np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 16, 16)
+    one = np.ones((1, 1, 1, 1), np.int8)
+    half = np.array([0.5], np.float32)
+    return conv_case(
+        "pw_ties_half_even",
+        every_code,
+        one,
+        np.zeros(1, np.int32),
+        half,
+        stride=1,
+        padding=0,
+        groups=1,
+        x_zero=0,
+        y_zero=0,
+    )
+
+
 def golden_set(seed: int = 0) -> list[Case]:
     """The fixed golden cases: every kernel, plus the edge cases NUMERICS.md singles out."""
     rng = np.random.default_rng(seed)
@@ -196,22 +216,7 @@ def golden_set(seed: int = 0) -> list[Case]:
             y_zero=127,
         )
     )
-    # Ties: v = 0.5 * x for every code x; odd x lands on .5, where round half to even picks the even code.
-    every_code = np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 16, 16)
-    cases.append(
-        conv_case(
-            "pw_ties_half_even",
-            every_code,
-            np.ones((1, 1, 1, 1), np.int8),
-            np.zeros(1, np.int32),
-            np.array([0.5], np.float32),
-            stride=1,
-            padding=0,
-            groups=1,
-            x_zero=0,
-            y_zero=0,
-        )
-    )
+    cases.append(half_even_ties_case())
     q1, q2 = _s8(rng, 1, 5, 7, 3), _s8(rng, 1, 5, 7, 3)
     cases.append(add_case("add", q1, q2, m1=np.float32(0.7), m2=np.float32(0.4), z1=-3, z2=5, y_zero=-1))
     ties = np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 16, 16)

@@ -3,7 +3,6 @@ temporary directory)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -11,10 +10,6 @@ from pathlib import Path
 import pytest
 
 from .helpers import build_board
-
-if os.environ.get("TTE_REQUIRE_QEMU") != "1":
-    pytest.importorskip("tte_engine", reason="tte-engine is not installed (pip install ./engine)")
-    pytest.importorskip("tte_ir", reason="tte-ir is not installed (pip install ./packages/tte-ir)")
 
 
 @pytest.fixture(scope="session")

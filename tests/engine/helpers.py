@@ -3,9 +3,12 @@ missing outside tools."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, require_tool
 
 sys.path.insert(0, str(ROOT / "boards" / "tools"))  # firmware, firmware_data: shared with nox and the firmware
@@ -25,3 +28,20 @@ def run_qemu(machine: str, elf: Path, *, icount: bool = False, timeout: float = 
     """firmware.run_qemu, skipping (or failing under TTE_REQUIRE_QEMU=1) without QEMU."""
     require_tool("qemu-system-arm")
     return firmware.run_qemu(machine, elf, icount=icount, timeout=timeout)
+
+
+INSTALL_HINTS = {
+    "tte_engine": "pip install ./engine",
+    "tte_ir": "pip install ./packages/tte-ir",
+    "elftools": "pip install pyelftools",
+}
+
+
+def require_packages(*names: str) -> None:
+    """Skip the calling test module when a package is missing (fail under TTE_REQUIRE_QEMU=1)."""
+    for name in names:
+        if importlib.util.find_spec(name) is None:
+            reason = f"{name} is not installed ({INSTALL_HINTS[name]})"
+            if os.environ.get("TTE_REQUIRE_QEMU") == "1":
+                pytest.fail(f"{reason} (TTE_REQUIRE_QEMU=1 requires it)", pytrace=False)
+            pytest.skip(reason, allow_module_level=True)

@@ -10,10 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
 
-import tte_engine
-import tte_ir
+from .helpers import require_packages
+
+require_packages("tte_engine", "tte_ir")
+
+from conftest import ROOT  # noqa: E402
+
+import tte_engine  # noqa: E402
+import tte_ir  # noqa: E402
 
 CONSUMER_C = """
 #include <stdio.h>

@@ -4,13 +4,18 @@ ValueError naming the argument."""
 
 from __future__ import annotations
 
-import firmware_data as fd
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tte_engine
+from .helpers import require_packages
+
+require_packages("tte_engine", "tte_ir")
+
+import firmware_data as fd  # noqa: E402
+
+import tte_engine  # noqa: E402
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
@@ -177,19 +182,7 @@ def test_golden_cases_on_host(case: fd.Case) -> None:
 
 
 def test_round_half_to_even_on_every_code() -> None:
-    x = np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 16, 16)
-    case = fd.conv_case(
-        "ties",
-        x,
-        np.ones((1, 1, 1, 1), np.int8),
-        np.zeros(1, np.int32),
-        np.array([0.5], np.float32),
-        stride=1,
-        padding=0,
-        groups=1,
-        x_zero=0,
-        y_zero=0,
-    )
+    case = fd.half_even_ties_case()
     y, _ = fd.run_case(case)
     # Computed independently of both implementations: Python's round() is round half to even.
     assert y.reshape(-1).tolist() == [round(v / 2) for v in range(-128, 128)]

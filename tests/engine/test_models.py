@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SEED_MODELS
 
-import tte_ir
-from tte_engine.graph import lower, run_forward
+from .helpers import require_packages
+
+require_packages("tte_engine", "tte_ir")
+
+from conftest import SEED_MODELS  # noqa: E402
+
+import tte_ir  # noqa: E402
+from tte_engine.graph import lower, run_forward  # noqa: E402
 
 
 @pytest.mark.shared

@@ -6,15 +6,18 @@ from __future__ import annotations
 import re
 import subprocess
 
-import firmware_data as fd
 import numpy as np
 import pytest
-from elftools.elf.elffile import ELFFile
 
-import tte_ir
-from tte_engine.graph import lower, run_forward, to_engine_layout
+from .helpers import QEMU_BOARDS, build_board, require_packages, run_qemu
 
-from .helpers import QEMU_BOARDS, build_board, run_qemu
+require_packages("tte_engine", "tte_ir", "elftools")
+
+import firmware_data as fd  # noqa: E402
+from elftools.elf.elffile import ELFFile  # noqa: E402
+
+import tte_ir  # noqa: E402
+from tte_engine.graph import lower, run_forward, to_engine_layout  # noqa: E402
 
 pytestmark = pytest.mark.qemu
 
