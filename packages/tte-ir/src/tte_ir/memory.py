@@ -98,9 +98,20 @@ class NaivePlanner:
         return Plan(self.name, tuple(buffers), offsets, top)
 
 
+_ORDERS = {
+    "size": lambda b: (-b.size, b.start, b.name),
+    "area": lambda b: (-b.size * (b.end - b.start + 1), b.start, b.name),
+    "start": lambda b: (b.start, -b.size, b.name),
+}
+
+
 @dataclass
 class GreedyPlanner:
-    """Largest buffer first (ties: earlier start, then name); ``first-fit`` or ``best-fit`` offsets."""
+    """Offsets by ``first-fit`` (lowest free offset) or ``best-fit`` (smallest free gap that fits).
+
+    Buffers are placed one by one in each of three orders (largest first, largest size x lifetime
+    first, earliest first); the smallest arena wins.
+    """
 
     strategy: str = "best-fit"
     name: str = field(init=False)
@@ -111,13 +122,16 @@ class GreedyPlanner:
         self.name = self.strategy
 
     def plan(self, buffers: Sequence[Buffer]) -> Plan:
-        order = sorted(buffers, key=lambda b: (-b.size, b.start, b.name))
+        plans = [self._place(sorted(buffers, key=key), buffers) for key in _ORDERS.values()]
+        return min(plans, key=lambda p: p.arena_bytes)
+
+    def _place(self, order: Sequence[Buffer], buffers: Sequence[Buffer]) -> Plan:
         placed: list[tuple[int, int, Buffer]] = []  # (offset, aligned size, buffer)
         offsets: dict[str, int] = {}
         for buf in order:
             size = _align(buf.size)
             busy = sorted((off, off + sz) for off, sz, other in placed if other.overlaps(buf))
-            gaps: list[tuple[int, int]] = []  # (start, length); the last gap is unbounded
+            gaps: list[tuple[int, int]] = []  # (start, length) below the highest busy byte
             cursor = 0
             for lo, hi in busy:
                 if lo > cursor:
@@ -156,10 +170,13 @@ def _group_spans(graph: Graph) -> list[tuple[int, int]]:
     return spans
 
 
-def band_bytes(graph: Graph, tensor: str, rows: int) -> int:
-    """Bytes of ``rows`` rows of an activation ``[1, C, H, W]``."""
+def band_bytes(graph: Graph, tensor: str, axis: str, band: int) -> int:
+    """Bytes of ``band`` rows (``axis="rows"``) or channels (``axis="channels"``) of ``[1, C, H, W]``."""
     spec = graph.tensors[tensor]
-    return spec.shape[1] * min(rows, spec.shape[2]) * spec.shape[3] * spec.dtype.itemsize
+    _, channels, height, width = spec.shape
+    if axis == "rows":
+        return channels * min(band, height) * width * spec.dtype.itemsize
+    return min(band, channels) * height * width * spec.dtype.itemsize
 
 
 def arena_buffers(graph: Graph, *, use_engine: bool = True) -> list[Buffer]:
@@ -210,15 +227,20 @@ def arena_buffers(graph: Graph, *, use_engine: bool = True) -> list[Buffer]:
 
 
 def _band_sizes(graph: Graph) -> dict[str, int]:
-    """Tensors produced and consumed only inside one row-tiled group hold one band of rows."""
-    sizes: dict[str, int] = {}
+    """Tensors written and read only inside one tiled group hold one band (:mod:`tte_ir.tiling`)."""
+    group_of = {}
     for node in graph.nodes:
         tile = node.attrs.get("tile")
-        if not tile or node.outputs[0] in graph.outputs:
+        if tile:
+            for t in node.outputs:
+                group_of[t] = (int(tile["group"]), tile["axis"], int(tile["band"]))
+    sizes: dict[str, int] = {}
+    for t, (group, axis, band) in group_of.items():
+        consumers = graph.consumers(t)
+        if t in graph.outputs or not consumers:
             continue
-        consumers = graph.consumers(node.outputs[0])
-        if consumers and all((c.attrs.get("tile") or {}).get("group") == tile["group"] for c in consumers):
-            sizes[node.outputs[0]] = band_bytes(graph, node.outputs[0], int(tile["band"]))
+        if all((c.attrs.get("tile") or {}).get("group") == group for c in consumers):
+            sizes[t] = band_bytes(graph, t, axis, band)
     return sizes
 
 

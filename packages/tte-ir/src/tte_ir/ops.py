@@ -455,7 +455,7 @@ def _infer_accumulate(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Infer
 
 _ACT = {"act_min": -128, "act_max": 127}
 _MASKED = {"save_mask": False}
-_UPDATE = {"rounding": "stochastic", "seed": 0, "lr_group": "body"}
+_UPDATE = {"rounding": "stochastic", "seed": 0, "lr_group": "body", "tile": None}
 
 OP_TABLE: Mapping[Op, OpDef] = {
     Op.CONV2D: OpDef(
@@ -495,7 +495,14 @@ OP_TABLE: Mapping[Op, OpDef] = {
     Op.GATHER_CHANNELS: OpDef(Op.GATHER_CHANNELS, ("x",), ("y",), {}, ("channels",), _infer_gather, _no_macs),
     Op.SOFTMAX_CE: OpDef(Op.SOFTMAX_CE, ("logits", "label"), ("loss", "g"), {}, (), _infer_softmax_ce, _no_macs),
     Op.MASK_SCALE: OpDef(
-        Op.MASK_SCALE, ("g", "mask", "scale"), ("gh",), {}, (), _infer_mask_scale, _no_macs, inplace={"gh": "g"}
+        Op.MASK_SCALE,
+        ("g", "mask", "scale"),
+        ("gh",),
+        {"tile": None},
+        (),
+        _infer_mask_scale,
+        _no_macs,
+        inplace={"gh": "g"},
     ),
     Op.ADD_BWD: OpDef(
         Op.ADD_BWD, ("g", "mask"), ("ga", "gb"), {}, ("m1", "m2"), _infer_add_bwd, _no_macs, inplace={"ga": "g"}
@@ -505,7 +512,7 @@ OP_TABLE: Mapping[Op, OpDef] = {
         Op.CONV2D_BWD_X,
         ("gh", "w", "w_train", "acc"),
         ("gx",),
-        {"stride": 1, "padding": 0, "groups": 1, "channels": None, "accumulate": False},
+        {"stride": 1, "padding": 0, "groups": 1, "channels": None, "accumulate": False, "tile": None},
         ("size",),
         _infer_conv2d_bwd_x,
         _macs_conv2d_bwd_x,

@@ -61,6 +61,7 @@ def verify(graph: Graph) -> Graph:
         if name not in written:
             raise VerifyError(f"graph '{graph.name}': output tensor '{name}' is never written")
     _check_inplace(graph)
+    _check_tiles(graph)
     unused = sorted(set(graph.tensors) - read - set(graph.outputs))
     if unused:
         raise VerifyError(f"graph '{graph.name}': tensor '{unused[0]}' is declared but never used (dangling)")
@@ -133,6 +134,26 @@ def _check_inplace(graph: Graph) -> None:
                     f"{node.describe()}: output '{outs[out_role]}' overwrites '{source}' in place, "
                     f"but {reader} reads '{source}' afterwards"
                 )
+
+
+def _check_tiles(graph: Graph) -> None:
+    """Nodes of one tiled group (tte_ir.tiling) are consecutive and agree on the tiled axis."""
+    seen: dict[int, tuple[int, str]] = {}
+    previous = None
+    for index, node in enumerate(graph.nodes):
+        tile = node.attrs.get("tile")
+        if not tile:
+            previous = None
+            continue
+        if not isinstance(tile, dict) or set(tile) != {"group", "axis", "band", "tile"}:
+            raise VerifyError(f"{node.describe()}: attribute 'tile' must be {{group, axis, band, tile}}")
+        if tile["axis"] not in ("rows", "channels") or int(tile["band"]) < 1 or int(tile["tile"]) < 1:
+            raise VerifyError(f"{node.describe()}: tile axis must be rows or channels, band and tile >= 1")
+        group = int(tile["group"])
+        if group in seen and (previous != group or seen[group][1] != tile["axis"]):
+            raise VerifyError(f"{node.describe()}: tiled group {group} is not one run of consecutive nodes")
+        seen.setdefault(group, (index, tile["axis"]))
+        previous = group
 
 
 def _check_quant(graph: Graph, spec: TensorSpec) -> None:
