@@ -23,7 +23,6 @@ from pathlib import Path
 BOARDS_DIR = Path(__file__).resolve().parents[1]
 BOARDS = ("qemu-mps2-an500", "qemu-mps2-an386", "stm32f746g-disco")
 QEMU_MACHINES = {"qemu-mps2-an500": "mps2-an500", "qemu-mps2-an386": "mps2-an386"}
-STACK_AND_HEAP = (".stack", ".heap")  # reservations, reported apart from .bss
 
 
 def build_board(board: str, build_dir: Path, **cache: object) -> Path:
@@ -59,19 +58,19 @@ def run_qemu(machine: str, elf: Path, *, icount: bool = False, timeout: float = 
 
 
 def elf_sizes(elf: Path) -> dict[str, int]:
-    """Bytes of an image by kind: text (code and read-only data), data, bss, and the stack+heap
-    reservations (NOBITS like .bss, kept apart so the measured stack can replace them)."""
+    """Bytes of an image by kind: text (code and read-only data), data, bss, and the heap and stack
+    reservations (NOBITS like .bss; kept apart so that the measured stack can replace them)."""
     from elftools.elf.constants import SH_FLAGS
     from elftools.elf.elffile import ELFFile
 
-    sizes = dict.fromkeys(("text", "data", "bss", "stack+heap"), 0)
+    sizes = dict.fromkeys(("text", "data", "bss", "heap", "stack"), 0)
     with elf.open("rb") as f:
         for section in ELFFile(f).iter_sections():
             flags = section["sh_flags"]
             if not flags & SH_FLAGS.SHF_ALLOC:
                 continue
-            if section.name in STACK_AND_HEAP:
-                kind = "stack+heap"
+            if section.name in (".heap", ".stack"):
+                kind = section.name[1:]
             elif not flags & SH_FLAGS.SHF_WRITE:
                 kind = "text"
             else:
@@ -91,60 +90,68 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def _data_files(out: Path, model: Path | None) -> dict[str, Path]:
-    """Generate the programs' data: golden cases always, a model forward when given one."""
+EXTRA_CORES = ("cortex-m33", "cortex-m55")  # toolchain files without a board: the engine library must build
+
+
+def _load_model(model: Path):
+    from tte_ir import import_seed_pkl
+
+    return import_seed_pkl(model, num_classes=10, head="fp32")
+
+
+def _data_files(out: Path, graph=None) -> dict[str, Path]:
+    """Generate the programs' data: golden cases always, a model forward when given a graph."""
     import firmware_data
 
     out.mkdir(parents=True, exist_ok=True)
     files = {"TTE_GOLDEN_CASES": out / "golden_cases.c"}
     files["TTE_GOLDEN_CASES"].write_text(firmware_data.golden_c(firmware_data.golden_set()))
-    if model is not None:
-        from tte_ir import import_seed_pkl
-
-        graph = import_seed_pkl(model, num_classes=10, head="fp32")
-        files["TTE_FORWARD_MODEL"] = out / f"{model.stem}.c"
+    if graph is not None:
+        files["TTE_FORWARD_MODEL"] = out / f"{graph.name}.c"
         files["TTE_FORWARD_MODEL"].write_text(firmware_data.forward_c(graph, firmware_data.fixed_input(graph, 0)))
     return files
 
 
 def cross(build_dir: Path, model: Path | None) -> str:
-    """Build every board with the golden cases (and the model forward); the size table."""
-    data = _data_files(build_dir / "data", model)
+    """Build every board with the golden cases (and the model forward), and the engine library for
+    the cores without a board; the size table of the board images."""
+    data = _data_files(build_dir / "data", _load_model(model) if model else None)
     rows = []
     for board in BOARDS:
         build = build_board(board, build_dir / board, **data)
         for elf in sorted(build.glob("*.elf")):
             s = elf_sizes(elf)
-            rows.append(
-                (
-                    board,
-                    elf.stem,
-                    s["text"],
-                    s["data"],
-                    s["bss"],
-                    s["stack+heap"],
-                    s["text"] + s["data"],
-                    s["data"] + s["bss"] + s["stack+heap"],
-                )
-            )
-    header = ("board", "program", "text", "data", "bss", "stack+heap", "flash", "ram")
-    return _table(header, rows)
+            flash, ram = s["text"] + s["data"], s["data"] + s["bss"] + s["heap"] + s["stack"]
+            rows.append((board, elf.stem, s["text"], s["data"], s["bss"], s["heap"], s["stack"], flash, ram))
+    for core in EXTRA_CORES:
+        toolchain = BOARDS_DIR / "cmake" / f"{core}.cmake"
+        engine = build_dir / f"engine-{core}"
+        subprocess.run(
+            ["cmake", "-S", str(BOARDS_DIR.parent / "engine"), "-B", str(engine), "-DCMAKE_BUILD_TYPE=Release",
+             f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", "-DTTE_ENGINE_WERROR=ON"],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        subprocess.run(["cmake", "--build", str(engine)], check=True, capture_output=True, text=True)
+    header = ("board", "program", "text", "data", "bss", "heap", "stack", "flash", "ram")
+    return _table(header, rows) + f"\nengine library also built for: {', '.join(EXTRA_CORES)}"
 
 
 def bench(build_dir: Path, model: Path) -> str:
     """The model forward under QEMU Cortex-M7 with -icount: instructions and instructions per MAC
-    per kernel, and in total."""
-    data = _data_files(build_dir / "data", model)
+    per kernel and in total, and the image's flash and firmware RAM."""
+    from tte_engine.graph import lower
+
+    graph = _load_model(model)
+    data = _data_files(build_dir / "data", graph)
     build = build_board("qemu-mps2-an500", build_dir / "qemu-mps2-an500", TTE_FORWARD_MODEL=data["TTE_FORWARD_MODEL"])
-    output = run_qemu(QEMU_MACHINES["qemu-mps2-an500"], build / "tte_forward.elf", icount=True)
+    elf = build / "tte_forward.elf"
+    output = run_qemu(QEMU_MACHINES["qemu-mps2-an500"], elf, icount=True)
     layers = re.findall(r"^LAYER (\S+) fnv1a=[0-9a-f]{8} count=(\d+)$", output, re.MULTILINE)
     total = re.search(r"^COUNT (\d+) (\S+) macs=(\d+)$", output, re.MULTILINE)
-    if not layers or total is None:
+    done = re.search(r"^DONE layers=\d+ stack_high_water=(\d+)$", output, re.MULTILINE)
+    if not layers or total is None or done is None:
         raise RuntimeError(f"the forward did not finish under QEMU:\n{output}")
-    from tte_engine.graph import lower
-    from tte_ir import import_seed_pkl
-
-    steps = {s.node: s for s in lower(import_seed_pkl(model, num_classes=10, head="fp32"))}
+    steps = {s.node: s for s in lower(graph)}
     per_kernel: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for node, count in layers:
         row = per_kernel[steps[node].kernel]
@@ -155,7 +162,14 @@ def bench(build_dir: Path, model: Path) -> str:
     rows = [(k, n, c, m, f"{c / m:.2f}" if m else "-") for k, (n, c, m) in sorted(per_kernel.items())]
     rows.append(("total", len(layers), instructions, macs, f"{instructions / macs:.2f}"))
     header = ("kernel", "layers", unit, "MACs", f"{unit}/MAC")
-    return f"{model.stem} forward, QEMU mps2-an500 (Cortex-M7), -icount shift=0\n" + _table(header, rows)
+    s = elf_sizes(elf)
+    stack = int(done.group(1))
+    return (
+        f"{model.stem} forward, QEMU mps2-an500 (Cortex-M7), -icount shift=0\n{_table(header, rows)}\n"
+        f"flash (text + data): {s['text'] + s['data']:,} B; firmware RAM (data + bss + measured stack): "
+        f"{s['data'] + s['bss'] + stack:,} B (stack high-water {stack:,} B; newlib heap reserve "
+        f"{s['heap']:,} B not included)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
