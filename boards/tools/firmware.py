@@ -35,8 +35,9 @@ def build_board(board: str, build_dir: Path, **cache: object) -> Path:
     return build_dir
 
 
-def run_qemu(machine: str, elf: Path, *, icount: bool = False, timeout: float = 300) -> str:
-    """Run an image under qemu-system-arm with semihosting and return its console output."""
+def run_qemu(machine: str, elf: Path, *, icount: bool = False, timeout: float = 300) -> tuple[int, str]:
+    """Run an image under qemu-system-arm with semihosting: its exit status (the program's, through
+    semihosting SYS_EXIT) and its console output."""
     command = [
         "qemu-system-arm",
         "-M",
@@ -54,7 +55,7 @@ def run_qemu(machine: str, elf: Path, *, icount: bool = False, timeout: float = 
     if icount:
         command[1:1] = ["-icount", "shift=0"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    return result.stdout + result.stderr
+    return result.returncode, result.stdout + result.stderr
 
 
 def elf_sizes(elf: Path) -> dict[str, int]:
@@ -145,11 +146,11 @@ def bench(build_dir: Path, model: Path) -> str:
     data = _data_files(build_dir / "data", graph)
     build = build_board("qemu-mps2-an500", build_dir / "qemu-mps2-an500", TTE_FORWARD_MODEL=data["TTE_FORWARD_MODEL"])
     elf = build / "tte_forward.elf"
-    output = run_qemu(QEMU_MACHINES["qemu-mps2-an500"], elf, icount=True)
+    status, output = run_qemu(QEMU_MACHINES["qemu-mps2-an500"], elf, icount=True)
     layers = re.findall(r"^LAYER (\S+) fnv1a=[0-9a-f]{8} count=(\d+)$", output, re.MULTILINE)
     total = re.search(r"^COUNT (\d+) (\S+) macs=(\d+)$", output, re.MULTILINE)
     done = re.search(r"^DONE layers=\d+ stack_high_water=(\d+)$", output, re.MULTILINE)
-    if not layers or total is None or done is None:
+    if status != 0 or not layers or total is None or done is None:
         raise RuntimeError(f"the forward did not finish under QEMU:\n{output}")
     steps = {s.node: s for s in lower(graph)}
     per_kernel: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])

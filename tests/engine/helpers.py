@@ -24,7 +24,7 @@ def build_board(board: str, build_dir: Path, **cache: object) -> Path:
     return firmware.build_board(board, build_dir, **cache)
 
 
-def run_qemu(machine: str, elf: Path, *, icount: bool = False, timeout: float = 300) -> str:
+def run_qemu(machine: str, elf: Path, *, icount: bool = False, timeout: float = 300) -> tuple[int, str]:
     """firmware.run_qemu, skipping (or failing under TTE_REQUIRE_QEMU=1) without QEMU."""
     require_tool("qemu-system-arm")
     return firmware.run_qemu(machine, elf, icount=icount, timeout=timeout)

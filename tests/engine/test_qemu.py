@@ -43,7 +43,8 @@ def parse_cases(output: str) -> dict[str, str]:
 @pytest.mark.parametrize("board", list(QEMU_BOARDS))
 def test_golden_cases_pass_under_qemu(board: str, board_build, golden_source) -> None:
     build = board_build(board, TTE_GOLDEN_CASES=golden_source)
-    output = run_qemu(QEMU_BOARDS[board], build / "tte_golden.elf", timeout=120)
+    status, output = run_qemu(QEMU_BOARDS[board], build / "tte_golden.elf", timeout=120)
+    assert status == 0, output
     results = parse_cases(output)
     expected = [case.name for case in fd.golden_set()]
     assert sorted(results) == sorted(expected), output
@@ -65,7 +66,8 @@ def test_mcunet_forward_under_qemu_cortex_m7_matches_host(
     board_build, golden_source, forward_source, forward_graph
 ) -> None:
     build = board_build("qemu-mps2-an500", TTE_GOLDEN_CASES=golden_source, TTE_FORWARD_MODEL=forward_source)
-    output = run_qemu("mps2-an500", build / "tte_forward.elf", icount=True)
+    status, output = run_qemu("mps2-an500", build / "tte_forward.elf", icount=True)
+    assert status == 0, output
     assert re.search(r"^DONE layers=\d+ stack_high_water=\d+$", output, re.MULTILINE), output
 
     host = run_forward(forward_graph, fd.fixed_input(forward_graph, seed=0), return_all=True)
