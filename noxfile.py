@@ -16,6 +16,7 @@ CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 # Each package with the extras its tests need, in dependency order.
 PACKAGES = {
     "tte-ir": "./packages/tte-ir[plot]",
+    "tte-engine": "./engine",
 }
 
 nox.options.sessions = ["tests"]
@@ -23,7 +24,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 
 def install_packages(session: nox.Session, *names: str) -> None:
-    session.install(*CONSTRAINTS, "pytest", "hypothesis", *(PACKAGES[n] for n in names))
+    session.install(*CONSTRAINTS, "pytest", "hypothesis", "pyelftools", *(PACKAGES[n] for n in names))
 
 
 @nox.session
