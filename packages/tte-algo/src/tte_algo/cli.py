@@ -1,0 +1,209 @@
+"""``tte quantize`` and ``tte train`` (entry points of the ``tte.commands`` group, see :mod:`tte_ir.cli`).
+
+Every user error is a :class:`~tte_ir.TteError`: one line on stderr, exit status 2. torch is imported
+only when one of these commands runs, so the other ``tte`` commands stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tte_ir import TteError
+from tte_ir.scheme import ROUNDING_MODES
+
+__all__ = ["register_quantize", "register_train"]
+
+
+def register_quantize(subparsers: Any) -> None:
+    """Add ``tte quantize``."""
+    p = subparsers.add_parser(
+        "quantize",
+        help="quantize a float PyTorch CNN (zoo model or your own) into an int8 .tte forward graph",
+        description=(
+            "Post-training quantization: BN folding, activation ranges calibrated on data, per-channel int8 "
+            "weights, int32 biases, ReLU/ReLU6 folded into the output quantization."
+        ),
+    )
+    p.add_argument(
+        "model",
+        help="a zoo model (mbv2, proxyless-w0.3, mcunet-5fps, mcunet-tiny, plain-cnn) or 'package.module:function' "
+        "returning an nn.Module",
+    )
+    p.add_argument("-o", "--output", required=True, help="the .tte file to write")
+    p.add_argument("--checkpoint", help="a float state_dict saved with torch.save (loaded with weights_only=True)")
+    p.add_argument("--classes", type=int, help="classes of a zoo model's head (default: the data's classes)")
+    p.add_argument("--width", type=float, default=0.35, help="width multiplier of the mbv2 zoo model (default 0.35)")
+    p.add_argument("--new-head", type=int, metavar="N", help="replace the final Linear by a fresh N-class head")
+    p.add_argument("--resolution", type=int, default=32, help="input resolution (default 32)")
+    p.add_argument("--data", default="digits", help="calibration data: 'digits' (built in) or an image folder")
+    p.add_argument("--data-classes", help="restrict the data to these classes, e.g. 0-4")
+    p.add_argument("--calib", type=int, default=256, help="calibration images (default 256)")
+    p.add_argument("--head", choices=("fp32", "int8"), default="fp32", help="classifier precision (default fp32)")
+    p.add_argument("--seed", type=int, default=0, help="seed of fresh weights and heads (default 0)")
+    p.set_defaults(func=_cmd_quantize)
+
+
+def _user_model(spec: str) -> Any:
+    from torch import nn
+
+    module_name, _, function = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError) as exc:
+        raise TteError(f"cannot load model factory '{spec}' ({exc})") from None
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise TteError(f"'{spec}' returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _load_checkpoint(model: Any, path: str) -> None:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TteError(f"{path}: no such checkpoint") from None
+    except Exception as exc:  # torch reports unsafe or corrupt files with many exception types
+        raise TteError(f"{path}: not a loadable weights-only checkpoint ({type(exc).__name__}: {exc})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:
+        raise TteError(f"{path}: does not fit the model ({str(exc).splitlines()[0]})") from None
+
+
+def _final_linear(model: Any) -> tuple[Any, str, Any]:
+    from torch import nn
+
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise TteError("--new-head: the model has no Linear layer")
+    name, layer = linears[-1]
+    parent_name, _, attr = name.rpartition(".")
+    return model.get_submodule(parent_name) if parent_name else model, attr, layer
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    import torch
+    from torch import nn
+
+    from tte_algo.data import load_data, parse_classes
+    from tte_algo.ptq import quantize_model
+    from tte_algo.zoo import ZOO, build_model
+    from tte_ir import conv_nodes, save
+
+    classes = parse_classes(args.data_classes)
+    data = load_data(args.data, args.resolution, classes)
+    if args.model in ZOO:
+        model = build_model(args.model, args.classes or len(data.classes), args.width, args.seed)
+    elif ":" in args.model:
+        model = _user_model(args.model)
+    else:
+        raise TteError(f"unknown model '{args.model}' (a zoo model: {', '.join(ZOO)}; or 'package.module:function')")
+    if args.checkpoint:
+        _load_checkpoint(model, args.checkpoint)
+    if args.new_head:
+        parent, attr, old = _final_linear(model)
+        torch.manual_seed(args.seed)
+        setattr(parent, attr, nn.Linear(old.in_features, args.new_head))
+    generator = torch.Generator().manual_seed(args.seed)
+    calib = data.codes[torch.randperm(len(data), generator=generator)[: args.calib]]
+    graph = quantize_model(
+        model,
+        calib,
+        head=args.head,
+        name=Path(args.output).stem,
+        metadata={
+            "source": args.model,
+            "checkpoint": args.checkpoint,
+            "calibration": f"{len(calib)} images of {args.data}",
+        },
+    )
+    save(graph, args.output)
+    print(f"wrote {args.output}: {len(conv_nodes(graph))} convs, {len(graph.nodes)} nodes, head {args.head}")
+    return 0
+
+
+def register_train(subparsers: Any) -> None:
+    """Add ``tte train``."""
+    p = subparsers.add_parser(
+        "train",
+        help="simulate on-device training of an int8 .tte graph (QAS-SGD, sparse update)",
+        description=(
+            "Train a forward graph's int8 codes as the device would (bit-exact int8 forward, QAS-SGD), by a "
+            "sparse-update scheme; writes the trained .tte and a metrics JSON."
+        ),
+    )
+    p.add_argument("graph", help="a .tte forward graph (from tte quantize or tte import-pkl)")
+    p.add_argument("-o", "--output", required=True, help="the trained .tte file to write")
+    p.add_argument("--metrics", help="metrics JSON to write (default: OUTPUT with .json)")
+    p.add_argument("--scheme", help="a scheme file, or FILE:model/label (e.g. seed-schemes.json:mcunet-5fps/49kb)")
+    p.add_argument("--last-convs", type=int, default=6, help="without --scheme: train the last K convs + head (6)")
+    p.add_argument("--data", default="digits", help="'digits' (built in) or an image folder (one sub-folder per class)")
+    p.add_argument("--classes", help="restrict the data to these classes, e.g. 5-9 (relabelled 0..)")
+    p.add_argument("--test-fraction", type=float, default=0.25, help="held-out fraction for accuracy (0.25)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=1, help="1 is device-faithful (default); larger is faster")
+    p.add_argument("--lr", type=float, help="learning rate (default: the scheme's)")
+    p.add_argument("--head-lr", type=float, help="learning rate of the head (default: the scheme's)")
+    p.add_argument("--momentum", type=float, help="SGD momentum (default: the scheme's, 0)")
+    p.add_argument("--rounding", choices=ROUNDING_MODES, help="update rounding (default: the scheme's)")
+    p.add_argument("--no-qas", action="store_true", help="apply unscaled code gradients (the int8 baseline)")
+    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
+    p.add_argument("--seed", type=int, help="seed of data order and stochastic rounding (default: the scheme's)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when present)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tte_algo.data import load_data, parse_classes
+    from tte_algo.sim import head_node
+    from tte_algo.train import TrainConfig, default_device, scheme_last_convs, train_int8
+    from tte_ir import load, load_scheme, save
+    from tte_ir.serialize import atomic_write_bytes
+
+    graph = load(args.graph)
+    scheme = load_scheme(args.scheme) if args.scheme else scheme_last_convs(graph, args.last_convs)
+    overrides = {
+        key: getattr(args, key)
+        for key in ("lr", "head_lr", "momentum", "rounding", "seed")
+        if getattr(args, key) is not None
+    }
+    scheme = replace(scheme, **overrides)
+    _, channels, height, width = graph.tensors[graph.inputs[0]].shape
+    if channels != 3 or height != width:
+        raise TteError(f"{args.graph}: input {channels}x{height}x{width}; the image loaders give 3 x R x R")
+    data = load_data(args.data, height, parse_classes(args.classes))
+    n_out = graph.tensors[head_node(graph).outputs[0]].shape[1]
+    if len(data.classes) > n_out:
+        raise TteError(f"the data has {len(data.classes)} classes, the graph's head {n_out}; pass --classes")
+    if not 0 < args.test_fraction < 1:
+        raise TteError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
+    train, test = data.split(args.test_fraction, scheme.seed)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        qas=not args.no_qas,
+        schedule=args.schedule,
+        device=default_device() if args.device == "auto" else args.device,
+        progress=not args.quiet,
+    )
+    result = train_int8(graph, scheme, train, test, config)
+    save(result.graph, args.output)
+    metrics_path = Path(args.metrics) if args.metrics else Path(args.output).with_suffix(".json")
+    metrics = {"graph": args.graph, "output": args.output, "data": args.data, **result.metrics}
+    atomic_write_bytes(metrics_path, (json.dumps(metrics, indent=1) + "\n").encode())
+    before, after = metrics["test_accuracy_before"], metrics["test_accuracy"]
+    print(
+        f"wrote {args.output} and {metrics_path}: test accuracy {100 * before:.1f}% -> {100 * after:.1f}% "
+        f"({len(train)} train / {len(test)} test images, {metrics['skipped_steps']} skipped steps)"
+    )
+    return 0

@@ -1,0 +1,120 @@
+"""The float form of a network between import and quantization: BN already folded, activations
+attached to their producers, only the ops the IR has (conv2d, add, global average pool, flatten,
+linear). :class:`FloatNet` runs it in float32 for calibration and for the fp32 training baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["ACTIVATIONS", "FloatGraph", "FloatNet", "FloatOp"]
+
+ACTIVATIONS = (None, "relu", "relu6")
+INPUT = "input"
+
+
+@dataclass
+class FloatOp:
+    """One float op. ``kind`` is conv, add, pool, flatten or linear; ``act`` is None, relu or relu6.
+
+    conv: ``weight`` [O, C/groups, K, K] and ``bias`` [O] (float64, BN folded), ``stride``,
+    ``padding``, ``groups``. linear: ``weight`` [O, I], ``bias`` [O].
+    """
+
+    kind: str
+    name: str
+    inputs: tuple[str, ...]
+    output: str
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    act: str | None = None
+
+
+@dataclass
+class FloatGraph:
+    """A list of :class:`FloatOp` in execution order reading the tensor ``input`` and writing ``output``."""
+
+    name: str
+    ops: list[FloatOp] = field(default_factory=list)
+    output: str = INPUT
+
+    def consumers(self, tensor: str) -> list[FloatOp]:
+        """The ops that read ``tensor``."""
+        return [op for op in self.ops if tensor in op.inputs]
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class FloatNet(nn.Module):
+    """Runs a :class:`FloatGraph` in float32; weights and biases are trainable parameters.
+
+    ``forward(x)`` takes a float batch ``[N, C, H, W]`` (dequantized input codes) and returns the
+    output; ``return_all=True`` returns every tensor by name (for calibration).
+    """
+
+    def __init__(self, graph: FloatGraph) -> None:
+        super().__init__()
+        self.graph = graph
+        self.weights = nn.ParameterDict()
+        self.biases = nn.ParameterDict()
+        for op in graph.ops:
+            if op.weight is not None:
+                self.weights[_key(op.name)] = nn.Parameter(torch.tensor(op.weight, dtype=torch.float32))
+                self.biases[_key(op.name)] = nn.Parameter(torch.tensor(op.bias, dtype=torch.float32))
+
+    def weight(self, name: str) -> nn.Parameter:
+        """The weight parameter of op ``name``."""
+        return self.weights[_key(name)]
+
+    def bias(self, name: str) -> nn.Parameter:
+        """The bias parameter of op ``name``."""
+        return self.biases[_key(name)]
+
+    def run(self, values: dict[str, torch.Tensor], ops: list[FloatOp] | None = None) -> dict[str, torch.Tensor]:
+        """Run ``ops`` (default: all) on the tensors in ``values``; return every tensor computed."""
+        values = dict(values)
+        for op in self.graph.ops if ops is None else ops:
+            ins = [values[name] for name in op.inputs]
+            if op.kind == "conv":
+                y = F.conv2d(ins[0], self.weight(op.name), self.bias(op.name), op.stride, op.padding, 1, op.groups)
+            elif op.kind == "linear":
+                y = F.linear(ins[0], self.weight(op.name), self.bias(op.name))
+            elif op.kind == "add":
+                y = ins[0] + ins[1]
+            elif op.kind == "pool":
+                y = ins[0].mean(dim=(2, 3), keepdim=True)
+            else:  # flatten
+                y = ins[0].flatten(1)
+            if op.act == "relu":
+                y = F.relu(y)
+            elif op.act == "relu6":
+                y = F.relu6(y)
+            values[op.output] = y
+        return values
+
+    def forward(self, x: torch.Tensor, return_all: bool = False) -> torch.Tensor | dict[str, torch.Tensor]:
+        values = self.run({INPUT: x})
+        return values if return_all else values[self.graph.output]
+
+    def to_graph(self) -> FloatGraph:
+        """A copy of the float graph carrying this module's current (possibly trained) parameters."""
+        ops = []
+        for op in self.graph.ops:
+            if op.weight is not None:
+                op = replace(
+                    op,
+                    weight=self.weight(op.name).detach().cpu().double().numpy(),
+                    bias=self.bias(op.name).detach().cpu().double().numpy(),
+                )
+            ops.append(op)
+        return FloatGraph(self.graph.name, ops, self.graph.output)

@@ -1,0 +1,242 @@
+"""Import a user's float PyTorch CNN through :mod:`torch.fx` into a :class:`~tte_algo.floatgraph.FloatGraph`.
+
+Supported (everything the IR can express):
+
+- ``nn.Conv2d`` (any groups; square kernel and stride, symmetric integer padding, no dilation,
+  zero padding mode), optionally followed by ``nn.BatchNorm2d`` (folded into the conv);
+- ``nn.ReLU`` / ``nn.ReLU6`` / ``F.relu`` / ``F.relu6`` / ``torch.relu`` right after a conv, linear
+  or residual add (folded into the output quantization);
+- residual add (``x + y``, ``torch.add``, ``+=``) of two tensors;
+- global average pooling (``nn.AdaptiveAvgPool2d(1)``, ``F.adaptive_avg_pool2d(x, 1)``,
+  ``x.mean((2, 3))``), ``nn.Flatten`` / ``torch.flatten(x, 1)``, ``nn.Linear``;
+- ``nn.Dropout`` and ``nn.Identity`` (identity at inference).
+
+Anything else raises :class:`UnsupportedModelError` naming the module path (or the call), its type
+and the supported list. The model is traced in eval mode; BN uses its running statistics.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import fx, nn
+from torch.nn import functional as F
+
+from tte_algo.floatgraph import INPUT, FloatGraph, FloatOp
+from tte_ir import TteError
+
+__all__ = ["SUPPORTED", "UnsupportedModelError", "import_fx"]
+
+SUPPORTED = (
+    "Conv2d (any groups), BatchNorm2d (after a conv), ReLU, ReLU6, residual add, "
+    "AdaptiveAvgPool2d(1) or mean over (H, W), Flatten, Linear, Dropout, Identity"
+)
+
+
+class UnsupportedModelError(TteError):
+    """A user model uses a layer or pattern tte cannot express as an int8 graph."""
+
+
+_ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
+_RELU_FUNCTIONS = {F.relu: "relu", torch.relu: "relu", F.relu6: "relu6"}
+_IDENTITY_MODULES = (nn.Dropout, nn.Identity)
+_IDENTITY_FUNCTIONS = (F.dropout,)
+
+
+class _Importer:
+    def __init__(self, model: nn.Module, name: str) -> None:
+        self.model = model
+        self.graph = FloatGraph(name)
+        self.names: dict[fx.Node, str] = {}  # fx value -> FloatGraph tensor
+        self.producer: dict[str, FloatOp] = {}  # tensor -> the op that writes it
+        self.uses: dict[fx.Node, int] = {}
+
+    def fail(self, node: fx.Node, what: str) -> UnsupportedModelError:
+        if node.op == "call_module":
+            module = self.model.get_submodule(str(node.target))
+            where = f"module '{node.target}' ({type(module).__module__}.{type(module).__name__})"
+        else:
+            where = f"'{node.name}' ({node.op} {_target_name(node.target)})"
+        return UnsupportedModelError(f"{where}: {what} (supported: {SUPPORTED})")
+
+    def run(self, traced: fx.GraphModule) -> FloatGraph:
+        for node in traced.graph.nodes:
+            self.uses[node] = len(node.users)
+        placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
+        if len(placeholders) != 1:
+            raise UnsupportedModelError(f"the model takes {len(placeholders)} inputs; tte models take one image")
+        for node in traced.graph.nodes:
+            if node.op == "placeholder":
+                self.names[node] = INPUT
+            elif node.op == "call_module":
+                self.module(node, self.model.get_submodule(str(node.target)))
+            elif node.op in ("call_function", "call_method"):
+                self.function(node)
+            elif node.op == "output":
+                out = node.args[0]
+                if not isinstance(out, fx.Node):
+                    raise UnsupportedModelError("the model must return one tensor (the logits)")
+                self.graph.output = self.names[out]
+            else:
+                raise self.fail(node, "reads a parameter or buffer directly")
+        if not self.graph.ops or self.graph.ops[-1].kind != "linear":
+            raise UnsupportedModelError("the model must end in a Linear classifier after pooling and flattening")
+        return self.graph
+
+    def arg(self, node: fx.Node, index: int = 0) -> str:
+        value = node.args[index] if index < len(node.args) else None
+        if not isinstance(value, fx.Node) or value not in self.names:
+            raise self.fail(node, f"argument {index} is not a tensor computed by a supported layer")
+        return self.names[value]
+
+    def emit(self, node: fx.Node, op: FloatOp) -> None:
+        self.graph.ops.append(op)
+        self.producer[op.output] = op
+        self.names[node] = op.output
+
+    def module(self, node: fx.Node, module: nn.Module) -> None:
+        path = str(node.target)
+        if isinstance(module, nn.Conv2d):
+            self.emit(node, _conv(self, node, module, path))
+        elif isinstance(module, nn.BatchNorm2d):
+            self.fold_bn(node, module)
+        elif isinstance(module, nn.ReLU6) or (
+            isinstance(module, nn.Hardtanh) and (module.min_val, module.max_val) == (0.0, 6.0)
+        ):
+            self.attach_act(node, "relu6")
+        elif isinstance(module, nn.ReLU):
+            self.attach_act(node, "relu")
+        elif isinstance(module, _IDENTITY_MODULES):
+            self.names[node] = self.arg(node)
+        elif isinstance(module, nn.AdaptiveAvgPool2d):
+            size = module.output_size
+            if size not in (1, (1, 1)):
+                raise self.fail(node, f"output size {size} is not global pooling (1)")
+            self.emit(node, FloatOp("pool", path, (self.arg(node),), path))
+        elif isinstance(module, nn.Flatten):
+            if module.start_dim != 1 or module.end_dim != -1:
+                raise self.fail(node, "only Flatten(start_dim=1) is supported")
+            self.emit(node, FloatOp("flatten", path, (self.arg(node),), path))
+        elif isinstance(module, nn.Linear):
+            bias = module.bias.detach().double().numpy() if module.bias is not None else np.zeros(module.out_features)
+            op = FloatOp("linear", path, (self.arg(node),), path, module.weight.detach().double().numpy(), bias)
+            self.emit(node, op)
+        else:
+            raise self.fail(node, "is not supported")
+
+    def function(self, node: fx.Node) -> None:
+        target = node.target
+        if target in _ADD_FUNCTIONS or target in ("add", "add_", "__add__", "__iadd__"):
+            self.add(node)
+        elif target in _RELU_FUNCTIONS or target in ("relu", "relu_"):
+            self.attach_act(node, _RELU_FUNCTIONS.get(target, "relu"))
+        elif target in _IDENTITY_FUNCTIONS:
+            self.names[node] = self.arg(node)
+        elif target is F.adaptive_avg_pool2d:
+            size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+            if size not in (1, (1, 1)):
+                raise self.fail(node, f"output size {size} is not global pooling (1)")
+            self.emit(node, FloatOp("pool", node.name, (self.arg(node),), node.name))
+        elif target in (torch.mean, "mean"):
+            self.mean(node)
+        elif target in (torch.flatten, "flatten"):
+            start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+            end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+            if start != 1 or end != -1:
+                raise self.fail(node, "only flatten(x, 1) is supported")
+            self.emit(node, FloatOp("flatten", node.name, (self.arg(node),), node.name))
+        else:
+            raise self.fail(node, "is not supported")
+
+    def add(self, node: fx.Node) -> None:
+        if len(node.args) != 2 or node.kwargs:
+            raise self.fail(node, "only an add of two tensors is supported")
+        a, b = self.arg(node, 0), self.arg(node, 1)
+        self.emit(node, FloatOp("add", node.name, (a, b), node.name))
+
+    def mean(self, node: fx.Node) -> None:
+        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+        if not isinstance(dims, (list, tuple)) or sorted(d % 4 for d in dims) != [2, 3]:
+            raise self.fail(node, f"a mean over dims {dims} is not global average pooling (dims (2, 3))")
+        pooled = f"{node.name}.pool"
+        self.graph.ops.append(FloatOp("pool", pooled, (self.arg(node),), pooled))
+        if keepdim:
+            self.names[node] = pooled
+            return
+        self.emit(node, FloatOp("flatten", node.name, (pooled,), node.name))
+
+    def fold_bn(self, node: fx.Node, bn: nn.BatchNorm2d) -> None:
+        source = self.arg(node)
+        conv = self.producer.get(source)
+        value = node.args[0]
+        if conv is None or conv.kind != "conv" or conv.act is not None or self.uses[value] != 1:
+            raise self.fail(node, "BatchNorm2d must directly follow a Conv2d whose output nothing else reads")
+        if not bn.track_running_stats or bn.running_mean is None:
+            raise self.fail(node, "BatchNorm2d without running statistics cannot be folded")
+        gamma = bn.weight.detach().double().numpy() if bn.affine else np.ones(bn.num_features)
+        beta = bn.bias.detach().double().numpy() if bn.affine else np.zeros(bn.num_features)
+        mean = bn.running_mean.detach().double().numpy()
+        var = bn.running_var.detach().double().numpy()
+        factor = gamma / np.sqrt(var + bn.eps)
+        conv.weight = conv.weight * factor[:, None, None, None]
+        conv.bias = (conv.bias - mean) * factor + beta
+        self.names[node] = source
+
+    def attach_act(self, node: fx.Node, act: str) -> None:
+        source = self.arg(node)
+        producer = self.producer.get(source)
+        value = node.args[0]
+        if producer is None or producer.kind not in ("conv", "linear", "add") or producer.act is not None:
+            raise self.fail(node, "an activation must directly follow a conv (+BN), a linear or a residual add")
+        if self.uses[value] != 1:
+            raise self.fail(node, "the activation's input is also read elsewhere, so it cannot be folded")
+        producer.act = act
+        self.names[node] = source
+
+
+def _conv(importer: _Importer, node: fx.Node, conv: nn.Conv2d, path: str) -> FloatOp:
+    def square(value: Any, what: str) -> int:
+        pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+        if isinstance(pair[0], str) or pair[0] != pair[1]:
+            raise importer.fail(node, f"{what} {value} is not square")
+        return int(pair[0])
+
+    square(conv.kernel_size, "kernel size")  # the size itself lives in the weight's shape
+    stride = square(conv.stride, "stride")
+    padding = square(conv.padding, "padding")
+    if square(conv.dilation, "dilation") != 1:
+        raise importer.fail(node, "dilated convolutions are not supported")
+    if conv.padding_mode != "zeros":
+        raise importer.fail(node, f"padding mode '{conv.padding_mode}' is not supported (only zeros)")
+    weight = conv.weight.detach().double().numpy()
+    bias = conv.bias.detach().double().numpy() if conv.bias is not None else np.zeros(conv.out_channels)
+    return FloatOp("conv", path, (importer.arg(node),), path, weight, bias, stride, padding, conv.groups)
+
+
+def _target_name(target: Any) -> str:
+    if isinstance(target, str):
+        return target
+    module = getattr(target, "__module__", None) or ""
+    return f"{module}.{getattr(target, '__name__', repr(target))}".lstrip(".")
+
+
+def import_fx(model: nn.Module, name: str = "model") -> FloatGraph:
+    """Trace ``model`` (in eval mode) and return its BN-folded float graph.
+
+    Raises :class:`UnsupportedModelError` for layers or patterns outside :data:`SUPPORTED`, and
+    when ``torch.fx`` cannot trace the model (data-dependent control flow).
+    """
+    model = model.eval()
+    try:
+        traced = fx.symbolic_trace(model)
+    except Exception as exc:  # fx raises many types on untraceable code
+        raise UnsupportedModelError(
+            f"torch.fx cannot trace {type(model).__name__} ({type(exc).__name__}: {exc}); "
+            "remove data-dependent control flow from forward()"
+        ) from None
+    with torch.no_grad():
+        return _Importer(model, name).run(traced)

@@ -1,0 +1,181 @@
+"""Post-training quantization: a BN-folded :class:`~tte_algo.floatgraph.FloatGraph` plus calibration
+data -> a verified ``tte_ir`` forward graph.
+
+- Input: the device's image codes, pixel ``p`` in [0, 255] -> code ``p - 128``, scale ``1/127.5``,
+  zero point 0 (the seed models' convention, :data:`INPUT_SCALE`).
+- Activations: per-tensor ranges calibrated as the min/max over the calibration data. An output
+  followed by ReLU gets the range ``[0, max]`` and ReLU6 ``[0, min(max, 6)]``, both with zero point
+  -128, so the int8 clamp is the activation (NUMERICS.md §2); other outputs get an asymmetric range
+  that contains 0. An int8 classifier's output range is at least ``[-8, 8]``, so a freshly
+  initialised head can still grow confident logits while it trains.
+- Weights: symmetric per output channel, ``s_w[o] = max|W[o]| / 127`` rounded to float32, codes
+  ``clamp(rne(W / s_w), -127, 127)``. An all-zero channel takes the layer's largest scale, so its
+  QAS divisor stays sane. Biases: ``sat32(rne(b / (s_x * s_w[o])))`` in float64.
+- The classifier head is fp32 (float weights on the dequantized pooled features) or int8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from tte_algo.floatgraph import INPUT, FloatGraph, FloatNet, FloatOp
+from tte_ir import DType, Graph, GraphBuilder, Op, QuantParams, TteError
+
+__all__ = ["INPUT_SCALE", "activation_quant", "calibrate", "export_graph", "quantize_model", "quantize_weights"]
+
+INPUT_SCALE = 1 / 127.5
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+HEAD_MIN_RANGE = 8.0
+
+
+def calibrate(net: FloatNet, batches: Iterable[torch.Tensor]) -> dict[str, tuple[float, float]]:
+    """Min and max of every tensor of ``net`` over the float input ``batches``."""
+    ranges: dict[str, tuple[float, float]] = {}
+    net.eval()
+    with torch.no_grad():
+        for batch in batches:
+            for name, value in net(batch, return_all=True).items():
+                lo, hi = float(value.min()), float(value.max())
+                old = ranges.get(name, (lo, hi))
+                ranges[name] = (min(lo, old[0]), max(hi, old[1]))
+    if not ranges:
+        raise TteError("calibration needs at least one batch of data")
+    return ranges
+
+
+def activation_quant(lo: float, hi: float, act: str | None) -> QuantParams:
+    """The per-tensor quantization of an activation with calibrated range ``[lo, hi]`` (module docstring)."""
+    if act in ("relu", "relu6"):
+        top = min(hi, 6.0) if act == "relu6" else hi
+        scale = top / 255.0
+        zero = -128
+    else:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+        scale = (hi - lo) / 255.0
+        zero = int(np.clip(np.rint(-128.0 - lo / scale), -128, 127)) if scale > 0 else 0
+    if not (np.isfinite(scale) and scale > 0):
+        scale = 1.0 / 255.0  # a tensor that is identically zero: any scale represents it
+    return QuantParams.per_tensor(float(np.float32(scale)), zero)
+
+
+def quantize_weights(weight: np.ndarray, bias: np.ndarray, x_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel int8 codes, float32 scales and int32 bias codes (module docstring)."""
+    w = np.asarray(weight, dtype=np.float64)
+    peak = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+    peak = np.where(peak > 0, peak, peak.max() if peak.max() > 0 else 1.0)
+    scales = (peak / 127.0).astype(np.float32)
+    s64 = scales.astype(np.float64)
+    codes = np.clip(np.rint(w / s64.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
+    bias_codes = np.rint(np.asarray(bias, dtype=np.float64) / (np.float64(np.float32(x_scale)) * s64))
+    return codes, scales, np.clip(bias_codes, INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+class _Exporter:
+    def __init__(self, fgraph: FloatGraph, ranges: Mapping[str, tuple[float, float]], head: str) -> None:
+        self.fgraph = fgraph
+        self.ranges = ranges
+        self.head = head
+        self.quant: dict[str, QuantParams] = {}
+        self.tensor: dict[str, str] = {}
+
+    def range_of(self, op: FloatOp) -> tuple[float, float]:
+        if op.output not in self.ranges:
+            raise TteError(f"op '{op.name}': no calibrated range for its output")
+        return self.ranges[op.output]
+
+    def run(self, b: GraphBuilder, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        self.tensor[INPUT] = b.input("input", shapes[INPUT], DType.INT8, QuantParams.per_tensor(INPUT_SCALE, 0))
+        self.quant[INPUT] = b.spec("input").quant
+        last = self.fgraph.ops[-1]
+        for op in self.fgraph.ops:
+            ins = [self.tensor[name] for name in op.inputs]
+            shape = shapes[op.output]
+            if op.kind == "flatten":
+                quant = self.quant[op.inputs[0]]
+                y = b.tensor(f"{op.name}.y", shape, DType.INT8, quant)
+                b.node(op.name, Op.RESHAPE, ins, (y,), shape=list(shape))
+            elif op.kind == "linear" and op is last and self.head == "fp32":
+                w = b.constant(f"{op.name}.w", op.weight.astype(np.float32))
+                bias = b.constant(f"{op.name}.b", op.bias.astype(np.float32))
+                y = b.tensor("logits", shape, DType.FLOAT32)
+                b.node(op.name, Op.LINEAR, (ins[0], w, bias), (y,))
+                quant = None
+            else:
+                lo, hi = self.range_of(op)
+                if op is last:
+                    lo, hi = min(lo, -HEAD_MIN_RANGE), max(hi, HEAD_MIN_RANGE)
+                quant = activation_quant(lo, hi, op.act)
+                y = b.tensor("logits" if op is last else f"{op.name}.y", shape, DType.INT8, quant)
+                self.node(b, op, ins, y)
+            self.tensor[op.output] = y
+            if quant is not None:
+                self.quant[op.output] = quant
+        b.output(self.tensor[self.fgraph.output])
+
+    def node(self, b: GraphBuilder, op: FloatOp, ins: list[str], y: str) -> None:
+        if op.kind in ("conv", "linear"):
+            x_scale = self.quant[op.inputs[0]].tensor_scale
+            codes, scales, bias = quantize_weights(op.weight, op.bias, x_scale)
+            w = b.constant(f"{op.name}.w", codes, QuantParams.per_channel(scales))
+            bb = b.constant(f"{op.name}.b", bias)
+            if op.kind == "conv":
+                b.node(
+                    op.name, Op.CONV2D, (ins[0], w, bb), (y,), stride=op.stride, padding=op.padding, groups=op.groups
+                )
+            else:
+                b.node(op.name, Op.LINEAR, (ins[0], w, bb), (y,))
+        elif op.kind == "add":
+            b.node(op.name, Op.ADD, ins, (y,))
+        elif op.kind == "pool":
+            b.node(op.name, Op.GLOBAL_AVG_POOL, ins, (y,))
+        else:
+            raise TteError(f"op '{op.name}': kind '{op.kind}' has no int8 form")
+
+
+def export_graph(
+    fgraph: FloatGraph,
+    ranges: Mapping[str, tuple[float, float]],
+    input_shape: tuple[int, int, int],
+    *,
+    head: str = "fp32",
+    metadata: Mapping[str, Any] | None = None,
+) -> Graph:
+    """Quantize ``fgraph`` with calibrated ``ranges`` into a verified forward graph for a
+    ``[1, *input_shape]`` int8 input. ``head`` is "fp32" or "int8"."""
+    if head not in ("fp32", "int8"):
+        raise TteError(f"head must be 'fp32' or 'int8', got '{head}'")
+    net = FloatNet(fgraph)
+    with torch.no_grad():
+        values = net(torch.zeros(1, *input_shape), return_all=True)
+    shapes = {name: tuple(value.shape) for name, value in values.items()}
+    meta = {
+        "importer": "tte_algo.ptq",
+        "head": head,
+        "num_classes": int(shapes[fgraph.output][1]),
+        "input_mapping": "pixel p in [0,255] -> code p - 128 (scale 1/127.5, zero point 0)",
+        **dict(metadata or {}),
+    }
+    builder = GraphBuilder(fgraph.name, meta)
+    _Exporter(fgraph, ranges, head).run(builder, shapes)
+    return builder.build()
+
+
+def quantize_model(
+    model: torch.nn.Module,
+    calibration_codes: torch.Tensor,
+    *,
+    head: str = "fp32",
+    name: str = "model",
+    metadata: Mapping[str, Any] | None = None,
+) -> Graph:
+    """Import ``model`` through torch.fx, calibrate it on int8 input codes ``[N, 3, H, W]`` and export
+    the int8 forward graph (the whole of ``tte quantize``)."""
+    from tte_algo.fx_import import import_fx
+
+    fgraph = import_fx(model, name)
+    ranges = calibrate(FloatNet(fgraph), [calibration_codes.to(torch.float32) / 127.5])
+    return export_graph(fgraph, ranges, tuple(calibration_codes.shape[1:]), head=head, metadata=metadata)

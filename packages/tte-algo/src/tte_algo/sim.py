@@ -1,0 +1,269 @@
+"""Real-int8 simulation of a ``tte_ir`` forward graph in PyTorch, batched, with custom autograd.
+
+Forward (NUMERICS.md §2) is bit-exact with :mod:`tte_ir.reference` on every int8 tensor:
+
+- conv accumulators are computed in float64 (every partial sum is an integer below 2^53, so any
+  summation order is exact), the bias added and saturated to int32 there, converted once to float32,
+  multiplied once by the float32 multiplier ``M[o]`` from :func:`tte_ir.node_multipliers`;
+- requantization clamps ``v`` in float one code *wider* than the output range (so the mask is exact,
+  see :mod:`tte_ir.reference`), rounds half to even (``torch.round``), adds ``z_y`` and clamps;
+- the residual add does two float32 multiplies and one add, as separate tensor ops (no FMA);
+- on CUDA the float64 accumulation runs without cuDNN (whose FFT/Winograd paths are not exact) and
+  float32 gradients without TF32.
+
+Backward (NUMERICS.md §4) is float32 with gradients with respect to the integer codes:
+``gh = g * mask * M``; ``db = sum gh``; ``dW = sum gh * (x - z_x)`` (zero-point correct, zero
+padding contributes 0); ``dX = conv_transpose(gh, W)``; add ``g*mask*m1`` / ``g*mask*m2``; pool
+``g*mask*m`` spread over H*W; the fp32 head is ordinary autograd (``dL/dq = s_x W^T g``). A tensor
+read by two ops gets the sum of both gradients (autograd accumulates fan-out).
+
+``twin=True`` builds the **float twin**: the same graph and the same backward formulas, but float64
+values and no rounding (``y = clamp(v + z_y, lo, hi)``). Its forward is differentiable almost
+everywhere and its true gradient is exactly what the int8 backward computes, so finite differences
+on the twin check the backward formulas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from tte_ir import DType, Graph, Node, Op, TteError, node_attrs, node_multipliers
+
+__all__ = ["Int8Sim", "head_node"]
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+@dataclass(frozen=True)
+class _Requant:
+    y_zero: int
+    lo: int
+    hi: int
+    twin: bool
+
+
+def _requantize(v: torch.Tensor, q: _Requant) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes and mask from the pre-rounding values ``v`` (see the module docstring)."""
+    if q.twin:
+        shifted = v + q.y_zero
+    else:
+        v = v.clamp(q.lo - q.y_zero - 1, q.hi - q.y_zero + 1)
+        shifted = torch.round(v) + q.y_zero
+    mask = (shifted >= q.lo) & (shifted <= q.hi)
+    return shifted.clamp(q.lo, q.hi), mask
+
+
+def _exact_float64(device: torch.device) -> contextlib.AbstractContextManager:
+    """Where float64 convolutions must be exact: no cuDNN on CUDA (native kernels sum exactly)."""
+    if device.type == "cuda":
+        return torch.backends.cudnn.flags(enabled=False)
+    return contextlib.nullcontext()
+
+
+def _no_tf32(device: torch.device) -> contextlib.AbstractContextManager:
+    if device.type == "cuda":
+        return torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
+    return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class _ConvCfg:
+    stride: int
+    padding: int
+    groups: int
+    x_zero: int
+    requant: _Requant
+
+
+class _Conv(torch.autograd.Function):
+    """int8 conv2d on code tensors: x [N, C, H, W], w [O, C/g, K, K] codes, b [O] int32 codes (float64)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, multiplier, cfg: _ConvCfg):  # type: ignore[override]
+        twin = cfg.requant.twin
+        centered = x.to(torch.float64) - cfg.x_zero
+        with _exact_float64(x.device):
+            acc = F.conv2d(centered, w.to(torch.float64), None, cfg.stride, cfg.padding, 1, cfg.groups)
+        acc = acc + b.to(torch.float64).view(1, -1, 1, 1)
+        if twin:
+            v = acc * multiplier.to(torch.float64).view(1, -1, 1, 1)
+        else:
+            acc = acc.clamp(INT32_MIN, INT32_MAX)  # sat32: real models carry +-2^31 biases in dead channels
+            v = acc.to(torch.float32) * multiplier.view(1, -1, 1, 1)
+        y, mask = _requantize(v, cfg.requant)
+        dtype = torch.float64 if twin else torch.float32
+        ctx.save_for_backward(centered.to(dtype), w.to(dtype), mask, multiplier.to(dtype))
+        ctx.cfg = cfg
+        return y
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        centered, w, mask, multiplier = ctx.saved_tensors
+        cfg = ctx.cfg
+        gh = g.to(w.dtype) * mask * multiplier.view(1, -1, 1, 1)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        dx = dw = db = None
+        if need_x or need_w:
+            with _no_tf32(g.device):
+                dx, dw, _ = torch.ops.aten.convolution_backward(
+                    gh, centered, w, None, [cfg.stride] * 2, [cfg.padding] * 2, [1, 1], False, [0, 0], cfg.groups,
+                    [need_x, need_w, False],
+                )  # fmt: skip
+        if need_b:
+            db = gh.sum(dim=(0, 2, 3))
+        return dx, dw, db, None, None
+
+
+class _Add(torch.autograd.Function):
+    """Quantized residual add: ``v = m1*(q1 - z1) + m2*(q2 - z2)``."""
+
+    @staticmethod
+    def forward(ctx, a, c, m1, m2, z1: int, z2: int, requant: _Requant):  # type: ignore[override]
+        v = m1 * (a - z1) + m2 * (c - z2)  # float32 codes minus zero points are exact; two multiplies, one add
+        y, mask = _requantize(v, requant)
+        ctx.save_for_backward(mask, m1, m2)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        mask, m1, m2 = ctx.saved_tensors
+        gm = g * mask
+        return gm * m1, gm * m2, None, None, None, None, None
+
+
+class _Pool(torch.autograd.Function):
+    """Global average pool: ``v = float32(sum(q - z_x)) * m``; x [N, C, H, W] -> [N, C, 1, 1]."""
+
+    @staticmethod
+    def forward(ctx, x, multiplier, x_zero: int, requant: _Requant):  # type: ignore[override]
+        sums = (x.to(torch.float64) - x_zero).sum(dim=(2, 3), keepdim=True)  # exact: integers below 2^53
+        v = sums * multiplier.to(torch.float64) if requant.twin else sums.to(torch.float32) * multiplier
+        y, mask = _requantize(v, requant)
+        ctx.save_for_backward(mask, multiplier)
+        ctx.shape = x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        mask, multiplier = ctx.saved_tensors
+        return (g * mask * multiplier).expand(ctx.shape), None, None, None
+
+
+def head_node(graph: Graph) -> Node:
+    """The linear node that writes the graph's output (the classifier head)."""
+    node = graph.producer(graph.outputs[0])
+    if node is None or node.op is not Op.LINEAR:
+        raise TteError(f"graph '{graph.name}': the output is not written by a linear classifier head")
+    return node
+
+
+class Int8Sim(torch.nn.Module):
+    """A batched, differentiable real-int8 executor of a forward ``graph``.
+
+    Activations are code tensors (float32 holding integers; float64 in the twin) with a leading
+    batch dimension instead of the IR's 1. Weight and bias codes come from the graph's constants
+    unless ``params`` (constant name -> tensor) overrides them, which is how training feeds its
+    current codes and asks for gradients. The classifier's logits are float32 (an int8 head's are
+    dequantized, NUMERICS.md §3).
+    """
+
+    def __init__(self, graph: Graph, *, device: str | torch.device = "cpu", twin: bool = False) -> None:
+        super().__init__()
+        if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+            raise TteError(f"graph '{graph.name}': the simulation runs graphs with one input and one output")
+        self.graph = graph
+        self.device = torch.device(device)
+        self.twin = twin
+        self.dtype = torch.float64 if twin else torch.float32
+        self.head = head_node(graph)
+        self.constants: dict[str, torch.Tensor] = {}
+        for name, array in graph.constants.items():
+            spec = graph.tensors[name]
+            # int32 biases live as float64 (exact); float32 head weights stay float32 (float64 in the twin)
+            dtype = torch.float64 if spec.dtype is DType.INT32 or twin else torch.float32
+            self.constants[name] = torch.tensor(array, dtype=dtype, device=self.device)
+        self.consts: dict[str, dict[str, torch.Tensor]] = {
+            node.name: {
+                k: torch.as_tensor(v, dtype=torch.float32, device=self.device)
+                for k, v in node_multipliers(graph, node).items()
+            }
+            for node in graph.nodes
+        }
+
+    def _requant(self, node: Node) -> _Requant:
+        attrs = node_attrs(node)
+        zero = self.graph.tensors[node.outputs[0]].quant.zero_point
+        return _Requant(zero, attrs.get("act_min", -128), attrs.get("act_max", 127), self.twin)
+
+    def run(
+        self,
+        values: Mapping[str, torch.Tensor],
+        nodes: Iterable[Node] | None = None,
+        params: Mapping[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Run ``nodes`` (default: all) on the tensors in ``values``; return every tensor computed."""
+        out = dict(values)
+        params = params or {}
+        for node in self.graph.nodes if nodes is None else nodes:
+            ins = [out[name] if name in out else params.get(name, self.constants.get(name)) for name in node.inputs]
+            out[node.outputs[0]] = self._node(node, ins)
+        return out
+
+    def _node(self, node: Node, ins: list[torch.Tensor]) -> torch.Tensor:
+        spec = self.graph.tensors
+        consts = self.consts[node.name]
+        if node.op is Op.CONV2D:
+            attrs = node_attrs(node)
+            cfg = _ConvCfg(
+                attrs["stride"],
+                attrs["padding"],
+                attrs["groups"],
+                spec[node.inputs[0]].quant.zero_point,
+                self._requant(node),
+            )
+            return _Conv.apply(ins[0], ins[1], ins[2], consts["multiplier"], cfg)
+        if node.op is Op.ADD:
+            z1, z2 = (spec[name].quant.zero_point for name in node.inputs)
+            m1, m2 = consts["m1"].to(self.dtype), consts["m2"].to(self.dtype)
+            return _Add.apply(ins[0], ins[1], m1, m2, z1, z2, self._requant(node))
+        if node.op is Op.GLOBAL_AVG_POOL:
+            zero = spec[node.inputs[0]].quant.zero_point
+            return _Pool.apply(
+                ins[0], consts["multiplier"], zero, _Requant(self._requant(node).y_zero, -128, 127, self.twin)
+            )
+        if node.op is Op.LINEAR:
+            x, w, b = ins
+            xq = spec[node.inputs[0]].quant
+            if spec[node.inputs[1]].dtype is DType.FLOAT32:
+                xf = xq.tensor_scale * (x - xq.zero_point)  # float32 scalar times exact codes: x_f of NUMERICS §2
+                return F.linear(xf, w, b)
+            cfg = _ConvCfg(1, 0, 1, xq.zero_point, self._requant(node))
+            y = _Conv.apply(x[:, :, None, None], w[:, :, None, None], b, consts["multiplier"], cfg)
+            return y[:, :, 0, 0]
+        if node.op is Op.RESHAPE:
+            return ins[0].reshape(ins[0].shape[0], *spec[node.outputs[0]].shape[1:])
+        raise TteError(f"{node.describe()}: the simulation has no kernel for this op")
+
+    def logits(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The float logits from the graph output (an int8 head's codes are dequantized)."""
+        out = values[self.graph.outputs[0]]
+        quant = self.graph.tensors[self.graph.outputs[0]].quant
+        if quant is None:
+            return out
+        return quant.tensor_scale * (out - quant.zero_point)
+
+    def forward(self, x: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits ``[N, classes]`` of a batch of input codes ``x`` ``[N, C, H, W]``."""
+        values = {self.graph.inputs[0]: x.to(device=self.device, dtype=self.dtype)}
+        return self.logits(self.run(values, params=params))
+
+    def run_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every tensor of the graph (activation codes, constants) for a batch ``x``, for parity checks."""
+        values = {self.graph.inputs[0]: x.to(device=self.device, dtype=self.dtype)}
+        with torch.no_grad():
+            return {**self.constants, **self.run(values)}
