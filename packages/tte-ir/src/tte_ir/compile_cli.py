@@ -1,0 +1,97 @@
+"""``tte compile`` and ``tte plan``: build a training graph from a forward graph and a scheme, and
+report its memory plan. Registered through the ``tte.commands`` entry points of tte-ir."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from typing import Any
+
+from tte_ir._ir import TteError
+
+__all__ = ["BudgetError", "parse_bytes", "register_compile", "register_plan"]
+
+_UNITS = {"": 1, "b": 1, "kb": 1024, "kib": 1024, "mb": 1024**2, "mib": 1024**2}
+
+
+class BudgetError(TteError):
+    """A compiled training step needs more memory than the budget allows."""
+
+
+def parse_bytes(text: str) -> int:
+    """``"128KB"``, ``"131072"`` or ``"0.5MB"`` as bytes (KB = 1024 B)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise TteError(f"cannot read '{text}' as a size (examples: 128KB, 131072, 0.25MB)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def _print_report(report: Any) -> None:
+    for line in report.lines():
+        print(line)
+
+
+def register_compile(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "compile",
+        help="compile a forward graph and a sparse-update scheme into a training graph",
+        description="Derive, prune, reorder and tile one training step, plan its memory and print the report.",
+    )
+    p.add_argument("model", help="forward graph (.tte)")
+    p.add_argument("--scheme", required=True, help="scheme JSON, or FILE:model/label in the seed-schemes file")
+    p.add_argument("-o", "--output", required=True, help="the training graph (.tte) to write")
+    p.add_argument("--budget", help="fail (exit 2) when the total exceeds this size, e.g. 128KB")
+    p.add_argument("--no-tiling", action="store_true", help="no row- or channel-tiled fused groups")
+    p.set_defaults(func=_cmd_compile)
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from tte_ir.compiler import compile_training
+    from tte_ir.memory import memory_report
+    from tte_ir.scheme import load_scheme
+    from tte_ir.serialize import load, save
+
+    budget = parse_bytes(args.budget) if args.budget else None
+    forward = load(args.model)
+    scheme = load_scheme(args.scheme)
+    try:
+        graph = compile_training(forward, scheme, tiling=not args.no_tiling)
+    except TteError as exc:
+        raise TteError(f"{args.scheme}: {exc}") from None
+    report = memory_report(graph)
+    if budget is not None and report.total_bytes > budget:
+        raise BudgetError(
+            f"the training step needs {report.total_bytes:,} B (arena {report.arena_peak_bytes:,} + trainable "
+            f"{report.trainable_bytes:,} + I/O {report.io_bytes:,}), over the budget of {budget:,} B; "
+            f"the arena peaks at '{report.peak_op}'"
+        )
+    save(graph, args.output)
+    print(f"wrote {args.output}: {len(graph.nodes)} nodes")
+    _print_report(report)
+    return 0
+
+
+def register_plan(subparsers: Any) -> None:
+    p = subparsers.add_parser("plan", help="print the memory plan of a training graph")
+    p.add_argument("file", help="a training graph (.tte) from `tte compile`")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--plot", metavar="PNG", help="write a plot of live memory over the schedule")
+    p.add_argument("--planner", choices=("best-fit", "first-fit", "naive"), default="best-fit")
+    p.set_defaults(func=_cmd_plan)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from tte_ir.memory import GreedyPlanner, NaivePlanner, memory_report, plot_memory
+    from tte_ir.serialize import load
+
+    graph = load(args.file)
+    planner = NaivePlanner() if args.planner == "naive" else GreedyPlanner(args.planner)
+    report = memory_report(graph, planner)
+    if args.plot:
+        plot_memory(report, args.plot)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        _print_report(report)
+    return 0

@@ -1,0 +1,161 @@
+"""Small int8 networks for the compiler tests, and a float64 twin of a training step's forward pass.
+
+The twin evaluates the forward nodes of a *training* graph in float64 without rounding, with every
+clamp decision taken from the int8 run's saved masks: masked-out outputs are constants. It is then
+an exactly linear function of every activation and parameter near the recorded point, and its true
+gradient is what NUMERICS.md §4 says the backward computes, so finite differences on it check the
+backward of the whole network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tte_ir import DType, GraphBuilder, Op, QuantParams, node_attrs, node_multipliers
+from tte_ir.ops import node_roles
+
+
+def residual_net(head: str = "fp32", seed: int = 0, size: int = 8):
+    """input[1,3,S,S] -> stem 3x3 -> inverted-residual block with skip add -> dw 3x3/s2 -> pool -> head(3)."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("resnet-tiny")
+    x = b.input("input", (1, 3, size, size), DType.INT8, QuantParams.per_tensor(1 / 127.5, 0))
+
+    def conv(name, src, cout, k, stride=1, groups=1, y_scale=0.05, y_zero=-128, act=(-128, 127)):
+        cin = b.spec(src).shape[1]
+        w = rng.integers(-90, 91, size=(cout, cin // groups, k, k)).astype(np.int8)
+        s_w = rng.uniform(0.004, 0.01, size=cout)
+        wn = b.constant(f"{name}.w", w, QuantParams.per_channel(s_w))
+        bias = b.constant(f"{name}.b", rng.integers(-300, 300, size=cout).astype(np.int32))
+        h = (b.spec(src).shape[2] + 2 * ((k - 1) // 2) - k) // stride + 1
+        y = b.tensor(f"{name}.y", (1, cout, h, h), DType.INT8, QuantParams.per_tensor(y_scale, y_zero))
+        b.node(
+            name,
+            Op.CONV2D,
+            (src, wn, bias),
+            (y,),
+            stride=stride,
+            padding=(k - 1) // 2,
+            groups=groups,
+            act_min=act[0],
+            act_max=act[1],
+        )
+        return y
+
+    s = conv("stem", x, 4, 3, y_scale=0.03, y_zero=-20)
+    p1 = conv("b.pw1", s, 8, 1, y_scale=0.04)
+    d = conv("b.dw", p1, 8, 3, groups=8, y_scale=0.05)
+    p2 = conv("b.pw2", d, 4, 1, y_scale=0.03, y_zero=5)
+    a = b.tensor("b.add.y", (1, 4, size, size), DType.INT8, QuantParams.per_tensor(0.04, 3))
+    b.node("b.add", Op.ADD, (s, p2), (a,))
+    d2 = conv("dw2", a, 4, 3, stride=2, groups=4, y_scale=0.03, y_zero=-60)
+    pool = b.tensor("pool.y", (1, 4, 1, 1), DType.INT8, QuantParams.per_tensor(0.02, -40))
+    b.node("pool", Op.GLOBAL_AVG_POOL, (d2,), (pool,))
+    flat = b.tensor("flat.y", (1, 4), DType.INT8, b.spec(pool).quant)
+    b.node("flat", Op.RESHAPE, (pool,), (flat,), shape=[1, 4])
+    if head == "fp32":
+        hw = b.constant("head.w", rng.uniform(-0.5, 0.5, size=(3, 4)).astype(np.float32))
+        hb = b.constant("head.b", rng.uniform(-0.1, 0.1, size=3).astype(np.float32))
+        logits = b.tensor("logits", (1, 3), DType.FLOAT32)
+    else:
+        hw = b.constant(
+            "head.w",
+            rng.integers(-127, 128, size=(3, 4)).astype(np.int8),
+            QuantParams.per_channel(rng.uniform(0.01, 0.02, size=3)),
+        )
+        hb = b.constant("head.b", rng.integers(-50, 50, size=3).astype(np.int32))
+        logits = b.tensor("logits", (1, 3), DType.INT8, QuantParams.per_tensor(0.05, 0))
+    b.node("head", Op.LINEAR, (flat, hw, hb), (logits,))
+    b.output(logits)
+    return b.build()
+
+
+def random_input(graph, seed: int = 1) -> np.ndarray:
+    shape = graph.tensors[graph.inputs[0]].shape
+    return np.random.default_rng(seed).integers(-128, 128, size=shape).astype(np.int8)
+
+
+def _unpack(packed, shape):
+    count = int(np.prod(shape))
+    return np.unpackbits(packed, bitorder="little")[:count].astype(bool).reshape(shape)
+
+
+def _conv_f64(x, w, stride, padding, groups):
+    _, _, h, wd = x.shape
+    o, cpg, kh, kw = w.shape
+    ho = (h + 2 * padding - kh) // stride + 1
+    wo = (wd + 2 * padding - kw) // stride + 1
+    xp = np.pad(x[0], ((0, 0), (padding, padding), (padding, padding)))
+    out = np.zeros((o, ho, wo))
+    opg = o // groups
+    for oc in range(o):
+        g = oc // opg
+        for u in range(kh):
+            for v in range(kw):
+                tap = xp[
+                    g * cpg : (g + 1) * cpg,
+                    u : u + stride * (ho - 1) + 1 : stride,
+                    v : v + stride * (wo - 1) + 1 : stride,
+                ]
+                out[oc] += np.tensordot(w[oc, :, u, v], tap, axes=(0, 0))
+    return out[None]
+
+
+def twin_loss(train_graph, values: dict, label: int, override: dict | None = None) -> float:
+    """Loss of the float twin of ``train_graph``'s forward linearized at the recorded int8 ``values``
+    (see the module docstring); ``override`` replaces activations or parameters (float arrays).
+
+    Each node's output is its recorded value plus, where its mask is set, the change of its
+    unrounded pre-activation between the recorded and the overridden inputs.
+    """
+    g = train_graph
+    base = {k: np.asarray(a, dtype=np.float64) for k, a in values.items() if a.dtype != np.uint8}
+    cur = dict(base)
+    cur.update({k: np.asarray(a, dtype=np.float64) for k, a in (override or {}).items()})
+    for node in g.nodes:
+        if node.op is Op.SOFTMAX_CE:
+            break
+        ins, outs = node_roles(node)
+        y = outs.get("y")
+        if y is None or y in (override or {}):
+            continue
+        if node.op is Op.RESHAPE:
+            cur[y] = cur[ins["x"]].reshape(g.tensors[y].shape)
+        elif node.op is Op.LINEAR and g.tensors[ins["w"]].dtype is DType.FLOAT32:
+            xq = g.tensors[ins["x"]].quant
+            cur[y] = (cur[ins["b"]] + cur[ins["w"]] @ (xq.tensor_scale * (cur[ins["x"]][0] - xq.zero_point)))[None]
+        elif "mask" in outs:
+            change = _pre(g, node, ins, cur) - _pre(g, node, ins, base)
+            cur[y] = base[y] + np.where(_unpack(values[outs["mask"]], base[y].shape), change, 0.0)
+    logits_name = g.metadata["training"]["logits"]
+    f = cur[logits_name][0]
+    q = g.tensors[logits_name].quant
+    if q is not None:
+        f = q.tensor_scale * (f - q.zero_point)
+    m = f.max()
+    return float(np.log(np.exp(f - m).sum()) - (f[label] - m))
+
+
+def _pre(g, node, ins, v) -> np.ndarray:
+    """The unrounded output (before the clamp) of an int8 node, in float64."""
+    attrs = node_attrs(node)
+    consts = node_multipliers(g, node)
+    spec = g.tensors
+    if node.op is Op.CONV2D:
+        w = v[ins["w"]].copy()
+        if "w_train" in ins:
+            chans = list(attrs["channels"])
+            if attrs["groups"] > 1:
+                w[chans] = v[ins["w_train"]]
+            else:
+                w[:, chans] = v[ins["w_train"]]
+        xz = spec[ins["x"]].quant.zero_point
+        acc = _conv_f64(v[ins["x"]] - xz, w, attrs["stride"], attrs["padding"], attrs["groups"])
+        return (acc + v[ins["b"]][None, :, None, None]) * np.float64(consts["multiplier"])[None, :, None, None]
+    if node.op is Op.ADD:
+        za, zb = spec[ins["a"]].quant.zero_point, spec[ins["b"]].quant.zero_point
+        return np.float64(consts["m1"]) * (v[ins["a"]] - za) + np.float64(consts["m2"]) * (v[ins["b"]] - zb)
+    if node.op is Op.GLOBAL_AVG_POOL:
+        zx = spec[ins["x"]].quant.zero_point
+        return (v[ins["x"]] - zx).sum(axis=(2, 3), keepdims=True) * np.float64(consts["multiplier"])
+    raise AssertionError(node.op)
