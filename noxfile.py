@@ -112,3 +112,10 @@ def bench_forward(session: nox.Session) -> None:
     if not model.exists():
         session.error(f"{model} not found (the seed models live in ../shared)")
     session.run("python", FIRMWARE_TOOL, "bench", str(ROOT / "build" / "bench"), "--model", str(model))
+
+
+@nox.session
+def memory(session: nox.Session) -> None:
+    """Memory plan of every seed scheme, full update and bias-only for the three seed models (one table)."""
+    session.install(*CONSTRAINTS, "rich", "./packages/tte-ir")
+    session.run("python", "-m", "tte_ir.memory_bench", str(shared_dir()), *session.posargs)
