@@ -7,8 +7,8 @@ layouts; :func:`run_forward` executes them. The firmware data generator
 (``boards/tools/firmware_data.py``) writes the same steps as C tables, so the host and the
 microcontroller run the identical sequence of kernel calls.
 
-``tte_ir`` is imported lazily: ``tte-engine`` depends only on numpy; install ``tte-engine[ir]``
-to use this module.
+This module needs ``tte_ir`` (install ``tte-engine[ir]``); the layout permutations live in
+:mod:`tte_ir.layout`, shared with the C code generator.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tte_engine import _core
+from tte_ir.layout import conv_kernel, engine_shape, from_engine_layout, to_engine_layout
 
 if TYPE_CHECKING:
     from tte_ir import Graph, Node
@@ -45,28 +46,6 @@ class Step:
     arrays: tuple[np.ndarray, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
     macs: int = 0
-
-
-def to_engine_layout(array: np.ndarray) -> np.ndarray:
-    """An IR activation in the engine's layout: ``[1, C, H, W]`` -> ``[H, W, C]``, ``[1, I]`` -> ``[I]``."""
-    if array.ndim == 4 and array.shape[0] == 1:
-        return np.ascontiguousarray(array[0].transpose(1, 2, 0))
-    if array.ndim == 2 and array.shape[0] == 1:
-        return np.ascontiguousarray(array[0])
-    raise ValueError(f"activation of shape {array.shape}: expected [1, C, H, W] or [1, I] (batch 1)")
-
-
-def from_engine_layout(array: np.ndarray, ir_shape: tuple[int, ...]) -> np.ndarray:
-    """The inverse of :func:`to_engine_layout` for an IR tensor of shape ``ir_shape``."""
-    if len(ir_shape) == 4:
-        return np.ascontiguousarray(array.transpose(2, 0, 1)[None])
-    return array.reshape(ir_shape)
-
-
-def _engine_shape(ir_shape: tuple[int, ...]) -> tuple[int, ...]:
-    if len(ir_shape) == 4:
-        return (ir_shape[2], ir_shape[3], ir_shape[1])
-    return tuple(ir_shape[1:])
 
 
 def lower(graph: Graph) -> list[Step]:
@@ -131,25 +110,12 @@ def _make_step(graph: Graph, node: Node, kernel: str, arrays: tuple[np.ndarray, 
         kernel=kernel,
         inputs=acts,
         output=node.outputs[0],
-        in_shapes=tuple(_engine_shape(graph.tensors[n].shape) for n in acts),
-        out_shape=_engine_shape(graph.tensors[node.outputs[0]].shape),
+        in_shapes=tuple(engine_shape(graph.tensors[n].shape) for n in acts),
+        out_shape=engine_shape(graph.tensors[node.outputs[0]].shape),
         arrays=tuple(np.ascontiguousarray(a) for a in arrays),
         params=params,
         macs=node_macs(graph, node),
     )
-
-
-def conv_kernel(
-    w: np.ndarray, channels: int, *, stride: int, padding: int, groups: int
-) -> tuple[str, np.ndarray, dict[str, int]]:
-    """Which conv kernel runs IR weights ``w [O, C/g, KH, KW]`` on ``channels`` input channels:
-    its name, the weights in its layout, and its geometry keywords."""
-    out_channels, _, kh, kw = w.shape
-    if groups == channels == out_channels:
-        return "depthwise_conv2d_fwd_s8", w[:, 0].transpose(1, 2, 0), {"stride": stride, "padding": padding}
-    if groups == 1 and kh == kw == 1 and padding == 0:
-        return "pointwise_conv2d_fwd_s8", w[:, :, 0, 0], {"stride": stride}
-    return "conv2d_fwd_s8", w.transpose(0, 2, 3, 1), {"stride": stride, "padding": padding, "groups": groups}
 
 
 def _run_steps(steps: list[Step], x: np.ndarray, input_name: str) -> dict[str, np.ndarray]:
