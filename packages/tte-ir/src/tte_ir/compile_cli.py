@@ -77,7 +77,7 @@ def register_plan(subparsers: Any) -> None:
     p.add_argument("file", help="a training graph (.tte) from `tte compile`")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--plot", metavar="PNG", help="write a plot of live memory over the schedule")
-    p.add_argument("--planner", choices=("best-fit", "first-fit", "naive"), default="best-fit")
+    p.add_argument("--planner", choices=("auto", "best-fit", "first-fit", "naive"), default="auto")
     p.set_defaults(func=_cmd_plan)
 
 

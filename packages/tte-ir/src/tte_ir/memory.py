@@ -107,25 +107,32 @@ _ORDERS = {
 
 @dataclass
 class GreedyPlanner:
-    """Offsets by ``first-fit`` (lowest free offset) or ``best-fit`` (smallest free gap that fits).
+    """Offsets by ``first-fit`` (lowest free offset) or ``best-fit`` (smallest free gap that fits);
+    ``auto`` tries both.
 
     Buffers are placed one by one in each of three orders (largest first, largest size x lifetime
-    first, earliest first); the smallest arena wins.
+    first, earliest first); the smallest arena wins, and the plan names the fit and order used.
     """
 
-    strategy: str = "best-fit"
+    strategy: str = "auto"
     name: str = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.strategy not in ("first-fit", "best-fit"):
-            raise TteError(f"planner strategy '{self.strategy}' is unknown (first-fit or best-fit)")
+        if self.strategy not in ("auto", "first-fit", "best-fit"):
+            raise TteError(f"planner strategy '{self.strategy}' is unknown (auto, first-fit or best-fit)")
         self.name = self.strategy
 
     def plan(self, buffers: Sequence[Buffer]) -> Plan:
-        plans = [self._place(sorted(buffers, key=key), buffers) for key in _ORDERS.values()]
+        fits = ("first-fit", "best-fit") if self.strategy == "auto" else (self.strategy,)
+        plans = [
+            self._place(sorted(buffers, key=key), buffers, fit, f"{fit}/{order}")
+            for fit in fits
+            for order, key in _ORDERS.items()
+        ]
         return min(plans, key=lambda p: p.arena_bytes)
 
-    def _place(self, order: Sequence[Buffer], buffers: Sequence[Buffer]) -> Plan:
+    @staticmethod
+    def _place(order: Sequence[Buffer], buffers: Sequence[Buffer], fit: str, name: str) -> Plan:
         placed: list[tuple[int, int, Buffer]] = []  # (offset, aligned size, buffer)
         offsets: dict[str, int] = {}
         for buf in order:
@@ -140,14 +147,14 @@ class GreedyPlanner:
             fitting = [(start, length) for start, length in gaps if length >= size]
             if not fitting:
                 offset = cursor
-            elif self.strategy == "first-fit":
+            elif fit == "first-fit":
                 offset = fitting[0][0]
             else:
                 offset = min(fitting, key=lambda g: (g[1], g[0]))[0]
             offsets[buf.name] = offset
             placed.append((offset, size, buf))
         top = max((off + sz for off, sz, _ in placed), default=0)
-        return Plan(self.name, tuple(buffers), offsets, top)
+        return Plan(name, tuple(buffers), offsets, top)
 
 
 def _group_spans(graph: Graph) -> list[tuple[int, int]]:
@@ -303,7 +310,7 @@ class MemoryReport:
 
 
 def memory_report(graph: Graph, planner: Planner | None = None, *, use_engine: bool = True) -> MemoryReport:
-    """Plan ``graph``'s arena with ``planner`` (best-fit by default) and account for every byte."""
+    """Plan ``graph``'s arena with ``planner`` (:class:`GreedyPlanner` ``auto`` by default) and account for every byte."""
     info = training_info(graph)
     planner = planner or GreedyPlanner()
     buffers = arena_buffers(graph, use_engine=use_engine)
