@@ -5,11 +5,11 @@
 tte_status step_run(const step *s, const int8_t *x, const int8_t *x2, void *y, uint8_t *mask) {
     switch (s->kind) {
     case STEP_CONV2D:
-        return tte_conv2d_fwd_s8(&s->p.conv, x, s->w, s->bias, s->multiplier, y, mask, NULL);
+        return tte_conv2d_fwd_s8(&s->p.conv, x, s->w, NULL, s->bias, s->multiplier, y, mask, NULL, NULL);
     case STEP_DEPTHWISE_CONV2D:
-        return tte_depthwise_conv2d_fwd_s8(&s->p.conv, x, s->w, s->bias, s->multiplier, y, mask, NULL);
+        return tte_depthwise_conv2d_fwd_s8(&s->p.conv, x, s->w, NULL, s->bias, s->multiplier, y, mask, NULL, NULL);
     case STEP_POINTWISE_CONV2D:
-        return tte_pointwise_conv2d_fwd_s8(&s->p.conv, x, s->w, s->bias, s->multiplier, y, mask, NULL);
+        return tte_pointwise_conv2d_fwd_s8(&s->p.conv, x, s->w, NULL, s->bias, s->multiplier, y, mask, NULL, NULL);
     case STEP_ADD:
         return tte_add_fwd_s8(&s->p.add, x, x2, y, mask);
     case STEP_GLOBAL_AVG_POOL:

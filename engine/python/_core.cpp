@@ -151,8 +151,8 @@ Shape conv_out_shape(const tte_conv2d_params &p) {
     return {oh, ow, p.out_c};
 }
 
-using ConvKernel = tte_status (*)(const tte_conv2d_params *, const int8_t *, const int8_t *, const int32_t *,
-                                  const float *, int8_t *, uint8_t *, void *);
+using ConvKernel = tte_status (*)(const tte_conv2d_params *, const int8_t *, const int8_t *, const int8_t *,
+                                  const int32_t *, const float *, int8_t *, uint8_t *, const tte_row_band *, void *);
 using ConvScratch = size_t (*)(const tte_conv2d_params *);
 
 // Runs one of the three conv kernels once p is complete and w checked.
@@ -170,8 +170,9 @@ py::object run_conv(ConvKernel kernel, ConvScratch scratch_size, const char *nam
     tte_status status;
     {
         py::gil_scoped_release nogil;
-        status = kernel(&p, cdata<int8_t>(x), cdata<int8_t>(w), cdata<int32_t>(b), cdata<float>(m), data<int8_t>(y),
-                        return_mask ? data<uint8_t>(mask) : nullptr, scratch.empty() ? nullptr : scratch.data());
+        status = kernel(&p, cdata<int8_t>(x), cdata<int8_t>(w), nullptr, cdata<int32_t>(b), cdata<float>(m),
+                        data<int8_t>(y), return_mask ? data<uint8_t>(mask) : nullptr, nullptr,
+                        scratch.empty() ? nullptr : scratch.data());
     }
     raise_on(status, name);
     return result(y, mask, return_mask);

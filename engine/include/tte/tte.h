@@ -37,11 +37,14 @@
  *     };
  *     static int8_t y[32 * 32 * 16];                   // [32][32][16] int8
  *     // scratch: tte_conv2d_fwd_s8_scratch_size(&p) bytes; NULL is fine when that is 0
- *     tte_status s = tte_conv2d_fwd_s8(&p, x, w, b, m, y, NULL, NULL);
+ *     tte_status s = tte_conv2d_fwd_s8(&p, x, w, NULL, b, m, y, NULL, NULL, NULL);
  *     if (s != TTE_OK) { puts(tte_status_str(s)); }
  *
  * Every kernel checks its descriptor and pointers and returns a status instead
  * of computing garbage; outputs are untouched when the status is not TTE_OK.
+ *
+ * Training (loss, backward, QAS updates, the step context, channel tiles) is in
+ * tte/tte_train.h, included below; the stochastic-rounding hash in tte/tte_rounding.h.
  */
 #ifndef TTE_TTE_H
 #define TTE_TTE_H
@@ -60,7 +63,8 @@ typedef enum tte_status {
     TTE_OK = 0,
     TTE_ERR_NULL = 1,  /* a required pointer is NULL */
     TTE_ERR_SHAPE = 2, /* a size, stride, padding or group count is invalid or inconsistent */
-    TTE_ERR_QUANT = 3  /* a zero point or activation range lies outside int8 */
+    TTE_ERR_QUANT = 3, /* a zero point or activation range lies outside int8 */
+    TTE_ERR_ARG = 4    /* an argument value is invalid: a label, channel list, band, round mode or lr group */
 } tte_status;
 
 /* A static, human-readable description of a status. */
@@ -85,29 +89,47 @@ typedef struct tte_conv2d_params {
     int32_t groups;             /* divides in_c and out_c (depthwise: in_c; pointwise: 1) */
     int32_t x_zero, y_zero;     /* zero points, [-128, 127] */
     int32_t act_min, act_max;   /* output clamp, -128 <= act_min <= act_max <= 127 */
+    /* Channels whose weights train (tte_train.h): they are read from the SRAM slice w_train instead
+     * of w. Ascending indices of input channels (dense with groups 1, pointwise) or of channels
+     * (depthwise). NULL and 0 when the conv has no trained slice. */
+    const int32_t *train_channels;
+    int32_t train_count;
 } tte_conv2d_params;
 
+/* A band of output rows, for row-tiled execution of the frozen forward prefix (tte_ir.tiling,
+ * axis "rows"): the kernel computes output rows [y_row, y_row + y_rows) and writes them from y[0]
+ * on; x holds rows [x_row, x_row + x_rows) of the whole input (p->in_h rows), which must cover
+ * every unpadded input row those outputs read (else TTE_ERR_ARG). Mask bits, when kept, go to the
+ * whole output's element indices. Int8 results are exact, so recomputed halo rows are identical. */
+typedef struct tte_row_band {
+    int32_t x_row, x_rows;
+    int32_t y_row, y_rows;
+} tte_row_band;
+
 /* Dense KxK convolution, any stride, padding and group count.
- * x [in_h][in_w][in_c] int8; w [O][KH][KW][in_c/groups] int8; bias [O] int32;
+ * x [in_h][in_w][in_c] int8; w [O][KH][KW][in_c/groups] int8; w_train NULL, or the trained slice
+ * [O][KH][KW][train_count] (groups 1) replacing channels p->train_channels of w; bias [O] int32;
  * multiplier [O] float32; y [out_h][out_w][O] int8; mask NULL or bit-packed
- * [ceil(out_h*out_w*O/8)]; scratch of tte_conv2d_fwd_s8_scratch_size() bytes. */
+ * [ceil(out_h*out_w*O/8)]; rows NULL (the whole output) or a row band, x and y then holding only
+ * its rows; scratch of tte_conv2d_fwd_s8_scratch_size() bytes. */
 size_t tte_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p);
-tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                             const float *multiplier, int8_t *y, uint8_t *mask, void *scratch);
+tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int8_t *w_train,
+                             const int32_t *bias, const float *multiplier, int8_t *y, uint8_t *mask,
+                             const tte_row_band *rows, void *scratch);
 
 /* Depthwise convolution (groups == in_c == out_c), any kernel size and stride.
- * w [KH][KW][C] int8; other buffers as tte_conv2d_fwd_s8. */
+ * w [KH][KW][C] int8; w_train NULL or [KH][KW][train_count]; other buffers as tte_conv2d_fwd_s8. */
 size_t tte_depthwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p);
 tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
-                                       const int32_t *bias, const float *multiplier, int8_t *y, uint8_t *mask,
-                                       void *scratch);
+                                       const int8_t *w_train, const int32_t *bias, const float *multiplier, int8_t *y,
+                                       uint8_t *mask, const tte_row_band *rows, void *scratch);
 
 /* Pointwise (1x1) convolution: kernel 1x1, padding 0, groups 1, any stride.
- * w [O][in_c] int8; other buffers as tte_conv2d_fwd_s8. */
+ * w [O][in_c] int8; w_train NULL or [O][train_count]; other buffers as tte_conv2d_fwd_s8. */
 size_t tte_pointwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p);
 tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
-                                       const int32_t *bias, const float *multiplier, int8_t *y, uint8_t *mask,
-                                       void *scratch);
+                                       const int8_t *w_train, const int32_t *bias, const float *multiplier, int8_t *y,
+                                       uint8_t *mask, const tte_row_band *rows, void *scratch);
 
 /* Quantized residual add of two int8 tensors of `size` elements (any layout,
  * the same for both): v = m1*(q1 - z1) + m2*(q2 - z2) in float32. */
@@ -158,5 +180,7 @@ tte_status tte_linear_fwd_f32(const tte_linear_f32_params *p, const int8_t *x, c
 #ifdef __cplusplus
 }
 #endif
+
+#include "tte/tte_train.h" /* loss, backward and update kernels */
 
 #endif /* TTE_TTE_H */

@@ -12,6 +12,8 @@ const char *tte_status_str(tte_status status) {
         return "invalid or inconsistent sizes, stride, padding or groups";
     case TTE_ERR_QUANT:
         return "zero point or activation range outside int8";
+    case TTE_ERR_ARG:
+        return "invalid argument value (label, channel list, band, round mode or lr group)";
     }
     return "unknown status";
 }
@@ -34,7 +36,7 @@ static int fits_int32(int64_t a, int64_t b, int64_t c) {
     return a * b <= INT32_MAX && a * b * c <= INT32_MAX;
 }
 
-tte_status tte_conv2d_check(const tte_conv2d_params *p, int32_t *out_h, int32_t *out_w) {
+tte_status tte_conv2d_check_geometry(const tte_conv2d_params *p, int32_t *out_h, int32_t *out_w) {
     if (p->in_h < 1 || p->in_w < 1 || p->in_c < 1 || p->out_c < 1 || p->kernel_h < 1 || p->kernel_w < 1 ||
         p->stride < 1 || p->padding < 0 || p->groups < 1) {
         return TTE_ERR_SHAPE;
@@ -49,10 +51,80 @@ tte_status tte_conv2d_check(const tte_conv2d_params *p, int32_t *out_h, int32_t 
         !fits_int32(oh, ow, p->out_c) || !fits_int32(p->out_c, reduction, 1)) {
         return TTE_ERR_SHAPE;
     }
+    *out_h = oh;
+    *out_w = ow;
+    return TTE_OK;
+}
+
+tte_status tte_conv2d_check(const tte_conv2d_params *p, int32_t *out_h, int32_t *out_w) {
+    const tte_status status = tte_conv2d_check_geometry(p, out_h, out_w);
+    if (status != TTE_OK) {
+        return status;
+    }
     if (!tte_int8_ok(p->x_zero) || !tte_int8_ok(p->y_zero) || !tte_act_range_ok(p->act_min, p->act_max)) {
         return TTE_ERR_QUANT;
     }
-    *out_h = oh;
-    *out_w = ow;
+    return TTE_OK;
+}
+
+int tte_channel_list_ok(const int32_t *channels, int32_t count, int32_t limit) {
+    if (channels == NULL || count < 1 || count > limit) {
+        return 0;
+    }
+    for (int32_t j = 0; j < count; ++j) {
+        if (channels[j] < 0 || channels[j] >= limit || (j > 0 && channels[j] <= channels[j - 1])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+tte_status tte_conv2d_check_slice(const tte_conv2d_params *p, const int8_t *w_train, int32_t limit) {
+    if (p->train_count == 0) {
+        return w_train == NULL && p->train_channels == NULL ? TTE_OK : TTE_ERR_ARG;
+    }
+    if (w_train == NULL) {
+        return TTE_ERR_NULL;
+    }
+    return tte_channel_list_ok(p->train_channels, p->train_count, limit) ? TTE_OK : TTE_ERR_ARG;
+}
+
+tte_status tte_conv2d_row_window(const tte_conv2d_params *p, int32_t out_h, const tte_row_band *rows, int32_t *oy_begin,
+                                 int32_t *oy_end, int32_t *x_row) {
+    if (rows == NULL) {
+        *oy_begin = 0;
+        *oy_end = out_h;
+        *x_row = 0;
+        return TTE_OK;
+    }
+    if (rows->y_row < 0 || rows->y_rows < 1 || rows->y_rows > out_h - rows->y_row || rows->x_row < 0 ||
+        rows->x_rows < 1 || rows->x_rows > p->in_h - rows->x_row) {
+        return TTE_ERR_ARG;
+    }
+    /* The unpadded input rows the band's outputs read: [first, last). */
+    const int64_t first = (int64_t)rows->y_row * p->stride - p->padding;
+    const int64_t last = ((int64_t)rows->y_row + rows->y_rows - 1) * p->stride - p->padding + p->kernel_h;
+    const int64_t lo = first < 0 ? 0 : first;
+    const int64_t hi = last > p->in_h ? p->in_h : last;
+    if (lo < rows->x_row || hi > (int64_t)rows->x_row + rows->x_rows) {
+        return TTE_ERR_ARG;
+    }
+    *oy_begin = rows->y_row;
+    *oy_end = rows->y_row + rows->y_rows;
+    *x_row = rows->x_row;
+    return TTE_OK;
+}
+
+tte_status tte_band_window(const tte_channel_band *band, int32_t channels, int32_t *begin, int32_t *count) {
+    if (band == NULL) {
+        *begin = 0;
+        *count = channels;
+        return TTE_OK;
+    }
+    if (band->begin < 0 || band->count < 1 || band->count > channels - band->begin) {
+        return TTE_ERR_ARG;
+    }
+    *begin = band->begin;
+    *count = band->count;
     return TTE_OK;
 }

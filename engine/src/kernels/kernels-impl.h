@@ -67,21 +67,65 @@ static inline void tte_mask_put(uint8_t *mask, int32_t index, int bit) {
     }
 }
 
-/* The conv/linear epilogue: y[index] from the exact sum of products `acc`,
- * one float32 multiply by M[o], then requantization; also the mask bit. */
+/* The conv/linear epilogue: *y from the exact sum of products `acc`, one
+ * float32 multiply by M[o], then requantization; also the mask bit at
+ * `mask_index` (the whole output's element index, which differs from y's
+ * position in a row band). */
 static inline void tte_conv_store(int32_t acc, int32_t bias, float multiplier, int32_t y_zero, int32_t lo, int32_t hi,
-                                  int8_t *y, uint8_t *mask, int32_t index) {
+                                  int8_t *y, uint8_t *mask, int32_t mask_index) {
     const float v = (float)tte_sat32_add(acc, bias) * multiplier;
-    int8_t q;
-    const int in_range = tte_requantize(v, y_zero, lo, hi, &q);
-    y[index] = q;
-    tte_mask_put(mask, index, in_range);
+    const int in_range = tte_requantize(v, y_zero, lo, hi, y);
+    tte_mask_put(mask, mask_index, in_range);
+}
+
+/* Reads bit `index` of a bit-packed mask. */
+static inline int tte_mask_get(const uint8_t *mask, int32_t index) {
+    return (mask[index >> 3] >> (index & 7)) & 1;
 }
 
 /* Checks a conv descriptor shared by the three conv kernels and writes the
  * output size. Kernel-specific constraints (depthwise, pointwise) are checked
  * by the kernel itself. */
 tte_status tte_conv2d_check(const tte_conv2d_params *p, int32_t *out_h, int32_t *out_w);
+
+/* The geometry part of tte_conv2d_check (no zero points or clamp), for the
+ * backward kernels, which use neither. */
+tte_status tte_conv2d_check_geometry(const tte_conv2d_params *p, int32_t *out_h, int32_t *out_w);
+
+/* A channel list is ascending and unique inside [0, limit), with count >= 1. */
+int tte_channel_list_ok(const int32_t *channels, int32_t count, int32_t limit);
+
+/* Checks the trained slice of p against w_train: none (train_count 0, w_train
+ * NULL), or a valid channel list over the conv's `limit` channels (in_c/groups
+ * of a groups-1 conv, or in_c of a depthwise one) and a w_train pointer. */
+tte_status tte_conv2d_check_slice(const tte_conv2d_params *p, const int8_t *w_train, int32_t limit);
+
+/* Output rows [*oy_begin, *oy_end) and the whole-input row held in x's first
+ * row, for a row band (NULL: every row, x whole). */
+tte_status tte_conv2d_row_window(const tte_conv2d_params *p, int32_t out_h, const tte_row_band *rows, int32_t *oy_begin,
+                                 int32_t *oy_end, int32_t *x_row);
+
+/* Checks a channel band over `channels` channels (NULL: all of them) and
+ * writes its first channel and count. */
+tte_status tte_band_window(const tte_channel_band *band, int32_t channels, int32_t *begin, int32_t *count);
+
+/* w_train + offset, or NULL without a slice (offsetting NULL is undefined). */
+static inline const int8_t *tte_slice_at(const int8_t *w_train, size_t offset) {
+    return w_train == NULL ? NULL : w_train + offset;
+}
+
+/* The position of channel c in an ascending channel list, starting the search
+ * at *next (callers visit channels in ascending order, so the search is
+ * amortized O(1)); -1 when c is not listed. Advances *next past c. */
+static inline int32_t tte_slice_index(const int32_t *channels, int32_t count, int32_t c, int32_t *next) {
+    while (*next < count && channels[*next] < c) {
+        ++*next;
+    }
+    if (*next < count && channels[*next] == c) {
+        return (*next)++;
+    }
+    return -1;
+}
 
 /* Zero points are int8 codes. */
 static inline int tte_int8_ok(int32_t v) {

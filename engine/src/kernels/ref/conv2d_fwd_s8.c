@@ -1,5 +1,6 @@
 /* Dense int8 convolution, any kernel size, stride, padding and group count
- * (NUMERICS.md 2). Reference kernel: written to be read, not to be fast. */
+ * (NUMERICS.md 2), optionally with a trained weight slice and on a row band.
+ * Reference kernel: written to be read, not to be fast. */
 #include "kernels-impl.h"
 
 size_t tte_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
@@ -7,20 +8,30 @@ size_t tte_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
     return 0;
 }
 
-tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                             const float *multiplier, int8_t *y, uint8_t *mask, void *scratch) {
+tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int8_t *w_train,
+                             const int32_t *bias, const float *multiplier, int8_t *y, uint8_t *mask,
+                             const tte_row_band *rows, void *scratch) {
     (void)scratch; /* size 0, see tte_conv2d_fwd_s8_scratch_size */
     if (p == NULL || x == NULL || w == NULL || bias == NULL || multiplier == NULL || y == NULL) {
         return TTE_ERR_NULL;
     }
-    int32_t out_h, out_w;
-    const tte_status status = tte_conv2d_check(p, &out_h, &out_w);
+    int32_t out_h, out_w, oy_begin, oy_end, x_row;
+    tte_status status = tte_conv2d_check(p, &out_h, &out_w);
+    if (status == TTE_OK && p->train_count != 0 && p->groups != 1) {
+        status = TTE_ERR_ARG; /* only a groups-1 dense conv trains a slice of input channels */
+    }
+    if (status == TTE_OK) {
+        status = tte_conv2d_check_slice(p, w_train, p->in_c);
+    }
+    if (status == TTE_OK) {
+        status = tte_conv2d_row_window(p, out_h, rows, &oy_begin, &oy_end, &x_row);
+    }
     if (status != TTE_OK) {
         return status;
     }
     const int32_t group_in = p->in_c / p->groups;   /* input channels per group */
     const int32_t group_out = p->out_c / p->groups; /* output channels per group */
-    for (int32_t oy = 0; oy < out_h; ++oy) {
+    for (int32_t oy = oy_begin; oy < oy_end; ++oy) {
         for (int32_t ox = 0; ox < out_w; ++ox) {
             for (int32_t o = 0; o < p->out_c; ++o) {
                 const int32_t c0 = (o / group_out) * group_in; /* first input channel of o's group */
@@ -35,16 +46,20 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
                         if (ix < 0 || ix >= p->in_w) {
                             continue;
                         }
-                        const int8_t *xp = x + ((size_t)iy * p->in_w + ix) * p->in_c + c0; /* [group_in] */
-                        const int8_t *wp =
-                            w + (((size_t)o * p->kernel_h + ky) * p->kernel_w + kx) * group_in; /* [group_in] */
+                        const size_t tap = ((size_t)o * p->kernel_h + ky) * p->kernel_w + kx;
+                        const int8_t *xp = x + ((size_t)(iy - x_row) * p->in_w + ix) * p->in_c + c0; /* [group_in] */
+                        const int8_t *wp = w + tap * group_in;                                       /* [group_in] */
+                        const int8_t *tp = tte_slice_at(w_train, tap * (size_t)p->train_count);      /* [train_count] */
+                        int32_t next = 0;
                         for (int32_t c = 0; c < group_in; ++c) {
-                            acc += ((int32_t)xp[c] - p->x_zero) * wp[c];
+                            const int32_t j = tte_slice_index(p->train_channels, p->train_count, c, &next);
+                            acc += ((int32_t)xp[c] - p->x_zero) * (j < 0 ? wp[c] : tp[j]);
                         }
                     }
                 }
                 const int32_t index = (oy * out_w + ox) * p->out_c + o;
-                tte_conv_store(acc, bias[o], multiplier[o], p->y_zero, p->act_min, p->act_max, y, mask, index);
+                tte_conv_store(acc, bias[o], multiplier[o], p->y_zero, p->act_min, p->act_max,
+                               &y[index - oy_begin * out_w * p->out_c], mask, index);
             }
         }
     }

@@ -1,5 +1,6 @@
 /* Depthwise int8 convolution (one filter per channel), any kernel size and
- * stride (NUMERICS.md 2). Reference kernel. */
+ * stride (NUMERICS.md 2), optionally with a trained weight slice and on a row
+ * band. Reference kernel. */
 #include "kernels-impl.h"
 
 size_t tte_depthwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
@@ -8,24 +9,35 @@ size_t tte_depthwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
 }
 
 tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
-                                       const int32_t *bias, const float *multiplier, int8_t *y, uint8_t *mask,
-                                       void *scratch) {
+                                       const int8_t *w_train, const int32_t *bias, const float *multiplier, int8_t *y,
+                                       uint8_t *mask, const tte_row_band *rows, void *scratch) {
     (void)scratch; /* size 0, see tte_depthwise_conv2d_fwd_s8_scratch_size */
     if (p == NULL || x == NULL || w == NULL || bias == NULL || multiplier == NULL || y == NULL) {
         return TTE_ERR_NULL;
     }
-    int32_t out_h, out_w;
-    const tte_status status = tte_conv2d_check(p, &out_h, &out_w);
+    int32_t out_h, out_w, oy_begin, oy_end, x_row;
+    tte_status status = tte_conv2d_check(p, &out_h, &out_w);
+    if (status == TTE_OK && (p->groups != p->in_c || p->out_c != p->in_c)) {
+        status = TTE_ERR_SHAPE;
+    }
+    if (status == TTE_OK) {
+        status = tte_conv2d_check_slice(p, w_train, p->in_c);
+    }
+    if (status == TTE_OK) {
+        status = tte_conv2d_row_window(p, out_h, rows, &oy_begin, &oy_end, &x_row);
+    }
     if (status != TTE_OK) {
         return status;
     }
-    if (p->groups != p->in_c || p->out_c != p->in_c) {
-        return TTE_ERR_SHAPE;
-    }
     const int32_t channels = p->in_c;
-    for (int32_t oy = 0; oy < out_h; ++oy) {
+    for (int32_t oy = oy_begin; oy < oy_end; ++oy) {
         for (int32_t ox = 0; ox < out_w; ++ox) {
+            int32_t next = 0;
             for (int32_t c = 0; c < channels; ++c) {
+                /* Channel c's filter: column c of w [KH][KW][C], or column j of w_train [KH][KW][k]. */
+                const int32_t j = tte_slice_index(p->train_channels, p->train_count, c, &next);
+                const int8_t *wc = j < 0 ? w + c : w_train + j;
+                const int32_t wstride = j < 0 ? channels : p->train_count;
                 int32_t acc = 0;
                 for (int32_t ky = 0; ky < p->kernel_h; ++ky) {
                     const int32_t iy = oy * p->stride + ky - p->padding;
@@ -37,12 +49,13 @@ tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
                         if (ix < 0 || ix >= p->in_w) {
                             continue;
                         }
-                        const int32_t xv = x[((size_t)iy * p->in_w + ix) * channels + c];
-                        acc += (xv - p->x_zero) * w[((size_t)ky * p->kernel_w + kx) * channels + c];
+                        const int32_t xv = x[((size_t)(iy - x_row) * p->in_w + ix) * channels + c];
+                        acc += (xv - p->x_zero) * wc[((size_t)ky * p->kernel_w + kx) * wstride];
                     }
                 }
                 const int32_t index = (oy * out_w + ox) * channels + c;
-                tte_conv_store(acc, bias[c], multiplier[c], p->y_zero, p->act_min, p->act_max, y, mask, index);
+                tte_conv_store(acc, bias[c], multiplier[c], p->y_zero, p->act_min, p->act_max,
+                               &y[index - oy_begin * out_w * channels], mask, index);
             }
         }
     }

@@ -22,5 +22,5 @@ tte_status tte_linear_fwd_s8(const tte_linear_params *p, const int8_t *x, const 
         .act_min = p->act_min,
         .act_max = p->act_max,
     };
-    return tte_pointwise_conv2d_fwd_s8(&conv, x, w, bias, multiplier, y, mask, NULL);
+    return tte_pointwise_conv2d_fwd_s8(&conv, x, w, NULL, bias, multiplier, y, mask, NULL, NULL);
 }

@@ -1,4 +1,5 @@
-/* Pointwise (1x1) int8 convolution, any stride (NUMERICS.md 2). Reference kernel. */
+/* Pointwise (1x1) int8 convolution, any stride (NUMERICS.md 2), optionally
+ * with a trained weight slice and on a row band. Reference kernel. */
 #include "kernels-impl.h"
 
 size_t tte_pointwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
@@ -7,31 +8,42 @@ size_t tte_pointwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
 }
 
 tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
-                                       const int32_t *bias, const float *multiplier, int8_t *y, uint8_t *mask,
-                                       void *scratch) {
+                                       const int8_t *w_train, const int32_t *bias, const float *multiplier, int8_t *y,
+                                       uint8_t *mask, const tte_row_band *rows, void *scratch) {
     (void)scratch; /* size 0, see tte_pointwise_conv2d_fwd_s8_scratch_size */
     if (p == NULL || x == NULL || w == NULL || bias == NULL || multiplier == NULL || y == NULL) {
         return TTE_ERR_NULL;
     }
-    int32_t out_h, out_w;
-    const tte_status status = tte_conv2d_check(p, &out_h, &out_w);
+    int32_t out_h, out_w, oy_begin, oy_end, x_row;
+    tte_status status = tte_conv2d_check(p, &out_h, &out_w);
+    if (status == TTE_OK && (p->kernel_h != 1 || p->kernel_w != 1 || p->padding != 0 || p->groups != 1)) {
+        status = TTE_ERR_SHAPE;
+    }
+    if (status == TTE_OK) {
+        status = tte_conv2d_check_slice(p, w_train, p->in_c);
+    }
+    if (status == TTE_OK) {
+        status = tte_conv2d_row_window(p, out_h, rows, &oy_begin, &oy_end, &x_row);
+    }
     if (status != TTE_OK) {
         return status;
     }
-    if (p->kernel_h != 1 || p->kernel_w != 1 || p->padding != 0 || p->groups != 1) {
-        return TTE_ERR_SHAPE;
-    }
-    for (int32_t oy = 0; oy < out_h; ++oy) {
+    for (int32_t oy = oy_begin; oy < oy_end; ++oy) {
         for (int32_t ox = 0; ox < out_w; ++ox) {
-            const int8_t *xp = x + ((size_t)oy * p->stride * p->in_w + (size_t)ox * p->stride) * p->in_c; /* [in_c] */
+            const int8_t *xp =
+                x + ((size_t)(oy * p->stride - x_row) * p->in_w + (size_t)ox * p->stride) * p->in_c; /* [in_c] */
             for (int32_t o = 0; o < p->out_c; ++o) {
-                const int8_t *wp = w + (size_t)o * p->in_c; /* [in_c] */
+                const int8_t *wp = w + (size_t)o * p->in_c;                           /* [in_c] */
+                const int8_t *tp = tte_slice_at(w_train, (size_t)o * p->train_count); /* [train_count] */
                 int32_t acc = 0;
+                int32_t next = 0;
                 for (int32_t c = 0; c < p->in_c; ++c) {
-                    acc += ((int32_t)xp[c] - p->x_zero) * wp[c];
+                    const int32_t j = tte_slice_index(p->train_channels, p->train_count, c, &next);
+                    acc += ((int32_t)xp[c] - p->x_zero) * (j < 0 ? wp[c] : tp[j]);
                 }
                 const int32_t index = (oy * out_w + ox) * p->out_c + o;
-                tte_conv_store(acc, bias[o], multiplier[o], p->y_zero, p->act_min, p->act_max, y, mask, index);
+                tte_conv_store(acc, bias[o], multiplier[o], p->y_zero, p->act_min, p->act_max,
+                               &y[index - oy_begin * out_w * p->out_c], mask, index);
             }
         }
     }
