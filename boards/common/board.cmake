@@ -14,6 +14,7 @@ set(TTE_STACK_SIZE 0x2000 CACHE STRING "bytes reserved for the main stack")
 set(TTE_HEAP_SIZE 0x1000 CACHE STRING "bytes reserved for newlib's heap (stdio buffers)")
 set(TTE_GOLDEN_CASES "" CACHE FILEPATH "generated golden kernel cases (boards/tools/firmware_data.py golden)")
 set(TTE_FORWARD_MODEL "" CACHE FILEPATH "generated model forward (boards/tools/firmware_data.py forward)")
+set(TTE_TRAIN_MODEL "" CACHE FILEPATH "generated training model: model.cmake of a `tte generate` project")
 
 file(WRITE ${CMAKE_BINARY_DIR}/tte_memory.ld
   "MEMORY\n{\n"
@@ -48,13 +49,19 @@ function(tte_add_program name)
     COMMENT "${name}.bin")
 endfunction()
 
-if(NOT TTE_GOLDEN_CASES AND NOT TTE_FORWARD_MODEL)
+if(NOT TTE_GOLDEN_CASES AND NOT TTE_FORWARD_MODEL AND NOT TTE_TRAIN_MODEL)
   message(FATAL_ERROR "nothing to build: give -DTTE_GOLDEN_CASES=<file.c> and/or -DTTE_FORWARD_MODEL=<file.c>, "
-                      "written by `python boards/tools/firmware_data.py golden|forward ...`")
+                      "written by `python boards/tools/firmware_data.py golden|forward ...`, "
+                      "or -DTTE_TRAIN_MODEL=<project>/model.cmake written by `tte generate`")
 endif()
 if(TTE_GOLDEN_CASES)
   tte_add_program(tte_golden ${TTE_BOARDS_DIR}/programs/golden_main.c ${TTE_BOARDS_DIR}/programs/steps.c ${TTE_GOLDEN_CASES})
 endif()
 if(TTE_FORWARD_MODEL)
   tte_add_program(tte_forward ${TTE_BOARDS_DIR}/programs/forward_main.c ${TTE_BOARDS_DIR}/programs/steps.c ${TTE_FORWARD_MODEL})
+endif()
+if(TTE_TRAIN_MODEL)
+  include(${TTE_TRAIN_MODEL})
+  tte_add_program(tte_train ${TTE_BOARDS_DIR}/programs/train_main.c)
+  target_link_libraries(tte_train PRIVATE tte_model)
 endif()

@@ -35,9 +35,11 @@ def build_board(board: str, build_dir: Path, **cache: object) -> Path:
     return build_dir
 
 
-def run_qemu(machine: str, elf: Path, *, icount: bool = False, timeout: float = 300) -> tuple[int, str]:
+def run_qemu(
+    machine: str, elf: Path, *, icount: bool = False, timeout: float = 300, cwd: Path | None = None
+) -> tuple[int, str]:
     """Run an image under qemu-system-arm with semihosting: its exit status (the program's, through
-    semihosting SYS_EXIT) and its console output."""
+    semihosting SYS_EXIT) and its console output. Semihosting file paths resolve against ``cwd``."""
     command = [
         "qemu-system-arm",
         "-M",
@@ -54,7 +56,7 @@ def run_qemu(machine: str, elf: Path, *, icount: bool = False, timeout: float = 
     ]
     if icount:
         command[1:1] = ["-icount", "shift=0"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     return result.returncode, result.stdout + result.stderr
 
 

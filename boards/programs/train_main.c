@@ -1,0 +1,133 @@
+/* Trains a generated model (tte-codegen's model.h) on a board, with data and results passed as files
+ * over semihosting (paths relative to the emulator's or debugger's working directory):
+ *     in:  tte_inputs.bin   N images, TTE_MODEL_INPUT_BYTES int8 codes each ([H][W][C])
+ *          tte_labels.bin   N int32 labels (little endian)
+ *          tte_lr.bin       optional: two float32, the body and head learning rates
+ *     out: tte_losses.bin   N float32 losses, one per training step
+ *          tte_status.bin   N int32 step statuses (tte_model_step_status)
+ *          tte_params.bin   the trained parameters after the N steps (tte_model_export_params)
+ *          tte_logits.bin   N x TTE_MODEL_CLASSES logits of the trained model on the same images
+ * and prints, for the host to parse:
+ *     STEP <i> loss=<float32 bits, 8 hex digits> status=<s> count=<counter ticks of the step>
+ *     INFER <i> count=<counter ticks>
+ *     DONE steps=<N> macs_per_step=<n> unit=<counter unit> stack_high_water=<bytes>
+ * The counter brackets the model calls only, not the file transfers. */
+#include <stdio.h>
+#include <string.h>
+
+#include "board.h"
+#include "model.h"
+
+/* The image buffer during the steps, the exported parameters at the end: never both at once. */
+#define TRAIN_BUFFER_BYTES                                                                                             \
+    (TTE_MODEL_INPUT_BYTES > TTE_MODEL_PARAM_BYTES ? TTE_MODEL_INPUT_BYTES : TTE_MODEL_PARAM_BYTES)
+static union {
+    int8_t image[TRAIN_BUFFER_BYTES];
+    uint8_t params[TRAIN_BUFFER_BYTES];
+    uint32_t align;
+} buffer;
+
+static FILE *open_or_fail(const char *path, const char *mode) {
+    FILE *f = fopen(path, mode);
+    if (f == NULL) {
+        printf("FAIL cannot open %s\n", path);
+    }
+    return f;
+}
+
+/* The training steps over every (image, label) pair; returns the number of steps or -1. */
+static long train(FILE *images, FILE *labels, FILE *losses, FILE *statuses, const tte_model_lr *lr) {
+    long steps = 0;
+    int32_t label;
+    while (fread(&label, sizeof label, 1, labels) == 1) {
+        if (fread(buffer.image, 1, TTE_MODEL_INPUT_BYTES, images) != TTE_MODEL_INPUT_BYTES) {
+            printf("FAIL tte_inputs.bin holds fewer images than tte_labels.bin has labels\n");
+            return -1;
+        }
+        board_counter_start();
+        const float loss = tte_model_train_step(buffer.image, label, lr);
+        const uint64_t count = board_counter_read();
+        const int32_t status = (int32_t)tte_model_last_status();
+        if (status == TTE_MODEL_STEP_ERROR) {
+            printf("FAIL step %ld: %s\n", steps, tte_model_error());
+            return -1;
+        }
+        uint32_t bits;
+        memcpy(&bits, &loss, sizeof bits);
+        printf("STEP %ld loss=%08lx status=%ld count=%llu\n", steps, (unsigned long)bits, (long)status,
+               (unsigned long long)count);
+        fwrite(&loss, sizeof loss, 1, losses);
+        fwrite(&status, sizeof status, 1, statuses);
+        ++steps;
+    }
+    return steps;
+}
+
+/* The trained model's logits on the same images. */
+static int infer(FILE *images, FILE *logits_file, long steps) {
+    tte_model_logit logits[TTE_MODEL_CLASSES];
+    for (long i = 0; i < steps; ++i) {
+        if (fread(buffer.image, 1, TTE_MODEL_INPUT_BYTES, images) != TTE_MODEL_INPUT_BYTES) {
+            printf("FAIL tte_inputs.bin changed while running\n");
+            return 1;
+        }
+        board_counter_start();
+        const tte_status s = tte_model_infer(buffer.image, logits);
+        const uint64_t count = board_counter_read();
+        if (s != TTE_OK) {
+            printf("FAIL infer %ld: %s\n", i, tte_model_error());
+            return 1;
+        }
+        printf("INFER %ld count=%llu\n", i, (unsigned long long)count);
+        fwrite(logits, sizeof logits, 1, logits_file);
+    }
+    return 0;
+}
+
+int main(void) {
+    tte_model_lr lr = tte_model_default_lr;
+    FILE *lr_file = fopen("tte_lr.bin", "rb");
+    if (lr_file != NULL) {
+        float rates[2];
+        if (fread(rates, sizeof rates, 1, lr_file) == 1) {
+            lr.body = rates[0];
+            lr.head = rates[1];
+        }
+        fclose(lr_file);
+    }
+    FILE *images = open_or_fail("tte_inputs.bin", "rb");
+    FILE *labels = open_or_fail("tte_labels.bin", "rb");
+    FILE *losses = open_or_fail("tte_losses.bin", "wb");
+    FILE *statuses = open_or_fail("tte_status.bin", "wb");
+    if (images == NULL || labels == NULL || losses == NULL || statuses == NULL) {
+        return 1;
+    }
+    const long steps = train(images, labels, losses, statuses, &lr);
+    fclose(labels);
+    fclose(losses);
+    fclose(statuses);
+    if (steps < 0) {
+        return 1;
+    }
+    FILE *logits = open_or_fail("tte_logits.bin", "wb");
+    if (logits == NULL) {
+        return 1;
+    }
+    rewind(images);
+    const int failed = infer(images, logits, steps);
+    fclose(images);
+    fclose(logits);
+    if (failed) {
+        return 1;
+    }
+    FILE *params = open_or_fail("tte_params.bin", "wb");
+    if (params == NULL) {
+        return 1;
+    }
+    const size_t n = tte_model_export_params(buffer.params, sizeof buffer.params);
+    fwrite(buffer.params, 1, n, params);
+    fclose(params);
+    printf("DONE steps=%ld macs_per_step=%lu unit=%s stack_high_water=%lu\n", steps,
+           (unsigned long)TTE_MODEL_MACS_PER_STEP, board_counter_unit, (unsigned long)board_stack_high_water());
+    return 0;
+}

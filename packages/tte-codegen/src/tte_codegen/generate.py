@@ -1,0 +1,196 @@
+"""Write the C project of one training graph: ``model.h``, ``model.c``, ``weights.h``, ``weights.c``,
+``model.cmake``, ``CMakeLists.txt`` and ``manifest.json`` (what the Python runners need to read the
+exported parameters back: their order, layouts and offsets, plus the planner's figures).
+
+The templates (``templates/*.j2``) read as the C they print; :mod:`tte_codegen.lowering` decides
+every pointer, array and call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from tte_codegen.lowering import CArray, CModel, ParamLayout, c_values, lower
+from tte_ir import Graph, TteError
+from tte_ir.serialize import atomic_write_bytes
+
+__all__ = ["GeneratedProject", "engine_kernels", "find_root", "generate", "load_project"]
+
+VERSION = "0.1.0"
+MANIFEST = "manifest.json"
+
+
+def find_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The tte checkout holding ``engine/`` and ``boards/``: ``root``, else ``$TTE_ROOT``, else the
+    checkout this package is installed from (an editable install)."""
+    candidates = [Path(root)] if root is not None else []
+    if os.environ.get("TTE_ROOT"):
+        candidates.append(Path(os.environ["TTE_ROOT"]))
+    candidates.append(Path(__file__).resolve().parents[4])
+    for candidate in candidates:
+        if (candidate / "engine" / "CMakeLists.txt").is_file() and (candidate / "boards").is_dir():
+            return candidate.resolve()
+    tried = ", ".join(str(c) for c in candidates)
+    raise TteError(f"no tte checkout with engine/ and boards/ found (tried {tried}); set TTE_ROOT or pass --root")
+
+
+def engine_kernels(root: Path) -> frozenset[str]:
+    """The ``tte_*`` functions the engine's public headers declare."""
+    declared: set[str] = set()
+    for header in sorted((root / "engine" / "include" / "tte").glob("*.h")):
+        declared.update(re.findall(r"\b(tte_\w+)\s*\(", header.read_text()))
+    return frozenset(declared)
+
+
+@dataclass(frozen=True)
+class GeneratedProject:
+    """A generated C project: its folder and the manifest written beside the sources."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def params(self) -> list[ParamLayout]:
+        """The trained parameters in export order."""
+        return [
+            ParamLayout(
+                p["tensor"],
+                p["dtype"],
+                tuple(p["ir_shape"]),
+                tuple(p["engine_shape"]),
+                tuple(p["to_ir_axes"]),
+                p["offset"],
+                p["nbytes"],
+            )
+            for p in self.manifest["params"]
+        ]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The IR shape of one input image, ``[1, C, H, W]``."""
+        return tuple(self.manifest["input_shape"])
+
+    @property
+    def root(self) -> Path:
+        """The tte checkout the project builds against."""
+        return Path(self.manifest["root"])
+
+
+def load_project(path: str | os.PathLike[str]) -> GeneratedProject:
+    """A project written by :func:`generate`."""
+    folder = Path(path)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise TteError(f"{folder}: not a generated project (no {MANIFEST}; run `tte generate`)") from None
+    except json.JSONDecodeError as exc:
+        raise TteError(f"{folder / MANIFEST}: not valid JSON ({exc})") from None
+    return GeneratedProject(folder, manifest)
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("tte_codegen", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _per_line(a: CArray) -> int:
+    return 8 if a.ctype in ("float", "int32_t") else 24
+
+
+def _manifest(m: CModel, root: Path) -> dict[str, Any]:
+    r = m.report
+    return {
+        "format": "tte-codegen-project",
+        "version": 1,
+        "generator": VERSION,
+        "name": m.name,
+        "graph": m.graph,
+        "root": str(root),
+        "input_shape": list(m.input_shape),
+        "classes": m.classes,
+        "logits_dtype": "float32" if m.logits_ctype == "float" else "int8",
+        "lr": m.lr,
+        "head_lr": m.head_lr,
+        "macs_per_step": sum(b.macs for b in m.forward + m.backward),
+        "macs_per_infer": sum(b.macs for b in m.forward),
+        "param_bytes": m.param_bytes,
+        "params": [
+            {
+                "tensor": p.tensor,
+                "dtype": p.dtype,
+                "ir_shape": list(p.ir_shape),
+                "engine_shape": list(p.engine_shape),
+                "to_ir_axes": list(p.to_ir_axes),
+                "offset": p.offset,
+                "nbytes": p.nbytes,
+            }
+            for p, _ in m.params
+        ],
+        "planner": {**r.to_json(), "arena_bytes": m.arena_bytes},
+        "flash_const_bytes": int(sum(a.values.nbytes for a in m.arrays if not a.sram)),
+        "sram_param_bytes": int(sum(a.values.nbytes for a in m.arrays if a.sram)),
+        "kernels": list(m.kernels),
+    }
+
+
+def generate(
+    graph: Graph,
+    out_dir: str | os.PathLike[str],
+    *,
+    name: str = "model",
+    root: str | os.PathLike[str] | None = None,
+) -> GeneratedProject:
+    """Write the C project of the training graph ``graph`` into ``out_dir``.
+
+    Raises :class:`~tte_codegen.CodegenError` for a node the engine cannot run (naming it and its op).
+    """
+    checkout = find_root(root)
+    model = lower(graph, name=name, declared=engine_kernels(checkout))
+    env = _environment()
+    _, channels, height, width = model.input_shape
+    context = {
+        "m": model,
+        "version": VERSION,
+        "root": checkout.as_posix(),
+        "input_h": height,
+        "input_w": width,
+        "input_c": channels,
+        "input_bytes": channels * height * width,
+        "train_macs": sum(b.macs for b in model.forward + model.backward),
+        "infer_macs": sum(b.macs for b in model.forward),
+        "forward_macs": sum(b.macs for b in model.forward),
+        "lr_body": f"{float(np.float32(model.lr)).hex()}f",
+        "lr_head": f"{float(np.float32(model.head_lr)).hex()}f",
+        "flash_bytes": sum(a.values.nbytes for a in model.arrays if not a.sram),
+        "sram_bytes": sum(a.values.nbytes for a in model.arrays if a.sram),
+        "values": lambda a: c_values(a.values, a.ctype, _per_line(a)),
+    }
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "model.h": "model.h.j2",
+        "model.c": "model.c.j2",
+        "weights.h": "weights.h.j2",
+        "weights.c": "weights.c.j2",
+        "model.cmake": "model.cmake.j2",
+        "CMakeLists.txt": "CMakeLists.txt.j2",
+    }
+    for target, template in files.items():
+        atomic_write_bytes(folder / target, env.get_template(template).render(context).encode())
+    manifest = _manifest(model, checkout)
+    atomic_write_bytes(folder / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    return GeneratedProject(folder, manifest)
