@@ -3,176 +3,77 @@
 // tte_engine package. Every argument is checked here, with a ValueError that
 // names it, before a kernel sees a pointer: a wrong shape, dtype, layout or
 // parameter never reaches C.
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
+#include "binding.h"
 
-#include <cstdint>
-#include <string>
-#include <utility>
-#include <vector>
-
-#include "tte/tte.h"
+#include <algorithm>
+#include <tuple>
 
 namespace py = pybind11;
 
 namespace {
 
-using Shape = std::vector<py::ssize_t>;
-
-std::string shape_str(const py::ssize_t *dims, py::ssize_t ndim) {
-    std::string s = "(";
-    for (py::ssize_t i = 0; i < ndim; ++i) {
-        s += (i ? ", " : "") + std::to_string(dims[i]);
-    }
-    return s + (ndim == 1 ? ",)" : ")");
-}
-
-template <typename T> const char *dtype_name();
-template <> const char *dtype_name<int8_t>() {
-    return "int8";
-}
-template <> const char *dtype_name<int32_t>() {
-    return "int32";
-}
-template <> const char *dtype_name<float>() {
-    return "float32";
-}
-
-// `obj` as a non-empty numpy array of T with `ndim` dimensions (-1: any),
-// C-contiguous and aligned, with at most 2^31-1 elements (kernels index with
-// int32), or a ValueError naming `name` and its expected `layout` ("[H][W][C]").
-template <typename T> py::array checked(const py::object &obj, const char *name, py::ssize_t ndim, const char *layout) {
-    const std::string want =
-        std::string(name) + " must be a C-contiguous " + dtype_name<T>() + " numpy array " + layout;
-    if (!py::isinstance<py::array>(obj)) {
-        throw py::value_error(want + ", got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
-    }
-    py::array a = py::reinterpret_borrow<py::array>(obj);
-    if (a.dtype().num() != py::dtype::of<T>().num()) {
-        throw py::value_error(want + ", got dtype " + std::string(py::str(a.dtype())));
-    }
-    if ((ndim >= 0 && a.ndim() != ndim) || a.size() < 1 || a.size() > INT32_MAX) {
-        throw py::value_error(want + ", got shape " + shape_str(a.shape(), a.ndim()));
-    }
-    if (!(a.flags() & py::array::c_style)) {
-        throw py::value_error(want + ", got a non-contiguous array (use numpy.ascontiguousarray)");
-    }
-    if (reinterpret_cast<std::uintptr_t>(a.data()) % alignof(T) != 0) {
-        throw py::value_error(want + ", got a misaligned buffer");
-    }
-    return a;
-}
-
-void expect_shape(const py::array &a, const char *name, const Shape &expected, const char *layout) {
-    if (Shape(a.shape(), a.shape() + a.ndim()) != expected) {
-        throw py::value_error(std::string(name) + " has shape " + shape_str(a.shape(), a.ndim()) + ", expected " +
-                              shape_str(expected.data(), static_cast<py::ssize_t>(expected.size())) + " " + layout);
-    }
-}
-
-// A Python int as int32 in [lo, hi], or a ValueError naming it.
-int32_t in_range(int64_t v, const char *name, int64_t lo, int64_t hi) {
-    if (v < lo || v > hi) {
-        throw py::value_error(std::string(name) + "=" + std::to_string(v) + " must be in [" + std::to_string(lo) +
-                              ", " + std::to_string(hi) + "]");
-    }
-    return static_cast<int32_t>(v);
-}
-
-int32_t zero_point(int64_t v, const char *name) {
-    return in_range(v, name, -128, 127);
-}
-
-// An output clamp [act_min, act_max] inside int8.
-std::pair<int32_t, int32_t> act_range(int64_t act_min, int64_t act_max) {
-    const int32_t lo = in_range(act_min, "act_min", -128, 127);
-    const int32_t hi = in_range(act_max, "act_max", lo, 127);
-    return {lo, hi};
-}
-
-int32_t dim(const py::array &a, py::ssize_t axis) {
-    return static_cast<int32_t>(a.shape(axis));
-}
-
-template <typename T> T *data(py::array &a) {
-    return static_cast<T *>(a.mutable_data());
-}
-template <typename T> const T *cdata(const py::array &a) {
-    return static_cast<const T *>(a.data());
-}
-
-void raise_on(tte_status status, const char *kernel) {
-    if (status != TTE_OK) {
-        throw py::value_error(std::string(kernel) + ": " + tte_status_str(status));
-    }
-}
-
-// y, or (y, mask) with the mask bit-packed as in tte.h: [ceil(y.size/8)] uint8.
-py::object result(py::array y, py::object mask, bool return_mask) {
-    return return_mask ? py::object(py::make_tuple(std::move(y), std::move(mask))) : py::object(std::move(y));
-}
-
-py::array_t<uint8_t> new_mask(py::ssize_t elements) {
-    return py::array_t<uint8_t>(Shape{(elements + 7) / 8});
-}
-
-// Checks and fills the geometry of a conv descriptor from x [H][W][C]; the
-// caller fills the kernel size and output channels from its weight layout.
-tte_conv2d_params conv_params(const py::array &x, int64_t stride, int64_t padding, int64_t x_zero, int64_t y_zero,
-                              int64_t act_min, int64_t act_max) {
-    tte_conv2d_params p{};
-    p.in_h = dim(x, 0);
-    p.in_w = dim(x, 1);
-    p.in_c = dim(x, 2);
-    p.stride = in_range(stride, "stride", 1, INT32_MAX);
-    p.padding = in_range(padding, "padding", 0, INT32_MAX / 4);
-    p.x_zero = zero_point(x_zero, "x_zero");
-    p.y_zero = zero_point(y_zero, "y_zero");
-    const auto range = act_range(act_min, act_max);
-    p.act_min = range.first;
-    p.act_max = range.second;
-    return p;
-}
-
-// The output shape of a conv, after the checks a kernel would otherwise fail.
-Shape conv_out_shape(const tte_conv2d_params &p) {
-    const int32_t oh = tte_conv2d_out_dim(p.in_h, p.kernel_h, p.stride, p.padding);
-    const int32_t ow = tte_conv2d_out_dim(p.in_w, p.kernel_w, p.stride, p.padding);
-    if (oh < 1 || ow < 1) {
-        throw py::value_error("w: kernel " + std::to_string(p.kernel_h) + "x" + std::to_string(p.kernel_w) +
-                              " with padding " + std::to_string(p.padding) + " does not fit x of " +
-                              std::to_string(p.in_h) + "x" + std::to_string(p.in_w));
-    }
-    const int64_t reduction = static_cast<int64_t>(p.in_c / p.groups) * p.kernel_h * p.kernel_w;
-    if (reduction > TTE_MAX_REDUCTION) {
-        throw py::value_error("w: " + std::to_string(reduction) + " products per output exceed TTE_MAX_REDUCTION (" +
-                              std::to_string(TTE_MAX_REDUCTION) + "), the int32 accumulator could overflow");
-    }
-    return {oh, ow, p.out_c};
-}
+using namespace tte_py;
 
 using ConvKernel = tte_status (*)(const tte_conv2d_params *, const int8_t *, const int8_t *, const int8_t *,
                                   const int32_t *, const float *, int8_t *, uint8_t *, const tte_row_band *, void *);
 using ConvScratch = size_t (*)(const tte_conv2d_params *);
 
+// The row band of a row-tiled call: x holds rows [x_row, x_row + x.shape[0]) of an input of in_h rows
+// (p.in_h becomes in_h), and the call computes output rows [y_row, y_row + y_rows).
+struct Rows {
+    tte_row_band band{};
+    bool present = false;
+};
+
+Rows row_band(tte_conv2d_params &p, const py::object &rows, const py::object &in_h) {
+    Rows r;
+    if (rows.is_none() != in_h.is_none()) {
+        throw py::value_error("rows and in_h come together: give both or neither");
+    }
+    if (rows.is_none()) {
+        return r;
+    }
+    const auto t = rows.cast<std::tuple<int64_t, int64_t, int64_t>>();
+    r.band.x_rows = p.in_h;
+    p.in_h = in_range(in_h.cast<int64_t>(), "in_h", r.band.x_rows, INT32_MAX);
+    r.band.x_row = in_range(std::get<0>(t), "rows[0] (x_row)", 0, p.in_h - r.band.x_rows);
+    r.band.y_row = in_range(std::get<1>(t), "rows[1] (y_row)", 0, INT32_MAX);
+    r.band.y_rows = in_range(std::get<2>(t), "rows[2] (y_rows)", 1, INT32_MAX);
+    r.present = true;
+    return r;
+}
+
 // Runs one of the three conv kernels once p is complete and w checked.
 py::object run_conv(ConvKernel kernel, ConvScratch scratch_size, const char *name, const tte_conv2d_params &p,
-                    const py::array &x, const py::array &w, const py::object &bias, const py::object &multiplier,
-                    bool return_mask) {
-    const Shape out_shape = conv_out_shape(p);
+                    const py::array &x, const py::array &w, const Slice &slice, const py::object &bias,
+                    const py::object &multiplier, const Rows &rows, bool return_mask) {
+    Shape out_shape = conv_out_shape(p);
+    const py::ssize_t mask_elements = out_shape[0] * out_shape[1] * out_shape[2];
+    if (rows.present) {
+        if (rows.band.y_row + static_cast<int64_t>(rows.band.y_rows) > out_shape[0]) {
+            throw py::value_error("rows: output rows [" + std::to_string(rows.band.y_row) + ", " +
+                                  std::to_string(rows.band.y_row + rows.band.y_rows) + ") exceed the output's " +
+                                  std::to_string(out_shape[0]));
+        }
+        out_shape[0] = rows.band.y_rows;
+    }
     py::array b = checked<int32_t>(bias, "bias", 1, "[O]");
     expect_shape(b, "bias", {p.out_c}, "[O]");
     py::array m = checked<float>(multiplier, "multiplier", 1, "[O]");
     expect_shape(m, "multiplier", {p.out_c}, "[O]");
     py::array y = py::array_t<int8_t>(out_shape);
-    py::array mask = new_mask(y.size());
-    std::vector<unsigned char> scratch(scratch_size(&p)); // scratch_size(&p) bytes
+    py::array mask = new_mask(mask_elements);
+    std::fill_n(data<uint8_t>(mask), mask.size(), uint8_t{0}); // a row band sets only its own bits
+    std::vector<unsigned char> scratch(scratch_size(&p));      // scratch_size(&p) bytes
     tte_status status;
     {
         py::gil_scoped_release nogil;
-        status = kernel(&p, cdata<int8_t>(x), cdata<int8_t>(w), nullptr, cdata<int32_t>(b), cdata<float>(m),
-                        data<int8_t>(y), return_mask ? data<uint8_t>(mask) : nullptr, nullptr,
-                        scratch.empty() ? nullptr : scratch.data());
+        status = kernel(&p, cdata<int8_t>(x), cdata<int8_t>(w), slice_data(slice), cdata<int32_t>(b), cdata<float>(m),
+                        data<int8_t>(y), return_mask ? data<uint8_t>(mask) : nullptr,
+                        rows.present ? &rows.band : nullptr, scratch.empty() ? nullptr : scratch.data());
+    }
+    if (status == TTE_ERR_ARG && rows.present) {
+        throw py::value_error(std::string(name) + ": rows: x does not hold every input row the output rows read");
     }
     raise_on(status, name);
     return result(y, mask, return_mask);
@@ -180,10 +81,12 @@ py::object run_conv(ConvKernel kernel, ConvScratch scratch_size, const char *nam
 
 py::object conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
                          const py::object &multiplier, int64_t stride, int64_t padding, int64_t groups, int64_t x_zero,
-                         int64_t y_zero, int64_t act_min, int64_t act_max, bool return_mask) {
+                         int64_t y_zero, int64_t act_min, int64_t act_max, bool return_mask, const py::object &w_train,
+                         const py::object &train_channels, const py::object &rows_obj, const py::object &in_h) {
     py::array x = checked<int8_t>(x_obj, "x", 3, "[H][W][C]");
     py::array w = checked<int8_t>(w_obj, "w", 4, "[O][KH][KW][C/groups]");
     tte_conv2d_params p = conv_params(x, stride, padding, x_zero, y_zero, act_min, act_max);
+    const Rows rows = row_band(p, rows_obj, in_h);
     p.groups = in_range(groups, "groups", 1, INT32_MAX);
     p.out_c = dim(w, 0);
     p.kernel_h = dim(w, 1);
@@ -193,38 +96,51 @@ py::object conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const
                               std::to_string(p.in_c) + ") and the output channels (" + std::to_string(p.out_c) + ")");
     }
     expect_shape(w, "w", {p.out_c, p.kernel_h, p.kernel_w, p.in_c / p.groups}, "[O][KH][KW][C/groups]");
-    return run_conv(tte_conv2d_fwd_s8, tte_conv2d_fwd_s8_scratch_size, "conv2d_fwd_s8", p, x, w, bias, multiplier,
-                    return_mask);
+    if (!w_train.is_none() && p.groups != 1) {
+        throw py::value_error("w_train: only a conv with groups=1 trains a slice of input channels");
+    }
+    const Slice slice =
+        conv_slice(p, w_train, train_channels, {p.out_c, p.kernel_h, p.kernel_w, 0}, "[O][KH][KW][k]", p.in_c);
+    return run_conv(tte_conv2d_fwd_s8, tte_conv2d_fwd_s8_scratch_size, "conv2d_fwd_s8", p, x, w, slice, bias,
+                    multiplier, rows, return_mask);
 }
 
 py::object depthwise_conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
                                    const py::object &multiplier, int64_t stride, int64_t padding, int64_t x_zero,
-                                   int64_t y_zero, int64_t act_min, int64_t act_max, bool return_mask) {
+                                   int64_t y_zero, int64_t act_min, int64_t act_max, bool return_mask,
+                                   const py::object &w_train, const py::object &train_channels,
+                                   const py::object &rows_obj, const py::object &in_h) {
     py::array x = checked<int8_t>(x_obj, "x", 3, "[H][W][C]");
     py::array w = checked<int8_t>(w_obj, "w", 3, "[KH][KW][C]");
     tte_conv2d_params p = conv_params(x, stride, padding, x_zero, y_zero, act_min, act_max);
+    const Rows rows = row_band(p, rows_obj, in_h);
     p.groups = p.in_c;
     p.out_c = p.in_c;
     p.kernel_h = dim(w, 0);
     p.kernel_w = dim(w, 1);
     expect_shape(w, "w", {p.kernel_h, p.kernel_w, p.in_c}, "[KH][KW][C]");
+    const Slice slice = conv_slice(p, w_train, train_channels, {p.kernel_h, p.kernel_w, 0}, "[KH][KW][k]", p.in_c);
     return run_conv(tte_depthwise_conv2d_fwd_s8, tte_depthwise_conv2d_fwd_s8_scratch_size, "depthwise_conv2d_fwd_s8", p,
-                    x, w, bias, multiplier, return_mask);
+                    x, w, slice, bias, multiplier, rows, return_mask);
 }
 
 py::object pointwise_conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
                                    const py::object &multiplier, int64_t stride, int64_t x_zero, int64_t y_zero,
-                                   int64_t act_min, int64_t act_max, bool return_mask) {
+                                   int64_t act_min, int64_t act_max, bool return_mask, const py::object &w_train,
+                                   const py::object &train_channels, const py::object &rows_obj,
+                                   const py::object &in_h) {
     py::array x = checked<int8_t>(x_obj, "x", 3, "[H][W][C]");
     py::array w = checked<int8_t>(w_obj, "w", 2, "[O][C]");
     tte_conv2d_params p = conv_params(x, stride, 0, x_zero, y_zero, act_min, act_max);
+    const Rows rows = row_band(p, rows_obj, in_h);
     p.groups = 1;
     p.out_c = dim(w, 0);
     p.kernel_h = 1;
     p.kernel_w = 1;
     expect_shape(w, "w", {p.out_c, p.in_c}, "[O][C]");
+    const Slice slice = conv_slice(p, w_train, train_channels, {p.out_c, 0}, "[O][k]", p.in_c);
     return run_conv(tte_pointwise_conv2d_fwd_s8, tte_pointwise_conv2d_fwd_s8_scratch_size, "pointwise_conv2d_fwd_s8", p,
-                    x, w, bias, multiplier, return_mask);
+                    x, w, slice, bias, multiplier, rows, return_mask);
 }
 
 py::object add_fwd_s8(const py::object &x1_obj, const py::object &x2_obj, float m1, float m2, int64_t z1, int64_t z2,
@@ -369,6 +285,8 @@ void def_scratch(py::module_ &m, const char *name, ConvScratch fn, const char *d
 
 } // namespace
 
+void bind_train(py::module_ &m); // train.cpp
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "tte engine kernels (private; use the tte_engine package)";
     m.attr("MAX_REDUCTION") = TTE_MAX_REDUCTION;
@@ -376,15 +294,21 @@ PYBIND11_MODULE(_core, m) {
     m.def("conv2d_fwd_s8", &conv2d_fwd_s8, "Dense int8 convolution on x [H][W][C] with w [O][KH][KW][C/groups].",
           py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("multiplier"), py::kw_only(), py::arg("stride") = 1,
           py::arg("padding") = 0, py::arg("groups") = 1, py::arg("x_zero"), py::arg("y_zero"),
-          py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false);
+          py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false,
+          py::arg("w_train") = py::none(), py::arg("train_channels") = py::none(), py::arg("rows") = py::none(),
+          py::arg("in_h") = py::none());
     m.def("depthwise_conv2d_fwd_s8", &depthwise_conv2d_fwd_s8,
           "Depthwise int8 convolution on x [H][W][C] with w [KH][KW][C].", py::arg("x"), py::arg("w"), py::arg("bias"),
           py::arg("multiplier"), py::kw_only(), py::arg("stride") = 1, py::arg("padding") = 0, py::arg("x_zero"),
-          py::arg("y_zero"), py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false);
+          py::arg("y_zero"), py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false,
+          py::arg("w_train") = py::none(), py::arg("train_channels") = py::none(), py::arg("rows") = py::none(),
+          py::arg("in_h") = py::none());
     m.def("pointwise_conv2d_fwd_s8", &pointwise_conv2d_fwd_s8,
           "Pointwise (1x1) int8 convolution on x [H][W][C] with w [O][C].", py::arg("x"), py::arg("w"), py::arg("bias"),
           py::arg("multiplier"), py::kw_only(), py::arg("stride") = 1, py::arg("x_zero"), py::arg("y_zero"),
-          py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false);
+          py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false,
+          py::arg("w_train") = py::none(), py::arg("train_channels") = py::none(), py::arg("rows") = py::none(),
+          py::arg("in_h") = py::none());
     m.def("add_fwd_s8", &add_fwd_s8, "Quantized residual add of two int8 arrays of the same shape.", py::arg("x1"),
           py::arg("x2"), py::kw_only(), py::arg("m1"), py::arg("m2"), py::arg("z1"), py::arg("z2"), py::arg("y_zero"),
           py::arg("act_min") = -128, py::arg("act_max") = 127, py::arg("return_mask") = false);
@@ -402,4 +326,6 @@ PYBIND11_MODULE(_core, m) {
                 "Scratch bytes tte_depthwise_conv2d_fwd_s8 needs for this geometry.");
     def_scratch(m, "pointwise_conv2d_fwd_s8_scratch_size", tte_pointwise_conv2d_fwd_s8_scratch_size,
                 "Scratch bytes tte_pointwise_conv2d_fwd_s8 needs for this geometry.");
+
+    bind_train(m);
 }

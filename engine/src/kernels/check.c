@@ -18,6 +18,18 @@ const char *tte_status_str(tte_status status) {
     return "unknown status";
 }
 
+const char *tte_step_status_str(tte_step_status status) {
+    switch (status) {
+    case TTE_STEP_OK:
+        return "ok";
+    case TTE_STEP_NONFINITE_LOSS:
+        return "non-finite loss: the step was skipped";
+    case TTE_STEP_NONFINITE_GRAD:
+        return "non-finite gradient: the remaining updates of the step were skipped";
+    }
+    return "unknown step status";
+}
+
 int32_t tte_conv2d_out_dim(int32_t in, int32_t kernel, int32_t stride, int32_t padding) {
     if (in < 1 || kernel < 1 || stride < 1 || padding < 0) {
         return 0;
@@ -127,4 +139,25 @@ tte_status tte_band_window(const tte_channel_band *band, int32_t channels, int32
     *begin = band->begin;
     *count = band->count;
     return TTE_OK;
+}
+
+tte_status tte_conv2d_check_update(const tte_conv2d_params *p, const tte_train_ctx *ctx, const tte_update_params *u,
+                                   const int8_t *x_saved, const float *gh, const float *inv_w, const int8_t *w_train,
+                                   const tte_channel_band *gh_band, int32_t *out_h, int32_t *out_w, int32_t *begin,
+                                   int32_t *count) {
+    if (p == NULL || x_saved == NULL || gh == NULL || inv_w == NULL || w_train == NULL) {
+        return TTE_ERR_NULL;
+    }
+    tte_status status = tte_update_check(ctx, u);
+    if (status == TTE_OK) {
+        status = tte_conv2d_check_geometry(p, out_h, out_w);
+    }
+    if (status == TTE_OK && !tte_int8_ok(p->x_zero)) {
+        status = TTE_ERR_QUANT;
+    }
+    if (status == TTE_OK && (!tte_channel_list_ok(p->train_channels, p->train_count, p->in_c) ||
+                             tte_band_window(gh_band, p->out_c, begin, count) != TTE_OK)) {
+        status = TTE_ERR_ARG;
+    }
+    return status;
 }

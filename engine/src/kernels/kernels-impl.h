@@ -6,8 +6,10 @@
 
 #include <float.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "tte/tte.h"
+#include "tte/tte_rounding.h"
 
 /* The magic-number rounding below is exact only when float expressions are
  * evaluated in float (SSE on x86-64, FPv4/FPv5 or soft float on Cortex-M). x87
@@ -136,5 +138,110 @@ static inline int tte_int8_ok(int32_t v) {
 static inline int tte_act_range_ok(int32_t act_min, int32_t act_max) {
     return -128 <= act_min && act_min <= act_max && act_max <= 127;
 }
+
+/* ---- training (NUMERICS.md 3-5) ---------------------------------------- */
+
+/* Whether v is neither NaN nor infinite, read from its exponent bits, so that
+ * no compiler option or libm can change the answer. */
+static inline int tte_isfinite(float v) {
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return (bits & 0x7f800000u) != 0x7f800000u;
+}
+
+/* Whether all n values are finite. */
+static inline int tte_all_finite(const float *v, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        if (!tte_isfinite(v[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Round half to even for |v| <= 2^30 (QAS steps): floats from 2^23 up are
+ * integers already; between 2^22 and 2^23, shifting by the even 2^22 brings v
+ * into tte_rne_small's range exactly and keeps the parity of the result. */
+static inline float tte_rne_wide(float v) {
+    const float big = 4194304.0f; /* 2^22 */
+    if (v >= 2.0f * big || v <= -2.0f * big) {
+        return v;
+    }
+    if (v >= big) {
+        return tte_rne_small(v - big) + big;
+    }
+    if (v <= -big) {
+        return tte_rne_small(v + big) - big;
+    }
+    return tte_rne_small(v);
+}
+
+/* Checks the pointers and enums of an update kernel's context and attributes. */
+static inline tte_status tte_update_check(const tte_train_ctx *ctx, const tte_update_params *u) {
+    if (ctx == NULL || u == NULL) {
+        return TTE_ERR_NULL;
+    }
+    if ((u->rounding != TTE_ROUND_NEAREST && u->rounding != TTE_ROUND_STOCHASTIC) ||
+        (u->lr_group != TTE_LR_BODY && u->lr_group != TTE_LR_HEAD)) {
+        return TTE_ERR_ARG;
+    }
+    return TTE_OK;
+}
+
+/* Whether an update reading the gradient g [n] may run: not after a failed
+ * step, and not on a non-finite gradient, which fails the step instead. */
+static inline int tte_update_gate(tte_train_ctx *ctx, const float *g, size_t n) {
+    if (ctx->status != TTE_STEP_OK) {
+        return 0;
+    }
+    if (!tte_all_finite(g, n)) {
+        ctx->status = TTE_STEP_NONFINITE_GRAD;
+        return 0;
+    }
+    return 1;
+}
+
+/* The integer QAS step of one parameter element (NUMERICS.md 5):
+ * round(clamp(-(lr * grad) * inv, -2^30, 2^30)), by the node's round mode, u
+ * from the hash of the element's IR index. 0 for a frozen channel (inv not
+ * finite) and for a NaN step (inf * 0), which the divisors never produce. */
+static inline int32_t tte_qas_step(float grad, float inv, const tte_train_ctx *ctx, const tte_update_params *u,
+                                   uint32_t element_index) {
+    const float limit = 1073741824.0f; /* 2^30 */
+    if (!tte_isfinite(inv)) {
+        return 0;
+    }
+    float v = (-(ctx->lr[u->lr_group] * grad)) * inv;
+    if (v != v) {
+        return 0;
+    }
+    v = v > limit ? limit : (v < -limit ? -limit : v);
+    if (u->rounding == TTE_ROUND_NEAREST) {
+        return (int32_t)tte_rne_wide(v);
+    }
+    /* floor(float32(v + u)): round, then step down where rounding went up. */
+    const float s = v + tte_round_uniform(ctx->seed, ctx->step, u->tensor_id, element_index);
+    const float r = tte_rne_wide(s);
+    return (int32_t)(r > s ? r - 1.0f : r);
+}
+
+/* An int8 weight code after a step: clamp(w + step, -127, 127) (|step| <= 2^30, no overflow). */
+static inline int8_t tte_weight_add(int8_t w, int32_t step) {
+    const int32_t v = (int32_t)w + step;
+    return (int8_t)(v < -127 ? -127 : (v > 127 ? 127 : v));
+}
+
+/* Checks what the three conv weight-update kernels share: pointers, the
+ * context and attributes, the geometry, x_zero, the trained channels (over
+ * in_c) and gh's band over the output channels, which it writes to *begin and
+ * *count. The kernel checks its own kind (dense, depthwise, pointwise). */
+tte_status tte_conv2d_check_update(const tte_conv2d_params *p, const tte_train_ctx *ctx, const tte_update_params *u,
+                                   const int8_t *x_saved, const float *gh, const float *inv_w, const int8_t *w_train,
+                                   const tte_channel_band *gh_band, int32_t *out_h, int32_t *out_w, int32_t *begin,
+                                   int32_t *count);
+
+/* The softmax cross-entropy of float32 logits f [n], shared by the two
+ * softmax_ce kernels; g may equal f. Arguments are checked by the caller. */
+void tte_softmax_ce_core(int32_t n, tte_train_ctx *ctx, const float *f, int32_t label, float *loss, float *g);
 
 #endif /* TTE_KERNELS_IMPL_H */
