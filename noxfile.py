@@ -16,6 +16,7 @@ CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 # Each package with the extras its tests need, in dependency order.
 PACKAGES = {
     "tte-ir": "./packages/tte-ir[plot]",
+    "tte-algo": "./packages/tte-algo",
     "tte-engine": "./engine",
 }
 
@@ -62,6 +63,15 @@ def demo(session: nox.Session) -> None:
     model = shared_dir() / "models" / "mcunet-5fps.pkl"
     session.run("tte", "import-pkl", str(model), "-o", str(out / "mcunet-5fps.tte"), "--classes", "10")
     session.run("tte", "inspect", str(out / "mcunet-5fps.tte"))
+
+
+@nox.session
+def accuracy(session: nox.Session) -> None:
+    """QAS accuracy table (the paper's Table 1 on a digits transfer task): fp32, int8 without QAS, int8 + QAS
+    with each rounding mode; best lr of a small grid, 3 seeds. 2 CPU cores, under 15 minutes."""
+    session.install(*CONSTRAINTS, "./packages/tte-ir", "./packages/tte-algo")
+    out = ROOT / "out" / "accuracy"
+    session.run("python", "-m", "tte_algo.bench", "--out", str(out), *session.posargs, env={"OMP_NUM_THREADS": "2"})
 
 
 # ---- engine and boards (issue 3) ----------------------------------------------------------------------------------

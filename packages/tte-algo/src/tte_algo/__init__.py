@@ -41,7 +41,7 @@ _EXPORTS = {
     "TrainConfig": "train",
     "TrainResult": "train",
     "evaluate": "train",
-    "qas_inverses": "train",
+    "fp32_head": "train",
     "scheme_last_convs": "train",
     "train_float": "train",
     "train_int8": "train",

@@ -180,7 +180,6 @@ class Int8Sim(torch.nn.Module):
         self.device = torch.device(device)
         self.twin = twin
         self.dtype = torch.float64 if twin else torch.float32
-        self.head = head_node(graph)
         self.constants: dict[str, torch.Tensor] = {}
         for name, array in graph.constants.items():
             spec = graph.tensors[name]

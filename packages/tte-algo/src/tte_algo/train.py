@@ -39,7 +39,10 @@ from tte_ir import (
     DType,
     Graph,
     Node,
+    Op,
     Scheme,
+    SchemeError,
+    TensorSpec,
     TteError,
     WeightUpdate,
     conv_nodes,
@@ -47,6 +50,7 @@ from tte_ir import (
     select_channels,
     verify,
 )
+from tte_ir.quant import dequantize_linear, qas_divisors
 from tte_ir.rounding import bias_tensor_id, weight_tensor_id
 
 __all__ = [
@@ -54,7 +58,7 @@ __all__ = [
     "TrainResult",
     "default_device",
     "evaluate",
-    "qas_inverses",
+    "fp32_head",
     "scheme_last_convs",
     "train_float",
     "train_int8",
@@ -104,14 +108,25 @@ def scheme_last_convs(graph: Graph, count: int, **fields: Any) -> Scheme:
     return Scheme(n_bias=count, weights=weights, **fields)
 
 
-def qas_inverses(graph: Graph, node: Node) -> tuple[np.ndarray, np.ndarray]:
-    """``inv_w[o] = float32(1/s_w[o]^2)`` and ``inv_b[o] = float32(1/(s_x*s_w[o])^2)`` of a conv or int8
-    linear node, computed in float64 from the graph's float32 scales (NUMERICS.md §5); non-finite
-    values mark channels that must stay frozen."""
-    s_x = np.float64(graph.tensors[node.inputs[0]].quant.tensor_scale)
-    s_w = graph.tensors[node.inputs[1]].quant.scale_array().astype(np.float64)
-    with np.errstate(over="ignore", divide="ignore"):
-        return (1.0 / (s_w * s_w)).astype(np.float32), (1.0 / ((s_x * s_w) ** 2)).astype(np.float32)
+def fp32_head(graph: Graph) -> Graph:
+    """``graph`` with an int8 classifier head turned into the fp32 head a scheme with ``head: fp32``
+    trains (``W_f = s_w*w``, ``b_f = s_x*s_w*b`` by :func:`tte_ir.quant.dequantize_linear`, the same
+    conversion as the training-graph compiler); an fp32 head is returned unchanged."""
+    head = head_node(graph)
+    x, w, b = (graph.tensors[name] for name in head.inputs)
+    if w.dtype is DType.FLOAT32:
+        return graph
+    w_f, b_f = dequantize_linear(
+        graph.constants[w.name], w.quant.scale_array(), graph.constants[b.name], x.quant.tensor_scale
+    )
+    tensors = dict(graph.tensors)
+    for name, shape in ((w.name, w.shape), (b.name, b.shape), (head.outputs[0], graph.tensors[head.outputs[0]].shape)):
+        tensors[name] = TensorSpec(name, shape, DType.FLOAT32)
+    nodes = [
+        node if node is not head else Node(head.name, Op.LINEAR, head.inputs, head.outputs) for node in graph.nodes
+    ]
+    constants = {**graph.constants, w.name: w_f, b.name: b_f}
+    return verify(graph.replace(nodes=nodes, tensors=tensors, constants=constants))
 
 
 def _schedule(kind: str, total: int) -> Callable[[int], float]:
@@ -149,6 +164,7 @@ class _Trained:
     mask: torch.Tensor  # float32, broadcastable: 1 where the element may change
     inv: torch.Tensor  # float32 [O, 1, ...]
     is_bias: bool
+    is_head: bool  # an int8 head trains at the scheme's head_lr
     master: torch.Tensor | None = None
     momentum: torch.Tensor | None = None
 
@@ -181,10 +197,11 @@ def _trained_tensors(graph: Graph, scheme: Scheme, qas: bool, device: torch.devi
             entries += [(len(convs), head, False, None), (len(convs), head, True, None)]
     trained = []
     for index, node, is_bias, channels in entries:
-        inv_w, inv_b = qas_inverses(graph, node)
-        bias_codes = graph.constants[node.inputs[2]].astype(np.int64)
-        # frozen channels: a non-finite QAS divisor, or a dead channel whose bias sits at the int32 limit
-        alive = np.isfinite(inv_w) & np.isfinite(inv_b) & (bias_codes > INT32_MIN) & (bias_codes < INT32_MAX)
+        s_x = graph.tensors[node.inputs[0]].quant.tensor_scale
+        s_w = graph.tensors[node.inputs[1]].quant.scale_array()
+        # 0 marks a frozen channel: a non-finite divisor, or a dead channel whose bias sits at an int32 limit
+        inv_w, inv_b = qas_divisors(s_x, s_w, graph.constants[node.inputs[2]])
+        alive = inv_w != 0
         name = node.inputs[2] if is_bias else node.inputs[1]
         codes = graph.constants[name].astype(np.int64)
         shape = (-1,) + (1,) * (codes.ndim - 1)
@@ -196,7 +213,7 @@ def _trained_tensors(graph: Graph, scheme: Scheme, qas: bool, device: torch.devi
                 selected.reshape(-1, 1, 1, 1) if is_depthwise(graph, node) else selected.reshape(1, -1, 1, 1)
             )
         inv = (inv_b if is_bias else inv_w) if qas else np.ones_like(inv_w)
-        inv = np.where(alive, inv, np.float32(0)).reshape(shape)  # a frozen channel's step is exactly 0
+        inv = np.where(alive, inv, np.float32(0)).reshape(shape)  # without QAS too, a frozen channel's step is 0
         tensor_id = bias_tensor_id(index) if is_bias else weight_tensor_id(index)
         trained.append(
             _Trained(
@@ -206,6 +223,7 @@ def _trained_tensors(graph: Graph, scheme: Scheme, qas: bool, device: torch.devi
                 torch.tensor(mask, device=device),
                 torch.tensor(inv, device=device),
                 is_bias,
+                node is head,
             )
         )
     return trained, float_head
@@ -251,11 +269,20 @@ def evaluate(sim: Int8Sim, data: Dataset, batch: int = 256) -> float:
 
 
 def train_int8(graph: Graph, scheme: Scheme, train: Dataset, test: Dataset | None, config: TrainConfig) -> TrainResult:
-    """Train ``graph``'s int8 codes by ``scheme`` on ``train``; return the trained graph and metrics."""
+    """Train ``graph``'s int8 codes by ``scheme`` on ``train``; return the trained graph and metrics.
+
+    The scheme's head precision applies as in the training-graph compiler: ``fp32`` turns an int8 head
+    into its fp32 equivalent first (:func:`fp32_head`), ``int8`` trains an int8 head with QAS (conv
+    index ``n_convs``) and refuses an fp32 one. ``test`` (optional) is evaluated before and after.
+    """
     if config.epochs < 1 or config.batch_size < 1:
         raise TteError(f"epochs and batch size must be positive, got {config.epochs} and {config.batch_size}")
     device = torch.device(config.device)
     torch.manual_seed(scheme.seed)
+    if scheme.head == "fp32":
+        graph = fp32_head(graph)
+    elif graph.tensors[head_node(graph).inputs[1]].dtype is DType.FLOAT32:
+        raise SchemeError(f"graph '{graph.name}' has an fp32 head; a scheme with head 'int8' needs an int8 head")
     sim = Int8Sim(graph, device=device)
     trained, float_head = _trained_tensors(graph, scheme, config.qas, device)
     if not trained and not float_head:
@@ -308,7 +335,7 @@ def train_int8(graph: Graph, scheme: Scheme, train: Dataset, test: Dataset | Non
         "batch_size": config.batch_size,
         "epochs": config.epochs,
         "schedule": config.schedule,
-        "head": "fp32" if float_head or graph.tensors[head_node(graph).inputs[1]].dtype is DType.FLOAT32 else "int8",
+        "head": scheme.head,
         "trained_tensors": [t.name for t in trained] + float_head,
         "test_accuracy_before": accuracy(cached_test, test),
         "epochs_log": [],
@@ -331,7 +358,7 @@ def train_int8(graph: Graph, scheme: Scheme, train: Dataset, test: Dataset | Non
                     lr_t = scheme.lr * factor(step)
                     head_lr_t = scheme.head_lr * factor(step)
                     for t, g in zip(trained, grads[: len(trained)], strict=True):
-                        _update(t, g.to(torch.float32), lr_t, scheme, step)
+                        _update(t, g.to(torch.float32), head_lr_t if t.is_head else lr_t, scheme, step)
                     for name, g in zip(float_head, grads[len(trained) :], strict=True):
                         if scheme.momentum:
                             head_momentum[name] = scheme.momentum * head_momentum[name] + g
