@@ -69,7 +69,8 @@ def demo(session: nox.Session) -> None:
 def accuracy(session: nox.Session) -> None:
     """QAS accuracy table (the paper's Table 1 on a digits transfer task): fp32, int8 without QAS, int8 + QAS
     with each rounding mode; best lr of a small grid, 3 seeds. 2 CPU cores, under 15 minutes."""
-    session.install(*CONSTRAINTS, "./packages/tte-ir", "./packages/tte-algo")
+    # tte-algo's pyproject now also names tte-codegen (for `tte demo`): install it from the tree, never from an index
+    session.install(*CONSTRAINTS, "./packages/tte-ir", "./packages/tte-codegen", "./packages/tte-algo")
     out = ROOT / "out" / "accuracy"
     session.run("python", "-m", "tte_algo.bench", "--out", str(out), *session.posargs, env={"OMP_NUM_THREADS": "2"})
 

@@ -156,7 +156,7 @@ def run_benchmark(setup: BenchSetup, out: Path, progress: bool = True) -> dict[s
         table.append(best)
     return {
         "setup": {k: list(v) if isinstance(v, tuple) else v for k, v in setup.__dict__.items()},
-        "source_test_accuracy": source_acc,
+        "source_train_accuracy": source_acc,
         "target_train_size": len(train),
         "target_test_size": len(test),
         "table": table,
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nTransfer digits {s['source']} -> {s['target']} ({s['model']}, {s['resolution']}x{s['resolution']}, "
         f"{result['target_train_size']} train / {result['target_test_size']} test images), last {s['last_convs']} convs "
         f"+ fp32 head, {s['epochs']} epochs, batch {s['batch_size']}, cosine lr; best lr of {s['lrs']}, "
-        f"seeds {s['seeds']}; source-task accuracy of the pretrained float model {100 * result['source_test_accuracy']:.1f}%"
+        f"seeds {s['seeds']}; source-task training accuracy of the pretrained float model {100 * result['source_train_accuracy']:.1f}%"
     )
     print(format_table(result))
     print(f"({result['seconds']:.0f} s)")

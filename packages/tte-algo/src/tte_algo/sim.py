@@ -232,9 +232,7 @@ class Int8Sim(torch.nn.Module):
             return _Add.apply(ins[0], ins[1], m1, m2, z1, z2, self._requant(node))
         if node.op is Op.GLOBAL_AVG_POOL:
             zero = spec[node.inputs[0]].quant.zero_point
-            return _Pool.apply(
-                ins[0], consts["multiplier"], zero, _Requant(self._requant(node).y_zero, -128, 127, self.twin)
-            )
+            return _Pool.apply(ins[0], consts["multiplier"], zero, self._requant(node))
         if node.op is Op.LINEAR:
             x, w, b = ins
             xq = spec[node.inputs[0]].quant
