@@ -212,11 +212,16 @@ def format_table(r: dict[str, Any]) -> str:
     rows = [
         ("task", f"digits {r['config']['target']} ({r['train_images']} train / {r['test_images']} held-out images)"),
         ("model", f"{r['config']['model']} {r['config']['resolution']}x{r['config']['resolution']}, int8, fp32 head"),
-        ("scheme", f"last {len(r['scheme']['weights'])} convs (weights + biases) + head, budget "
-                   f"{r['config']['budget'] / kb:.0f} KB"),  # fmt: skip
+        (
+            "scheme",
+            f"last {len(r['scheme']['weights'])} convs (weights + biases) + head, budget "
+            f"{r['config']['budget'] / kb:.0f} KB",
+        ),
         ("accuracy before -> after", f"{100 * r['accuracy_before']:.1f}% -> {100 * r['accuracy_after']:.1f}%"),
-        ("loss (first -> last 10%)", f"{r['loss_first']:.3f} -> {r['loss_last']:.3f} over {r['steps']} steps "
-                                     f"({r['skipped_steps']} skipped)"),  # fmt: skip
+        (
+            "loss (first -> last 10%)",
+            f"{r['loss_first']:.3f} -> {r['loss_last']:.3f} over {r['steps']} steps ({r['skipped_steps']} skipped)",
+        ),
         ("loss per epoch", "  ".join(f"{v:.3f}" for v in r["loss_per_epoch"])),
         ("arena (planned)", f"{r['arena_bytes'] / kb:.1f} KB"),
         ("trainable state", f"{r['trainable_bytes'] / kb:.1f} KB"),
@@ -225,8 +230,11 @@ def format_table(r: dict[str, Any]) -> str:
     if q is not None:
         m = q["memory"]
         rows += [
-            ("firmware RAM (Cortex-M7)", f"{m['firmware_ram'] / kb:.1f} KB = .data {m['data']:,} + .bss {m['bss']:,} "
-                                         f"+ stack {m['stack_high_water']:,} B (measured)"),  # fmt: skip
+            (
+                "firmware RAM (Cortex-M7)",
+                f"{m['firmware_ram'] / kb:.1f} KB = .data {m['data']:,} + .bss {m['bss']:,} "
+                f"+ stack {m['stack_high_water']:,} B (measured)",
+            ),
             ("flash", f"{m['flash'] / kb:.1f} KB"),
         ]
     else:
