@@ -99,7 +99,7 @@ def cross(session: nox.Session) -> None:
 
 @nox.session
 def sanitize(session: nox.Session) -> None:
-    """The engine's kernel and model tests on a host build with AddressSanitizer and UndefinedBehaviorSanitizer."""
+    """The engine's kernel (forward and training) and model tests on a host build with ASan and UBSan."""
     session.install(*CONSTRAINTS, "pytest", "hypothesis", "./packages/tte-ir")
     session.install(*CONSTRAINTS, "--force-reinstall", "--no-deps", "./engine", env={"TTE_ENGINE_SANITIZE": "ON"})
     # Python itself is not instrumented: the runtimes must come first, and libstdc++ with them so that
@@ -109,7 +109,8 @@ def sanitize(session: nox.Session) -> None:
         for lib in ("libasan.so", "libstdc++.so")
     ]
     session.run(
-        "pytest", "tests/engine/test_kernels.py", "tests/engine/test_models.py", *session.posargs,
+        "pytest", "tests/engine/test_kernels.py", "tests/engine/test_train_kernels.py", "tests/engine/test_models.py",
+        *session.posargs,
         env={"LD_PRELOAD": " ".join(runtimes), "ASAN_OPTIONS": "detect_leaks=0",
              "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"},
     )  # fmt: skip

@@ -1,6 +1,6 @@
 /* Golden kernel cases: inputs and expected outputs computed by the numpy
- * reference (int8) or the host engine (float32), written as C data by
- * `boards/tools/firmware_data.py golden`. */
+ * reference (int8) or the host engine (float32, and every training kernel),
+ * written as C data by `boards/tools/firmware_data.py golden`. */
 #ifndef TTE_GOLDEN_H
 #define TTE_GOLDEN_H
 
@@ -21,6 +21,17 @@ typedef struct golden_case {
 
 extern const golden_case golden_cases[];
 extern const uint32_t golden_case_count;
+
+/* A training-kernel case (boards/tools/train_cases.py): `run` sets up its
+ * buffers, calls the kernel and compares every buffer it changed, and the step
+ * status, with the host engine's; it returns NULL when all agree, else why not. */
+typedef struct golden_call_case {
+    const char *name;
+    const char *(*run)(void);
+} golden_call_case;
+
+extern const golden_call_case golden_call_cases[];
+extern const uint32_t golden_call_case_count;
 
 /* Output buffers sized for the largest case. */
 extern uint8_t golden_out[];  /* [golden_out_capacity] */

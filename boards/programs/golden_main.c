@@ -30,18 +30,26 @@ static const char *run_case(const golden_case *c) {
     return NULL;
 }
 
+/* Prints the case's line; returns 1 when it failed. */
+static uint32_t report(const char *name, const char *why) {
+    if (why == NULL) {
+        printf("CASE %s PASS\n", name);
+        return 0;
+    }
+    printf("CASE %s FAIL %s\n", name, why);
+    return 1;
+}
+
 int main(void) {
     uint32_t failed = 0;
     for (uint32_t i = 0; i < golden_case_count; ++i) {
-        const char *why = run_case(&golden_cases[i]);
-        if (why == NULL) {
-            printf("CASE %s PASS\n", golden_cases[i].name);
-        } else {
-            printf("CASE %s FAIL %s\n", golden_cases[i].name, why);
-            ++failed;
-        }
+        failed += report(golden_cases[i].name, run_case(&golden_cases[i]));
     }
-    printf("DONE passed=%lu failed=%lu stack_high_water=%lu\n", (unsigned long)(golden_case_count - failed),
-           (unsigned long)failed, (unsigned long)board_stack_high_water());
+    for (uint32_t i = 0; i < golden_call_case_count; ++i) {
+        failed += report(golden_call_cases[i].name, golden_call_cases[i].run());
+    }
+    const uint32_t total = golden_case_count + golden_call_case_count;
+    printf("DONE passed=%lu failed=%lu stack_high_water=%lu\n", (unsigned long)(total - failed), (unsigned long)failed,
+           (unsigned long)board_stack_high_water());
     return failed == 0 ? 0 : 1;
 }

@@ -108,7 +108,7 @@ def _data_files(out: Path, graph=None) -> dict[str, Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     files = {"TTE_GOLDEN_CASES": out / "golden_cases.c"}
-    files["TTE_GOLDEN_CASES"].write_text(firmware_data.golden_c(firmware_data.golden_set()))
+    files["TTE_GOLDEN_CASES"].write_text(firmware_data.golden_source())
     if graph is not None:
         files["TTE_FORWARD_MODEL"] = out / f"{graph.name}.c"
         files["TTE_FORWARD_MODEL"].write_text(firmware_data.forward_c(graph, firmware_data.fixed_input(graph, 0)))

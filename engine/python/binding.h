@@ -160,6 +160,7 @@ inline Shape conv_out_shape(const tte_conv2d_params &p) {
 // or neither. Fills p.train_channels and p.train_count; the arrays keep the buffers alive.
 struct Slice {
     py::array w_train, channels;
+    bool present = false; // a default py::array is an empty array, not a null one
 };
 
 inline Slice conv_slice(tte_conv2d_params &p, const py::object &w_train, const py::object &channels, Shape expected,
@@ -186,11 +187,11 @@ inline Slice conv_slice(tte_conv2d_params &p, const py::object &w_train, const p
     expect_shape(w, "w_train", expected, layout);
     p.train_channels = c;
     p.train_count = static_cast<int32_t>(list.size());
-    return {w, list};
+    return {w, list, true};
 }
 
 inline const int8_t *slice_data(const Slice &s) {
-    return s.w_train ? cdata<int8_t>(s.w_train) : nullptr;
+    return s.present ? cdata<int8_t>(s.w_train) : nullptr;
 }
 
 // An optional channel band (begin, count) over `channels` channels whose buffer holds `held` channels.

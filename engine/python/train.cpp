@@ -247,7 +247,8 @@ py::array conv_bwd_x(Kind kind, BwdXKernel kernel, const char *name, const py::o
     py::array w = checked<int8_t>(w_obj, "w", -1, "(the forward kernel's layout)");
     ConvWeights cw = conv_from_weights(kind, w, in_h, in_w, -1, stride, padding, groups);
     tte_conv2d_params &p = cw.p;
-    const Slice slice = conv_slice(p, w_train, train_channels, cw.slice_shape, cw.slice_layout, p.in_c / p.groups);
+    const int32_t limit = kind == Kind::depthwise ? p.in_c : p.in_c / p.groups; // the channels a slice lists
+    const Slice slice = conv_slice(p, w_train, train_channels, cw.slice_shape, cw.slice_layout, limit);
     const Shape out = conv_out_shape(p);
     py::array gh = checked<float>(gh_obj, "gh", 3, "[out_h][out_w][O] (or a band of O)");
     const Band gh_band = channel_band(gh_band_obj, "gh_band", p.out_c, gh.shape(2));

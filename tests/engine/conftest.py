@@ -17,7 +17,7 @@ def golden_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import firmware_data
 
     path = tmp_path_factory.mktemp("golden") / "golden_cases.c"
-    path.write_text(firmware_data.golden_c(firmware_data.golden_set()))
+    path.write_text(firmware_data.golden_source())
     return path
 
 

@@ -14,6 +14,7 @@ from .helpers import QEMU_BOARDS, build_board, require_packages, run_qemu
 require_packages("tte_engine", "tte_ir", "elftools")
 
 import firmware_data as fd  # noqa: E402
+import train_cases  # noqa: E402
 from elftools.elf.elffile import ELFFile  # noqa: E402
 
 import tte_ir  # noqa: E402
@@ -46,7 +47,7 @@ def test_golden_cases_pass_under_qemu(board: str, board_build, golden_source) ->
     status, output = run_qemu(QEMU_BOARDS[board], build / "tte_golden.elf", timeout=120)
     assert status == 0, output
     results = parse_cases(output)
-    expected = [case.name for case in fd.golden_set()]
+    expected = [case.name for case in fd.golden_set()] + [case.name for case in train_cases.golden_train_set()]
     assert sorted(results) == sorted(expected), output
     assert all(result == "PASS" for result in results.values()), output
     done = re.search(r"^DONE passed=(\d+) failed=0 stack_high_water=(\d+)$", output, re.MULTILINE)

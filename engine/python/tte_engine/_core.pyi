@@ -1,5 +1,7 @@
 """Type stub of the private extension; see the tte_engine package for documentation."""
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -7,6 +9,8 @@ MAX_REDUCTION: int
 
 _S8 = npt.NDArray[np.int8]
 _Mask = npt.NDArray[np.uint8]
+_F32 = npt.NDArray[np.float32]
+_Band = tuple[int, int] | None
 
 def conv2d_fwd_s8(
     x: _S8,
@@ -22,6 +26,10 @@ def conv2d_fwd_s8(
     act_min: int = -128,
     act_max: int = 127,
     return_mask: bool = False,
+    w_train: _S8 | None = None,
+    train_channels: Sequence[int] | None = None,
+    rows: tuple[int, int, int] | None = None,
+    in_h: int | None = None,
 ) -> _S8 | tuple[_S8, _Mask]: ...
 def depthwise_conv2d_fwd_s8(
     x: _S8,
@@ -36,6 +44,10 @@ def depthwise_conv2d_fwd_s8(
     act_min: int = -128,
     act_max: int = 127,
     return_mask: bool = False,
+    w_train: _S8 | None = None,
+    train_channels: Sequence[int] | None = None,
+    rows: tuple[int, int, int] | None = None,
+    in_h: int | None = None,
 ) -> _S8 | tuple[_S8, _Mask]: ...
 def pointwise_conv2d_fwd_s8(
     x: _S8,
@@ -49,6 +61,10 @@ def pointwise_conv2d_fwd_s8(
     act_min: int = -128,
     act_max: int = 127,
     return_mask: bool = False,
+    w_train: _S8 | None = None,
+    train_channels: Sequence[int] | None = None,
+    rows: tuple[int, int, int] | None = None,
+    in_h: int | None = None,
 ) -> _S8 | tuple[_S8, _Mask]: ...
 def add_fwd_s8(
     x1: _S8,
@@ -117,3 +133,139 @@ def pointwise_conv2d_fwd_s8_scratch_size(
     padding: int = 0,
     groups: int = 1,
 ) -> int: ...
+
+class TrainContext:
+    lr: float
+    head_lr: float
+    step: int
+    seed: int
+    status: str  # "ok", "nonfinite-loss" or "nonfinite-grad"
+    def __init__(self, *, lr: float, head_lr: float, step: int = 0, seed: int = 0) -> None: ...
+
+def gather_channels_s8(x: _S8, channels: Sequence[int]) -> _S8: ...
+def softmax_ce_f32(logits: _F32, label: int, *, ctx: TrainContext | None = None) -> tuple[float, _F32]: ...
+def softmax_ce_s8(
+    logits: _S8, label: int, *, scale: float, zero: int, ctx: TrainContext | None = None
+) -> tuple[float, _F32]: ...
+def mask_scale_f32(g: _F32, mask: _Mask, scale: _F32, *, band: _Band = None) -> _F32: ...
+def add_bwd_f32(g: _F32, mask: _Mask, *, m1: float, m2: float) -> tuple[_F32, _F32]: ...
+def global_avg_pool_bwd_f32(g: _F32, mask: _Mask, *, multiplier: float, in_h: int, in_w: int) -> _F32: ...
+def accumulate_f32(acc: _F32, g: _F32) -> _F32: ...
+def conv2d_bwd_x_f32(
+    gh: _F32,
+    w: _S8,
+    *,
+    in_h: int,
+    in_w: int,
+    stride: int = 1,
+    padding: int = 0,
+    groups: int = 1,
+    w_train: _S8 | None = None,
+    train_channels: Sequence[int] | None = None,
+    acc: _F32 | None = None,
+    gh_band: _Band = None,
+    gx_band: _Band = None,
+) -> _F32: ...
+def depthwise_conv2d_bwd_x_f32(
+    gh: _F32,
+    w: _S8,
+    *,
+    in_h: int,
+    in_w: int,
+    stride: int = 1,
+    padding: int = 0,
+    w_train: _S8 | None = None,
+    train_channels: Sequence[int] | None = None,
+    acc: _F32 | None = None,
+    band: _Band = None,
+) -> _F32: ...
+def pointwise_conv2d_bwd_x_f32(
+    gh: _F32,
+    w: _S8,
+    *,
+    in_h: int,
+    in_w: int,
+    stride: int = 1,
+    w_train: _S8 | None = None,
+    train_channels: Sequence[int] | None = None,
+    acc: _F32 | None = None,
+    gh_band: _Band = None,
+    gx_band: _Band = None,
+) -> _F32: ...
+def conv2d_bwd_w_update_s8(
+    ctx: TrainContext,
+    x_saved: _S8,
+    gh: _F32,
+    w_train: _S8,
+    inv_w: _F32,
+    *,
+    train_channels: Sequence[int],
+    in_c: int,
+    stride: int = 1,
+    padding: int = 0,
+    x_zero: int,
+    tensor_id: int,
+    rounding: str = "stochastic",
+    lr_group: str = "body",
+    gh_band: _Band = None,
+) -> _S8: ...
+def depthwise_conv2d_bwd_w_update_s8(
+    ctx: TrainContext,
+    x_saved: _S8,
+    gh: _F32,
+    w_train: _S8,
+    inv_w: _F32,
+    *,
+    train_channels: Sequence[int],
+    in_c: int,
+    stride: int = 1,
+    padding: int = 0,
+    x_zero: int,
+    tensor_id: int,
+    rounding: str = "stochastic",
+    lr_group: str = "body",
+    gh_band: _Band = None,
+) -> _S8: ...
+def pointwise_conv2d_bwd_w_update_s8(
+    ctx: TrainContext,
+    x_saved: _S8,
+    gh: _F32,
+    w_train: _S8,
+    inv_w: _F32,
+    *,
+    train_channels: Sequence[int],
+    in_c: int,
+    stride: int = 1,
+    x_zero: int,
+    tensor_id: int,
+    rounding: str = "stochastic",
+    lr_group: str = "body",
+    gh_band: _Band = None,
+) -> _S8: ...
+def bias_update_s32(
+    ctx: TrainContext,
+    gh: _F32,
+    b: npt.NDArray[np.int32],
+    inv_b: _F32,
+    *,
+    tensor_id: int,
+    rounding: str = "stochastic",
+    lr_group: str = "body",
+    band: _Band = None,
+) -> npt.NDArray[np.int32]: ...
+def linear_bwd_update_f32(
+    ctx: TrainContext,
+    x: _S8,
+    g: _F32,
+    w: _F32,
+    b: _F32,
+    *,
+    x_scale: float,
+    x_zero: int,
+    lr_group: str = "head",
+    update: bool = True,
+    input_grad: bool = False,
+) -> tuple[_F32 | None, _F32 | None, _F32 | None]: ...
+def round_uniform(seed: int, step: int, tensor_id: int, element_index: npt.ArrayLike) -> _F32: ...
+def expf(x: _F32) -> _F32: ...
+def logf(x: _F32) -> _F32: ...

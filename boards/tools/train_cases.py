@@ -1,0 +1,684 @@
+"""Golden cases of the engine's training kernels (tte/tte_train.h), and the numpy reference they are
+checked against on the host.
+
+A :class:`CallCase` is one kernel call written as C: its descriptors, the call, read-only inputs
+(flash) and read-write buffers with their contents before and after the call, computed by the host
+engine (``tte_engine``). ``golden_main.c`` runs every case on the target and compares the buffers
+byte for byte, so a passing case means Cortex-M and the host agree bit for bit, floats included.
+``reference`` holds what ``tte_ir.reference_train`` computes for the same call; the host tests check
+the host engine against it (bit for bit, or within rtol 1e-5 where ``exact`` is false: the softmax,
+whose ``expf`` is the engine's own, not numpy's).
+
+The builders take IR-layout arrays (``[1, C, H, W]``, weights ``[O, C/g, KH, KW]``) and convert them
+with :mod:`tte_ir.layout` and :func:`engine_weight`, as the code generator does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tte_engine import _core
+from tte_ir import reference, reference_train
+from tte_ir.layout import to_engine_layout
+
+STATUS_CODES = {"ok": 0, "nonfinite-loss": 1, "nonfinite-grad": 2}  # tte_step_status
+KINDS = ("dense", "depthwise", "pointwise")
+
+
+@dataclass(frozen=True)
+class CallCase:
+    """One training-kernel call as C, with the host engine's results (see the module docstring).
+
+    ``call`` and ``decls`` name buffers as ``$name``; ``state`` maps a read-write buffer to its
+    contents before and after the call; ``step_status`` is the context's status after the call
+    (None: the call has no context).
+    """
+
+    name: str
+    decls: tuple[str, ...]
+    call: str
+    inputs: Mapping[str, np.ndarray]
+    state: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    step_status: str | None = None
+    reference: Mapping[str, np.ndarray] = field(default_factory=dict)
+    exact: bool = True
+
+
+# ---- layouts and the reference --------------------------------------------------------------------------------
+
+
+def conv_kind(w: np.ndarray, channels: int, padding: int, groups: int) -> str:
+    """Which kernel family runs IR weights ``w [O, C/g, KH, KW]`` (as tte_ir.layout.conv_kernel)."""
+    out_channels, _, kh, kw = w.shape
+    if groups == channels == out_channels:
+        return "depthwise"
+    if groups == 1 and kh == kw == 1 and padding == 0:
+        return "pointwise"
+    return "dense"
+
+
+def engine_weight(kind: str, w: np.ndarray) -> np.ndarray:
+    """IR weights (or a trained slice of them) in the engine layout of ``kind``: dense
+    ``[O][KH][KW][C]``, depthwise ``[KH][KW][C]`` (from ``[C, 1, KH, KW]``), pointwise ``[O][C]``."""
+    if kind == "depthwise":
+        return np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
+    if kind == "pointwise":
+        return np.ascontiguousarray(w[:, :, 0, 0])
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1))
+
+
+def effective_weight(w: np.ndarray, w_train: np.ndarray | None, channels: Sequence[int], depthwise: bool) -> np.ndarray:
+    """``w`` with the trained channels replaced by ``w_train`` (what the forward and bwd_x read), as the
+    reference builds it."""
+    return reference_train._effective_weight(w, w_train, channels, depthwise)
+
+
+def weight_indices(full: Sequence[int], shape: Sequence[int], channels: Sequence[int], depthwise: bool) -> np.ndarray:
+    """Flat IR indices in the full weight ``full`` of the trained slice's elements (rounding.py)."""
+    o, j, u, q = np.indices(tuple(shape))
+    channel = np.asarray(channels)[o if depthwise else j]
+    if depthwise:
+        return ((channel * full[1] + j) * full[2] + u) * full[3] + q
+    return ((o * full[1] + channel) * full[2] + u) * full[3] + q
+
+
+def reference_w_update(
+    x_saved, gh, w_train, inv_w, *, depthwise, channels, full, stride, padding, x_zero, lr, rounding, seed, step,
+    tensor_id,
+) -> np.ndarray:  # fmt: skip
+    """tte_ir.reference_train's conv2d_bwd_w_update on IR arrays: the updated slice."""
+    grad = reference_train.conv2d_weight_grad(
+        x_saved,
+        gh,
+        channels=list(channels),
+        kernel=tuple(full[2:]),
+        stride=stride,
+        padding=padding,
+        x_zero=x_zero,
+        depthwise=depthwise,
+    )
+    index = weight_indices(full, w_train.shape, channels, depthwise)
+    inv = np.asarray(inv_w)[list(channels)] if depthwise else np.asarray(inv_w)
+    attrs = {"rounding": rounding, "seed": seed, "tensor_id": tensor_id}
+    steps = reference_train.qas_round(grad, inv, lr, attrs, step, index)
+    return np.clip(w_train.astype(np.int64) + steps, -127, 127).astype(np.int8)
+
+
+def frozen_divisors(inv: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """The divisors as tte_ir.quant.qas_divisors leaves them: 0 where the channel is frozen (the
+    divisor is not finite, or the bias sits at an int32 limit). The kernels apply the same rule at
+    run time, so the reference, which trusts its divisors, is given these."""
+    frozen = ~np.isfinite(inv)
+    if bias is not None:
+        frozen |= (bias == np.iinfo(np.int32).min) | (bias == np.iinfo(np.int32).max)
+    return np.where(frozen, np.float32(0.0), inv).astype(np.float32)
+
+
+def pack_hwc(mask_ir: np.ndarray) -> np.ndarray:
+    """A bool mask over an IR tensor, bit-packed in the engine's (HWC) element order."""
+    engine = to_engine_layout(mask_ir) if mask_ir.ndim in (2, 4) else mask_ir
+    return np.packbits(np.asarray(engine, dtype=bool).reshape(-1), bitorder="little")
+
+
+# ---- C emission ---------------------------------------------------------------------------------------------
+
+_C_TYPES = {
+    np.dtype(np.int8): "int8_t",
+    np.dtype(np.int32): "int32_t",
+    np.dtype(np.float32): "float",
+    np.dtype(np.uint8): "uint8_t",
+}
+
+
+def c_float(v: float) -> str:
+    """An exact C float literal."""
+    return float(np.float32(v)).hex() + "f"
+
+
+def c_list(values: Sequence[int]) -> str:
+    return "{" + ", ".join(str(int(v)) for v in values) + "}"
+
+
+def call_case_c(index: int, case: CallCase, c_array) -> str:
+    """C source of one case: its data and a function returning NULL when the target's results equal the host's."""
+    prefix = f"t{index}"
+    out = []
+    names = {}
+    for name, array in case.inputs.items():
+        names[name] = f"{prefix}_{name}"
+        out.append(c_array(names[name], array, nonfinite=True))  # non-finite inputs test the step status
+    body = []
+    for name, (before, after) in case.state.items():
+        names[name] = f"s_{name}"
+        # float32 contents as their bits: a NaN result is data to compare like any other
+        bits = (lambda a: a.view(np.uint32)) if before.dtype == np.float32 else (lambda a: a)
+        out.append(c_array(f"{prefix}_{name}_before", bits(before)))
+        out.append(c_array(f"{prefix}_{name}_after", bits(after)))
+        ctype = _C_TYPES[before.dtype]
+        body.append(f"    static {ctype} s_{name}[{max(before.size, 1)}] __attribute__((aligned(8)));")
+        body.append(f"    memcpy(s_{name}, {prefix}_{name}_before, sizeof s_{name});")
+
+    def subst(text: str) -> str:
+        return re.sub(r"\$(\w+)", lambda m: names[m.group(1)], text)
+
+    body.extend(f"    {subst(d)}" for d in case.decls)
+    body.append("    tte_status status;")
+    body.append(f"    {subst(case.call)}")
+    body.append("    if (status != TTE_OK) {\n        return tte_status_str(status);\n    }")
+    for name in case.state:
+        body.append(
+            f"    if (memcmp(s_{name}, {prefix}_{name}_after, sizeof s_{name}) != 0) {{\n"
+            f'        return "{name} differs";\n    }}'
+        )
+    if case.step_status is not None:
+        code = STATUS_CODES[case.step_status]
+        body.append(f'    if (ctx.status != {code}) {{\n        return "step status differs";\n    }}')
+    body.append("    return NULL;")
+    out.append(f"static const char *{prefix}_run(void) {{ /* {case.name} */\n" + "\n".join(body) + "\n}\n")
+    return "".join(out)
+
+
+def ctx_decl(ctx: _core.TrainContext) -> str:
+    """The C declaration of a step context equal to ``ctx`` (status OK)."""
+    return (
+        f"tte_train_ctx ctx = {{{{{c_float(ctx.lr)}, {c_float(ctx.head_lr)}}}, {ctx.step}u, {ctx.seed}u, TTE_STEP_OK}};"
+    )
+
+
+def new_ctx(lr: float = 0.05, head_lr: float = 0.01, step: int = 3, seed: int = 11) -> _core.TrainContext:
+    return _core.TrainContext(lr=lr, head_lr=head_lr, step=step, seed=seed)
+
+
+def _pattern(shape, dtype) -> np.ndarray:
+    """The initial contents of an output buffer: a byte pattern no kernel result equals by accident."""
+    return np.full(int(np.prod(shape)) * np.dtype(dtype).itemsize, 0x5A, np.uint8).view(dtype).reshape(shape)
+
+
+def _band_decl(name: str, band: tuple[int, int] | None) -> tuple[str, str]:
+    if band is None:
+        return "", "NULL"
+    return f"const tte_channel_band {name} = {{{band[0]}, {band[1]}}};", f"&{name}"
+
+
+def _conv_desc(
+    kind, in_shape, out_c, kh, kw, stride, padding, groups, x_zero=0, y_zero=0, act=(-128, 127), channels=()
+):
+    h, w, c = in_shape
+    groups = c if kind == "depthwise" else groups
+    fields = (
+        f".in_h = {h}, .in_w = {w}, .in_c = {c}, .out_c = {out_c}, .kernel_h = {kh}, .kernel_w = {kw}, "
+        f".stride = {stride}, .padding = {padding}, .groups = {groups}, .x_zero = {x_zero}, .y_zero = {y_zero}, "
+        f".act_min = {act[0]}, .act_max = {act[1]}"
+    )
+    decls = []
+    if len(channels):
+        decls.append(f"static const int32_t train_channels[{len(channels)}] = {c_list(channels)};")
+        fields += f", .train_channels = train_channels, .train_count = {len(channels)}"
+    decls.append(f"const tte_conv2d_params p = {{{fields}}};")
+    return decls
+
+
+_PREFIX = {"dense": "conv2d", "depthwise": "depthwise_conv2d", "pointwise": "pointwise_conv2d"}
+
+
+# ---- builders: one per kernel ---------------------------------------------------------------------------------
+
+
+def softmax_case(name: str, logits: np.ndarray, label: int, *, scale: float | None = None, zero: int = 0) -> CallCase:
+    """softmax_ce on IR logits ``[1, N]`` (float32, or int8 codes with ``scale``)."""
+    ctx = new_ctx()
+    n = logits.shape[1]
+    if scale is None:
+        loss, g = _core.softmax_ce_f32(np.ascontiguousarray(logits[0]), label, ctx=ctx)
+        ref_loss, ref_g = reference_train.softmax_ce(logits, label)
+        kernel, desc = "softmax_ce_f32", f"const tte_softmax_ce_params p = {{{n}, 0.0f, 0}};"
+    else:
+        loss, g = _core.softmax_ce_s8(np.ascontiguousarray(logits[0]), label, scale=scale, zero=zero, ctx=ctx)
+        ref_loss, ref_g = reference_train.softmax_ce(logits, label, scale=scale, zero=zero)
+        kernel, desc = "softmax_ce_s8", f"const tte_softmax_ce_params p = {{{n}, {c_float(scale)}, {zero}}};"
+    return CallCase(
+        name,
+        (ctx_decl(ctx), desc, f"static const int32_t label[1] = {{{label}}};"),
+        f"status = tte_{kernel}(&p, &ctx, $logits, label, $loss, $g);",
+        {"logits": np.ascontiguousarray(logits[0])},
+        {
+            "loss": (_pattern((1,), np.float32), np.array([loss], np.float32)),
+            "g": (_pattern((n,), np.float32), g),
+        },
+        ctx.status,
+        {"loss": np.array([ref_loss], np.float32), "g": ref_g[0]},
+        exact=False,
+    )
+
+
+def gather_case(name: str, x: np.ndarray, channels: Sequence[int]) -> CallCase:
+    xe = to_engine_layout(x)
+    y = _core.gather_channels_s8(xe, list(channels))
+    h, w, c = xe.shape
+    return CallCase(
+        name,
+        (
+            f"static const int32_t channels[{len(channels)}] = {c_list(channels)};",
+            f"const tte_gather_params p = {{{h * w}, {c}, channels, {len(channels)}}};",
+        ),
+        "status = tte_gather_channels_s8(&p, $x, $y);",
+        {"x": xe},
+        {"y": (_pattern(y.shape, np.int8), y)},
+        reference={"y": to_engine_layout(np.ascontiguousarray(x[:, list(channels)]))},
+    )
+
+
+def mask_scale_case(name: str, g: np.ndarray, mask: np.ndarray, scale: np.ndarray, band=None) -> CallCase:
+    """mask_scale on IR ``g [1, C, H, W]`` and a bool ``mask`` of its shape; ``band`` runs one channel band."""
+    ge, packed = to_engine_layout(g), pack_hwc(mask)
+    ref = to_engine_layout(reference_train.mask_scale(g, mask, scale))
+    if band is not None:
+        ge = np.ascontiguousarray(ge[..., band[0] : band[0] + band[1]])
+        ref = np.ascontiguousarray(ref[..., band[0] : band[0] + band[1]])
+    gh = _core.mask_scale_f32(ge, packed, scale, band=band)
+    h, w, c = g.shape[2], g.shape[3], g.shape[1]
+    band_decl, band_ptr = _band_decl("band", band)
+    return CallCase(
+        name,
+        (f"const tte_hwc_params p = {{{h * w}, {c}}};", band_decl),
+        f"status = tte_mask_scale_f32(&p, $g, $mask, $scale, $g, {band_ptr});",  # in place, as the IR plans it
+        {"mask": packed, "scale": scale},
+        {"g": (ge, gh)},
+        reference={"g": ref},
+    )
+
+
+def add_bwd_case(name: str, g: np.ndarray, mask: np.ndarray, m1: float, m2: float) -> CallCase:
+    ge, packed = to_engine_layout(g), pack_hwc(mask)
+    ga, gb = _core.add_bwd_f32(ge, packed, m1=m1, m2=m2)
+    zero = np.float32(0.0)
+    ref_a = np.where(mask, g * np.float32(m1), zero).astype(np.float32)
+    ref_b = np.where(mask, g * np.float32(m2), zero).astype(np.float32)
+    return CallCase(
+        name,
+        (f"const tte_add_bwd_params p = {{{ge.size}, {c_float(m1)}, {c_float(m2)}}};",),
+        "status = tte_add_bwd_f32(&p, $g, $mask, $g, $gb);",  # ga over g, as the IR plans it
+        {"mask": packed},
+        {"g": (ge, ga), "gb": (_pattern(ge.shape, np.float32), gb)},
+        reference={"g": to_engine_layout(ref_a), "gb": to_engine_layout(ref_b)},
+    )
+
+
+def pool_bwd_case(name: str, g: np.ndarray, mask: np.ndarray, multiplier: float, size: tuple[int, int]) -> CallCase:
+    """pool_bwd on IR ``g [1, C, 1, 1]``."""
+    c = g.shape[1]
+    packed = np.packbits(mask.reshape(-1), bitorder="little")
+    gx = _core.global_avg_pool_bwd_f32(g.reshape(-1).copy(), packed, multiplier=multiplier, in_h=size[0], in_w=size[1])
+    per = np.where(mask.reshape(-1), g.reshape(-1) * np.float32(multiplier), np.float32(0.0)).astype(np.float32)
+    return CallCase(
+        name,
+        (f"const tte_global_avg_pool_bwd_params p = {{{size[0]}, {size[1]}, {c}, {c_float(multiplier)}}};",),
+        "status = tte_global_avg_pool_bwd_f32(&p, $g, $mask, $gx);",
+        {"g": g.reshape(-1).copy(), "mask": packed},
+        {"gx": (_pattern(gx.shape, np.float32), gx)},
+        reference={"gx": np.broadcast_to(per, gx.shape).copy()},
+    )
+
+
+def accumulate_case(name: str, acc: np.ndarray, g: np.ndarray) -> CallCase:
+    y = _core.accumulate_f32(acc, g)
+    return CallCase(
+        name,
+        (),
+        f"status = tte_accumulate_f32({acc.size}, $acc, $g, $acc);",
+        {"g": g},
+        {"acc": (acc, y)},
+        reference={"acc": (acc + g).astype(np.float32)},
+    )
+
+
+def conv_fwd_case(
+    name, x, w, b, multiplier, *, stride, padding, groups, x_zero, y_zero, channels=(), w_train=None, rows=None
+) -> CallCase:
+    """A forward conv on IR arrays with a trained slice (``channels``, ``w_train``) and/or a row band
+    ``rows = (x_row, x_rows, y_row, y_rows)`` (x then holds only its rows)."""
+    kind = conv_kind(w, x.shape[1], padding, groups)
+    ref = to_engine_layout(
+        reference.conv2d(
+            x,
+            effective_weight(w, w_train, channels, kind == "depthwise"),
+            b,
+            multiplier,
+            stride=stride,
+            padding=padding,
+            groups=groups,
+            x_zero=x_zero,
+            y_zero=y_zero,
+        )
+    )
+    xe = to_engine_layout(x)
+    kwargs = {"stride": stride, "x_zero": x_zero, "y_zero": y_zero}
+    if kind != "pointwise":
+        kwargs["padding"] = padding
+    if kind == "dense":
+        kwargs["groups"] = groups
+    if w_train is not None:
+        kwargs.update(w_train=engine_weight(kind, w_train), train_channels=list(channels))
+    band_decl, band_ptr = "", "NULL"
+    if rows is not None:
+        x_row, x_rows, y_row, y_rows = rows
+        xe = np.ascontiguousarray(xe[x_row : x_row + x_rows])
+        ref = np.ascontiguousarray(ref[y_row : y_row + y_rows])
+        kwargs.update(rows=(x_row, y_row, y_rows), in_h=x.shape[2])
+        band_decl, band_ptr = f"const tte_row_band rows = {{{x_row}, {x_rows}, {y_row}, {y_rows}}};", "&rows"
+    wl = engine_weight(kind, w)
+    y = getattr(_core, f"{_PREFIX[kind]}_fwd_s8")(xe, wl, b, multiplier, **kwargs)
+    inputs = {"x": xe, "w": wl, "b": b, "m": multiplier}
+    slice_ptr = "NULL"
+    if w_train is not None:
+        inputs["w_train"] = kwargs["w_train"]
+        slice_ptr = "$w_train"
+    decls = _conv_desc(kind, (x.shape[2], x.shape[3], x.shape[1]), w.shape[0], w.shape[2], w.shape[3], stride,
+                       padding, groups, x_zero, y_zero, channels=channels)  # fmt: skip
+    return CallCase(
+        name,
+        (*decls, band_decl),
+        f"status = tte_{_PREFIX[kind]}_fwd_s8(&p, $x, $w, {slice_ptr}, $b, $m, $y, NULL, {band_ptr}, NULL);",
+        inputs,
+        {"y": (_pattern(y.shape, np.int8), y)},
+        reference={"y": ref},
+    )
+
+
+def conv_bwd_x_case(
+    name, gh, w, *, size, stride, padding, groups, channels=(), w_train=None, acc=None, gh_band=None, gx_band=None
+) -> CallCase:
+    """conv2d_bwd_x on IR ``gh [1, O, Ho, Wo]`` and ``w``; bands run one channel tile (``acc`` holds
+    the whole gx's running sum when ``gh_band`` tiles the output channels)."""
+    in_c = w.shape[1] * groups
+    kind = conv_kind(w, in_c, padding, groups)
+    w_eff = effective_weight(w, w_train, channels, kind == "depthwise")
+    gh_ref = gh
+    if gh_band is not None:  # a tile adds only its channels' terms: the others are zeros to the reference
+        gh_ref = np.zeros_like(gh)
+        gh_ref[:, gh_band[0] : gh_band[0] + gh_band[1]] = gh[:, gh_band[0] : gh_band[0] + gh_band[1]]
+    ref = to_engine_layout(
+        reference_train.conv2d_bwd_x(gh_ref, w_eff, size=size, stride=stride, padding=padding, groups=groups, acc=acc)
+    )
+    ghe = to_engine_layout(gh)
+    acce = None if acc is None else to_engine_layout(acc)
+    if kind == "depthwise":
+        gx_band = gh_band  # channel-separable: one band for both
+    if gh_band is not None:
+        ghe = np.ascontiguousarray(ghe[..., gh_band[0] : gh_band[0] + gh_band[1]])
+    if gx_band is not None:
+        ref = np.ascontiguousarray(ref[..., gx_band[0] : gx_band[0] + gx_band[1]])
+        acce = None if acce is None else np.ascontiguousarray(acce[..., gx_band[0] : gx_band[0] + gx_band[1]])
+    kwargs = {"in_h": size[0], "in_w": size[1], "stride": stride, "acc": acce}
+    if kind != "pointwise":
+        kwargs["padding"] = padding
+    if kind == "dense":
+        kwargs.update(groups=groups, gh_band=gh_band, gx_band=gx_band)
+    elif kind == "pointwise":
+        kwargs.update(gh_band=gh_band, gx_band=gx_band)
+    else:
+        kwargs["band"] = gh_band
+    if w_train is not None:
+        kwargs.update(w_train=engine_weight(kind, w_train), train_channels=list(channels))
+    wl = engine_weight(kind, w)
+    gx = getattr(_core, f"{_PREFIX[kind]}_bwd_x_f32")(ghe, wl, **kwargs)
+    inputs = {"gh": ghe, "w": wl}
+    slice_ptr = "NULL"
+    if w_train is not None:
+        inputs["w_train"] = kwargs["w_train"]
+        slice_ptr = "$w_train"
+    decls = _conv_desc(kind, (size[0], size[1], in_c), w.shape[0], w.shape[2], w.shape[3], stride, padding, groups,
+                       channels=channels)  # fmt: skip
+    gh_decl, gh_ptr = _band_decl("gh_band", gh_band)
+    gx_decl, gx_ptr = _band_decl("gx_band", gx_band)
+    before = _pattern(gx.shape, np.float32) if acce is None else acce
+    return CallCase(
+        name,
+        (*decls, gh_decl, gx_decl),
+        f"status = tte_{_PREFIX[kind]}_bwd_x_f32(&p, $gh, $w, {slice_ptr}, $gx, {int(acc is not None)}, {gh_ptr}, "
+        f"{gx_ptr});",
+        inputs,
+        {"gx": (before, gx)},
+        reference={"gx": ref},
+    )
+
+
+def conv_w_update_case(
+    name, kind, x_saved, gh, w_train, inv_w, *, full, channels, stride, padding, x_zero, rounding, tensor_id,
+    band=None,
+) -> CallCase:  # fmt: skip
+    """conv2d_bwd_w_update of a ``kind`` conv on IR arrays: ``x_saved [1, k, H, W]``, ``gh [1, O, Ho, Wo]``,
+    the slice ``w_train`` of the full weight shape ``full``; ``band`` runs one tile of gh's channels."""
+    ctx = new_ctx()
+    depthwise = kind == "depthwise"
+    in_c = full[0] if depthwise else full[1]
+    ref = engine_weight(kind, w_train)  # a failed step leaves the slice as it was
+    if np.all(np.isfinite(gh)):
+        updated = reference_w_update(
+            x_saved, gh, w_train, frozen_divisors(inv_w), depthwise=depthwise, channels=channels, full=full,
+            stride=stride, padding=padding, x_zero=x_zero, lr=ctx.lr, rounding=rounding, seed=ctx.seed,
+            step=ctx.step, tensor_id=tensor_id,
+        )  # fmt: skip
+        if band is not None:  # one tile: only the band's weights move
+            inside = [j for j, c in enumerate(channels) if band[0] <= c < band[0] + band[1]]
+            moved = w_train.copy()
+            if depthwise:
+                moved[inside] = updated[inside]
+            else:
+                moved[band[0] : band[0] + band[1]] = updated[band[0] : band[0] + band[1]]
+            updated = moved
+        ref = engine_weight(kind, updated)
+    ghe = to_engine_layout(gh)
+    if band is not None:
+        ghe = np.ascontiguousarray(ghe[..., band[0] : band[0] + band[1]])
+    xe, wl = to_engine_layout(x_saved), engine_weight(kind, w_train)
+    kwargs = {"train_channels": list(channels), "in_c": in_c, "stride": stride, "x_zero": x_zero}
+    if kind != "pointwise":
+        kwargs["padding"] = padding
+    fn = getattr(_core, f"{_PREFIX[kind]}_bwd_w_update_s8")
+    after = fn(ctx, xe, ghe, wl, inv_w, **kwargs, tensor_id=tensor_id, rounding=rounding, gh_band=band)
+    decls = _conv_desc(kind, (x_saved.shape[2], x_saved.shape[3], in_c), full[0], full[2], full[3], stride, padding,
+                       1, x_zero, channels=channels)  # fmt: skip
+    band_decl, band_ptr = _band_decl("band", band)
+    u = f"const tte_update_params u = {{TTE_ROUND_{rounding.upper()}, TTE_LR_BODY, {tensor_id}u}};"
+    return CallCase(
+        name,
+        (ctx_decl(ctx), *decls, u, band_decl),
+        f"status = tte_{_PREFIX[kind]}_bwd_w_update_s8(&p, &ctx, &u, $x, $gh, $inv, $w_train, {band_ptr});",
+        {"x": xe, "gh": ghe, "inv": inv_w},
+        {"w_train": (wl, after)},
+        ctx.status,
+        reference={"w_train": ref},
+    )
+
+
+def bias_update_case(name, gh, b, inv_b, *, rounding, tensor_id, band=None) -> CallCase:
+    """bias_update on IR ``gh [1, O, H, W]`` (or ``[1, O]``)."""
+    ctx = new_ctx()
+    settings = {"rounding": rounding, "seed": ctx.seed, "tensor_id": tensor_id}
+    grad = reference_train.bias_grad(gh if gh.ndim == 4 else gh.reshape(*gh.shape, 1, 1))
+    steps = reference_train.qas_round(
+        grad, frozen_divisors(inv_b, b), ctx.lr, settings, ctx.step, np.arange(b.shape[0])
+    )
+    ref = reference.sat32(b.astype(np.int64) + steps).astype(np.int32)
+    ghe = to_engine_layout(gh)
+    if band is not None:
+        ghe = np.ascontiguousarray(ghe[..., band[0] : band[0] + band[1]])
+        ref = np.concatenate([b[: band[0]], ref[band[0] : band[0] + band[1]], b[band[0] + band[1] :]])
+    after = _core.bias_update_s32(ctx, ghe, b, inv_b, tensor_id=tensor_id, rounding=rounding, band=band)
+    band_decl, band_ptr = _band_decl("band", band)
+    return CallCase(
+        name,
+        (
+            ctx_decl(ctx),
+            f"const tte_hwc_params p = {{{ghe.size // ghe.shape[-1]}, {b.shape[0]}}};",
+            f"const tte_update_params u = {{TTE_ROUND_{rounding.upper()}, TTE_LR_BODY, {tensor_id}u}};",
+            band_decl,
+        ),
+        f"status = tte_bias_update_s32(&p, &ctx, &u, $gh, $inv, $b, {band_ptr});",
+        {"gh": ghe, "inv": inv_b},
+        {"b": (b, after)},
+        ctx.status,
+        reference={"b": ref},
+    )
+
+
+def linear_bwd_case(name, x, g, w, b, *, x_scale, x_zero) -> CallCase:
+    """linear_f32_bwd_update with update and input gradient, in place over w and b."""
+    ctx = new_ctx()
+    w_next, b_next, gx = _core.linear_bwd_update_f32(
+        ctx, x[0].copy(), g[0].copy(), w, b, x_scale=x_scale, x_zero=x_zero, update=True, input_grad=True
+    )
+    lr, s = np.float32(ctx.head_lr), np.float32(x_scale)
+    sums = np.zeros(w.shape[1], np.float32)
+    for o in range(w.shape[0]):  # ascending o, as reference_train
+        sums = sums + w[o] * g[0, o]
+    xf = reference.dequantize_input(x[0], x_scale, x_zero)
+    o_count, i_count = w.shape
+    return CallCase(
+        name,
+        (ctx_decl(ctx), f"const tte_linear_f32_params p = {{{i_count}, {o_count}, {c_float(x_scale)}, {x_zero}}};"),
+        "status = tte_linear_bwd_update_f32(&p, &ctx, TTE_LR_HEAD, $x, $g, $w, $b, $w, $b, $gx);",
+        {"x": x[0].copy(), "g": g[0].copy()},
+        {"w": (w, w_next), "b": (b, b_next), "gx": (_pattern((i_count,), np.float32), gx)},
+        ctx.status,
+        reference={
+            "w": (w - lr * (g[0][:, None] * xf[None, :])).astype(np.float32),
+            "b": (b - lr * g[0]).astype(np.float32),
+            "gx": (s * sums).astype(np.float32),
+        },
+    )
+
+
+def math_case(name: str, x: np.ndarray) -> CallCase:
+    """tte_expf and tte_logf over ``x`` (the softmax's functions, on every target)."""
+    n = x.size
+    return CallCase(
+        name,
+        (),
+        f"status = TTE_OK;\n    for (int i = 0; i < {n}; ++i) {{\n        $e[i] = tte_expf($x[i]);\n"
+        f"        $l[i] = tte_logf($x[i]);\n    }}",
+        {"x": x},
+        {
+            "e": (_pattern(x.shape, np.float32), _core.expf(x)),
+            "l": (_pattern(x.shape, np.float32), _core.logf(x)),
+        },
+        reference={"e": np.exp(x.astype(np.float64)).astype(np.float32)},
+        exact=False,
+    )
+
+
+# ---- the fixed set ------------------------------------------------------------------------------------------------
+
+
+def _grad(rng: np.random.Generator, *shape: int, scale: float = 1e-3) -> np.ndarray:
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _s8(rng, *shape, low=-128) -> np.ndarray:
+    return rng.integers(low, 128, size=shape, dtype=np.int8)
+
+
+def _w_update(rng, name, kind, *, c, o, h, w, k, stride, padding, rounding, band=None) -> CallCase:
+    """A weight-update case on random codes with gradients scaled to steps of a few codes."""
+    full = (c, 1, k, k) if kind == "depthwise" else (o, c, k, k)
+    count = max(1, full[0 if kind == "depthwise" else 1] // 2)
+    channels = sorted(rng.choice(full[0 if kind == "depthwise" else 1], size=count, replace=False).tolist())
+    slice_shape = (count, 1, k, k) if kind == "depthwise" else (o, count, k, k)
+    ho, wo = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    out_c = c if kind == "depthwise" else o
+    inv = (1.0 / np.exp(rng.uniform(np.log(3e-3), np.log(3e-2), out_c)) ** 2).astype(np.float32)
+    inv[0] = 0.0  # a frozen channel
+    return conv_w_update_case(
+        name, kind, _s8(rng, 1, count, h, w), _grad(rng, 1, out_c, ho, wo, scale=1e-5), _s8(rng, *slice_shape, low=-127),
+        inv, full=full, channels=channels, stride=stride, padding=padding, x_zero=int(rng.integers(-128, 128)),
+        rounding=rounding, tensor_id=5, band=band,
+    )  # fmt: skip
+
+
+def golden_train_set(seed: int = 1) -> list[CallCase]:
+    """The fixed training golden cases: every kernel, its channel and row bands, and the step-status paths."""
+    rng = np.random.default_rng(seed)
+    cases = [
+        softmax_case("softmax_ce_f32", rng.normal(0, 3, (1, 10)).astype(np.float32), 3),
+        softmax_case("softmax_ce_s8", _s8(rng, 1, 10), 7, scale=0.11, zero=-5),
+        # f_label - max overflows to -inf: an infinite loss (NaN would do too, but its sign bit is the
+        # FPU's choice, x86 and Arm differ, and the golden comparison is bitwise).
+        softmax_case("softmax_ce_nonfinite", np.array([[3e38, -3e38, 0.5]], np.float32), 1),
+        math_case("expf_logf", np.concatenate([rng.uniform(-104, 89, 60), [0, 1, -87.5, 88.7]]).astype(np.float32)),
+        gather_case("gather_channels", _s8(rng, 1, 9, 4, 5), [0, 3, 4, 8]),
+    ]
+    g, mask = _grad(rng, 1, 20, 3, 4), rng.random((1, 20, 3, 4)) < 0.7
+    scale = rng.uniform(1e-3, 1e-1, 20).astype(np.float32)
+    cases += [
+        mask_scale_case("mask_scale", g, mask, scale),
+        mask_scale_case("mask_scale_band", g, mask, scale, band=(16, 4)),
+        add_bwd_case("add_bwd", g, mask, 0.7, 1.3),
+        pool_bwd_case("pool_bwd", _grad(rng, 1, 12, 1, 1), rng.random((1, 12, 1, 1)) < 0.8, 1 / 25 * 0.9, (5, 5)),
+        accumulate_case("accumulate", _grad(rng, 2, 3, 5), _grad(rng, 2, 3, 5)),
+    ]
+    # Forward with a trained slice and on row bands.
+    x, wd = _s8(rng, 1, 6, 9, 7), _s8(rng, 5, 6, 3, 3, low=-127)
+    b, m = rng.integers(-3000, 3000, 5, dtype=np.int32), np.full(5, 4e-3, np.float32)
+    cases += [
+        conv_fwd_case("fwd_dense_slice", x, wd, b, m, stride=1, padding=1, groups=1, x_zero=-3, y_zero=2,
+                      channels=[1, 4], w_train=_s8(rng, 5, 2, 3, 3, low=-127)),
+        conv_fwd_case("fwd_dense_rows", x, wd, b, m, stride=2, padding=1, groups=1, x_zero=-3, y_zero=2,
+                      rows=(1, 5, 1, 2)),
+    ]  # fmt: skip
+    xd, wdw = _s8(rng, 1, 6, 8, 8), _s8(rng, 6, 1, 3, 3, low=-127)
+    bd, md = rng.integers(-3000, 3000, 6, dtype=np.int32), np.full(6, 4e-3, np.float32)
+    cases += [
+        conv_fwd_case("fwd_dw_slice_rows", xd, wdw, bd, md, stride=1, padding=1, groups=6, x_zero=5, y_zero=-1,
+                      channels=[2, 5], w_train=_s8(rng, 2, 1, 3, 3, low=-127), rows=(2, 4, 3, 2)),
+        conv_fwd_case("fwd_pw_slice", xd, _s8(rng, 4, 6, 1, 1, low=-127), bd[:4], md[:4], stride=2, padding=0,
+                      groups=1, x_zero=5, y_zero=-1, channels=[0, 5], w_train=_s8(rng, 4, 2, 1, 1, low=-127)),
+    ]  # fmt: skip
+    # Input gradients: dense (grouped, strided, accumulating, with a slice), depthwise band, pointwise bands.
+    cases += [
+        conv_bwd_x_case("bwd_x_dense", _grad(rng, 1, 4, 5, 4), _s8(rng, 4, 3, 3, 3, low=-127), size=(9, 8),
+                        stride=2, padding=1, groups=1, channels=[0, 2], w_train=_s8(rng, 4, 2, 3, 3, low=-127),
+                        acc=_grad(rng, 1, 3, 9, 8)),
+        conv_bwd_x_case("bwd_x_grouped", _grad(rng, 1, 4, 6, 6), _s8(rng, 4, 2, 5, 5, low=-127), size=(6, 6),
+                        stride=1, padding=2, groups=2),
+        conv_bwd_x_case("bwd_x_dw_band", _grad(rng, 1, 20, 4, 4), _s8(rng, 20, 1, 3, 3, low=-127), size=(7, 7),
+                        stride=2, padding=1, groups=20, channels=[3, 17, 18], w_train=_s8(rng, 3, 1, 3, 3, low=-127),
+                        gh_band=(16, 4)),
+        conv_bwd_x_case("bwd_x_pw_gx_band", _grad(rng, 1, 5, 3, 3), _s8(rng, 5, 20, 1, 1, low=-127), size=(5, 5),
+                        stride=2, padding=0, groups=1, gx_band=(16, 4)),
+        conv_bwd_x_case("bwd_x_pw_gh_band", _grad(rng, 1, 20, 4, 3), _s8(rng, 20, 6, 1, 1, low=-127), size=(4, 3),
+                        stride=1, padding=0, groups=1, acc=_grad(rng, 1, 6, 4, 3), gh_band=(16, 4)),
+    ]  # fmt: skip
+    cases += [
+        _w_update(rng, "w_update_dense", "dense", c=5, o=4, h=7, w=6, k=3, stride=2, padding=1, rounding="stochastic"),
+        _w_update(rng, "w_update_dw_band", "depthwise", c=20, o=20, h=6, w=6, k=3, stride=1, padding=1,
+                  rounding="nearest", band=(16, 4)),
+        _w_update(rng, "w_update_pw", "pointwise", c=8, o=20, h=5, w=5, k=1, stride=1, padding=0,
+                  rounding="stochastic", band=(0, 16)),
+    ]  # fmt: skip
+    bad = _grad(rng, 1, 4, 3, 3, scale=1e-5)
+    bad[0, 2, 1, 1] = np.nan
+    cases.append(
+        conv_w_update_case(
+            "w_update_nonfinite", "pointwise", _s8(rng, 1, 2, 3, 3), bad, _s8(rng, 4, 2, 1, 1, low=-127),
+            np.full(4, 1e4, np.float32), full=(4, 6, 1, 1), channels=[1, 4], stride=1, padding=0, x_zero=0,
+            rounding="stochastic", tensor_id=1,
+        )
+    )  # fmt: skip
+    bias = np.array([2**31 - 1, -(2**31), 100, -100, 5, 0], np.int32)  # dead channels next to live ones
+    inv_b = np.full(6, 2e7, np.float32)
+    inv_b[5] = np.inf  # a frozen channel whose divisor is not finite
+    cases += [
+        bias_update_case("bias_update", _grad(rng, 1, 6, 3, 3, scale=1e-6), bias, inv_b, rounding="stochastic",
+                         tensor_id=0x10003),
+        bias_update_case("bias_update_band", _grad(rng, 1, 6, 2, 2, scale=1e-6), bias, inv_b, rounding="nearest",
+                         tensor_id=0x10003, band=(2, 3)),
+        linear_bwd_case("linear_bwd_update", _s8(rng, 1, 12), _grad(rng, 1, 5, scale=0.1),
+                        rng.normal(0, 0.1, (5, 12)).astype(np.float32), rng.normal(0, 0.1, 5).astype(np.float32),
+                        x_scale=0.02, x_zero=-128),
+    ]  # fmt: skip
+    return cases
