@@ -16,6 +16,7 @@ CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 # Each package with the extras its tests need, in dependency order.
 PACKAGES = {
     "tte-ir": "./packages/tte-ir[plot]",
+    "tte-codegen": "./packages/tte-codegen",
     "tte-algo": "./packages/tte-algo",
     "tte-engine": "./engine",
 }
@@ -56,13 +57,26 @@ def shared_dir() -> Path:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job on the built-in default: import the MCUNet-5fps seed model and show its layers."""
-    install_packages(session, "tte-ir")
-    out = ROOT / "out"
-    out.mkdir(exist_ok=True)
+    """The main job on the built-in default (`tte demo`): pretrain a small model, quantize, choose a scheme under
+    a budget, compile, generate C, train on the device engine, and the Cortex-M7 figures under QEMU."""
+    install_packages(session, "tte-ir", "tte-codegen", "tte-algo")
+    out = ROOT / "out" / "demo"
+    session.run("tte", "demo", "--out", str(out), "--json", str(out / "demo.json"), *session.posargs,
+                env={"OMP_NUM_THREADS": "2"})  # fmt: skip
+
+
+@nox.session
+def device(session: nox.Session) -> None:
+    """MCUNet-5fps with the seed's "49kb" scheme as Cortex-M7 firmware: the memory table of the linked image
+    (an500 run under QEMU, stm32f746g-disco linked) and QEMU instructions per training step and per MAC."""
+    install_packages(session, "tte-ir", "tte-codegen")
     model = shared_dir() / "models" / "mcunet-5fps.pkl"
-    session.run("tte", "import-pkl", str(model), "-o", str(out / "mcunet-5fps.tte"), "--classes", "10")
-    session.run("tte", "inspect", str(out / "mcunet-5fps.tte"))
+    if not model.exists():
+        session.error(f"{model} not found (the seed models live in ../shared)")
+    scheme = f"{shared_dir() / 'schemes' / 'seed-schemes.json'}:mcunet-5fps/49kb"
+    out = ROOT / "out" / "device"
+    session.run("python", "-m", "tte_codegen.bench", "--model", str(model), "--scheme", scheme, "--out", str(out),
+                "--json", str(out / "device.json"), *session.posargs)  # fmt: skip
 
 
 @nox.session
