@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tte_engine import _core
+from tte_engine.training import engine_weight, weight_kind
 from tte_ir import reference, reference_train
 from tte_ir.layout import to_engine_layout
 
@@ -49,26 +50,6 @@ class CallCase:
 
 
 # ---- layouts and the reference --------------------------------------------------------------------------------
-
-
-def conv_kind(w: np.ndarray, channels: int, padding: int, groups: int) -> str:
-    """Which kernel family runs IR weights ``w [O, C/g, KH, KW]`` (as tte_ir.layout.conv_kernel)."""
-    out_channels, _, kh, kw = w.shape
-    if groups == channels == out_channels:
-        return "depthwise"
-    if groups == 1 and kh == kw == 1 and padding == 0:
-        return "pointwise"
-    return "dense"
-
-
-def engine_weight(kind: str, w: np.ndarray) -> np.ndarray:
-    """IR weights (or a trained slice of them) in the engine layout of ``kind``: dense
-    ``[O][KH][KW][C]``, depthwise ``[KH][KW][C]`` (from ``[C, 1, KH, KW]``), pointwise ``[O][C]``."""
-    if kind == "depthwise":
-        return np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
-    if kind == "pointwise":
-        return np.ascontiguousarray(w[:, :, 0, 0])
-    return np.ascontiguousarray(w.transpose(0, 2, 3, 1))
 
 
 def effective_weight(w: np.ndarray, w_train: np.ndarray | None, channels: Sequence[int], depthwise: bool) -> np.ndarray:
@@ -341,7 +322,7 @@ def conv_fwd_case(
 ) -> CallCase:
     """A forward conv on IR arrays with a trained slice (``channels``, ``w_train``) and/or a row band
     ``rows = (x_row, x_rows, y_row, y_rows)`` (x then holds only its rows)."""
-    kind = conv_kind(w, x.shape[1], padding, groups)
+    kind = weight_kind(w.shape, x.shape[1], padding, groups)
     ref = to_engine_layout(
         reference.conv2d(
             x,
@@ -395,7 +376,7 @@ def conv_bwd_x_case(
     """conv2d_bwd_x on IR ``gh [1, O, Ho, Wo]`` and ``w``; bands run one channel tile (``acc`` holds
     the whole gx's running sum when ``gh_band`` tiles the output channels)."""
     in_c = w.shape[1] * groups
-    kind = conv_kind(w, in_c, padding, groups)
+    kind = weight_kind(w.shape, in_c, padding, groups)
     w_eff = effective_weight(w, w_train, channels, kind == "depthwise")
     gh_ref = gh
     if gh_band is not None:  # a tile adds only its channels' terms: the others are zeros to the reference

@@ -18,6 +18,7 @@ require_packages("tte_engine", "tte_ir")
 import train_cases as tc  # noqa: E402
 
 import tte_engine  # noqa: E402
+from tte_engine.training import ir_weight  # noqa: E402
 from tte_ir import rounding  # noqa: E402
 from tte_ir.layout import from_engine_layout  # noqa: E402
 
@@ -316,8 +317,7 @@ def test_conv_weight_update_channel_tiles_equal_untiled(kind: str, data: st.Data
     current = w_train
     for band in bands(gh.shape[1], tile):
         after = tc.conv_w_update_case("tile", kind, x, gh, current, inv, **args, band=band).state["w_train"][1]
-        current = {"dense": lambda a: a.transpose(0, 3, 1, 2), "pointwise": lambda a: a[:, :, None, None],
-                   "depthwise": lambda a: a.transpose(2, 0, 1)[:, None]}[kind](after)  # fmt: skip
+        current = ir_weight(kind, after)
     np.testing.assert_array_equal(tc.engine_weight(kind, current), whole)
 
 

@@ -14,8 +14,8 @@ fused QAS updates (``*_bwd_w_update_s8``, ``bias_update_s32``, ``linear_bwd_upda
 read and update a :class:`TrainContext` (learning rates, step counter, seed, step status) and
 return the updated parameter as a new array.
 
-:mod:`tte_engine.graph` runs a whole ``tte_ir`` forward graph through these kernels
-(install ``tte-engine[ir]``).
+:mod:`tte_engine.graph` runs a whole ``tte_ir`` forward graph through these kernels, and
+:mod:`tte_engine.training` a compiled training step (install ``tte-engine[ir]``).
 """
 
 from __future__ import annotations
