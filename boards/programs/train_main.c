@@ -10,13 +10,18 @@
  * and prints, for the host to parse:
  *     STEP <i> loss=<float32 bits, 8 hex digits> status=<s> count=<counter ticks of the step>
  *     INFER <i> count=<counter ticks>
- *     DONE steps=<N> macs_per_step=<n> unit=<counter unit> stack_high_water=<bytes>
- * The counter brackets the model calls only, not the file transfers. */
+ *     DONE steps=<N> macs_per_step=<n> unit=<counter unit> stack_high_water=<bytes> model_stack=<bytes>
+ *          heap_used=<bytes of newlib's heap in use, which must stay within TTE_HEAP_SIZE>
+ * The counter brackets the model calls only, not the file transfers. stack_high_water is the whole
+ * program's (semihosting stdio included); model_stack the deepest stack of the model calls alone,
+ * measured by repainting the stack before each call (what a device without semihosting needs). */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "board.h"
 #include "model.h"
+#include "stack-impl.h"
 
 /* The image buffer during the steps, the exported parameters at the end: never both at once. */
 #define TRAIN_BUFFER_BYTES                                                                                             \
@@ -27,10 +32,40 @@ static union {
     uint32_t align;
 } buffer;
 
+/* Deepest stack use of the model calls, and of the whole program so far, in bytes. */
+static uint32_t model_stack, program_stack;
+
+static uint32_t max_u32(uint32_t a, uint32_t b) {
+    return a > b ? a : b;
+}
+
+/* Repaint the unused stack (after recording the program's use so far) and start the counter: the
+ * next model call is measured alone. */
+static void model_call_begin(void) {
+    program_stack = max_u32(program_stack, board_stack_high_water());
+    stack_paint();
+    board_counter_start();
+}
+
+/* The counter ticks of the model call since model_call_begin(); records its stack depth. */
+static uint64_t model_call_end(void) {
+    const uint64_t count = board_counter_read();
+    model_stack = max_u32(model_stack, board_stack_high_water());
+    return count;
+}
+
+/* newlib's heap: it starts at `end` (linker script); _sbrk(0) is its top. */
+extern char end[];
+extern void *_sbrk(ptrdiff_t increment);
+
+/* Files unbuffered: stdio buffers would come from the heap, whose reserve (TTE_HEAP_SIZE) is small,
+ * and rdimon's _sbrk lets the heap grow on into the stack, corrupting the stack measurement. */
 static FILE *open_or_fail(const char *path, const char *mode) {
     FILE *f = fopen(path, mode);
     if (f == NULL) {
         printf("FAIL cannot open %s\n", path);
+    } else {
+        setvbuf(f, NULL, _IONBF, 0);
     }
     return f;
 }
@@ -44,9 +79,9 @@ static long train(FILE *images, FILE *labels, FILE *losses, FILE *statuses, cons
             printf("FAIL tte_inputs.bin holds fewer images than tte_labels.bin has labels\n");
             return -1;
         }
-        board_counter_start();
+        model_call_begin();
         const float loss = tte_model_train_step(buffer.image, label, lr);
-        const uint64_t count = board_counter_read();
+        const uint64_t count = model_call_end();
         const int32_t status = (int32_t)tte_model_last_status();
         if (status == TTE_MODEL_STEP_ERROR) {
             printf("FAIL step %ld: %s\n", steps, tte_model_error());
@@ -71,9 +106,9 @@ static int infer(FILE *images, FILE *logits_file, long steps) {
             printf("FAIL tte_inputs.bin changed while running\n");
             return 1;
         }
-        board_counter_start();
+        model_call_begin();
         const tte_status s = tte_model_infer(buffer.image, logits);
-        const uint64_t count = board_counter_read();
+        const uint64_t count = model_call_end();
         if (s != TTE_OK) {
             printf("FAIL infer %ld: %s\n", i, tte_model_error());
             return 1;
@@ -85,6 +120,7 @@ static int infer(FILE *images, FILE *logits_file, long steps) {
 }
 
 int main(void) {
+    setvbuf(stdout, NULL, _IONBF, 0);
     tte_model_lr lr = tte_model_default_lr;
     FILE *lr_file = fopen("tte_lr.bin", "rb");
     if (lr_file != NULL) {
@@ -127,7 +163,9 @@ int main(void) {
     const size_t n = tte_model_export_params(buffer.params, sizeof buffer.params);
     fwrite(buffer.params, 1, n, params);
     fclose(params);
-    printf("DONE steps=%ld macs_per_step=%lu unit=%s stack_high_water=%lu\n", steps,
-           (unsigned long)TTE_MODEL_MACS_PER_STEP, board_counter_unit, (unsigned long)board_stack_high_water());
+    printf("DONE steps=%ld macs_per_step=%lu unit=%s stack_high_water=%lu model_stack=%lu heap_used=%lu\n", steps,
+           (unsigned long)TTE_MODEL_MACS_PER_STEP, board_counter_unit,
+           (unsigned long)max_u32(program_stack, board_stack_high_water()), (unsigned long)model_stack,
+           (unsigned long)((char *)_sbrk(0) - end));
     return 0;
 }

@@ -74,6 +74,8 @@ def memory_lines(memory: dict[str, Any], planner: dict[str, Any]) -> list[str]:
     """The memory report of a linked image beside the planner's figures (ARCHITECTURE.md accounting)."""
     stack = memory["stack_high_water"]
     measured = "not measured (image not run)" if stack is None else f"{stack:,} B measured"
+    if memory.get("model_stack") is not None:
+        measured += f" (model calls alone: {memory['model_stack']:,} B; the rest is semihosting stdio)"
     ram = "-" if memory["firmware_ram"] is None else f"{memory['firmware_ram']:,} B"
     return [
         "memory          image (linked, measured)        planner",

@@ -48,9 +48,12 @@ def board_tools(root: Path) -> ModuleType:
     return module
 
 
-def firmware_memory(elf: Path, stack_high_water: int | None, root: Path) -> dict[str, int | None]:
+def firmware_memory(
+    elf: Path, stack_high_water: int | None, root: Path, model_stack: int | None = None
+) -> dict[str, int | None]:
     """Bytes of a linked image by the ARCHITECTURE.md accounting; ``firmware_ram`` is ``None``
-    when the stack was not measured (an image that was only built)."""
+    when the stack was not measured (an image that was only built). ``model_stack`` is the deepest
+    stack of the model calls alone (without the semihosting harness), when measured."""
     sizes = board_tools(root).elf_sizes(elf)
     ram = None if stack_high_water is None else sizes["data"] + sizes["bss"] + stack_high_water
     return {
@@ -58,6 +61,7 @@ def firmware_memory(elf: Path, stack_high_water: int | None, root: Path) -> dict
         "data": sizes["data"],
         "bss": sizes["bss"],
         "stack_high_water": stack_high_water,
+        "model_stack": model_stack,
         "stack_reserved": sizes["stack"],
         "heap_reserved": sizes["heap"],
         "firmware_ram": ram,
@@ -126,7 +130,12 @@ def run_firmware(
         if lr is not None:
             atomic_write_bytes(work / "tte_lr.bin", np.asarray(lr, dtype="<f4").tobytes())
         status, output = tools.run_qemu(QEMU_MACHINES[board], elf, icount=True, timeout=timeout, cwd=work)
-        done = re.search(r"^DONE steps=(\d+) macs_per_step=\d+ unit=(\S+) stack_high_water=(\d+)$", output, re.M)
+        done = re.search(
+            r"^DONE steps=(\d+) macs_per_step=\d+ unit=(\S+) stack_high_water=(\d+) model_stack=(\d+) "
+            r"heap_used=(\d+)$",
+            output,
+            re.M,
+        )
         if status != 0 or done is None:
             raise TteError(f"the firmware run on {board} failed (exit {status}):\n{output[-3000:]}")
         steps = re.findall(r"^STEP \d+ loss=[0-9a-f]{8} status=(-?\d+) count=(\d+)$", output, re.M)
@@ -136,6 +145,13 @@ def run_firmware(
         logits_dtype = np.dtype(project.manifest["logits_dtype"])
         logits = np.frombuffer((work / "tte_logits.bin").read_bytes(), dtype=logits_dtype).reshape(len(labels), -1)
     stack = int(done.group(3))
+    memory = firmware_memory(elf, stack, project.root, int(done.group(4)))
+    memory["heap_used"] = int(done.group(5))
+    if memory["heap_used"] > memory["heap_reserved"]:
+        raise TteError(
+            f"the firmware's heap ({memory['heap_used']:,} B) outgrew its reserve ({memory['heap_reserved']:,} B) "
+            "into the stack: the stack measurement is void"
+        )
     return FirmwareRun(
         board=board,
         elf=elf,
@@ -147,5 +163,5 @@ def run_firmware(
         step_counts=tuple(int(c) for _, c in steps),
         infer_counts=tuple(int(c) for c in infers),
         unit=done.group(2),
-        memory=firmware_memory(elf, stack, project.root),
+        memory=memory,
     )
