@@ -9,6 +9,8 @@
  * - Float sums run in one fixed order, stated per kernel (ascending index), and every target builds
  *   with -ffp-contract=off: the host and every Cortex-M give the same bits. numpy may sum in another
  *   order: compare with it by tolerance (NUMERICS.md 7), except where a kernel says it is bit-exact.
+ *   The one exception between targets: a NaN result's sign and payload are the FPU's choice (x86
+ *   and Arm differ); that a value is NaN is the same everywhere.
  * - In place: where the IR writes an output over an input (mask_scale, add_bwd, accumulate, the
  *   accumulating input gradient, every update), the output pointer may equal that input pointer.
  *   No other buffers may overlap.
