@@ -186,10 +186,15 @@ def band_bytes(graph: Graph, tensor: str, axis: str, band: int) -> int:
     return min(band, channels) * height * width * spec.dtype.itemsize
 
 
-def arena_buffers(graph: Graph, *, use_engine: bool = True) -> list[Buffer]:
-    """The arena buffers of ``graph``'s schedule (see the module docstring)."""
+def arena_buffers(graph: Graph, *, use_engine: bool = True, input_in_arena: bool = False) -> list[Buffer]:
+    """The arena buffers of ``graph``'s schedule (see the module docstring).
+
+    With ``input_in_arena`` the input image is an arena buffer too, live from the first node to its
+    last reader, so that its bytes serve later tensors (generated code writes the image into it).
+    """
     spans = _group_spans(graph)
-    outside = set(graph.constants) | set(graph.inputs)
+    image = training_info(graph)["input"] if input_in_arena else None
+    outside = (set(graph.constants) | set(graph.inputs)) - {image}
     parent: dict[str, str] = {}
 
     def root(t: str) -> str:
@@ -202,7 +207,7 @@ def arena_buffers(graph: Graph, *, use_engine: bool = True) -> list[Buffer]:
         for out_role, in_role in OP_TABLE[node.op].inplace.items():
             if out_role in outs and in_role in ins:
                 parent[root(outs[out_role])] = root(ins[in_role])
-    start: dict[str, int] = {}
+    start: dict[str, int] = {} if image is None else {image: 0}
     end: dict[str, int] = {}
     for i, node in enumerate(graph.nodes):
         lo, hi = spans[i]
@@ -309,17 +314,22 @@ class MemoryReport:
         ]
 
 
-def memory_report(graph: Graph, planner: Planner | None = None, *, use_engine: bool = True) -> MemoryReport:
-    """Plan ``graph``'s arena with ``planner`` (:class:`GreedyPlanner` ``auto`` by default) and account for every byte."""
+def memory_report(
+    graph: Graph, planner: Planner | None = None, *, use_engine: bool = True, input_in_arena: bool = False
+) -> MemoryReport:
+    """Plan ``graph``'s arena with ``planner`` (:class:`GreedyPlanner` ``auto`` by default) and account for every byte.
+
+    ``input_in_arena`` plans the input image inside the arena (:func:`arena_buffers`); the I/O line
+    then holds the label only."""
     info = training_info(graph)
     planner = planner or GreedyPlanner()
-    buffers = arena_buffers(graph, use_engine=use_engine)
+    buffers = arena_buffers(graph, use_engine=use_engine, input_in_arena=input_in_arena)
     plan = planner.plan(buffers)
     live = live_bytes(buffers, len(graph.nodes))
     peak_index = max(range(len(live)), key=lambda i: (live[i], -i)) if live else 0
     state = set(info["state"])
     trainable = sum(graph.tensors[name].nbytes for name in state)
-    io = sum(graph.tensors[name].nbytes for name in graph.inputs)
+    io = sum(graph.tensors[name].nbytes for name in graph.inputs if not (input_in_arena and name == info["input"]))
     flash = sum(graph.tensors[name].nbytes for name in graph.constants if name not in state)
     return MemoryReport(
         graph.name,
