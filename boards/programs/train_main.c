@@ -1,6 +1,7 @@
 /* Trains a generated model (tte-codegen's model.h) on a board, with data and results passed as files
  * over semihosting (paths relative to the emulator's or debugger's working directory):
- *     in:  tte_inputs.bin   N images, TTE_MODEL_INPUT_BYTES int8 codes each ([H][W][C])
+ *     in:  tte_inputs.bin   N images, TTE_MODEL_INPUT_BYTES int8 codes each ([H][W][C]), read
+ *                           straight into the model's input slot in its arena (tte_model_input())
  *          tte_labels.bin   N int32 labels (little endian)
  *          tte_lr.bin       optional: two float32, the body and head learning rates
  *     out: tte_losses.bin   N float32 losses, one per training step
@@ -22,15 +23,6 @@
 #include "board.h"
 #include "model.h"
 #include "stack-impl.h"
-
-/* The image buffer during the steps, the exported parameters at the end: never both at once. */
-#define TRAIN_BUFFER_BYTES                                                                                             \
-    (TTE_MODEL_INPUT_BYTES > TTE_MODEL_PARAM_BYTES ? TTE_MODEL_INPUT_BYTES : TTE_MODEL_PARAM_BYTES)
-static union {
-    int8_t image[TRAIN_BUFFER_BYTES];
-    uint8_t params[TRAIN_BUFFER_BYTES];
-    uint32_t align;
-} buffer;
 
 /* Deepest stack use of the model calls, and of the whole program so far, in bytes. */
 static uint32_t model_stack, program_stack;
@@ -75,12 +67,12 @@ static long train(FILE *images, FILE *labels, FILE *losses, FILE *statuses, cons
     long steps = 0;
     int32_t label;
     while (fread(&label, sizeof label, 1, labels) == 1) {
-        if (fread(buffer.image, 1, TTE_MODEL_INPUT_BYTES, images) != TTE_MODEL_INPUT_BYTES) {
+        if (fread(tte_model_input(), 1, TTE_MODEL_INPUT_BYTES, images) != TTE_MODEL_INPUT_BYTES) {
             printf("FAIL tte_inputs.bin holds fewer images than tte_labels.bin has labels\n");
             return -1;
         }
         model_call_begin();
-        const float loss = tte_model_train_step(buffer.image, label, lr);
+        const float loss = tte_model_train_step(tte_model_input(), label, lr);
         const uint64_t count = model_call_end();
         const int32_t status = (int32_t)tte_model_last_status();
         if (status == TTE_MODEL_STEP_ERROR) {
@@ -102,12 +94,12 @@ static long train(FILE *images, FILE *labels, FILE *losses, FILE *statuses, cons
 static int infer(FILE *images, FILE *logits_file, long steps) {
     tte_model_logit logits[TTE_MODEL_CLASSES];
     for (long i = 0; i < steps; ++i) {
-        if (fread(buffer.image, 1, TTE_MODEL_INPUT_BYTES, images) != TTE_MODEL_INPUT_BYTES) {
+        if (fread(tte_model_input(), 1, TTE_MODEL_INPUT_BYTES, images) != TTE_MODEL_INPUT_BYTES) {
             printf("FAIL tte_inputs.bin changed while running\n");
             return 1;
         }
         model_call_begin();
-        const tte_status s = tte_model_infer(buffer.image, logits);
+        const tte_status s = tte_model_infer(tte_model_input(), logits);
         const uint64_t count = model_call_end();
         if (s != TTE_OK) {
             printf("FAIL infer %ld: %s\n", i, tte_model_error());
@@ -160,8 +152,11 @@ int main(void) {
     if (params == NULL) {
         return 1;
     }
-    const size_t n = tte_model_export_params(buffer.params, sizeof buffer.params);
-    fwrite(buffer.params, 1, n, params);
+    for (size_t i = 0; i < tte_model_param_count(); ++i) { /* streamed: no buffer of them all */
+        size_t bytes = 0;
+        const void *data = tte_model_param(i, &bytes);
+        fwrite(data, 1, bytes, params);
+    }
     fclose(params);
     printf("DONE steps=%ld macs_per_step=%lu unit=%s stack_high_water=%lu model_stack=%lu heap_used=%lu\n", steps,
            (unsigned long)TTE_MODEL_MACS_PER_STEP, board_counter_unit,

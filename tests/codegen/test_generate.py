@@ -17,7 +17,7 @@ from tte_ir.memory import memory_report
 
 
 def test_arena_offsets_are_the_planners(project, training):
-    plan = memory_report(training).plan
+    plan = memory_report(training, input_in_arena=True).plan
     source = (project.path / "model.c").read_text()
     assert f"#define TTE_MODEL_ARENA_BYTES {plan.arena_bytes}" in (project.path / "model.h").read_text()
     macros = re.findall(r"^#define T_\w+ \(\(\w+ \*\)\(tte_arena\.bytes \+ (\d+)\)\) /\* (\S+): ", source, re.M)
@@ -25,6 +25,7 @@ def test_arena_offsets_are_the_planners(project, training):
     buffer_of = {t: b.name for b in plan.buffers for t in b.tensors}
     for offset, tensor in macros:
         assert int(offset) == plan.offsets[buffer_of[tensor]], tensor
+    assert "input" in {tensor for _, tensor in macros}  # the image has a slot in the arena
 
 
 def test_tiled_groups_become_loops(project, training):

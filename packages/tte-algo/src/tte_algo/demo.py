@@ -223,9 +223,9 @@ def format_table(r: dict[str, Any]) -> str:
             f"{r['loss_first']:.3f} -> {r['loss_last']:.3f} over {r['steps']} steps ({r['skipped_steps']} skipped)",
         ),
         ("loss per epoch", "  ".join(f"{v:.3f}" for v in r["loss_per_epoch"])),
-        ("arena (planned)", f"{r['arena_bytes'] / kb:.1f} KB"),
+        ("arena (planned)", f"{r['arena_bytes'] / kb:.1f} KB (the input image's slot included)"),
         ("trainable state", f"{r['trainable_bytes'] / kb:.1f} KB"),
-        ("I/O (image, label)", f"{r['io_bytes'] / kb:.1f} KB"),
+        ("planned total", f"{r['planned_total_bytes'] / kb:.1f} KB (arena + trainable + label)"),
     ]
     if q is not None:
         m = q["memory"]

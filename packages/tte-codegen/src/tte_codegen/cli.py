@@ -81,8 +81,8 @@ def memory_lines(memory: dict[str, Any], planner: dict[str, Any]) -> list[str]:
         "memory          image (linked, measured)        planner",
         f"  .data         {memory['data']:>12,} B",
         f"  .bss          {memory['bss']:>12,} B            arena {planner['arena_bytes']:,} B + "
-        f"trainable {planner['trainable_bytes']:,} B + I/O {planner['io_bytes']:,} B "
-        f"= {planner['total_bytes']:,} B",
+        f"trainable {planner['trainable_bytes']:,} B + label {planner['io_bytes']:,} B "
+        f"= {planner['total_bytes']:,} B (the input image lives in the arena)",
         f"  stack         {measured}",
         f"  firmware RAM  {ram:>14}            (.data + .bss + measured stack)",
         f"  flash         {memory['flash']:>12,} B            frozen constants {planner['flash_bytes']:,} B",

@@ -140,7 +140,7 @@ def _manifest(m: CModel, root: Path) -> dict[str, Any]:
             }
             for p, _ in m.params
         ],
-        "planner": {**r.to_json(), "arena_bytes": m.arena_bytes},
+        "planner": {**r.to_json(), "arena_bytes": m.arena_bytes, "input_in_arena": True},
         "flash_const_bytes": int(sum(a.values.nbytes for a in m.arrays if not a.sram)),
         "sram_param_bytes": int(sum(a.values.nbytes for a in m.arrays if a.sram)),
         "kernels": list(m.kernels),

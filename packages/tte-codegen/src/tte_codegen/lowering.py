@@ -110,6 +110,7 @@ class CModel:
     backward: tuple[CBlock, ...]  # the loss and everything after it
     params: tuple[tuple[ParamLayout, str], ...]  # (layout, array ident) in blob order
     input_shape: tuple[int, ...]  # IR shape [1, C, H, W]
+    input: str  # pointer expression of the input image's arena slot
     logits: str  # pointer expression of the logits
     logits_ctype: str
     classes: int
@@ -209,7 +210,8 @@ class _Lowering:
     def __init__(self, graph: Graph, declared: frozenset[str] | None) -> None:
         self.graph = graph
         self.info = training_info(graph)
-        self.report = memory_report(graph)
+        # The image lives in the arena: its bytes serve later tensors once the first layers have read it.
+        self.report = memory_report(graph, input_in_arena=True)
         self.declared = declared
         self.owner = _aliases(graph)
         self.buffer_of = {t: buf.name for buf in self.report.plan.buffers for t in buf.tensors}
@@ -277,8 +279,6 @@ class _Lowering:
     def ptr(self, tensor: str) -> str:
         """The C expression of a tensor's data pointer."""
         root = self.owner.get(tensor, tensor)
-        if root == self.info["input"]:
-            return "input"
         if root == self.info["label"]:
             return "label"
         if root in self.graph.constants:
@@ -858,6 +858,7 @@ def lower(graph: Graph, *, name: str = "model", declared: frozenset[str] | None 
         backward=tuple(backward),
         params=tuple(params),
         input_shape=graph.tensors[info["input"]].shape,
+        input=lw.ptr(info["input"]),
         logits=lw.ptr(info["logits"]),
         logits_ctype=_CTYPES[logits.dtype],
         classes=logits.shape[1],
