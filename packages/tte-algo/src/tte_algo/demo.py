@@ -105,7 +105,7 @@ def choose_scheme(config: DemoConfig, graph: Any) -> tuple[Any, Any, list[dict[s
     for k in range(1, len(conv_nodes(graph)) + 1):
         scheme = scheme_last_convs(graph, k, lr=config.lr, head_lr=config.head_lr, seed=config.seed)
         training = compile_training(graph, scheme)
-        report = memory_report(training)
+        report = memory_report(training, input_in_arena=True)  # as the generated code lays it out
         fits = report.total_bytes <= config.budget
         candidates.append({"last_convs": k, "total_bytes": report.total_bytes, "fits": fits})
         if not fits:
