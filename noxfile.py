@@ -21,6 +21,9 @@ PACKAGES = {
     "tte-engine": "./engine",
 }
 
+# In-tree dependencies of each package: pip must take them from the tree, never from an index.
+LOCAL_DEPENDENCIES = {"tte-codegen": ("tte-ir",), "tte-algo": ("tte-ir", "tte-codegen")}
+
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
@@ -47,7 +50,8 @@ def lint(session: nox.Session) -> None:
 @nox.parametrize("package", list(PACKAGES))
 def isolation(session: nox.Session, package: str) -> None:
     """Each package installs alone with only its own dependencies (tte-ir never pulls torch)."""
-    session.install(*CONSTRAINTS, PACKAGES[package].split("[")[0])
+    local = [PACKAGES[name].split("[")[0] for name in (*LOCAL_DEPENDENCIES.get(package, ()), package)]
+    session.install(*CONSTRAINTS, *local)
     session.run("python", str(ROOT / "tests" / "isolation_check.py"), package, env={"TTE_SHARED": str(shared_dir())})
 
 
@@ -62,7 +66,7 @@ def demo(session: nox.Session) -> None:
     install_packages(session, "tte-ir", "tte-codegen", "tte-algo")
     out = ROOT / "out" / "demo"
     session.run("tte", "demo", "--out", str(out), "--json", str(out / "demo.json"), *session.posargs,
-                env={"OMP_NUM_THREADS": "2"})  # fmt: skip
+                env={"OMP_NUM_THREADS": "2", "TTE_ROOT": str(ROOT)})  # fmt: skip
 
 
 @nox.session
@@ -76,7 +80,7 @@ def device(session: nox.Session) -> None:
     scheme = f"{shared_dir() / 'schemes' / 'seed-schemes.json'}:mcunet-5fps/49kb"
     out = ROOT / "out" / "device"
     session.run("python", "-m", "tte_codegen.bench", "--model", str(model), "--scheme", scheme, "--out", str(out),
-                "--json", str(out / "device.json"), *session.posargs)  # fmt: skip
+                "--json", str(out / "device.json"), *session.posargs, env={"TTE_ROOT": str(ROOT)})  # fmt: skip
 
 
 @nox.session

@@ -30,11 +30,11 @@ MANIFEST = "manifest.json"
 
 def find_root(root: str | os.PathLike[str] | None = None) -> Path:
     """The tte checkout holding ``engine/`` and ``boards/``: ``root``, else ``$TTE_ROOT``, else the
-    checkout this package is installed from (an editable install)."""
+    checkout this package is installed from (an editable install), else the working directory."""
     candidates = [Path(root)] if root is not None else []
     if os.environ.get("TTE_ROOT"):
         candidates.append(Path(os.environ["TTE_ROOT"]))
-    candidates.append(Path(__file__).resolve().parents[4])
+    candidates += [Path(__file__).resolve().parents[4], Path.cwd()]
     for candidate in candidates:
         if (candidate / "engine" / "CMakeLists.txt").is_file() and (candidate / "boards").is_dir():
             return candidate.resolve()
