@@ -60,7 +60,7 @@ def host_model(project, host_library: Path, training: Graph):
 
 def qemu_tools() -> None:
     """Skip (or fail under TTE_REQUIRE_QEMU=1) without the ARM toolchain and QEMU."""
-    from tests.conftest import require_tool
+    from conftest import require_tool  # tests/conftest.py (tests/ is on sys.path)
 
     require_tool("arm-none-eabi-gcc")
     require_tool("qemu-system-arm")
