@@ -15,10 +15,18 @@
  *          heap_used=<bytes of newlib's heap in use, which must stay within TTE_HEAP_SIZE>
  * The counter brackets the model calls only, not the file transfers. stack_high_water is the whole
  * program's (semihosting stdio included); model_stack the deepest stack of the model calls alone,
- * measured by repainting the stack before each call (what a device without semihosting needs). */
+ * measured by repainting the stack before each call (what a device without semihosting needs).
+ *
+ * Files go through open/read/write (semihosting calls), not stdio: a FILE and its buffer come from
+ * newlib's heap, whose first sbrk rounds up to a 4 KB page and, with rdimon's _sbrk, may grow past
+ * its reserve into the stack, which would spoil the stack measurement. The console is unbuffered. */
+#define _POSIX_C_SOURCE 200112L /* open, read, write, close under -std=c99 */
+
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "board.h"
 #include "model.h"
@@ -50,24 +58,44 @@ static uint64_t model_call_end(void) {
 extern char end[];
 extern void *_sbrk(ptrdiff_t increment);
 
-/* Files unbuffered: stdio buffers would come from the heap, whose reserve (TTE_HEAP_SIZE) is small,
- * and rdimon's _sbrk lets the heap grow on into the stack, corrupting the stack measurement. */
-static FILE *open_or_fail(const char *path, const char *mode) {
-    FILE *f = fopen(path, mode);
-    if (f == NULL) {
+static int open_or_fail(const char *path, int flags) {
+    const int fd = open(path, flags, 0644);
+    if (fd < 0) {
         printf("FAIL cannot open %s\n", path);
-    } else {
-        setvbuf(f, NULL, _IONBF, 0);
     }
-    return f;
+    return fd;
+}
+
+/* Reads exactly n bytes; 0 when they were all there. */
+static int read_exactly(int fd, void *data, size_t n) {
+    for (char *p = data; n > 0;) {
+        const ssize_t got = read(fd, p, n);
+        if (got <= 0) {
+            return -1;
+        }
+        p += got;
+        n -= (size_t)got;
+    }
+    return 0;
+}
+
+static void write_all(int fd, const void *data, size_t n) {
+    for (const char *p = data; n > 0;) {
+        const ssize_t put = write(fd, p, n);
+        if (put <= 0) {
+            return;
+        }
+        p += put;
+        n -= (size_t)put;
+    }
 }
 
 /* The training steps over every (image, label) pair; returns the number of steps or -1. */
-static long train(FILE *images, FILE *labels, FILE *losses, FILE *statuses, const tte_model_lr *lr) {
+static long train(int images, int labels, int losses, int statuses, const tte_model_lr *lr) {
     long steps = 0;
     int32_t label;
-    while (fread(&label, sizeof label, 1, labels) == 1) {
-        if (fread(tte_model_input(), 1, TTE_MODEL_INPUT_BYTES, images) != TTE_MODEL_INPUT_BYTES) {
+    while (read_exactly(labels, &label, sizeof label) == 0) {
+        if (read_exactly(images, tte_model_input(), TTE_MODEL_INPUT_BYTES) != 0) {
             printf("FAIL tte_inputs.bin holds fewer images than tte_labels.bin has labels\n");
             return -1;
         }
@@ -83,18 +111,18 @@ static long train(FILE *images, FILE *labels, FILE *losses, FILE *statuses, cons
         memcpy(&bits, &loss, sizeof bits);
         printf("STEP %ld loss=%08lx status=%ld count=%llu\n", steps, (unsigned long)bits, (long)status,
                (unsigned long long)count);
-        fwrite(&loss, sizeof loss, 1, losses);
-        fwrite(&status, sizeof status, 1, statuses);
+        write_all(losses, &loss, sizeof loss);
+        write_all(statuses, &status, sizeof status);
         ++steps;
     }
     return steps;
 }
 
 /* The trained model's logits on the same images. */
-static int infer(FILE *images, FILE *logits_file, long steps) {
+static int infer(int images, int logits_file, long steps) {
     tte_model_logit logits[TTE_MODEL_CLASSES];
     for (long i = 0; i < steps; ++i) {
-        if (fread(tte_model_input(), 1, TTE_MODEL_INPUT_BYTES, images) != TTE_MODEL_INPUT_BYTES) {
+        if (read_exactly(images, tte_model_input(), TTE_MODEL_INPUT_BYTES) != 0) {
             printf("FAIL tte_inputs.bin changed while running\n");
             return 1;
         }
@@ -106,7 +134,7 @@ static int infer(FILE *images, FILE *logits_file, long steps) {
             return 1;
         }
         printf("INFER %ld count=%llu\n", i, (unsigned long long)count);
-        fwrite(logits, sizeof logits, 1, logits_file);
+        write_all(logits_file, logits, sizeof logits);
     }
     return 0;
 }
@@ -114,50 +142,50 @@ static int infer(FILE *images, FILE *logits_file, long steps) {
 int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0);
     tte_model_lr lr = tte_model_default_lr;
-    FILE *lr_file = fopen("tte_lr.bin", "rb");
-    if (lr_file != NULL) {
+    const int lr_file = open("tte_lr.bin", O_RDONLY);
+    if (lr_file >= 0) {
         float rates[2];
-        if (fread(rates, sizeof rates, 1, lr_file) == 1) {
+        if (read_exactly(lr_file, rates, sizeof rates) == 0) {
             lr.body = rates[0];
             lr.head = rates[1];
         }
-        fclose(lr_file);
+        close(lr_file);
     }
-    FILE *images = open_or_fail("tte_inputs.bin", "rb");
-    FILE *labels = open_or_fail("tte_labels.bin", "rb");
-    FILE *losses = open_or_fail("tte_losses.bin", "wb");
-    FILE *statuses = open_or_fail("tte_status.bin", "wb");
-    if (images == NULL || labels == NULL || losses == NULL || statuses == NULL) {
+    const int out = O_WRONLY | O_CREAT | O_TRUNC;
+    const int images = open_or_fail("tte_inputs.bin", O_RDONLY);
+    const int labels = open_or_fail("tte_labels.bin", O_RDONLY);
+    const int losses = open_or_fail("tte_losses.bin", out);
+    const int statuses = open_or_fail("tte_status.bin", out);
+    if (images < 0 || labels < 0 || losses < 0 || statuses < 0) {
         return 1;
     }
     const long steps = train(images, labels, losses, statuses, &lr);
-    fclose(labels);
-    fclose(losses);
-    fclose(statuses);
+    close(labels);
+    close(losses);
+    close(statuses);
     if (steps < 0) {
         return 1;
     }
-    FILE *logits = open_or_fail("tte_logits.bin", "wb");
-    if (logits == NULL) {
+    const int logits = open_or_fail("tte_logits.bin", out);
+    if (logits < 0 || lseek(images, 0, SEEK_SET) != 0) {
         return 1;
     }
-    rewind(images);
     const int failed = infer(images, logits, steps);
-    fclose(images);
-    fclose(logits);
+    close(images);
+    close(logits);
     if (failed) {
         return 1;
     }
-    FILE *params = open_or_fail("tte_params.bin", "wb");
-    if (params == NULL) {
+    const int params = open_or_fail("tte_params.bin", out);
+    if (params < 0) {
         return 1;
     }
     for (size_t i = 0; i < tte_model_param_count(); ++i) { /* streamed: no buffer of them all */
         size_t bytes = 0;
         const void *data = tte_model_param(i, &bytes);
-        fwrite(data, 1, bytes, params);
+        write_all(params, data, bytes);
     }
-    fclose(params);
+    close(params);
     printf("DONE steps=%ld macs_per_step=%lu unit=%s stack_high_water=%lu model_stack=%lu heap_used=%lu\n", steps,
            (unsigned long)TTE_MODEL_MACS_PER_STEP, board_counter_unit,
            (unsigned long)max_u32(program_stack, board_stack_high_water()), (unsigned long)model_stack,

@@ -12,8 +12,9 @@ from tte_ir import DType, Graph, GraphBuilder, Op, QuantParams, Scheme
 BLOCKS = ((8, 24, 8), (8, 40, 8))
 
 
-def tiled_residual_net(size: int = 16, classes: int = 4, seed: int = 0) -> Graph:
-    """input [1,3,S,S] -> stem 3x3 -> two inverted-residual blocks (pw, dw 3x3, pw, add) -> pool -> fp32 head."""
+def tiled_residual_net(size: int = 16, classes: int = 4, seed: int = 0, head: str = "fp32") -> Graph:
+    """input [1,3,S,S] -> stem 3x3 -> two inverted-residual blocks (pw, dw 3x3, pw, add) -> pool -> head
+    (``fp32``, or ``int8`` with int8 logits)."""
     rng = np.random.default_rng(seed)
     b = GraphBuilder("codegen-resnet")
     x = b.input("input", (1, 3, size, size), DType.INT8, QuantParams.per_tensor(1 / 127.5, 0))
@@ -41,26 +42,52 @@ def tiled_residual_net(size: int = 16, classes: int = 4, seed: int = 0) -> Graph
     b.node("pool", Op.GLOBAL_AVG_POOL, (x,), (pool,))
     flat = b.tensor("flat.y", (1, channels), DType.INT8, b.spec(pool).quant)
     b.node("flat", Op.RESHAPE, (pool,), (flat,), shape=[1, channels])
-    hw = b.constant("head.w", rng.uniform(-0.4, 0.4, size=(classes, channels)).astype(np.float32))
-    hb = b.constant("head.b", rng.uniform(-0.1, 0.1, size=classes).astype(np.float32))
-    logits = b.tensor("logits", (1, classes), DType.FLOAT32)
+    if head == "fp32":
+        hw = b.constant("head.w", rng.uniform(-0.4, 0.4, size=(classes, channels)).astype(np.float32))
+        hb = b.constant("head.b", rng.uniform(-0.1, 0.1, size=classes).astype(np.float32))
+        logits = b.tensor("logits", (1, classes), DType.FLOAT32)
+    else:
+        w = rng.integers(-127, 128, size=(classes, channels)).astype(np.int8)
+        hw = b.constant("head.w", w, QuantParams.per_channel(rng.uniform(0.01, 0.02, size=classes)))
+        hb = b.constant("head.b", rng.integers(-50, 50, size=classes).astype(np.int32))
+        logits = b.tensor("logits", (1, classes), DType.INT8, QuantParams.per_tensor(0.05, 0))
     b.node("head", Op.LINEAR, (flat, hw, hb), (logits,))
     b.output(logits)
     return b.build()
 
 
-def scheme(lr: float = 0.02) -> Scheme:
-    """Biases of the last 4 convs, half the channels of the last block's pw1 and dw, and the head."""
+def scheme(
+    lr: float = 0.02, weights: tuple[tuple[int, float], ...] = ((4, 0.5), (5, 0.5)), head: str = "fp32"
+) -> Scheme:
+    """Biases of the last 4 convs, ``weights`` as (conv, ratio) (default half the channels of the last
+    block's pw1 and dw), and the head (trained in ``head`` precision)."""
     return Scheme.from_json(
         {
             "format": "tte-scheme",
             "version": 1,
             "n_bias": 4,
-            "weights": [{"conv": 4, "ratio": 0.5}, {"conv": 5, "ratio": 0.5}],
+            "weights": [{"conv": conv, "ratio": ratio} for conv, ratio in weights],
+            "head": head,
             "lr": lr,
             "head_lr": lr,
         }
     )
+
+
+# Other paths through the generator: an int8 head trained as a 1x1 conv (int8 logits, softmax_ce_s8),
+# and a dense 3x3 conv (the stem) with a trained slice of input channels.
+VARIANTS = {
+    "int8-head": (dict(head="int8"), dict(head="int8")),
+    "dense-slice": ({}, dict(weights=((0, 0.5), (5, 1.0)))),
+}
+
+
+def variant(name: str) -> Graph:
+    """The compiled training graph of one of :data:`VARIANTS`."""
+    from tte_ir.compiler import compile_training
+
+    net, trained = VARIANTS[name]
+    return compile_training(tiled_residual_net(**net), scheme(**trained))
 
 
 def images(graph: Graph, count: int, seed: int = 1) -> np.ndarray:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tte_codegen import HostModel, generate
 from tte_codegen.training import Dataset, evaluate, train_host, write_trained
 from tte_ir import TteError, load, reference
 from tte_ir.reference_train import initial_state
 
-from .nets import images
+from .nets import VARIANTS, images, variant
 from .parity import assert_params_close, reference_run
 
 STEPS = 10
@@ -30,6 +31,19 @@ def test_training_steps_match_the_reference(host_model, training, forward):
         assert host_model.last_status == "ok"
         np.testing.assert_allclose(loss, losses[t], rtol=1e-5)
         assert_params_close(host_model.export_params(), states[t])
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_variants_match_the_reference(name, tmp_path):
+    training = variant(name)
+    model = HostModel(generate(training, tmp_path / "model"))
+    model.import_params(initial_state(training))
+    xs = images(training, STEPS)
+    labels = np.arange(STEPS) % model.classes
+    losses, states = reference_run(training, xs, labels)
+    got = [model.train_step(x, int(y)) for x, y in zip(xs, labels, strict=True)]
+    np.testing.assert_allclose(got, losses, rtol=1e-5)
+    assert_params_close(model.export_params(), states[-1])
 
 
 def test_each_step_from_the_same_state_matches(host_model, training, forward):

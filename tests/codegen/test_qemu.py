@@ -13,7 +13,7 @@ from tte_ir.memory import memory_report
 from tte_ir.reference_train import initial_state
 
 from .conftest import qemu_tools
-from .nets import images
+from .nets import VARIANTS, images, variant
 from .parity import assert_params_close, reference_run
 
 pytestmark = pytest.mark.qemu
@@ -53,6 +53,18 @@ def test_residual_net_host_and_cortex_m_agree_bit_for_bit(project, training, for
     assert_params_close(run.params, states[-1])
     assert 0 < run.memory["stack_high_water"] <= run.memory["stack_reserved"]
     assert run.memory["firmware_ram"] == run.memory["data"] + run.memory["bss"] + run.memory["stack_high_water"]
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_variants_host_and_cortex_m7_agree_bit_for_bit(name, tmp_path):
+    qemu_tools()
+    training = variant(name)
+    project = generate(training, tmp_path / "model")
+    xs = images(training, STEPS)
+    labels = np.arange(STEPS) % project.manifest["classes"]
+    run = run_firmware(project, xs, labels, board="qemu-mps2-an500", build_dir=tmp_path / "m7")
+    assert_bit_exact(run, host_run(project, training, xs, labels, tmp_path / "host"))
+    assert run.memory["heap_used"] == 0
 
 
 def test_a_model_over_the_ram_limit_fails_to_link(project, tmp_path):
