@@ -307,12 +307,13 @@ class _Lowering:
 
     # -- calls ---------------------------------------------------------------------------------
 
-    def descriptor(self, node: Node, ctype: str, fields: Mapping[str, Any]) -> str:
-        """A ``static const`` kernel descriptor (identical ones are shared); returns its address."""
+    def descriptor(self, node: Node, ctype: str, fields: Mapping[str, Any], name: str | None = None) -> str:
+        """A ``static const`` kernel descriptor (identical ones are shared), named after ``node`` or
+        ``name``; returns its address."""
         body = ", ".join(f".{k} = {v}" for k, v in fields.items())
         key = (ctype, body)
         if key not in self.descriptor_of:
-            ident = self.unique(f"d_{c_ident(node.name)}")
+            ident = self.unique(f"d_{c_ident(name or node.name)}")
             self.descriptors.append(f"static const {ctype} {ident} = {{{body}}};")
             self.descriptor_of[key] = ident
         return f"&{self.descriptor_of[key]}"
@@ -568,7 +569,8 @@ def _emit_softmax_ce(lw: _Lowering, node: Node, tile: _Tile | None) -> str:
 
 def _hwc_desc(lw: _Lowering, node: Node, tensor: str) -> str:
     pixels, channels = _hwc(lw.graph.tensors[tensor].shape)
-    return lw.descriptor(node, "tte_hwc_params", {"pixels": pixels, "channels": channels})
+    fields = {"pixels": pixels, "channels": channels}
+    return lw.descriptor(node, "tte_hwc_params", fields, name=f"hwc_{pixels}x{channels}")
 
 
 def _emit_mask_scale(lw: _Lowering, node: Node, tile: _Tile | None) -> str:
