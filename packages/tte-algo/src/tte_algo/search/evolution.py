@@ -28,6 +28,7 @@ __all__ = [
     "Candidate",
     "Contributions",
     "Genome",
+    "Limits",
     "SearchError",
     "SearchResult",
     "evolutionary_search",
@@ -152,20 +153,35 @@ def pareto_front(candidates: tuple[Candidate, ...] | list[Candidate]) -> list[Ca
     return front
 
 
-class _Evaluator:
-    """Memoised scoring and memory of genomes, counting distinct evaluations."""
+Limits = Callable[[Genome], str | None]
+"""Extra budgets (flash, MACs): ``None`` when a genome meets them, else why not (one phrase)."""
 
-    def __init__(self, contrib: Contributions, memory: Callable[[Genome], int], budget: int) -> None:
+
+class _Evaluator:
+    """Memoised scoring and memory of genomes, counting distinct evaluations; ``limits`` (optional)
+    are the budgets besides memory, and a genome that misses one is infeasible."""
+
+    def __init__(
+        self, contrib: Contributions, memory: Callable[[Genome], int], budget: int, limits: Limits | None = None
+    ) -> None:
         self.contrib = contrib
         self.memory = memory
         self.budget = budget
+        self.limits = limits
         self.cache: dict[Genome, Candidate] = {}
+        self.missed: dict[Genome, str] = {}
 
     def __call__(self, genome: Genome) -> Candidate:
         found = self.cache.get(genome)
         if found is None:
             mem = int(self.memory(genome))
-            found = Candidate(genome, self.contrib.score(genome), mem, mem <= self.budget)
+            feasible = mem <= self.budget
+            if feasible and self.limits is not None:
+                reason = self.limits(genome)
+                if reason is not None:
+                    self.missed[genome] = reason
+                    feasible = False
+            found = Candidate(genome, self.contrib.score(genome), mem, feasible)
             self.cache[genome] = found
         return found
 
@@ -236,6 +252,7 @@ def evolutionary_search(
     parent_ratio: float = 0.25,
     seed: int = 0,
     max_evaluations: int | None = None,
+    limits: Limits | None = None,
     on_generation: Callable[[int, Candidate], None] | None = None,
 ) -> SearchResult:
     """Evolve schemes under ``budget`` bytes; ``memory(genome)`` gives a genome's bytes.
@@ -244,17 +261,18 @@ def evolutionary_search(
     every feasible one, by how far over budget they are), then fills the rest half by mutation and
     half by crossover of random parents. ``mutation_rate`` is the per-conv re-draw probability
     (default: one conv per mutation on average). ``max_evaluations`` caps distinct memory evaluations
-    (memoised), so searches are compared at equal cost.
+    (memoised), so searches are compared at equal cost. ``limits`` adds the flash and MAC budgets
+    (see :data:`Limits`).
     """
     if not contrib.bias_grid:
         raise SearchError("the contribution table has no bias measurements")
     rng = np.random.default_rng(seed)
-    evaluate = _Evaluator(contrib, memory, budget)
+    evaluate = _Evaluator(contrib, memory, budget, limits)
     cap = max_evaluations or math.inf
     rate = mutation_rate if mutation_rate is not None else 1.0 / max(1, len(contrib.weight_convs))
 
     def rank(c: Candidate) -> tuple[int, float]:
-        return (0, -c.score) if c.feasible else (1, c.memory - budget)
+        return (0, -c.score) if c.feasible else (1, max(0, c.memory - budget))
 
     # start from the cheapest genome (smallest k, no weights) plus sparse random ones: the paper's
     # good schemes train a handful of convs, and dense genomes are almost never within budget
@@ -282,11 +300,17 @@ def evolutionary_search(
 
 
 def random_search(
-    contrib: Contributions, memory: Callable[[Genome], int], budget: int, *, evaluations: int, seed: int = 0
+    contrib: Contributions,
+    memory: Callable[[Genome], int],
+    budget: int,
+    *,
+    evaluations: int,
+    seed: int = 0,
+    limits: Limits | None = None,
 ) -> SearchResult:
     """The baseline: ``evaluations`` distinct random genomes with 0 to 5 trained convs."""
     rng = np.random.default_rng(seed)
-    evaluate = _Evaluator(contrib, memory, budget)
+    evaluate = _Evaluator(contrib, memory, budget, limits)
     attempts = 0
     while len(evaluate.cache) < evaluations and attempts < evaluations * 20:
         evaluate(_random_genome(contrib, rng, n_weights=int(rng.integers(0, 6))))
@@ -298,7 +322,13 @@ def _result(evaluate: _Evaluator, budget: int) -> SearchResult:
     evaluated = tuple(evaluate.cache.values())
     feasible = [c for c in evaluated if c.feasible]
     if not feasible:
-        smallest = min(evaluated, key=lambda c: c.memory)
+        smallest = min(evaluated, key=lambda c: (c.memory, c.genome))
+        if smallest.memory <= budget:
+            raise SearchError(
+                f"no scheme within the memory budget of {budget:,} bytes meets the other budgets; the smallest plan "
+                f"found (n_bias {smallest.genome.k}, {len(smallest.genome.ratios)} weight updates, "
+                f"{smallest.memory:,} bytes) misses: {evaluate.missed[smallest.genome]}"
+            )
         raise SearchError(
             f"no scheme fits the budget of {budget:,} bytes; the smallest plan found needs {smallest.memory:,} bytes "
             f"(n_bias {smallest.genome.k}, {len(smallest.genome.ratios)} weight updates)"

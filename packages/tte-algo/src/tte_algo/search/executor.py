@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -33,7 +34,12 @@ class Executor:
 
 
 class LocalExecutor(Executor):
-    """A process pool of ``workers`` processes; ``workers=1`` runs in this process (no pickling)."""
+    """A process pool of ``workers`` processes; ``workers=1`` runs in this process (no pickling).
+
+    Workers start with ``spawn`` (a forked child of a process that already ran torch's thread pool
+    can deadlock), so ``fn`` must be importable. When the caller stops early (an interrupt, or an
+    exception while handling a result), queued jobs are cancelled rather than run.
+    """
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or max(1, (os.cpu_count() or 1))
@@ -43,12 +49,15 @@ class LocalExecutor(Executor):
             for i, item in enumerate(items):
                 yield i, fn(item)
             return
-        with ProcessPoolExecutor(self.workers) as pool:
+        pool = ProcessPoolExecutor(min(self.workers, len(items)), mp_context=multiprocessing.get_context("spawn"))
+        try:
             pending = {pool.submit(fn, item): i for i, item in enumerate(items)}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield pending.pop(future), future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class RayExecutor(Executor):
@@ -70,10 +79,14 @@ class RayExecutor(Executor):
     def imap_unordered(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]:
         remote = self._ray.remote(num_gpus=self.num_gpus_per_job)(fn)
         pending = {remote.remote(item): i for i, item in enumerate(items)}
-        while pending:
-            done, _ = self._ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                yield pending.pop(ref), self._ray.get(ref)
+        try:
+            while pending:
+                done, _ = self._ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    yield pending.pop(ref), self._ray.get(ref)
+        finally:
+            for ref in pending:  # stopped early: do not leave the cluster running jobs nobody collects
+                self._ray.cancel(ref)
 
 
 def make_executor(address: str | None = None, workers: int | None = None) -> Executor:
