@@ -145,7 +145,12 @@ def register_train(subparsers: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="the trained .tte file to write")
     p.add_argument("--metrics", help="metrics JSON to write (default: OUTPUT with .json)")
     p.add_argument("--scheme", help="a scheme file, or FILE:model/label (e.g. seed-schemes.json:mcunet-5fps/49kb)")
-    p.add_argument("--last-convs", type=int, default=6, help="without --scheme: train the last K convs + head (6)")
+    p.add_argument(
+        "--last-convs", type=int, help="without --scheme: train the last K convs + head (default 6, or all if fewer)"
+    )
+    p.add_argument(
+        "--head", choices=("fp32", "int8"), help="head precision while training (default: the scheme's, fp32)"
+    )
     p.add_argument("--data", default="digits", help="'digits' (built in) or an image folder (one sub-folder per class)")
     p.add_argument("--classes", help="restrict the data to these classes, e.g. 5-9 (relabelled 0..)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="held-out fraction for accuracy (0.25)")
@@ -167,14 +172,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from tte_algo.data import load_data, parse_classes
     from tte_algo.sim import head_node
     from tte_algo.train import TrainConfig, default_device, scheme_last_convs, train_int8
-    from tte_ir import load, load_scheme, save
+    from tte_ir import conv_nodes, load, load_scheme, save
     from tte_ir.serialize import atomic_write_bytes
 
     graph = load(args.graph)
-    scheme = load_scheme(args.scheme) if args.scheme else scheme_last_convs(graph, args.last_convs)
+    if args.scheme:
+        scheme = load_scheme(args.scheme)
+    else:
+        scheme = scheme_last_convs(graph, args.last_convs or min(6, len(conv_nodes(graph))))
     overrides = {
         key: getattr(args, key)
-        for key in ("lr", "head_lr", "momentum", "rounding", "seed")
+        for key in ("lr", "head_lr", "momentum", "rounding", "seed", "head")
         if getattr(args, key) is not None
     }
     scheme = replace(scheme, **overrides)
