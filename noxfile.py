@@ -149,3 +149,33 @@ def memory(session: nox.Session) -> None:
     """Memory plan of every seed scheme, full update and bias-only for the three seed models (one table)."""
     session.install(*CONSTRAINTS, "rich", "./packages/tte-ir")
     session.run("python", "-m", "tte_ir.memory_bench", str(shared_dir()), *session.posargs)
+
+
+# ---- sparse-update search (issue 7) -------------------------------------------------------------------------------
+
+
+def install_search(session: nox.Session, extra: str) -> None:
+    """tte-ir, tte-codegen (named by tte-algo's pyproject) and tte-algo with ``extra``, all from the tree."""
+    session.install(*CONSTRAINTS, "./packages/tte-ir", "./packages/tte-codegen", f"./packages/tte-algo[{extra}]")
+
+
+@nox.session
+def search(session: nox.Session) -> None:
+    """Sparse-update search benchmark: contribution analysis and evolutionary search on the MCUNet-5fps seed
+    model adapted to digits (64x64); searched schemes vs last-k, bias-only, head-only and full update at three
+    budgets after full simulated training, one table. 2 CPU cores, under 30 minutes; out/search/cache resumes."""
+    install_search(session, "plot")
+    out = ROOT / "out" / "search"
+    session.run(
+        "python", "-m", "tte_algo.search.bench", str(shared_dir()), "--out", str(out), *session.posargs,
+        env={"OMP_NUM_THREADS": "2"},
+    )  # fmt: skip
+
+
+@nox.session
+def ray(session: nox.Session) -> None:
+    """The Ray executor path: a contribution analysis through Ray started on this machine (`--address local`)
+    gives the same table as the local process pool."""
+    install_search(session, "ray")
+    session.install(*CONSTRAINTS, "pytest")
+    session.run("pytest", "tests/search/ray_check.py", *session.posargs, env={"TTE_REQUIRE_QEMU": "1"})

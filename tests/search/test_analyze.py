@@ -49,8 +49,8 @@ def test_suffix_training_is_exact(tiny_model: Path) -> None:
     from tte_algo.data import Dataset
     from tte_algo.search import split_graph
     from tte_algo.sim import Int8Sim
-    from tte_algo.train import TrainConfig, train_int8
-    from tte_ir import Scheme, WeightUpdate, load
+    from tte_algo.train import TrainConfig
+    from tte_ir import load
 
     graph = load(tiny_model)
     data = _train_data().subset(torch.arange(96))
@@ -60,12 +60,25 @@ def test_suffix_training_is_exact(tiny_model: Path) -> None:
         cut = Int8Sim(graph).run({graph.inputs[0]: data.codes.float()}, prefix)[suffix.inputs[0]]
     cut_data = Dataset(cut.to(torch.int8), data.labels, data.classes)
     config = TrainConfig(epochs=1, batch_size=16, eval_every_epoch=False)
-    full = train_int8(graph, Scheme(n_bias=6, weights=(WeightUpdate(17, 0.5),), rounding="nearest"), data, data, config)
-    scheme = Scheme(n_bias=6, weights=(WeightUpdate(17 - offset, 0.5),), rounding="nearest")
-    part = train_int8(suffix, scheme, cut_data, cut_data, config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the analysis's jobs run; a contended thread pool only spins
+    try:
+        full, part = _both(graph, suffix, offset, data, cut_data, config)
+    finally:
+        torch.set_num_threads(threads)
     assert full.metrics["test_accuracy"] == part.metrics["test_accuracy"]
     for name, array in part.graph.constants.items():
         assert (full.graph.constants[name] == array).all(), name
+
+
+def _both(graph, suffix, offset, data, cut_data, config):
+    """The same scheme trained on the whole graph and on the suffix graph (nearest rounding)."""
+    from tte_algo.train import train_int8
+    from tte_ir import Scheme, WeightUpdate
+
+    full = train_int8(graph, Scheme(n_bias=6, weights=(WeightUpdate(17, 0.5),), rounding="nearest"), data, data, config)
+    scheme = Scheme(n_bias=6, weights=(WeightUpdate(17 - offset, 0.5),), rounding="nearest")
+    return full, train_int8(suffix, scheme, cut_data, cut_data, config)
 
 
 def test_interrupted_analysis_resumes_from_the_cache(tiny_model: Path, tmp_path: Path) -> None:
