@@ -69,7 +69,7 @@ def register_analyze(subparsers: Any) -> None:
     p.add_argument("--refine", type=int, default=4, help="candidates then measured at the other ratios (4)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of each fine-tuning run (3)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-4, help="learning rate of the int8 biases and weights (3e-4)")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate of the int8 biases and weights (1e-4)")
     p.add_argument("--head-lr", type=float, default=0.01, help="learning rate of the fp32 head (0.01)")
     p.add_argument("--seeds", default="0", help="training seeds; each measurement is their mean (0)")
     p.add_argument("--val-fraction", type=float, default=0.3, help="validation split of the training data (0.3)")
