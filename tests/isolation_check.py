@@ -18,7 +18,26 @@ ALLOWED = {
     "tte-ir": {"torch": False, "jinja2": False, "tte_engine": False, "tte_algo": False},
     "tte-codegen": {"torch": False, "jinja2": True, "tte_algo": False},
     "tte-engine": {"torch": False, "jinja2": False, "tte_algo": False},
-    "tte-algo": {"torch": True, "jinja2": False},
+    "tte-algo": {"torch": True, "jinja2": True},  # jinja2 through torch and tte-codegen (the demo)
+}
+# The `tte` subcommands each installation must offer, and no others.
+COMMANDS = {
+    "tte-ir": {"import-pkl", "inspect", "compile", "plan"},
+    "tte-codegen": {"import-pkl", "inspect", "compile", "plan", "generate", "run"},
+    "tte-engine": None,  # a library: no command
+    "tte-algo": {
+        "import-pkl",
+        "inspect",
+        "compile",
+        "plan",
+        "generate",
+        "run",
+        "quantize",
+        "train",
+        "analyze",
+        "search",
+        "demo",
+    },
 }
 
 
@@ -28,6 +47,15 @@ def main(package: str) -> int:
         present = importlib.util.find_spec(module) is not None
         if present and not allowed:
             failures.append(f"{package} pulled in '{module}', which it must not depend on")
+    expected = COMMANDS[package]
+    if expected is None:
+        importlib.import_module(package.replace("-", "_"))
+    else:
+        from tte_ir.cli import build_parser
+
+        offered = set(build_parser()._subparsers._group_actions[0].choices)
+        if offered != expected:
+            failures.append(f"{package} offers commands {sorted(offered)}, expected {sorted(expected)}")
     shared = Path(os.environ.get("TTE_SHARED", "../shared"))
     model = shared / "models" / "mcunet-5fps.pkl"
     if package == "tte-ir" and model.exists():
