@@ -225,6 +225,33 @@ static inline int32_t tte_qas_step(float grad, float inv, const tte_train_ctx *c
     return (int32_t)(r > s ? r - 1.0f : r);
 }
 
+/* dL/dw of one weight tap (NUMERICS.md 4): the sum, in ascending (oy, ox)
+ * order, of gh[oy][ox][gh_col] * (x - x_zero) at tap (ky, kx) of trained input
+ * channel j; padded taps contribute 0. x_saved [in_h][in_w][train_count] holds
+ * only the trained channels; gh is [out_h][out_w][gh_stride]. Written once for
+ * the three weight-update kernels, so their float summation order is one. */
+static inline float tte_tap_weight_grad(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved,
+                                        int32_t j, const float *gh, int32_t gh_stride, int32_t gh_col, int32_t ky,
+                                        int32_t kx) {
+    const int32_t k = p->train_count;
+    float grad = 0.0f;
+    for (int32_t oy = 0; oy < out_h; ++oy) {
+        const int32_t iy = oy * p->stride + ky - p->padding;
+        if (iy < 0 || iy >= p->in_h) {
+            continue;
+        }
+        for (int32_t ox = 0; ox < out_w; ++ox) {
+            const int32_t ix = ox * p->stride + kx - p->padding;
+            if (ix < 0 || ix >= p->in_w) {
+                continue;
+            }
+            const int32_t xv = (int32_t)x_saved[((size_t)iy * p->in_w + ix) * k + j] - p->x_zero;
+            grad = grad + gh[((size_t)oy * out_w + ox) * gh_stride + gh_col] * (float)xv;
+        }
+    }
+    return grad;
+}
+
 /* An int8 weight code after a step: clamp(w + step, -127, 127) (|step| <= 2^30, no overflow). */
 static inline int8_t tte_weight_add(int8_t w, int32_t step) {
     const int32_t v = (int32_t)w + step;

@@ -25,21 +25,7 @@ tte_status tte_conv2d_bwd_w_update_s8(const tte_conv2d_params *p, tte_train_ctx 
         for (int32_t ky = 0; ky < p->kernel_h; ++ky) {
             for (int32_t kx = 0; kx < p->kernel_w; ++kx) {
                 for (int32_t j = 0; j < k; ++j) {
-                    float grad = 0.0f;
-                    for (int32_t oy = 0; oy < out_h; ++oy) {
-                        const int32_t iy = oy * p->stride + ky - p->padding;
-                        if (iy < 0 || iy >= p->in_h) {
-                            continue; /* padded taps contribute 0 */
-                        }
-                        for (int32_t ox = 0; ox < out_w; ++ox) {
-                            const int32_t ix = ox * p->stride + kx - p->padding;
-                            if (ix < 0 || ix >= p->in_w) {
-                                continue;
-                            }
-                            const int32_t xv = (int32_t)x_saved[((size_t)iy * p->in_w + ix) * k + j] - p->x_zero;
-                            grad = grad + gh[((size_t)oy * out_w + ox) * count + ol] * (float)xv;
-                        }
-                    }
+                    const float grad = tte_tap_weight_grad(p, out_h, out_w, x_saved, j, gh, count, ol, ky, kx);
                     /* The element's index in the IR layout [O][C][KH][KW] names its rounding noise. */
                     const uint32_t index =
                         (((uint32_t)o * (uint32_t)p->in_c + (uint32_t)p->train_channels[j]) * (uint32_t)p->kernel_h +

@@ -22,14 +22,7 @@ tte_status tte_pointwise_conv2d_bwd_w_update_s8(const tte_conv2d_params *p, tte_
     for (int32_t ol = 0; ol < count; ++ol) {
         const int32_t o = begin + ol;
         for (int32_t j = 0; j < k; ++j) {
-            float grad = 0.0f;
-            for (int32_t oy = 0; oy < out_h; ++oy) {
-                for (int32_t ox = 0; ox < out_w; ++ox) {
-                    const size_t pixel = (size_t)oy * p->stride * p->in_w + (size_t)ox * p->stride;
-                    const int32_t xv = (int32_t)x_saved[pixel * k + j] - p->x_zero;
-                    grad = grad + gh[((size_t)oy * out_w + ox) * count + ol] * (float)xv;
-                }
-            }
+            const float grad = tte_tap_weight_grad(p, out_h, out_w, x_saved, j, gh, count, ol, 0, 0);
             /* The element's index in the IR layout [O][C][1][1] names its rounding noise. */
             const uint32_t index = (uint32_t)o * (uint32_t)p->in_c + (uint32_t)p->train_channels[j];
             int8_t *wp = &w_train[(size_t)o * k + j];
