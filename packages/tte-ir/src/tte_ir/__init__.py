@@ -13,7 +13,8 @@ from tte_ir._ir import DType, Graph, GraphBuilder, Node, Op, QuantParams, Tensor
 from tte_ir.autodiff import GRAD_RULES, build_training_graph, eliminate_dead_code, training_info
 from tte_ir.compiler import compile_training
 from tte_ir.importers import SeedModelError, import_seed_pkl, load_seed_pkl
-from tte_ir.memory import GreedyPlanner, MemoryReport, NaivePlanner, Planner, memory_report, plot_memory
+from tte_ir.memory import GreedyPlanner, MemoryReport, NaivePlanner, Planner, memory_report
+from tte_ir.memory_plot import plot_memory
 from tte_ir.ops import OP_TABLE, OpDef, node_attrs, node_macs
 from tte_ir.quant import (
     add_multipliers,

@@ -76,20 +76,21 @@ def register_plan(subparsers: Any) -> None:
     p = subparsers.add_parser("plan", help="print the memory plan of a training graph")
     p.add_argument("file", help="a training graph (.tte) from `tte compile`")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.add_argument("--plot", metavar="PNG", help="write a plot of live memory over the schedule")
+    p.add_argument("--plot", metavar="PNG", help="write a picture of the arena plan, buffer by buffer")
     p.add_argument("--planner", choices=("auto", "best-fit", "first-fit", "naive"), default="auto")
     p.set_defaults(func=_cmd_plan)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from tte_ir.memory import GreedyPlanner, NaivePlanner, memory_report, plot_memory
+    from tte_ir.memory import GreedyPlanner, NaivePlanner, memory_report
+    from tte_ir.memory_plot import plot_memory
     from tte_ir.serialize import load
 
     graph = load(args.file)
     planner = NaivePlanner() if args.planner == "naive" else GreedyPlanner(args.planner)
     report = memory_report(graph, planner)
     if args.plot:
-        plot_memory(report, args.plot)
+        plot_memory(graph, report, args.plot)
     if args.json:
         print(json.dumps(report.to_json()))
     else:

@@ -41,7 +41,6 @@ __all__ = [
     "arena_buffers",
     "live_bytes",
     "memory_report",
-    "plot_memory",
 ]
 
 ALIGN = 4  # bytes; float32 buffers need 4-byte alignment on Cortex-M
@@ -345,28 +344,3 @@ def memory_report(
         plan,
     )
 
-
-def plot_memory(report: MemoryReport, path: str) -> None:
-    """Write a PNG of live arena bytes over the schedule (needs ``tte-ir[plot]``: matplotlib)."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise TteError("plotting needs matplotlib: pip install 'tte-ir[plot]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 4))
-    ax.plot(range(len(report.live)), [b / 1024 for b in report.live], lw=1.2, label="live arena bytes")
-    ax.axhline(report.arena_peak_bytes / 1024, color="C3", ls="--", lw=1, label="planned arena")
-    peak = report.nodes.index(report.peak_op) if report.peak_op in report.nodes else 0
-    ax.annotate(report.peak_op, (peak, report.live[peak] / 1024), fontsize=8)
-    ax.set_xlabel("node in schedule order")
-    ax.set_ylabel("KB")
-    ax.set_title(
-        f"{report.graph}: arena {report.arena_peak_bytes / 1024:.1f} KB + trainable "
-        f"{report.trainable_bytes / 1024:.1f} KB + I/O {report.io_bytes / 1024:.1f} KB"
-    )
-    ax.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
