@@ -343,4 +343,3 @@ def memory_report(
         tuple(n.name for n in graph.nodes),
         plan,
     )
-
