@@ -203,11 +203,12 @@ static inline int tte_update_gate(tte_train_ctx *ctx, const float *g, size_t n) 
 
 /* The integer QAS step of one parameter element (NUMERICS.md 5):
  * round(clamp(-(lr * grad) * inv, -2^30, 2^30)), by the node's round mode, u
- * from the hash of the element's IR index. 0 for a frozen channel (inv not
- * finite) and for a NaN step (inf * 0), which the divisors never produce. */
+ * from the hash of the element's IR index; the clamp is TTE_QAS_STEP_CLAMP of
+ * the generated tte/tte_ops.h. 0 for a frozen channel (inv not finite) and for
+ * a NaN step (inf * 0), which the divisors never produce. */
 static inline int32_t tte_qas_step(float grad, float inv, const tte_train_ctx *ctx, const tte_update_params *u,
                                    uint32_t element_index) {
-    const float limit = 1073741824.0f; /* 2^30 */
+    const float limit = TTE_QAS_STEP_CLAMP;
     if (!tte_isfinite(inv)) {
         return 0;
     }

@@ -24,11 +24,11 @@ import torch
 
 from tte_algo.floatgraph import INPUT, FloatGraph, FloatNet, FloatOp
 from tte_ir import DType, Graph, GraphBuilder, Op, QuantParams, TteError
+from tte_ir.constants import INT32_MAX, INT32_MIN
 
 __all__ = ["INPUT_SCALE", "activation_quant", "calibrate", "export_graph", "quantize_model", "quantize_weights"]
 
 INPUT_SCALE = 1 / 127.5
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 HEAD_MIN_RANGE = 8.0
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import torch
 
+from tte_ir.constants import HASH_MUL1, HASH_MUL2, HASH_SHIFT1, HASH_SHIFT2, HASH_SHIFT3, UNIFORM_SCALE, UNIFORM_SHIFT
 from tte_ir.rounding import STEP_LIMIT
 
 __all__ = ["hash32", "round_step", "stochastic_uniform"]
 
 _MASK32 = 0xFFFFFFFF
-_M1 = 0x7FEB352D
-_M2 = 0x846CA68B
 
 
 def _mul32(x: torch.Tensor, constant: int) -> torch.Tensor:
@@ -25,11 +24,11 @@ def _mul32(x: torch.Tensor, constant: int) -> torch.Tensor:
 
 
 def _mix(x: torch.Tensor) -> torch.Tensor:
-    x = x ^ (x >> 16)
-    x = _mul32(x, _M1)
-    x = x ^ (x >> 15)
-    x = _mul32(x, _M2)
-    return x ^ (x >> 16)
+    x = x ^ (x >> HASH_SHIFT1)
+    x = _mul32(x, HASH_MUL1)
+    x = x ^ (x >> HASH_SHIFT2)
+    x = _mul32(x, HASH_MUL2)
+    return x ^ (x >> HASH_SHIFT3)
 
 
 def hash32(seed: int, step: int, tensor_id: int, element_index: torch.Tensor) -> torch.Tensor:
@@ -43,7 +42,7 @@ def hash32(seed: int, step: int, tensor_id: int, element_index: torch.Tensor) ->
 
 def stochastic_uniform(seed: int, step: int, tensor_id: int, element_index: torch.Tensor) -> torch.Tensor:
     """``u = float32(h >> 8) * 2^-24`` in [0, 1), one per element index."""
-    return (hash32(seed, step, tensor_id, element_index) >> 8).to(torch.float32) * (2.0**-24)
+    return (hash32(seed, step, tensor_id, element_index) >> UNIFORM_SHIFT).to(torch.float32) * UNIFORM_SCALE
 
 
 def round_step(

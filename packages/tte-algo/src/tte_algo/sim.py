@@ -33,10 +33,9 @@ import torch
 from torch.nn import functional as F
 
 from tte_ir import DType, Graph, Node, Op, TteError, node_attrs, node_multipliers
+from tte_ir.constants import INT32_MAX, INT32_MIN
 
 __all__ = ["Int8Sim", "head_node"]
-
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass(frozen=True)

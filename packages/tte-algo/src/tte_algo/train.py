@@ -50,6 +50,7 @@ from tte_ir import (
     select_channels,
     verify,
 )
+from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.quant import dequantize_linear, qas_divisors
 from tte_ir.rounding import bias_tensor_id, weight_tensor_id
 
@@ -63,8 +64,6 @@ __all__ = [
     "train_float",
     "train_int8",
 ]
-
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass(frozen=True)

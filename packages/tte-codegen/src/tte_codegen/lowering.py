@@ -22,6 +22,7 @@ import numpy as np
 
 from tte_ir import DType, Graph, Node, Op, TteError, node_attrs, node_macs
 from tte_ir.autodiff import training_info
+from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.layout import conv_kernel, engine_shape
 from tte_ir.memory import MemoryReport, memory_report
 from tte_ir.ops import OP_TABLE, node_roles
@@ -29,6 +30,7 @@ from tte_ir.quant import node_multipliers
 
 __all__ = ["EMITTERS", "CArray", "CBlock", "CModel", "CTensor", "CodegenError", "ParamLayout", "lower"]
 
+_C_INT32_MIN = f"(-{INT32_MAX} - 1)"  # C has no INT32_MIN literal: its magnitude does not fit int32
 _CTYPES = {DType.INT8: "int8_t", DType.INT32: "int32_t", DType.FLOAT32: "float", DType.UINT8: "uint8_t"}
 
 
@@ -142,8 +144,8 @@ def c_literal(value: Any, ctype: str) -> str:
             return "INFINITY" if v > 0 else "-INFINITY"
         return f"{v.hex()}f" if v != 0 else ("-0.0f" if np.signbit(v) else "0.0f")
     v = int(value)
-    if ctype == "int32_t" and v == -(2**31):
-        return "(-2147483647 - 1)"
+    if ctype == "int32_t" and v == INT32_MIN:
+        return _C_INT32_MIN
     return str(v)
 
 
@@ -155,7 +157,7 @@ def c_values(values: np.ndarray, ctype: str, per_line: int) -> list[str]:
     else:
         items = [str(v) for v in flat.astype(np.int64).tolist()]
         if ctype == "int32_t":
-            items = ["(-2147483647 - 1)" if s == "-2147483648" else s for s in items]
+            items = [_C_INT32_MIN if s == str(INT32_MIN) else s for s in items]
     return [", ".join(items[i : i + per_line]) + "," for i in range(0, len(items), per_line)]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from tte_ir._ir import Graph, Node, Op, TteError
+from tte_ir.constants import INT32_MAX, INT32_MIN
 
 __all__ = [
     "add_multipliers",
@@ -19,8 +20,6 @@ __all__ = [
     "pool_multiplier",
     "qas_divisors",
 ]
-
-INT32_LIMITS = (-(2**31), 2**31 - 1)
 
 
 def conv_multiplier(s_x: float, s_w: np.ndarray, s_y: float) -> np.ndarray:
@@ -52,7 +51,7 @@ def qas_divisors(s_x: float, s_w: np.ndarray, bias: np.ndarray) -> tuple[np.ndar
         sxw = np.float64(s_x) * s_w64
         inv_b = (1.0 / (sxw * sxw)).astype(np.float32)
     b = np.asarray(bias, dtype=np.int64)
-    frozen = ~np.isfinite(inv_w) | ~np.isfinite(inv_b) | (b <= INT32_LIMITS[0]) | (b >= INT32_LIMITS[1])
+    frozen = ~np.isfinite(inv_w) | ~np.isfinite(inv_b) | (b <= INT32_MIN) | (b >= INT32_MAX)
     inv_w[frozen] = 0.0
     inv_b[frozen] = 0.0
     return inv_w, inv_b

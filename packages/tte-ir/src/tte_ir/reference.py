@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from tte_ir._ir import DType, Graph, Op, TteError
+from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.ops import node_attrs
 from tte_ir.quant import node_multipliers
 
@@ -37,9 +38,6 @@ __all__ = [
     "run_forward",
     "sat32",
 ]
-
-INT32_MIN = -(2**31)
-INT32_MAX = 2**31 - 1
 
 
 def sat32(values: np.ndarray) -> np.ndarray:

@@ -1,11 +1,12 @@
 """QAS update rounding (NUMERICS.md §5): the counter-based hash and the round modes.
 
-The hash is written down once, here and in ``engine/include/tte/tte_rounding.h``; the PyTorch
-simulation mirrors it in ``tte_algo``. All three give the same bits::
+The hash is written down here and in ``engine/include/tte/tte_rounding.h``; the PyTorch simulation
+mirrors it in ``tte_algo``. All three give the same bits, and take its numbers from
+:mod:`tte_ir.constants` (C: the ``TTE_HASH_*`` macros of the generated ``tte_ops.h``)::
 
-    mix(x)  = x ^= x >> 16; x *= 0x7feb352d; x ^= x >> 15; x *= 0x846ca68b; x ^= x >> 16   (uint32, wrapping)
-    h       = mix(mix(mix(mix(seed) ^ step) ^ tensor_id) ^ element_index)
-    u       = float32(h >> 8) * 2^-24                                    # in [0, 1), exact in float32
+    mix(x)  = x ^= x >> HASH_SHIFT1; x *= HASH_MUL1; x ^= x >> HASH_SHIFT2; x *= HASH_MUL2; x ^= x >> HASH_SHIFT3
+    h       = mix(mix(mix(mix(seed) ^ step) ^ tensor_id) ^ element_index)    # uint32, wrapping
+    u       = float32(h >> UNIFORM_SHIFT) * UNIFORM_SCALE                    # in [0, 1), exact in float32
 
 ``tensor_id`` names the trained parameter: :func:`weight_tensor_id` / :func:`bias_tensor_id` of the
 conv index (the scheme's numbering; an int8 head counts as conv ``n_convs``). ``element_index`` is the
@@ -13,13 +14,25 @@ flat index of the element in the parameter's IR layout (``[O, C/groups, KH, KW]`
 ``[O]`` for a bias), whatever layout an engine stores it in, so the same element always gets the
 same ``u``.
 
-A step ``v = -(lr * g) * inv`` (float32) becomes an integer ``s``: clamp ``v`` to ``[-2^30, 2^30]``
-first, then ``nearest``: ``s = rne(v)``; ``stochastic``: ``s = floor(float32(v + u))``.
+A step ``v = -(lr * g) * inv`` (float32) becomes an integer ``s``: clamp ``v`` to
+``[-QAS_STEP_CLAMP, QAS_STEP_CLAMP]`` (2^30) first, then ``nearest``: ``s = rne(v)``;
+``stochastic``: ``s = floor(float32(v + u))``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from tte_ir.constants import (
+    HASH_MUL1,
+    HASH_MUL2,
+    HASH_SHIFT1,
+    HASH_SHIFT2,
+    HASH_SHIFT3,
+    QAS_STEP_CLAMP,
+    UNIFORM_SCALE,
+    UNIFORM_SHIFT,
+)
 
 __all__ = [
     "STEP_LIMIT",
@@ -30,9 +43,7 @@ __all__ = [
     "weight_tensor_id",
 ]
 
-STEP_LIMIT = np.float32(2.0**30)
-_M1 = np.uint32(0x7FEB352D)
-_M2 = np.uint32(0x846CA68B)
+STEP_LIMIT = np.float32(QAS_STEP_CLAMP)
 _BIAS_ID_BASE = 0x10000
 
 
@@ -48,11 +59,11 @@ def bias_tensor_id(conv_index: int) -> int:
 
 def _mix(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
-        x = x ^ (x >> np.uint32(16))
-        x = x * _M1
-        x = x ^ (x >> np.uint32(15))
-        x = x * _M2
-        x = x ^ (x >> np.uint32(16))
+        x = x ^ (x >> np.uint32(HASH_SHIFT1))
+        x = x * np.uint32(HASH_MUL1)
+        x = x ^ (x >> np.uint32(HASH_SHIFT2))
+        x = x * np.uint32(HASH_MUL2)
+        x = x ^ (x >> np.uint32(HASH_SHIFT3))
     return x
 
 
@@ -68,7 +79,7 @@ def hash32(seed: int, step: int, tensor_id: int, element_index: np.ndarray) -> n
 def stochastic_uniform(seed: int, step: int, tensor_id: int, element_index: np.ndarray) -> np.ndarray:
     """``u`` in [0, 1) as float32, one per element index."""
     h = hash32(seed, step, tensor_id, element_index)
-    return (h >> np.uint32(8)).astype(np.float32) * np.float32(2.0**-24)
+    return (h >> np.uint32(UNIFORM_SHIFT)).astype(np.float32) * np.float32(UNIFORM_SCALE)
 
 
 def round_step(
