@@ -23,7 +23,7 @@ from tte_algo.search.contrib import (
     split_graph,
 )
 from tte_algo.search.cost import CompiledCost, PlanCost
-from tte_algo.search.driver import Budgets, SearchOutcome, plot_front, search_scheme
+from tte_algo.search.driver import Budgets, FrontPoint, SearchOutcome, front_points, plot_front, search_scheme
 from tte_algo.search.evolution import (
     Candidate,
     Contributions,
@@ -45,6 +45,7 @@ __all__ = [
     "CompiledCost",
     "Contributions",
     "Executor",
+    "FrontPoint",
     "Genome",
     "Job",
     "JobCache",
@@ -60,6 +61,7 @@ __all__ = [
     "candidate_convs",
     "data_digest",
     "evolutionary_search",
+    "front_points",
     "graph_digest",
     "job_key",
     "make_executor",

@@ -7,7 +7,9 @@ Memory is the compiler's exact plan (:class:`~tte_algo.search.cost.CompiledCost`
 
 from __future__ import annotations
 
+import io
 import json
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from tte_algo.search.evolution import (
 from tte_ir import Graph, Scheme, conv_nodes
 from tte_ir.serialize import atomic_write_bytes
 
-__all__ = ["Budgets", "SearchOutcome", "plot_front", "search_scheme"]
+__all__ = ["Budgets", "FrontPoint", "SearchOutcome", "front_points", "plot_front", "search_scheme"]
 
 
 @dataclass(frozen=True)
@@ -158,39 +160,103 @@ def search_scheme(
     return SearchOutcome(scheme, result, cost, budgets)
 
 
-def plot_front(outcome: SearchOutcome, path: str | Path, title: str = "") -> Path:
-    """A PNG of every evaluated candidate (estimated gain vs memory), the front, the best and the budget."""
-    import matplotlib
+@dataclass(frozen=True)
+class FrontPoint:
+    """One evaluated candidate as the front plot shows it."""
 
+    candidate: Candidate
+    on_front: bool
+    chosen: bool
+
+    @property
+    def feasible(self) -> bool:
+        """Within every budget (memory, and flash and MACs where given)."""
+        return self.candidate.feasible
+
+
+def front_points(result: SearchResult) -> list[FrontPoint]:
+    """Every evaluated candidate once, by memory: whether it is on the Pareto front and whether it is the
+    chosen scheme (``result.best``)."""
+    front = {c.genome for c in result.front}
+    return [
+        FrontPoint(c, c.genome in front, c.genome == result.best.genome)
+        for c in sorted(result.evaluated, key=lambda c: (c.memory, -c.score))
+    ]
+
+
+def _describe(genome: Genome) -> str:
+    weights = ", ".join(f"conv {i} @ {r:g}" for i, r in genome.ratios) or "no weights"
+    return f"n_bias {genome.k}, {weights}"
+
+
+def plot_front(outcome: SearchOutcome, path: str | Path, title: str = "") -> Path:
+    """A PNG of every evaluated candidate (estimated gain against memory): feasible and infeasible
+    points, the Pareto front (a staircase to the budget, drawn even for one point), the budget, and the
+    chosen scheme labelled with its memory and score. Needs matplotlib (``tte-algo[plot]``)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise SearchError("plotting needs matplotlib: pip install 'tte-algo[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     kb = 1024
-    evaluated = outcome.result.evaluated
-    front = outcome.result.front
-    best = outcome.result.best
-    fig, ax = plt.subplots(figsize=(8, 5))
+    points = front_points(outcome.result)
+    budget = outcome.budgets.memory / kb
+    feasible = [p.candidate for p in points if p.feasible and not p.on_front]
+    infeasible = [p.candidate for p in points if not p.feasible]
+    front = [p.candidate for p in points if p.on_front]
+    chosen = next(p.candidate for p in points if p.chosen)
+    fig, ax = plt.subplots(figsize=(10, 5.5))
     ax.scatter(
-        [c.memory / kb for c in evaluated],
-        [100 * c.score for c in evaluated],
-        s=8,
-        c=["0.6" if c.feasible else "0.85" for c in evaluated],
-        label=f"evaluated ({len(evaluated)})",
+        [c.memory / kb for c in feasible],
+        [100 * c.score for c in feasible],
+        s=12,
+        color="#1f77b4",
+        alpha=0.5,
+        label=f"feasible ({len(feasible) + len(front)})",
     )
-    ax.step(
-        [c.memory / kb for c in front], [100 * c.score for c in front], where="post", color="C0", lw=1.5, label="front"
+    ax.scatter(
+        [c.memory / kb for c in infeasible],
+        [100 * c.score for c in infeasible],
+        s=14,
+        marker="x",
+        color="#d62728",
+        alpha=0.6,
+        label=f"infeasible: over a budget ({len(infeasible)})",
     )
-    ax.scatter([best.memory / kb], [100 * best.score], marker="*", s=180, color="C3", zorder=3, label="best")
-    ax.axvline(outcome.budgets.memory / kb, color="C3", ls="--", lw=1, label="budget")
+    xs = [c.memory / kb for c in front]
+    ys = [100 * c.score for c in front]
+    ax.step([*xs, max(budget, xs[-1])], [*ys, ys[-1]], where="post", color="black", lw=1.5, zorder=3)
+    ax.plot(xs, ys, "o", color="black", ms=4, zorder=5, label=f"Pareto front ({len(front)})")
+    ax.scatter(
+        [chosen.memory / kb], [100 * chosen.score], marker="*", s=260, color="#ff7f0e", ec="black", zorder=4,
+        label=textwrap.fill(f"chosen: {_describe(chosen.genome)}", 32, subsequent_indent="  "),
+    )  # fmt: skip
+    ax.axvline(budget, color="#d62728", ls="--", lw=1, label=f"memory budget {budget:.1f} KB")
+    right = max([budget, *(c.memory / kb for c in outcome.result.evaluated)]) * 1.05
+    ax.set_xlim(0, right)
+    # no feasible candidate lies above the chosen one (it has the best feasible score): label it there
+    where = chosen.memory / kb / right
+    ax.annotate(
+        f"chosen: {chosen.memory / kb:.1f} KB, gain {100 * chosen.score:+.2f}%",
+        (chosen.memory / kb, 100 * chosen.score),
+        xytext=(0, 12),
+        textcoords="offset points",
+        ha="left" if where < 0.2 else "right" if where > 0.8 else "center",
+        va="bottom",
+        fontsize=8,
+        bbox={"boxstyle": "round", "fc": "white", "ec": "0.5", "alpha": 0.9},
+        zorder=5,
+    )
     ax.set_xlabel("training-step SRAM, KB (arena + trainable + I/O, compiled plan)")
-    ax.set_ylabel("estimated accuracy gain over head-only, % (contribution sum)")
-    ax.set_title(title or f"sparse-update search, budget {outcome.budgets.memory / kb:.0f} KB")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    ax.set_ylabel("estimated accuracy gain over head-only, %")
+    ax.set_title(title or f"sparse-update search, budget {budget:.0f} KB", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.subplots_adjust(left=0.08, right=0.72, top=0.93, bottom=0.1)
+    data = io.BytesIO()
+    fig.savefig(data, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(path)
+    path = Path(path)
+    atomic_write_bytes(path, data.getvalue())
     return path
