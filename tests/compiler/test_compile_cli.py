@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from tte_ir import TteError, save
+from tte_ir import TteError, load, save
+from tte_ir.autodiff import training_info
 from tte_ir.cli import main
 from tte_ir.compile_cli import parse_bytes
+from tte_ir.memory import memory_report
 
 from .nets import residual_net
 
@@ -75,9 +78,45 @@ def test_bad_scheme(tmp_path, model, capsys, fields, message):
     assert message in _one_line_error(capsys, "compile")
 
 
+FORWARD_GRAPH = "is a forward graph, not a compiled training graph: run `tte compile` first"
+
+
 def test_plan_of_a_forward_graph_is_refused(tmp_path, model, capsys):
     assert main(["plan", model]) == 2
-    assert "not a training graph" in _one_line_error(capsys, "plan")
+    err = _one_line_error(capsys, "plan")
+    assert f"model.tte: graph 'resnet-tiny' {FORWARD_GRAPH}" in err
+
+
+def test_plan_of_a_trained_forward_graph_is_refused(tmp_path, capsys):
+    # `tte train` writes its own metadata["training"] record (how it trained), not a compiled step's.
+    forward = residual_net(size=16)
+    record = {"qas": True, "rounding": "nearest", "batch_size": 8, "epochs": 1, "schedule": "cosine", "scheme": {}}
+    trained = save(forward.replace(metadata={**forward.metadata, "training": record}), tmp_path / "trained.tte")
+    assert main(["plan", str(trained)]) == 2
+    assert f"trained.tte: graph 'resnet-tiny' {FORWARD_GRAPH}" in _one_line_error(capsys, "plan")
+
+
+def test_training_info_names_the_graph(tmp_path):
+    forward = residual_net(size=16)
+    with pytest.raises(TteError, match=f"graph 'resnet-tiny' {re.escape(FORWARD_GRAPH)}"):
+        training_info(forward.replace(metadata={"training": {"scheme": {}, "state": {}}}))
+
+
+def test_plan_labels_its_layout(tmp_path, model, capsys):
+    out = tmp_path / "train.tte"
+    assert main(["compile", model, "--scheme", _scheme(tmp_path), "-o", str(out)]) == 0
+    assert "input image inside the arena, as the generated code lays it out" in capsys.readouterr().out
+    assert main(["plan", str(out), "--json"]) == 0
+    inside = json.loads(capsys.readouterr().out)
+    assert main(["plan", str(out), "--json", "--input-outside-arena"]) == 0
+    outside = json.loads(capsys.readouterr().out)
+    assert inside["input_in_arena"] is True and outside["input_in_arena"] is False
+    image = 3 * 16 * 16  # the int8 [1, 3, 16, 16] input: I/O in one layout, arena bytes in the other
+    assert outside["io_bytes"] - inside["io_bytes"] == image
+    assert inside == memory_report(load(out), input_in_arena=True).to_json()
+    assert outside == memory_report(load(out)).to_json()
+    assert main(["plan", str(out), "--input-outside-arena"]) == 0
+    assert "input image outside the arena, counted as I/O" in capsys.readouterr().out
 
 
 def test_parse_bytes():

@@ -10,7 +10,7 @@ def test_import_and_inspect(tmp_path, seed_model_path, capsys):
     assert main(["import-pkl", str(seed_model_path("mcunet-5fps")), "-o", str(out), "--classes", "10"]) == 0
     assert main(["inspect", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "43 convs (42 conv2d + 1 linear), 7 adds, 22,455,104 MACs" in text
+    assert "totals: 42 convs, 1 linear layer, 7 adds, 22,455,104 MACs" in text
     assert "464,816 int8 weight bytes" in text
     assert "blocks.13.pw2" in text
 

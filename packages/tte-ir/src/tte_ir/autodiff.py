@@ -61,11 +61,23 @@ class TrainedLayer:
     head: bool = False
 
 
+_TRAINING_KEYS = ("scheme", "input", "label", "loss", "logits", "state")
+
+
 def training_info(graph: Graph) -> dict[str, Any]:
-    """The ``metadata["training"]`` record of a training graph; raise if ``graph`` is not one."""
+    """The ``metadata["training"]`` record of a training graph; raise if ``graph`` is not one.
+
+    A forward graph can carry a ``"training"`` record of another kind (``tte train`` wrote how it
+    trained there), so the record's keys, not its presence, tell a compiled training graph."""
     info = graph.metadata.get("training")
-    if not isinstance(info, Mapping):
-        raise SchemeError(f"graph '{graph.name}' is not a training graph (compile it with `tte compile`)")
+    if (
+        not isinstance(info, Mapping)
+        or any(key not in info for key in _TRAINING_KEYS)
+        or not isinstance(info["state"], Mapping)
+    ):
+        raise SchemeError(
+            f"graph '{graph.name}' is a forward graph, not a compiled training graph: run `tte compile` first"
+        )
     return dict(info)
 
 

@@ -93,15 +93,18 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         for node in graph.nodes
         if node.op is Op.LINEAR and graph.tensors[node.inputs[1]].dtype is DType.FLOAT32
     )
-    convs = counts[Op.CONV2D] + counts[Op.LINEAR]
     print(
-        f"totals: {convs} convs ({counts[Op.CONV2D]} conv2d + {counts[Op.LINEAR]} linear), "
-        f"{counts[Op.ADD]} adds, {sum(r.macs for r in rows):,} MACs, "
+        f"totals: {_count(counts[Op.CONV2D], 'conv')}, {_count(counts[Op.LINEAR], 'linear layer')}, "
+        f"{_count(counts[Op.ADD], 'add')}, {sum(r.macs for r in rows):,} MACs, "
         f"{sum(r.param_bytes for r in rows):,} parameter bytes, "
         f"{int8_weight_bytes:,} int8 weight bytes, {float_weight_bytes:,} fp32 weight bytes, "
         f"largest activation {max(r.activation_bytes for r in rows):,} B"
     )
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,15 @@ def parse_bytes(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
+def _add_layout_option(p: Any) -> None:
+    p.add_argument(
+        "--input-outside-arena",
+        action="store_true",
+        help="plan the input image as a separate I/O buffer (default: inside the arena, the layout "
+        "`tte generate` emits, where the image's bytes serve later tensors once it is dead)",
+    )
+
+
 def _print_report(report: Any) -> None:
     for line in report.lines():
         print(line)
@@ -43,6 +52,7 @@ def register_compile(subparsers: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="the training graph (.tte) to write")
     p.add_argument("--budget", help="fail (exit 2) when the total exceeds this size, e.g. 128KB")
     p.add_argument("--no-tiling", action="store_true", help="no row- or channel-tiled fused groups")
+    _add_layout_option(p)
     p.set_defaults(func=_cmd_compile)
 
 
@@ -59,7 +69,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         graph = compile_training(forward, scheme, tiling=not args.no_tiling)
     except TteError as exc:
         raise TteError(f"{args.scheme}: {exc}") from None
-    report = memory_report(graph)
+    report = memory_report(graph, input_in_arena=not args.input_outside_arena)
     if budget is not None and report.total_bytes > budget:
         raise BudgetError(
             f"the training step needs {report.total_bytes:,} B (arena {report.arena_peak_bytes:,} + trainable "
@@ -78,17 +88,23 @@ def register_plan(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--plot", metavar="PNG", help="write a picture of the arena plan, buffer by buffer")
     p.add_argument("--planner", choices=("auto", "best-fit", "first-fit", "naive"), default="auto")
+    _add_layout_option(p)
     p.set_defaults(func=_cmd_plan)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from tte_ir.autodiff import training_info
     from tte_ir.memory import GreedyPlanner, NaivePlanner, memory_report
     from tte_ir.memory_plot import plot_memory
     from tte_ir.serialize import load
 
     graph = load(args.file)
+    try:
+        training_info(graph)
+    except TteError as exc:
+        raise TteError(f"{args.file}: {exc}") from None
     planner = NaivePlanner() if args.planner == "naive" else GreedyPlanner(args.planner)
-    report = memory_report(graph, planner)
+    report = memory_report(graph, planner, input_in_arena=not args.input_outside_arena)
     if args.plot:
         plot_memory(graph, report, args.plot)
     if args.json:

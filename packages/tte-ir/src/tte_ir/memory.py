@@ -279,6 +279,14 @@ class MemoryReport:
     live: tuple[int, ...]
     nodes: tuple[str, ...]
     plan: Plan
+    input_in_arena: bool = False
+
+    @property
+    def layout(self) -> str:
+        """Where the input image lives, in words (the report's label of its layout)."""
+        if self.input_in_arena:
+            return "input image inside the arena, as the generated code lays it out"
+        return "input image outside the arena, counted as I/O"
 
     @property
     def total_bytes(self) -> int:
@@ -297,13 +305,14 @@ class MemoryReport:
             "io_bytes": self.io_bytes,
             "total_bytes": self.total_bytes,
             "flash_bytes": self.flash_bytes,
+            "input_in_arena": self.input_in_arena,
         }
 
     def lines(self) -> list[str]:
         """The human-readable report."""
         kb = 1024
         return [
-            f"memory of '{self.graph}' (planner {self.planner}):",
+            f"memory of '{self.graph}' (planner {self.planner}; {self.layout}):",
             f"  arena peak      {self.arena_peak_bytes:>9,} B  {self.arena_peak_bytes / kb:7.1f} KB  "
             f"(live peak {self.peak_live_bytes:,} B at '{self.peak_op}')",
             f"  trainable state {self.trainable_bytes:>9,} B  {self.trainable_bytes / kb:7.1f} KB",
@@ -342,4 +351,5 @@ def memory_report(
         tuple(live),
         tuple(n.name for n in graph.nodes),
         plan,
+        input_in_arena,
     )
