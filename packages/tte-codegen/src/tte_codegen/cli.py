@@ -16,6 +16,23 @@ from tte_ir import TteError
 __all__ = ["memory_lines", "register_generate", "register_run"]
 
 
+def _root_option(p: Any) -> None:
+    p.add_argument("--root", help="tte checkout with engine/ and boards/ (default: $TTE_ROOT or this checkout)")
+
+
+def _load_training(path: str) -> Any:
+    """The training graph in ``path``; a forward graph is refused in one line naming the file."""
+    from tte_ir import load
+    from tte_ir.autodiff import training_info
+
+    graph = load(path)
+    try:
+        training_info(graph)
+    except TteError as exc:
+        raise TteError(f"{path}: {exc}") from None
+    return graph
+
+
 def register_generate(subparsers: Any) -> None:
     """Add ``tte generate``."""
     p = subparsers.add_parser(
@@ -27,19 +44,20 @@ def register_generate(subparsers: Any) -> None:
     p.add_argument("graph", help="a training graph (.tte) from `tte compile`")
     p.add_argument("-o", "--output", required=True, help="the folder to write the project into")
     p.add_argument("--name", default="model", help="project name (default: model)")
-    p.add_argument("--root", help="tte checkout with engine/ and boards/ (default: $TTE_ROOT or this checkout)")
+    _root_option(p)
     p.set_defaults(func=_cmd_generate)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from tte_codegen.generate import generate
-    from tte_ir import load
 
-    project = generate(load(args.graph), args.output, name=args.name, root=args.root)
+    project = generate(_load_training(args.graph), args.output, name=args.name, root=args.root)
     m = project.manifest
     print(
-        f"wrote {args.output}: model.h, model.c, weights.c, CMakeLists.txt; arena {m['planner']['arena_bytes']:,} B, "
-        f"trained parameters {m['param_bytes']:,} B, frozen constants {m['flash_const_bytes']:,} B, "
+        f"wrote {args.output}: model.h, model.c, weights.c, CMakeLists.txt; arena {m['planner']['arena_bytes']:,} B "
+        f"(the input image inside, as `tte plan` reports), trained parameters {m['param_bytes']:,} B, "
+        f"frozen C constants {m['flash_const_bytes']:,} B (the graph's frozen tensors, `tte plan`'s flash figure, "
+        f"are {m['planner']['flash_bytes']:,} B; the C holds the kernels' multipliers in place of the graph's own), "
         f"{m['macs_per_step']:,} MACs per step"
     )
     return 0
@@ -53,20 +71,23 @@ def register_run(subparsers: Any) -> None:
         "run",
         help="train a compiled graph with the generated C: on the host, or on a Cortex-M under QEMU",
         description="Generate the C of a training graph, build it, train on a dataset (batch 1, the device's "
-        "arithmetic), evaluate, and write the trained parameters back into a .tte.",
+        "arithmetic, epoch e visiting the samples in tte_ir.order.sample_order(N, seed, e), the order "
+        "`tte train` uses), evaluate, and write the trained parameters back into a .tte.",
     )
     p.add_argument("graph", help="a training graph (.tte) from `tte compile`")
     p.add_argument("--data", required=True, help=".npz with x (int8 [N, C, H, W] codes) and y (labels [N])")
     p.add_argument("--test", help="held-out .npz for accuracy before and after (host only)")
     p.add_argument("--board", choices=BOARDS, default="host", help="where to run (default host)")
-    p.add_argument("--epochs", type=int, default=1, help="passes over the data on the host (default 1)")
-    p.add_argument("--steps", type=int, help="on a QEMU board: train on the first STEPS images (default all)")
+    p.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1)")
+    p.add_argument("--steps", type=int, help="stop after STEPS steps (default: all the epochs' steps)")
     p.add_argument("--lr", type=float, help="body learning rate (default: the compiled scheme's)")
     p.add_argument("--head-lr", type=float, help="head learning rate (default: the compiled scheme's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data order on the host (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data order, as in `tte train` (default 0)")
     p.add_argument("--project", help="folder for the generated project (default: a temporary folder)")
+    _root_option(p)
     p.add_argument("-o", "--output", help="the trained training graph (.tte) to write")
     p.add_argument("--json", metavar="FILE", help="write the figures as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_run)
 
 
@@ -91,12 +112,23 @@ def memory_lines(memory: dict[str, Any], planner: dict[str, Any]) -> list[str]:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from tte_codegen.generate import generate
-    from tte_ir import load
+    from tte_codegen.training import load_npz
 
-    graph = load(args.graph)
+    if args.epochs < 1:
+        raise TteError(f"--epochs {args.epochs}: train for at least one epoch")
+    if args.steps is not None and args.steps < 1:
+        raise TteError(f"--steps {args.steps}: train for at least one step")
+    graph = _load_training(args.graph)
+    data = load_npz(args.data)
+    if len(data) == 0:
+        raise TteError(f"{args.data}: no images to train on")
     with tempfile.TemporaryDirectory(prefix="tte-run-") as tmp:
-        project = generate(graph, Path(args.project) if args.project else Path(tmp) / "model")
-        figures = _run_host(args, graph, project) if args.board == "host" else _run_board(args, graph, project)
+        folder = Path(args.project) if args.project else Path(tmp) / "model"
+        project = generate(graph, folder, root=args.root)
+        if args.board == "host":
+            figures = _run_host(args, graph, project, data)
+        else:
+            figures = _run_board(args, graph, project, data)
     if args.json:
         from tte_ir.serialize import atomic_write_bytes
 
@@ -104,22 +136,53 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_host(args: argparse.Namespace, graph: Any, project: Any) -> dict[str, Any]:
+def _loss_ends(losses: Any) -> tuple[float, float, int]:
+    """The mean loss over the first and over the last tenth of the steps (as `tte demo` reports it)."""
+    import numpy as np
+
+    window = max(1, len(losses) // 10)
+    return float(np.mean(losses[:window])), float(np.mean(losses[-window:])), window
+
+
+def _loss_text(losses: Any) -> str:
+    first, last, window = _loss_ends(losses)
+    return (
+        f"loss {first:.4f} -> {last:.4f} (means over the first and the last tenth of the steps: "
+        f"{window} of {len(losses)} each)"
+    )
+
+
+def _run_host(args: argparse.Namespace, graph: Any, project: Any, train: Any) -> dict[str, Any]:
     from tte_codegen.host import HostModel
     from tte_codegen.training import evaluate, load_npz, train_host, write_trained
+    from tte_ir.progress import progress
 
-    train = load_npz(args.data)
     test = load_npz(args.test) if args.test else None
-    model = HostModel(project)
-    before = evaluate(model, test) if test else None
-    log = train_host(model, train, epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, seed=args.seed)
-    after = evaluate(model, test) if test else None
+    show = not args.quiet
+    with progress("building for the host", 1, enabled=show) as advance:
+        model = HostModel(project)
+        advance()
+    before = after = None
+    if test is not None:
+        with progress("test accuracy before", len(test), enabled=show) as advance:
+            before = evaluate(model, test, advance)
+    steps = args.epochs * len(train) if args.steps is None else min(args.steps, args.epochs * len(train))
+    with progress("training on the host", steps, enabled=show) as advance:
+        log = train_host(model, train, epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, seed=args.seed,
+                         steps=args.steps, advance=advance)  # fmt: skip
+    if test is not None:
+        with progress("test accuracy after", len(test), enabled=show) as advance:
+            after = evaluate(model, test, advance)
+    first, last, window = _loss_ends(log.losses)
     figures: dict[str, Any] = {
         "board": "host",
+        "seed": args.seed,
         "steps": len(log.losses),
         "skipped_steps": log.skipped,
-        "loss_first": float(log.losses[0]),
-        "loss_last": float(log.losses[-1]),
+        "losses": [float(v) for v in log.losses],
+        "loss_window": window,
+        "loss_first": first,
+        "loss_last": last,
         "host_ms_per_step": 1000 * log.seconds_per_step,
         "test_accuracy_before": before,
         "test_accuracy_after": after,
@@ -127,7 +190,7 @@ def _run_host(args: argparse.Namespace, graph: Any, project: Any) -> dict[str, A
     accuracy = "" if test is None else f"; test accuracy {100 * before:.1f}% -> {100 * after:.1f}%"
     print(
         f"trained {len(log.losses)} steps on the host ({1000 * log.seconds_per_step:.2f} ms/step, "
-        f"{log.skipped} skipped): loss {log.losses[0]:.4f} -> {log.losses[-1]:.4f}{accuracy}"
+        f"{log.skipped} skipped): {_loss_text(log.losses)}{accuracy}"
     )
     if args.output:
         write_trained(graph, model.export_params(), args.output)
@@ -135,31 +198,40 @@ def _run_host(args: argparse.Namespace, graph: Any, project: Any) -> dict[str, A
     return figures
 
 
-def _run_board(args: argparse.Namespace, graph: Any, project: Any) -> dict[str, Any]:
+def _run_board(args: argparse.Namespace, graph: Any, project: Any, data: Any) -> dict[str, Any]:
     from tte_codegen.build import build
     from tte_codegen.firmware import QEMU_MACHINES, firmware_memory, run_firmware
-    from tte_codegen.training import load_npz, write_trained
+    from tte_codegen.training import epoch_orders, write_trained
+    from tte_ir.progress import progress
 
+    order = epoch_orders(len(data), args.seed, args.epochs)[: args.steps]
     planner = project.manifest["planner"]
-    if args.board not in QEMU_MACHINES:
+    emulated = args.board in QEMU_MACHINES
+    show = not args.quiet
+    # The QEMU runner reports only when the run ends: the progress is per phase (build, train).
+    with progress(f"tte run on {args.board}", 2 if emulated else 1, enabled=show) as advance:
+        advance(0, "building the firmware")
         elf = build(project, args.board)
+        if not emulated:
+            advance(1, "built")
+        else:
+            advance(1, f"training {len(order)} steps under QEMU")
+            lr = None
+            if args.lr is not None or args.head_lr is not None:
+                m = project.manifest
+                lr = (m["lr"] if args.lr is None else args.lr, m["head_lr"] if args.head_lr is None else args.head_lr)
+            run = run_firmware(project, data.x[order], data.y[order], board=args.board, lr=lr)
+            advance(1, "trained")
+    if not emulated:
         memory = firmware_memory(elf, None, project.root)
         print(f"built {elf} for {args.board} (no emulator for this board: sizes only)")
         print("\n".join(memory_lines(memory, planner)))
         return {"board": args.board, "memory": memory, "planner": planner}
-    data = load_npz(args.data)
-    count = len(data) if args.steps is None else min(args.steps, len(data))
-    if count < 1:
-        raise TteError(f"{args.data}: no images to train on")
-    lr = None
-    if args.lr is not None or args.head_lr is not None:
-        m = project.manifest
-        lr = (m["lr"] if args.lr is None else args.lr, m["head_lr"] if args.head_lr is None else args.head_lr)
-    run = run_firmware(project, data.x[:count], data.y[:count], board=args.board, lr=lr)
     macs = project.manifest["macs_per_step"]
     per_step = run.instructions_per_step
+    first, last, window = _loss_ends(run.losses)
     print(
-        f"trained {count} steps on {args.board} under QEMU: loss {run.losses[0]:.4f} -> {run.losses[-1]:.4f}; "
+        f"trained {len(order)} steps on {args.board} under QEMU: {_loss_text(run.losses)}; "
         f"{per_step:,.0f} {run.unit}/step ({per_step / macs:.2f} per MAC, {macs:,} MACs/step)"
     )
     print("\n".join(memory_lines(run.memory, planner)))
@@ -168,8 +240,13 @@ def _run_board(args: argparse.Namespace, graph: Any, project: Any) -> dict[str, 
         print(f"wrote {args.output}")
     return {
         "board": args.board,
-        "steps": count,
+        "seed": args.seed,
+        "steps": len(order),
+        "order": [int(i) for i in order],
         "losses": [float(v) for v in run.losses],
+        "loss_window": window,
+        "loss_first": first,
+        "loss_last": last,
         "statuses": list(run.statuses),
         f"{run.unit}_per_step": per_step,
         f"{run.unit}_per_mac": per_step / macs,

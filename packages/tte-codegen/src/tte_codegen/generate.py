@@ -39,7 +39,10 @@ def find_root(root: str | os.PathLike[str] | None = None) -> Path:
         if (candidate / "engine" / "CMakeLists.txt").is_file() and (candidate / "boards").is_dir():
             return candidate.resolve()
     tried = ", ".join(str(c) for c in candidates)
-    raise TteError(f"no tte checkout with engine/ and boards/ found (tried {tried}); set TTE_ROOT or pass --root")
+    raise TteError(
+        f"no tte checkout with engine/ and boards/ found (tried {tried}); set TTE_ROOT, or pass --root to "
+        "`tte generate` or `tte run`"
+    )
 
 
 def engine_kernels(root: Path) -> frozenset[str]:

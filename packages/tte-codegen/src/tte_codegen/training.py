@@ -2,13 +2,14 @@
 
 The data are device input codes: images ``int8 [N, C, H, W]`` and integer labels ``[N]`` (an
 ``.npz`` with arrays ``x`` and ``y`` on the command line). Training is batch 1, one
-``tte_model_train_step`` per image, exactly what the firmware runs.
+``tte_model_train_step`` per image, exactly what the firmware runs, visiting epoch ``e``'s samples in
+:func:`tte_ir.order.sample_order` ``(N, seed, e)``: the order ``tte train`` uses for the same seed.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,11 @@ import numpy as np
 from tte_codegen.host import HostModel
 from tte_ir import Graph, TteError
 from tte_ir.autodiff import training_info
+from tte_ir.order import sample_order
+from tte_ir.progress import Advance
 from tte_ir.serialize import save
 
-__all__ = ["Dataset", "TrainLog", "evaluate", "load_npz", "train_host", "write_trained"]
+__all__ = ["Dataset", "TrainLog", "epoch_orders", "evaluate", "load_npz", "train_host", "write_trained"]
 
 
 @dataclass(frozen=True)
@@ -53,16 +56,23 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
 
 @dataclass(frozen=True)
 class TrainLog:
-    """Per-step losses and statuses of a host training run, and its wall time per step."""
+    """Per-step losses and statuses of a host training run, the sample each step trained on, and
+    the wall time per step."""
 
     losses: np.ndarray
     statuses: tuple[str, ...]
     seconds_per_step: float
+    order: np.ndarray
 
     @property
     def skipped(self) -> int:
         """Steps whose update was skipped (non-finite loss or gradient)."""
         return sum(s != "ok" for s in self.statuses)
+
+
+def epoch_orders(count: int, seed: int, epochs: int) -> np.ndarray:
+    """The samples ``epochs`` passes over ``count`` samples visit, one :func:`sample_order` per epoch."""
+    return np.concatenate([np.zeros(0, np.int64), *(sample_order(count, seed, epoch) for epoch in range(epochs))])
 
 
 def train_host(
@@ -73,31 +83,36 @@ def train_host(
     lr: float | None = None,
     head_lr: float | None = None,
     seed: int = 0,
-    progress: Callable[[int, int, float], None] | None = None,
+    steps: int | None = None,
+    advance: Advance | None = None,
 ) -> TrainLog:
-    """SGD over ``data`` for ``epochs`` (batch 1, a fresh shuffle per epoch from ``seed``)."""
+    """SGD over ``data`` for ``epochs`` (batch 1, epoch ``e`` in ``sample_order(len(data), seed, e)``),
+    stopping after ``steps`` steps when given; ``advance`` (from :func:`tte_ir.progress.progress`) is
+    called once per step with its loss."""
     import time
 
-    rng = np.random.default_rng(seed)
+    order = epoch_orders(len(data), seed, epochs)[:steps]
     losses: list[float] = []
     statuses: list[str] = []
-    total = epochs * len(data)
     started = time.perf_counter()
-    for _ in range(epochs):
-        for i in rng.permutation(len(data)):
-            losses.append(model.train_step(data.x[i], int(data.y[i]), lr, head_lr))
-            statuses.append(model.last_status)
-            if progress is not None:
-                progress(len(losses), total, losses[-1])
+    for i in order:
+        losses.append(model.train_step(data.x[i], int(data.y[i]), lr, head_lr))
+        statuses.append(model.last_status)
+        if advance is not None:
+            advance(1, f"loss {losses[-1]:.4f}")
     elapsed = time.perf_counter() - started
-    return TrainLog(np.asarray(losses, dtype=np.float32), tuple(statuses), elapsed / max(1, len(losses)))
+    return TrainLog(np.asarray(losses, dtype=np.float32), tuple(statuses), elapsed / max(1, len(losses)), order)
 
 
-def evaluate(model: HostModel, data: Dataset) -> float:
-    """Top-1 accuracy of the model's logits on ``data``."""
+def evaluate(model: HostModel, data: Dataset, advance: Advance | None = None) -> float:
+    """Top-1 accuracy of the model's logits on ``data``; ``advance`` is called once per image."""
     if len(data) == 0:
         raise TteError("cannot evaluate on an empty dataset")
-    correct = sum(int(np.argmax(model.infer(x)) == int(y)) for x, y in zip(data.x, data.y, strict=True))
+    correct = 0
+    for x, y in zip(data.x, data.y, strict=True):
+        correct += int(np.argmax(model.infer(x)) == int(y))
+        if advance is not None:
+            advance()
     return correct / len(data)
 
 
