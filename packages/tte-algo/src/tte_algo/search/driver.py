@@ -207,6 +207,9 @@ def plot_front(outcome: SearchOutcome, path: str | Path, title: str = "") -> Pat
     infeasible = [p.candidate for p in points if not p.feasible]
     front = [p.candidate for p in points if p.on_front]
     chosen = next(p.candidate for p in points if p.chosen)
+    # the front lies within the budget: far outliers beyond 1.5x the budget would only squash it
+    right = min(max([budget, *(p.candidate.memory / kb for p in points)]), 1.5 * budget) * 1.05
+    beyond = sum(c.memory / kb > right for c in infeasible)
     fig, ax = plt.subplots(figsize=(10, 5.5))
     ax.scatter(
         [c.memory / kb for c in feasible],
@@ -223,7 +226,8 @@ def plot_front(outcome: SearchOutcome, path: str | Path, title: str = "") -> Pat
         marker="x",
         color="#d62728",
         alpha=0.6,
-        label=f"infeasible: over a budget ({len(infeasible)})",
+        label=f"infeasible: over a budget ({len(infeasible)}"
+        + (f";\n  {beyond} beyond {right:.0f} KB not shown)" if beyond else ")"),
     )
     xs = [c.memory / kb for c in front]
     ys = [100 * c.score for c in front]
@@ -234,16 +238,16 @@ def plot_front(outcome: SearchOutcome, path: str | Path, title: str = "") -> Pat
         label=textwrap.fill(f"chosen: {_describe(chosen.genome)}", 32, subsequent_indent="  "),
     )  # fmt: skip
     ax.axvline(budget, color="#d62728", ls="--", lw=1, label=f"memory budget {budget:.1f} KB")
-    right = max([budget, *(c.memory / kb for c in outcome.result.evaluated)]) * 1.05
     ax.set_xlim(0, right)
-    # no feasible candidate lies above the chosen one (it has the best feasible score): label it there
+    # no feasible candidate lies above the chosen one (it has the best feasible score), and to its left
+    # only feasible ones: label it above and to the left, unless it sits at the left edge
     where = chosen.memory / kb / right
     ax.annotate(
         f"chosen: {chosen.memory / kb:.1f} KB, gain {100 * chosen.score:+.2f}%",
         (chosen.memory / kb, 100 * chosen.score),
         xytext=(0, 12),
         textcoords="offset points",
-        ha="left" if where < 0.2 else "right" if where > 0.8 else "center",
+        ha="left" if where < 0.25 else "right",
         va="bottom",
         fontsize=8,
         bbox={"boxstyle": "round", "fc": "white", "ec": "0.5", "alpha": 0.9},
