@@ -19,7 +19,11 @@
  *
  * Files go through open/read/write (semihosting calls), not stdio: a FILE and its buffer come from
  * newlib's heap, whose first sbrk rounds up to a 4 KB page and, with rdimon's _sbrk, may grow past
- * its reserve into the stack, which would spoil the stack measurement. The console is unbuffered. */
+ * its reserve into the stack, which would spoil the stack measurement. The console is unbuffered.
+ *
+ * The model's API carries its name (`<name>_train_step`, from `tte generate --name`); this program
+ * is written once for every model against the project's tte_model.h, whose macros map the fixed
+ * names used here (`tte_model_train_step`) to the model's own. */
 #define _POSIX_C_SOURCE 200112L /* open, read, write, close under -std=c99 */
 
 #include <fcntl.h>
@@ -29,7 +33,7 @@
 #include <unistd.h>
 
 #include "board.h"
-#include "model.h"
+#include "tte_model.h"
 #include "stack-impl.h"
 
 /* Deepest stack use of the model calls, and of the whole program so far, in bytes. */

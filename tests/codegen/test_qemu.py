@@ -77,7 +77,7 @@ def test_a_model_over_the_ram_limit_fails_to_link(project, tmp_path):
     for f in project.path.iterdir():
         if f.is_file():
             (big / f.name).write_bytes(f.read_bytes())
-    (big / "model.c").write_text(original.replace("uint8_t bytes[TTE_MODEL_ARENA_BYTES];", "uint8_t bytes[400000];"))
+    (big / "model.c").write_text(original.replace("uint8_t bytes[MODEL_ARENA_BYTES];", "uint8_t bytes[400000];"))
     from tte_codegen.generate import load_project
 
     with pytest.raises(BuildError, match="overflowed"):

@@ -18,7 +18,6 @@ from tte_ir import TteError
 __all__ = ["BOARDS", "BuildError", "build", "require_tools"]
 
 BOARDS = ("host", "qemu-mps2-an500", "qemu-mps2-an386", "stm32f746g-disco")
-_ARTIFACT = {"host": "libtte_model.so"}
 
 
 class BuildError(TteError):
@@ -47,8 +46,8 @@ def _run(command: list[str], what: str) -> None:
 def build(
     project: GeneratedProject, board: str = "host", build_dir: str | os.PathLike[str] | None = None, *, jobs: int = 2
 ) -> Path:
-    """Configure and build ``project`` for ``board``; returns the shared library (host) or the
-    firmware image ``tte_train.elf`` (boards)."""
+    """Configure and build ``project`` for ``board``; returns the shared library ``lib<name>.so``
+    (host) or the firmware image ``tte_train.elf`` (boards)."""
     if board not in BOARDS:
         raise TteError(f"unknown board '{board}' (one of {', '.join(BOARDS)})")
     require_tools(board)
@@ -65,7 +64,7 @@ def build(
     ]
     _run(configure, f"configuring {project.path} for {board}")
     _run(["cmake", "--build", str(folder), "-j", str(jobs)], f"building {project.path} for {board}")
-    artifact = (folder / _ARTIFACT.get(board, "tte_train.elf")).resolve()
+    artifact = (folder / (f"lib{project.manifest['name']}.so" if board == "host" else "tte_train.elf")).resolve()
     if not artifact.exists():
         raise BuildError(f"the build of {project.path} for {board} did not produce {artifact}")
     return artifact

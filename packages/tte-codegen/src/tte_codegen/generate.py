@@ -1,6 +1,8 @@
 """Write the C project of one training graph: ``model.h``, ``model.c``, ``weights.h``, ``weights.c``,
-``model.cmake``, ``CMakeLists.txt`` and ``manifest.json`` (what the Python runners need to read the
-exported parameters back: their order, layouts and offsets, plus the planner's figures).
+``tte_model.h``, ``model.cmake``, ``CMakeLists.txt`` and ``manifest.json`` (what the Python runners
+need to read the exported parameters back: their order, layouts and offsets, plus the planner's figures).
+Every C symbol and CMake target of the project carries the project's name (``<name>_train_step``),
+so models of different names link into one program.
 
 The templates (``templates/*.j2``) read as the C they print; :mod:`tte_codegen.lowering` decides
 every pointer, array and call.
@@ -26,6 +28,9 @@ __all__ = ["GeneratedProject", "engine_kernels", "find_root", "generate", "load_
 
 VERSION = "0.1.0"
 MANIFEST = "manifest.json"
+# A model's name prefixes its C symbols and macros and names its CMake target: a C identifier, not
+# starting with an underscore (reserved in C) nor with `tte` (the engine's names, and tte_model.h's aliases).
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 def find_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -99,6 +104,17 @@ def load_project(path: str | os.PathLike[str]) -> GeneratedProject:
     return GeneratedProject(folder, manifest)
 
 
+def _check_name(name: str) -> None:
+    """Refuse (:class:`~tte_ir.TteError`, saying why) a name that cannot prefix a model's C symbols."""
+    if not _NAME.fullmatch(name):
+        raise TteError(
+            f"model name {name!r} is not a C identifier: it prefixes the generated symbols ({name}_train_step); "
+            "use letters, digits and '_', starting with a letter"
+        )
+    if name.lower() == "tte" or name.lower().startswith("tte_"):
+        raise TteError(f"model name {name!r} starts with 'tte', the engine's prefix: choose another --name")
+
+
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("tte_codegen", "templates"),
@@ -157,16 +173,21 @@ def generate(
     name: str = "model",
     root: str | os.PathLike[str] | None = None,
 ) -> GeneratedProject:
-    """Write the C project of the training graph ``graph`` into ``out_dir``.
+    """Write the C project of the training graph ``graph`` into ``out_dir``; ``name`` (a C identifier
+    not starting with ``tte``) prefixes its symbols (``<name>_infer``, ``<NAME>_CLASSES``) and names
+    its CMake target.
 
     Raises :class:`~tte_codegen.CodegenError` for a node the engine cannot run (naming it and its op).
     """
+    _check_name(name)
     checkout = find_root(root)
     model = lower(graph, name=name, declared=engine_kernels(checkout))
     env = _environment()
     _, channels, height, width = model.input_shape
     context = {
         "m": model,
+        "name": model.name,
+        "NAME": model.name.upper(),
         "version": VERSION,
         "root": checkout.as_posix(),
         "input_h": height,
@@ -189,6 +210,7 @@ def generate(
         "model.c": "model.c.j2",
         "weights.h": "weights.h.j2",
         "weights.c": "weights.c.j2",
+        "tte_model.h": "tte_model.h.j2",
         "model.cmake": "model.cmake.j2",
         "CMakeLists.txt": "CMakeLists.txt.j2",
     }

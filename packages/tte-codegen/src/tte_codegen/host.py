@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from tte_ir.layout import to_engine_layout
 
 __all__ = ["STEP_STATUS", "HostModel", "params_from_blob"]
 
-STEP_STATUS = ("ok", "nonfinite-loss", "nonfinite-grad", "error")  # tte_model_step_status, as tte_ir names them
+STEP_STATUS = ("ok", "nonfinite-loss", "nonfinite-grad", "error")  # <name>_step_status, as tte_ir names them
 
 
 class _Lr(ctypes.Structure):
@@ -38,21 +39,27 @@ class HostModel:
     def __init__(self, project: GeneratedProject, build_dir: str | os.PathLike[str] | None = None) -> None:
         self.project = project
         self.library_path = build(project, "host", build_dir)
-        lib = ctypes.CDLL(str(self.library_path))
+        self._lib = ctypes.CDLL(str(self.library_path))
+        self.name = str(project.manifest["name"])
         int8_p = ctypes.POINTER(ctypes.c_int8)
-        lib.tte_model_infer.argtypes = (int8_p, ctypes.c_void_p)
-        lib.tte_model_infer.restype = ctypes.c_int
-        lib.tte_model_train_step.argtypes = (int8_p, ctypes.c_int32, ctypes.POINTER(_Lr))
-        lib.tte_model_train_step.restype = ctypes.c_float
-        lib.tte_model_last_status.restype = ctypes.c_int
-        lib.tte_model_step.restype = ctypes.c_uint32
-        lib.tte_model_set_step.argtypes = (ctypes.c_uint32,)
-        lib.tte_model_error.restype = ctypes.c_char_p
-        lib.tte_model_export_params.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-        lib.tte_model_export_params.restype = ctypes.c_size_t
-        lib.tte_model_import_params.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-        lib.tte_model_import_params.restype = ctypes.c_int
-        self._lib = lib
+        # The generated API (model.h), each function under its symbol `<name>_<function>`.
+        signatures = {
+            "infer": ((int8_p, ctypes.c_void_p), ctypes.c_int),
+            "train_step": ((int8_p, ctypes.c_int32, ctypes.POINTER(_Lr)), ctypes.c_float),
+            "last_status": ((), ctypes.c_int),
+            "step": ((), ctypes.c_uint32),
+            "set_step": ((ctypes.c_uint32,), None),
+            "error": ((), ctypes.c_char_p),
+            "export_params": ((ctypes.c_void_p, ctypes.c_size_t), ctypes.c_size_t),
+            "import_params": ((ctypes.c_void_p, ctypes.c_size_t), ctypes.c_int),
+        }
+        self._api: dict[str, Any] = {}
+        for function, (argtypes, restype) in signatures.items():
+            symbol = f"{self.name}_{function}"
+            if not hasattr(self._lib, symbol):
+                raise TteError(f"{self.library_path} has no {symbol}: regenerate {project.path} with `tte generate`")
+            self._api[function] = getattr(self._lib, symbol)
+            self._api[function].argtypes, self._api[function].restype = argtypes, restype
         manifest = project.manifest
         self.classes = int(manifest["classes"])
         self._logits_dtype = np.dtype(manifest["logits_dtype"])
@@ -69,13 +76,13 @@ class HostModel:
         return to_engine_layout(x)
 
     def _error(self, what: str) -> TteError:
-        return TteError(f"{what} failed in the generated code: {self._lib.tte_model_error().decode()}")
+        return TteError(f"{what} failed in the generated code: {self._api['error']().decode()}")
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """The logits ``[classes]`` of one image ``int8 [1, C, H, W]`` (or ``[C, H, W]``)."""
         image = self._image(x)
         logits = np.empty(self.classes, dtype=self._logits_dtype)
-        status = self._lib.tte_model_infer(image.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)), logits.ctypes.data)
+        status = self._api["infer"](image.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)), logits.ctypes.data)
         if status != 0:
             raise self._error("inference")
         return logits
@@ -86,7 +93,7 @@ class HostModel:
         if not 0 <= int(label) < self.classes:
             raise TteError(f"label {label} is outside [0, {self.classes})")
         rates = _Lr(self.default_lr[0] if lr is None else lr, self.default_lr[1] if head_lr is None else head_lr)
-        loss = self._lib.tte_model_train_step(
+        loss = self._api["train_step"](
             image.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)), int(label), ctypes.byref(rates)
         )
         if self.last_status == "error":
@@ -96,23 +103,23 @@ class HostModel:
     @property
     def last_status(self) -> str:
         """The last step's status: ``ok``, ``nonfinite-loss``, ``nonfinite-grad`` or ``error``."""
-        return STEP_STATUS[self._lib.tte_model_last_status()]
+        return STEP_STATUS[self._api["last_status"]()]
 
     @property
     def step(self) -> int:
         """The step counter of the stochastic rounding (steps run since the last reset)."""
-        return int(self._lib.tte_model_step())
+        return int(self._api["step"]())
 
     @step.setter
     def step(self, value: int) -> None:
-        self._lib.tte_model_set_step(int(value))
+        self._api["set_step"](int(value))
 
     def export_blob(self) -> bytes:
-        """The trained parameters exactly as ``tte_model_export_params`` writes them."""
+        """The trained parameters exactly as ``<name>_export_params`` writes them."""
         blob = ctypes.create_string_buffer(self.param_bytes)
-        written = self._lib.tte_model_export_params(blob, self.param_bytes)
+        written = self._api["export_params"](blob, self.param_bytes)
         if written != self.param_bytes:
-            raise TteError(f"tte_model_export_params wrote {written} of {self.param_bytes} bytes")
+            raise TteError(f"{self.name}_export_params wrote {written} of {self.param_bytes} bytes")
         return blob.raw
 
     def export_params(self) -> dict[str, np.ndarray]:
@@ -127,12 +134,12 @@ class HostModel:
                 raise TteError(f"import_params: parameter '{layout.tensor}' is missing")
             blob[layout.offset : layout.offset + layout.nbytes] = layout.to_engine(params[layout.tensor])
         buffer = ctypes.create_string_buffer(bytes(blob), self.param_bytes)
-        if self._lib.tte_model_import_params(buffer, self.param_bytes) != 0:
-            raise TteError("tte_model_import_params refused the parameters")
+        if self._api["import_params"](buffer, self.param_bytes) != 0:
+            raise TteError(f"{self.name}_import_params refused the parameters")
 
 
 def params_from_blob(project: GeneratedProject, blob: bytes) -> dict[str, np.ndarray]:
-    """Exported parameters (``tte_model_export_params``, ``tte_params.bin``) by tensor name, IR layouts."""
+    """Exported parameters (``<name>_export_params``, ``tte_params.bin``) by tensor name, IR layouts."""
     if len(blob) != int(project.manifest["param_bytes"]):
         raise TteError(
             f"a parameter blob of {len(blob)} bytes; {project.path} exports {project.manifest['param_bytes']}"

@@ -2,7 +2,7 @@
 
 The data are device input codes: images ``int8 [N, C, H, W]`` and integer labels ``[N]`` (an
 ``.npz`` with arrays ``x`` and ``y`` on the command line). Training is batch 1, one
-``tte_model_train_step`` per image, exactly what the firmware runs, visiting epoch ``e``'s samples in
+``<name>_train_step`` per image, exactly what the firmware runs, visiting epoch ``e``'s samples in
 :func:`tte_ir.order.sample_order` ``(N, seed, e)``: the order ``tte train`` uses for the same seed.
 """
 
