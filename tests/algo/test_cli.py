@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -14,8 +15,11 @@ import pytest
 torch = pytest.importorskip("torch", reason="tte-algo needs torch (pip install torch==2.13.0 -c constraints.txt)")
 
 from tte_algo.data import DataError, load_digits, load_image_folder, parse_classes  # noqa: E402
+from tte_algo.ptq import quantize_model  # noqa: E402
+from tte_algo.sim import Int8Sim  # noqa: E402
+from tte_algo.train import evaluate  # noqa: E402
 from tte_algo.zoo import build_model  # noqa: E402
-from tte_ir import load, reference  # noqa: E402
+from tte_ir import Scheme, load, reference, save  # noqa: E402
 
 USER_MODELS = """
 import torch
@@ -62,9 +66,50 @@ def test_quantize_then_train(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "trained.json").read_text())
     assert metrics["rounding"] == "nearest" and metrics["qas"] is True and len(metrics["epochs_log"]) == 1
     trained = load(tmp_path / "trained.tte")
-    assert trained.metadata["training"]["rounding"] == "nearest"
+    # "training" is a compiled training graph's record; tte train's own is "trained"
+    assert "training" not in trained.metadata
+    assert trained.metadata["trained"]["rounding"] == "nearest"
+    assert Scheme.from_json(trained.metadata["trained"]["scheme"]).n_bias == 2
     x = np.zeros((1, 3, 16, 16), dtype=np.int8)
     assert reference.run_forward(trained, x).shape == (1, 5)
+    for command in ("plan", "generate"):
+        r = tte(command, "trained.tte", *(["-o", "gen"] if command == "generate" else []), cwd=tmp_path)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    c = tte("compile", "trained.tte", "--scheme", "trained.json:scheme", "-o", "step.tte", cwd=tmp_path)
+    assert c.returncode == 0, c.stderr
+    assert tte("plan", "step.tte", cwd=tmp_path).returncode == 0
+
+
+def test_quantize_refuses_a_zoo_model_without_weights(tmp_path: Path) -> None:
+    args = ("quantize", "plain-cnn", "--resolution", "8", "--data-classes", "0-4", "--calib", "16", "-o", "r.tte")
+    r = tte(*args, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "--checkpoint" in r.stderr and "--random-weights" in r.stderr and not (tmp_path / "r.tte").exists()
+    r = tte(*args, "--random-weights", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert load(tmp_path / "r.tte").metadata["random_weights"] is True
+
+
+def test_train_seed_keeps_the_held_out_split(tmp_path: Path, pretrained_plain) -> None:
+    """The held-out split is drawn from its own --split-seed: --seed changes the training, not the split."""
+    model = copy.deepcopy(pretrained_plain[0])
+    torch.manual_seed(0)
+    model.classifier = torch.nn.Linear(model.classifier.in_features, 5)  # a fresh head errs on many images
+    data = load_digits(16, [5, 6, 7, 8, 9])
+    graph = quantize_model(model, data.codes[:64])
+    save(graph, tmp_path / "plain.tte")
+
+    def before(*args: str) -> float:
+        r = tte("train", "plain.tte", "-o", "t.tte", "--classes", "5-9", "--epochs", "1", "--batch-size", "64",
+                "--last-convs", "1", "--quiet", *args, cwd=tmp_path)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return json.loads((tmp_path / "t.json").read_text())["test_accuracy_before"]
+
+    held_out = {seed: data.split(0.25, seed)[1] for seed in (0, 3)}
+    expected = {seed: evaluate(Int8Sim(graph), test) for seed, test in held_out.items()}
+    assert expected[0] != expected[3]  # the accuracy tells these two splits apart
+    assert before("--seed", "1") == before("--seed", "2") == pytest.approx(expected[0])
+    assert before("--seed", "1", "--split-seed", "3") == pytest.approx(expected[3])
 
 
 def test_refusals_exit_2_with_one_line(tmp_path: Path) -> None:

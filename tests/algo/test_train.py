@@ -28,6 +28,7 @@ from tte_ir import (  # noqa: E402
     rounding,
     select_channels,
 )
+from tte_ir.order import sample_order  # noqa: E402
 from tte_ir.quant import qas_divisors  # noqa: E402
 
 INT32_LIMITS = (-(2**31), 2**31 - 1)
@@ -56,7 +57,7 @@ def test_one_step_follows_the_qas_rule(mode: str) -> None:
         "head.b": (graph.node("head"), 4, True),
     }
     leaves = {name: sim.constants[name].clone().requires_grad_(True) for name in trained}
-    order = torch.randperm(6, generator=torch.Generator().manual_seed(scheme.seed * 100_003))
+    order = torch.from_numpy(sample_order(6, scheme.seed, 0))
     loss = F.cross_entropy(sim(data.codes[order], leaves), data.labels[order])
     grads = dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())), strict=True))
     changed = 0
@@ -120,6 +121,27 @@ def test_training_is_deterministic_and_seeded() -> None:
     other = train_int8(graph, replace(scheme, seed=4), data, None, config).graph
     assert all(np.array_equal(first.constants[n], second.constants[n]) for n in graph.constants)
     assert any(not np.array_equal(first.constants[n], other.constants[n]) for n in graph.constants)
+
+
+def test_samples_are_visited_in_sample_order() -> None:
+    """Epoch e visits the samples in tte_ir.order.sample_order(n, seed, e), the order of `tte run`: one
+    seeded run ends on the codes of training on one sample at a time in that order (and not reversed)."""
+    graph = random_graph(5, "int8")
+    data = random_data(graph, 6, 4)
+    scheme = scheme_last_convs(graph, 2, head="int8", rounding="nearest", lr=2.0, head_lr=2.0, seed=7)
+    config = TrainConfig(epochs=2, batch_size=1, schedule="constant")
+    seeded = train_int8(graph, scheme, data, None, config).graph
+
+    def one_at_a_time(order: np.ndarray):
+        trained = graph
+        for i in order:
+            trained = train_int8(trained, scheme, data.subset([i]), None, replace(config, epochs=1)).graph
+        return trained
+
+    order = np.concatenate([sample_order(len(data), 7, epoch) for epoch in range(2)])
+    same, reversed_ = one_at_a_time(order), one_at_a_time(order[::-1])
+    assert all(np.array_equal(seeded.constants[n], same.constants[n]) for n in graph.constants)
+    assert any(not np.array_equal(seeded.constants[n], reversed_.constants[n]) for n in graph.constants)
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,16 @@ def register_quantize(subparsers: Any) -> None:
         "returning an nn.Module",
     )
     p.add_argument("-o", "--output", required=True, help="the .tte file to write")
-    p.add_argument("--checkpoint", help="a float state_dict saved with torch.save (loaded with weights_only=True)")
+    p.add_argument(
+        "--checkpoint",
+        help="a float state_dict saved with torch.save (loaded with weights_only=True); a zoo model needs it "
+        "unless --random-weights",
+    )
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="quantize a zoo model's freshly initialised weights (no --checkpoint): to try the pipeline only",
+    )
     p.add_argument("--classes", type=int, help="classes of a zoo model's head (default: the data's classes)")
     p.add_argument("--width", type=float, default=0.35, help="width multiplier of the mbv2 zoo model (default 0.35)")
     p.add_argument("--new-head", type=int, metavar="N", help="replace the final Linear by a fresh N-class head")
@@ -99,6 +108,14 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     from tte_algo.zoo import ZOO, build_model
     from tte_ir import conv_nodes, save
 
+    if args.checkpoint and args.random_weights:
+        raise TteError("--checkpoint and --random-weights exclude each other")
+    if args.model in ZOO and not args.checkpoint and not args.random_weights:
+        # an untrained zoo model quantizes without complaint into a graph that predicts nothing
+        raise TteError(
+            f"zoo model '{args.model}' has no trained weights: pass --checkpoint FILE (your float state_dict), "
+            "or --random-weights to quantize random ones"
+        )
     classes = parse_classes(args.data_classes)
     data = load_data(args.data, args.resolution, classes)
     if args.model in ZOO:
@@ -123,6 +140,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         metadata={
             "source": args.model,
             "checkpoint": args.checkpoint,
+            "random_weights": args.random_weights,
             "calibration": f"{len(calib)} images of {args.data}",
         },
     )
@@ -154,6 +172,9 @@ def register_train(subparsers: Any) -> None:
     p.add_argument("--data", default="digits", help="'digits' (built in) or an image folder (one sub-folder per class)")
     p.add_argument("--classes", help="restrict the data to these classes, e.g. 5-9 (relabelled 0..)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="held-out fraction for accuracy (0.25)")
+    p.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the held-out split, independent of --seed (default 0)"
+    )
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=1, help="1 is device-faithful (default); larger is faster")
     p.add_argument("--lr", type=float, help="learning rate (default: the scheme's)")
@@ -162,7 +183,12 @@ def register_train(subparsers: Any) -> None:
     p.add_argument("--rounding", choices=ROUNDING_MODES, help="update rounding (default: the scheme's)")
     p.add_argument("--no-qas", action="store_true", help="apply unscaled code gradients (the int8 baseline)")
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
-    p.add_argument("--seed", type=int, help="seed of data order and stochastic rounding (default: the scheme's)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the sample order (tte_ir.order.sample_order, as `tte run`) and stochastic rounding "
+        "(default: the scheme's)",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
@@ -195,7 +221,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise TteError(f"the data has {len(data.classes)} classes, the graph's head {n_out}; pass --classes")
     if not 0 < args.test_fraction < 1:
         raise TteError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
-    train, test = data.split(args.test_fraction, scheme.seed)
+    train, test = data.split(args.test_fraction, args.split_seed)
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -207,7 +233,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train_int8(graph, scheme, train, test, config)
     save(result.graph, args.output)
     metrics_path = Path(args.metrics) if args.metrics else Path(args.output).with_suffix(".json")
-    metrics = {"graph": args.graph, "output": args.output, "data": args.data, **result.metrics}
+    metrics = {
+        "graph": args.graph,
+        "output": args.output,
+        "data": args.data,
+        "split_seed": args.split_seed,
+        **result.metrics,
+    }
     atomic_write_bytes(metrics_path, (json.dumps(metrics, indent=1) + "\n").encode())
     before, after = metrics["test_accuracy_before"], metrics["test_accuracy"]
     print(

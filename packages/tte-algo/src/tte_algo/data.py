@@ -21,6 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from tte_ir import TteError
+from tte_ir.order import split_seed
 
 __all__ = ["DataError", "Dataset", "dequantize_input", "load_data", "load_digits", "load_image_folder", "parse_classes"]
 
@@ -46,8 +47,9 @@ class Dataset:
         return Dataset(self.codes[index], self.labels[index], self.classes)
 
     def split(self, test_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-        """A stratified (train, test) split, deterministic under ``seed``."""
-        rng = np.random.default_rng(seed)
+        """A stratified (train, test) split drawn from :func:`tte_ir.order.split_seed` ``(seed)``: a split
+        seed of its own, so a training seed never changes which samples are held out."""
+        rng = split_seed(seed)
         train, test = [], []
         labels = self.labels.numpy()
         for label in range(len(self.classes)):

@@ -51,6 +51,8 @@ from tte_ir import (
     verify,
 )
 from tte_ir.constants import INT32_MAX, INT32_MIN
+from tte_ir.order import sample_order
+from tte_ir.progress import progress
 from tte_ir.quant import dequantize_linear, qas_divisors
 from tte_ir.rounding import bias_tensor_id, weight_tensor_id
 
@@ -137,20 +139,10 @@ def _schedule(kind: str, total: int) -> Callable[[int], float]:
 
 
 def _batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(n, generator=generator)
+    """Epoch ``epoch``'s :func:`~tte_ir.order.sample_order` (the order ``tte run`` visits) cut into batches."""
+    order = torch.from_numpy(sample_order(n, seed, epoch))
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
-
-
-def _progress(enabled: bool, total: int, description: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        disable=not enabled, transient=True,
-    )  # fmt: skip
-    return progress, progress.add_task(description, total=total)
 
 
 @dataclass
@@ -341,8 +333,9 @@ def train_int8(graph: Graph, scheme: Scheme, train: Dataset, test: Dataset | Non
         "skipped_steps": 0,
     }
     step = 0
-    progress, task = _progress(config.progress, total, "training (int8 + QAS)" if config.qas else "training (int8)")
-    with progress:
+    with progress(
+        "training (int8 + QAS)" if config.qas else "training (int8)", total, enabled=config.progress
+    ) as advance:
         for epoch in range(config.epochs):
             loss_sum, seen, skipped = 0.0, 0, 0
             for index in _batches(len(train), config.batch_size, scheme.seed, epoch):
@@ -366,7 +359,7 @@ def train_int8(graph: Graph, scheme: Scheme, train: Dataset, test: Dataset | Non
                     loss_sum += float(loss.detach()) * len(index)
                     seen += len(index)
                 step += 1
-                progress.advance(task)
+                advance(status=f"epoch {epoch + 1}/{config.epochs} loss {loss_sum / max(seen, 1):.3f}")
             metrics["skipped_steps"] += skipped
             entry = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "skipped_steps": skipped}
             if config.eval_every_epoch or epoch == config.epochs - 1:
@@ -379,9 +372,11 @@ def train_int8(graph: Graph, scheme: Scheme, train: Dataset, test: Dataset | Non
     for name, p in head_params.items():
         constants[name] = p.detach().cpu().numpy().astype(np.float32)
     trained_meta = {k: metrics[k] for k in ("qas", "rounding", "batch_size", "epochs", "schedule")}
-    out = graph.replace(
-        constants=constants, metadata={**graph.metadata, "training": {**trained_meta, "scheme": scheme.to_json()}}
-    )
+    # "training" is the compiled training graph's record (tte_ir.autodiff.training_info); a forward graph
+    # carries none, also when it comes from an older tte train that wrote its record there
+    metadata = {k: v for k, v in graph.metadata.items() if k != "training"}
+    metadata["trained"] = {**trained_meta, "scheme": scheme.to_json()}
+    out = graph.replace(constants=constants, metadata=metadata)
     return TrainResult(verify(out), metrics)
 
 
