@@ -163,3 +163,32 @@ def test_unsupported_layers_are_refused_by_path_and_type() -> None:
     shared_relu_input = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     with pytest.raises(UnsupportedModelError, match="must end in a Linear"):
         import_fx(shared_relu_input)
+
+
+class ThreeUnsupported(nn.Module):
+    """Hardswish, a clamp to [0, 6] and a 2x2 average pool: three refusals, and a ReLU after the last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3)
+        self.act = nn.Hardswish()
+        self.conv = nn.Conv2d(4, 4, 1)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(16, 2)
+
+    def forward(self, x):
+        x = torch.clamp(self.conv(self.act(self.stem(x))), 0, 6)
+        return self.fc(torch.flatten(self.relu(self.pool(x)), 1))
+
+
+def test_every_unsupported_layer_is_reported_at_once() -> None:
+    with pytest.raises(UnsupportedModelError) as info:
+        import_fx(ThreeUnsupported())
+    message = str(info.value)
+    assert message.startswith("3 unsupported layers: ") and "\n" not in message
+    assert "module 'act' (torch.nn.modules.activation.Hardswish): is not supported yet" in message
+    assert "'clamp' (call_function torch.clamp)" in message and "as nn.ReLU6" in message
+    assert "module 'pool' (torch.nn.modules.pooling.AdaptiveAvgPool2d)" in message
+    assert "use AdaptiveAvgPool2d(1)" in message
+    assert "'relu'" not in message  # refused only because its input is: not listed again

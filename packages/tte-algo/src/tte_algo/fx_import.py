@@ -11,8 +11,11 @@ Supported (everything the IR can express):
   ``x.mean((2, 3))``), ``nn.Flatten`` / ``torch.flatten(x, 1)``, ``nn.Linear``;
 - ``nn.Dropout`` and ``nn.Identity`` (identity at inference).
 
-Anything else raises :class:`UnsupportedModelError` naming the module path (or the call), its type
-and the supported list. The model is traced in eval mode; BN uses its running statistics.
+Anything else raises one :class:`UnsupportedModelError` naming every unsupported module path (or
+call) with its type and, where there is one, the supported rewrite (ReLU6 for a clamp to [0, 6],
+AdaptiveAvgPool2d(1) for an average over the whole map...). A layer refused only because its input
+comes from an unsupported one is not listed again. The model is traced in eval mode; BN uses its
+running statistics.
 """
 
 from __future__ import annotations
@@ -40,10 +43,57 @@ class UnsupportedModelError(TteError):
     """A user model uses a layer or pattern tte cannot express as an int8 graph."""
 
 
+class _Problem(Exception):
+    """One refused node; ``follows`` marks a refusal that an unsupported input layer may cause."""
+
+    def __init__(self, text: str, follows: bool) -> None:
+        super().__init__(text)
+        self.text = text
+        self.follows = follows
+
+
 _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 _RELU_FUNCTIONS = {F.relu: "relu", torch.relu: "relu", F.relu6: "relu6"}
 _IDENTITY_MODULES = (nn.Dropout, nn.Identity)
 _IDENTITY_FUNCTIONS = (F.dropout,)
+
+_ACTIVATION = "is not supported yet (the supported activations are ReLU and ReLU6)"
+_CLAMP = "is not supported: write a clamp to [0, 6] as nn.ReLU6 and one to [0, inf) as nn.ReLU"
+_MAX_POOL = "is not supported yet (downsample with a stride-2 Conv2d; pool globally with AdaptiveAvgPool2d(1))"
+_AVG_POOL = "is supported only as global pooling: AdaptiveAvgPool2d(1), or x.mean((2, 3))"
+_MODULE_HINTS: tuple[tuple[tuple[type[nn.Module], ...], str], ...] = (
+    (
+        (nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.PReLU),
+        _ACTIVATION,
+    ),
+    ((nn.Hardtanh,), "is supported only with the bounds (0, 6), i.e. as nn.ReLU6"),
+    ((nn.MaxPool2d, nn.AdaptiveMaxPool2d), _MAX_POOL),
+    ((nn.AvgPool2d,), _AVG_POOL),
+    ((nn.BatchNorm1d,), "is not supported (fold it into the Linear before it)"),
+)
+_FUNCTION_HINTS: dict[Any, str] = {
+    **dict.fromkeys((torch.clamp, torch.clip, F.hardtanh, "clamp", "clamp_", "clip"), _CLAMP),
+    **dict.fromkeys(
+        (torch.sigmoid, torch.tanh, F.hardswish, F.hardsigmoid, F.silu, F.gelu, "sigmoid", "tanh"), _ACTIVATION
+    ),
+    **dict.fromkeys((F.max_pool2d, F.adaptive_max_pool2d), _MAX_POOL),
+    **dict.fromkeys((F.avg_pool2d,), _AVG_POOL),
+    **dict.fromkeys(
+        (operator.mul, torch.mul, "mul", "mul_"), "is not supported yet (no elementwise multiply, e.g. squeeze-excite)"
+    ),
+    **dict.fromkeys((torch.cat,), "is not supported yet (no concatenation)"),
+}
+
+
+def _module_hint(module: nn.Module) -> str:
+    return next((hint for types, hint in _MODULE_HINTS if isinstance(module, types)), "is not supported")
+
+
+def _function_hint(target: Any) -> str:
+    try:
+        return _FUNCTION_HINTS.get(target, "is not supported")
+    except TypeError:  # an unhashable call target
+        return "is not supported"
 
 
 class _Importer:
@@ -54,13 +104,13 @@ class _Importer:
         self.producer: dict[str, FloatOp] = {}  # tensor -> the op that writes it
         self.uses: dict[fx.Node, int] = {}
 
-    def fail(self, node: fx.Node, what: str) -> UnsupportedModelError:
+    def fail(self, node: fx.Node, what: str, *, follows: bool = False) -> _Problem:
         if node.op == "call_module":
             module = self.model.get_submodule(str(node.target))
             where = f"module '{node.target}' ({type(module).__module__}.{type(module).__name__})"
         else:
             where = f"'{node.name}' ({node.op} {_target_name(node.target)})"
-        return UnsupportedModelError(f"{where}: {what} (supported: {SUPPORTED})")
+        return _Problem(f"{where}: {what}", follows)
 
     def run(self, traced: fx.GraphModule) -> FloatGraph:
         for node in traced.graph.nodes:
@@ -68,20 +118,36 @@ class _Importer:
         placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
         if len(placeholders) != 1:
             raise UnsupportedModelError(f"the model takes {len(placeholders)} inputs; tte models take one image")
+        problems: list[str] = []
+        refused: set[fx.Node] = set()
         for node in traced.graph.nodes:
             if node.op == "placeholder":
                 self.names[node] = INPUT
-            elif node.op == "call_module":
-                self.module(node, self.model.get_submodule(str(node.target)))
-            elif node.op in ("call_function", "call_method"):
-                self.function(node)
-            elif node.op == "output":
+                continue
+            if node.op == "output":
                 out = node.args[0]
                 if not isinstance(out, fx.Node):
                     raise UnsupportedModelError("the model must return one tensor (the logits)")
                 self.graph.output = self.names[out]
-            else:
-                raise self.fail(node, "reads a parameter or buffer directly")
+                continue
+            try:
+                if node.op == "call_module":
+                    self.module(node, self.model.get_submodule(str(node.target)))
+                elif node.op in ("call_function", "call_method"):
+                    self.function(node)
+                else:
+                    raise self.fail(node, "reads a parameter or buffer directly")
+            except _Problem as problem:
+                # a stand-in value, so that the layers after this one are checked too (one report lists all)
+                refused.add(node)
+                self.names[node] = node.name
+                if not (problem.follows and refused.intersection(node.all_input_nodes)):
+                    problems.append(problem.text)
+        if problems:
+            listed = (
+                problems[0] if len(problems) == 1 else f"{len(problems)} unsupported layers: " + "; ".join(problems)
+            )
+            raise UnsupportedModelError(f"{listed} (supported: {SUPPORTED})")
         if not self.graph.ops or self.graph.ops[-1].kind != "linear":
             raise UnsupportedModelError("the model must end in a Linear classifier after pooling and flattening")
         return self.graph
@@ -89,7 +155,7 @@ class _Importer:
     def arg(self, node: fx.Node, index: int = 0) -> str:
         value = node.args[index] if index < len(node.args) else None
         if not isinstance(value, fx.Node) or value not in self.names:
-            raise self.fail(node, f"argument {index} is not a tensor computed by a supported layer")
+            raise self.fail(node, f"argument {index} is not a tensor computed by a supported layer", follows=True)
         return self.names[value]
 
     def emit(self, node: fx.Node, op: FloatOp) -> None:
@@ -114,18 +180,18 @@ class _Importer:
         elif isinstance(module, nn.AdaptiveAvgPool2d):
             size = module.output_size
             if size not in (1, (1, 1)):
-                raise self.fail(node, f"output size {size} is not global pooling (1)")
+                raise self.fail(node, f"output size {size} is not global pooling: use AdaptiveAvgPool2d(1)")
             self.emit(node, FloatOp("pool", path, (self.arg(node),), path))
         elif isinstance(module, nn.Flatten):
             if module.start_dim != 1 or module.end_dim != -1:
-                raise self.fail(node, "only Flatten(start_dim=1) is supported")
+                raise self.fail(node, "only nn.Flatten() (start_dim=1, end_dim=-1) is supported")
             self.emit(node, FloatOp("flatten", path, (self.arg(node),), path))
         elif isinstance(module, nn.Linear):
             bias = module.bias.detach().double().numpy() if module.bias is not None else np.zeros(module.out_features)
             op = FloatOp("linear", path, (self.arg(node),), path, module.weight.detach().double().numpy(), bias)
             self.emit(node, op)
         else:
-            raise self.fail(node, "is not supported")
+            raise self.fail(node, _module_hint(module))
 
     def function(self, node: fx.Node) -> None:
         target = node.target
@@ -138,7 +204,7 @@ class _Importer:
         elif target is F.adaptive_avg_pool2d:
             size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
             if size not in (1, (1, 1)):
-                raise self.fail(node, f"output size {size} is not global pooling (1)")
+                raise self.fail(node, f"output size {size} is not global pooling: use adaptive_avg_pool2d(x, 1)")
             self.emit(node, FloatOp("pool", node.name, (self.arg(node),), node.name))
         elif target in (torch.mean, "mean"):
             self.mean(node)
@@ -149,7 +215,7 @@ class _Importer:
                 raise self.fail(node, "only flatten(x, 1) is supported")
             self.emit(node, FloatOp("flatten", node.name, (self.arg(node),), node.name))
         else:
-            raise self.fail(node, "is not supported")
+            raise self.fail(node, _function_hint(target))
 
     def add(self, node: fx.Node) -> None:
         if len(node.args) != 2 or node.kwargs:
@@ -161,7 +227,7 @@ class _Importer:
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
         keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
         if not isinstance(dims, (list, tuple)) or sorted(d % 4 for d in dims) != [2, 3]:
-            raise self.fail(node, f"a mean over dims {dims} is not global average pooling (dims (2, 3))")
+            raise self.fail(node, f"a mean over dims {dims} is not global average pooling: use x.mean((2, 3))")
         pooled = f"{node.name}.pool"
         self.graph.ops.append(FloatOp("pool", pooled, (self.arg(node),), pooled))
         if keepdim:
@@ -174,7 +240,9 @@ class _Importer:
         conv = self.producer.get(source)
         value = node.args[0]
         if conv is None or conv.kind != "conv" or conv.act is not None or self.uses[value] != 1:
-            raise self.fail(node, "BatchNorm2d must directly follow a Conv2d whose output nothing else reads")
+            raise self.fail(
+                node, "BatchNorm2d must directly follow a Conv2d whose output nothing else reads", follows=True
+            )
         if not bn.track_running_stats or bn.running_mean is None:
             raise self.fail(node, "BatchNorm2d without running statistics cannot be folded")
         gamma = bn.weight.detach().double().numpy() if bn.affine else np.ones(bn.num_features)
@@ -191,7 +259,9 @@ class _Importer:
         producer = self.producer.get(source)
         value = node.args[0]
         if producer is None or producer.kind not in ("conv", "linear", "add") or producer.act is not None:
-            raise self.fail(node, "an activation must directly follow a conv (+BN), a linear or a residual add")
+            raise self.fail(
+                node, "an activation must directly follow a conv (+BN), a linear or a residual add", follows=True
+            )
         if self.uses[value] != 1:
             raise self.fail(node, "the activation's input is also read elsewhere, so it cannot be folded")
         producer.act = act
