@@ -52,7 +52,11 @@ class DemoConfig:
     head_lr: float = 0.05
     test_fraction: float = 0.5
     qemu_steps: int = 3
-    seed: int = 0
+    seed: int = 0  # the sample order (tte_ir.order.sample_order), heads, stochastic rounding
+    split_seed: int = 0  # the held-out split (tte_ir.order.split_seed), independent of ``seed``
+
+
+_STAGES = ("pretraining", "quantizing", "scheme", "building", "training", "QEMU")
 
 
 def _pretrained(config: DemoConfig, out: Path) -> Any:
@@ -138,44 +142,55 @@ def _qemu(project: Any, test: Any, steps: int) -> dict[str, Any] | None:
 
 
 def run_demo(config: DemoConfig, out: Path, progress: bool = True) -> dict[str, Any]:
-    """Run the demo; returns every figure of the table."""
+    """Run the demo; returns every figure of the table. ``progress`` shows its stages and steps on stderr."""
     import torch
 
     from tte_algo.data import load_digits
     from tte_codegen import HostModel, generate
     from tte_codegen.training import Dataset, evaluate, train_host
     from tte_ir import save
+    from tte_ir.progress import progress as progress_bar
 
     started = time.perf_counter()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     out.mkdir(parents=True, exist_ok=True)
+    with progress_bar("tte demo", len(_STAGES), enabled=progress) as advance:
+        stages = enumerate(_STAGES)
 
-    def say(message: str) -> None:
-        if progress:
-            print(f"[{time.perf_counter() - started:5.1f}s] {message}", flush=True)
+        def say(message: str) -> None:
+            """Start the next stage (the bar counts the stages finished)."""
+            index, name = next(stages)
+            advance(1 if index else 0, f"{name}: {message}")
 
-    say(f"pretraining {config.model} on digits {config.source} (cached in {out})")
-    model = _pretrained(config, out)
-    data = load_digits(config.resolution, config.target)
-    train, test = data.split(config.test_fraction, config.seed)
-    say(f"quantizing with a fresh head for digits {config.target} ({len(train)} train / {len(test)} test images)")
-    graph = _quantize(config, model, train.codes)
-    save(graph, out / "forward.tte")
-    scheme, training, candidates = choose_scheme(config, graph)
-    save(training, out / "train.tte")
-    k = len(scheme.weights)
-    say(f"scheme: weights and biases of the last {k} convs + the fp32 head, under {config.budget:,} B")
-    project = generate(training, out / "model")
-    say("building the generated C for the host")
-    host = HostModel(project)
-    train_set = Dataset(train.codes.numpy(), train.labels.numpy())
-    test_set = Dataset(test.codes.numpy(), test.labels.numpy())
-    before = evaluate(host, test_set)
-    say(f"training {config.epochs} epochs x {len(train_set)} steps on the host engine")
-    log = train_host(host, train_set, epochs=config.epochs, seed=config.seed)
-    after = evaluate(host, test_set)
-    say("running the Cortex-M7 firmware under QEMU")
-    qemu = _qemu(project, test, config.qemu_steps)
+        say(f"{config.model} on digits {config.source} (cached in {out})")
+        model = _pretrained(config, out)
+        data = load_digits(config.resolution, config.target)
+        train, test = data.split(config.test_fraction, config.split_seed)
+        say(f"fresh head for digits {config.target} ({len(train)} train / {len(test)} test images)")
+        graph = _quantize(config, model, train.codes)
+        save(graph, out / "forward.tte")
+        scheme, training, candidates = choose_scheme(config, graph)
+        save(training, out / "train.tte")
+        k = len(scheme.weights)
+        say(f"weights and biases of the last {k} convs + the fp32 head, under {config.budget:,} B")
+        project = generate(training, out / "model")
+        say("the generated C for the host")
+        host = HostModel(project)
+        train_set = Dataset(train.codes.numpy(), train.labels.numpy())
+        test_set = Dataset(test.codes.numpy(), test.labels.numpy())
+        before = evaluate(host, test_set)
+        say(f"{config.epochs} epochs x {len(train_set)} steps on the host engine")
+        log = train_host(
+            host,
+            train_set,
+            epochs=config.epochs,
+            seed=config.seed,
+            progress=lambda done, total, loss: advance(0, f"training: step {done}/{total}, loss {loss:.3f}"),
+        )
+        after = evaluate(host, test_set)
+        say("the Cortex-M7 firmware under QEMU")
+        qemu = _qemu(project, test, config.qemu_steps)
+        advance(1, "done")
     planner = project.manifest["planner"]
     n = len(log.losses)
     window = max(1, n // 10)
@@ -261,7 +276,7 @@ def register_demo(subparsers: Any) -> None:
     p.add_argument("--epochs", type=int, help=f"training epochs on the device engine (default {DemoConfig.epochs})")
     p.add_argument("--qemu-steps", type=int, help=f"training steps under QEMU, 0 to skip ({DemoConfig.qemu_steps})")
     p.add_argument("--json", metavar="FILE", help="write the figures as one JSON object")
-    p.add_argument("--quiet", action="store_true", help="only the table")
+    p.add_argument("--quiet", action="store_true", help="only the table (no progress on stderr)")
     p.set_defaults(func=_cmd_demo)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tte_ir import TteError
+from tte_ir.progress import progress
 
 __all__ = ["register_analyze", "register_search"]
 
@@ -54,8 +55,9 @@ def register_analyze(subparsers: Any) -> None:
         "--test-fraction",
         type=float,
         default=0.25,
-        help="held out and never seen by the analysis; the same split as `tte train` with seed 0 (0.25)",
+        help="held out and never seen by the analysis; the same split as `tte train` with the same --split-seed (0.25)",
     )
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the held-out split (default 0, as tte train)")
     p.add_argument("--cache", help="job cache folder (default: .tte-cache beside the output)")
     p.add_argument("--address", help="a Ray cluster address ('local' starts Ray here); default: a local process pool")
     p.add_argument("--workers", type=int, help="local worker processes (default: one per CPU core)")
@@ -113,12 +115,20 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     n_out = graph.tensors[head_node(graph).outputs[0]].shape[1]
     if len(data.classes) > n_out:
         raise TteError(f"the data has {len(data.classes)} classes, the graph's head {n_out}; pass --classes")
-    train, _ = data.split(args.test_fraction, 0)
+    train, _ = data.split(args.test_fraction, args.split_seed)
     cache = JobCache(Path(args.cache) if args.cache else Path(args.output).resolve().parent / ".tte-cache")
     executor = make_executor(args.address, args.workers)
     report = AnalysisReport()
     try:
-        with _Progress(not args.quiet) as update:
+        # the job count grows as the analysis refines its candidates, so the bar has no fixed total
+        with progress("analysis", None, enabled=not args.quiet) as advance:
+            shown = 0
+
+            def update(done: int, total: int, what: str) -> None:
+                nonlocal shown
+                advance(done - shown, f"{what} ({total} jobs known)")
+                shown = done
+
             contrib = analyze(graph, train, settings, cache=cache, executor=executor, progress=update, report=report)
     except KeyboardInterrupt:
         print(
@@ -136,29 +146,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         f"bias-only {100 * meta['accuracy_bias_only']:.1f}% on {meta['val_samples']} validation images"
     )
     return 0
-
-
-class _Progress:
-    """A rich progress bar over jobs as a context manager yielding ``update(done, total, what)``."""
-
-    def __init__(self, enabled: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(
-            TextColumn("analysis"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            TextColumn("{task.description}"), disable=not enabled,
-        )  # fmt: skip
-        self.task = self.bar.add_task("", total=None)
-
-    def __enter__(self):
-        self.bar.__enter__()
-        return self.update
-
-    def __exit__(self, *exc: Any) -> None:
-        self.bar.__exit__(*exc)
-
-    def update(self, done: int, total: int, what: str) -> None:
-        self.bar.update(self.task, completed=done, total=total, description=what)
 
 
 def register_search(subparsers: Any) -> None:
@@ -183,7 +170,13 @@ def register_search(subparsers: Any) -> None:
     p.add_argument("--population", type=int, default=40)
     p.add_argument("--generations", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_search)
+
+
+def _best_so_far(best: Any) -> str:
+    """A search candidate as a progress note."""
+    return f"best gain {100 * best.score:+.1f}% at {best.memory:,} B" + ("" if best.feasible else " (over budget)")
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -192,6 +185,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from tte_ir import load, save_scheme
     from tte_ir.compile_cli import parse_bytes
 
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401  (checked now: the plot is drawn only after the whole search)
+        except ImportError:
+            raise TteError("--plot needs matplotlib: pip install matplotlib, or drop --plot") from None
     if args.population < 2 or args.generations < 1:
         raise TteError("--population must be at least 2 and --generations at least 1")
     budgets = Budgets(
@@ -200,14 +198,19 @@ def _cmd_search(args: argparse.Namespace) -> int:
         int(args.mac_budget) if args.mac_budget is not None else None,
     )
     forward = load(args.model)
-    outcome = search_scheme(
-        forward,
-        Contributions.load(args.contrib),
-        budgets,
-        population=args.population,
-        generations=args.generations,
-        seed=args.seed,
-    )
+    contrib = Contributions.load(args.contrib)
+    with progress("search", args.generations, enabled=not args.quiet) as advance:
+        outcome = search_scheme(
+            forward,
+            contrib,
+            budgets,
+            population=args.population,
+            generations=args.generations,
+            seed=args.seed,
+            # called as a generation starts: it reports the one before, and the last one after the search
+            on_generation=lambda index, best: advance(1 if index else 0, _best_so_far(best)),
+        )
+        advance(1, _best_so_far(outcome.result.best))
     save_scheme(outcome.scheme, args.output)
     if args.front:
         outcome.save_front(args.front)

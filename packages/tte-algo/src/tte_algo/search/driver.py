@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,9 +104,11 @@ def search_scheme(
     generations: int = 30,
     seed: int = 0,
     max_evaluations: int | None = None,
+    on_generation: Callable[[int, Candidate], None] | None = None,
 ) -> SearchOutcome:
     """Search the scheme with the largest estimated gain whose compiled step fits ``budgets``.
 
+    ``on_generation(index, best so far)`` is called as each generation starts (progress display).
     The scheme carries the analysis's training settings (lr, head lr, rounding) and, in
     ``metadata['search']``, the budgets, the score and its compiled plan. Raises
     :class:`SearchError` naming the smallest achievable plan when nothing fits.
@@ -132,6 +135,7 @@ def search_scheme(
             generations=generations,
             seed=seed,
             max_evaluations=max_evaluations,
+            on_generation=on_generation,
             limits=limits if budgets.flash is not None or budgets.macs is not None else None,
         )
     except SearchError as exc:
