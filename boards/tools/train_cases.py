@@ -1,61 +1,38 @@
 """Golden cases of the engine's training kernels (tte/tte_train.h), and the numpy reference they are
 checked against on the host.
 
-A :class:`CallCase` is one kernel call written as C: its descriptors, the call, read-only inputs
-(flash) and read-write buffers with their contents before and after the call, computed by the host
-engine (``tte_engine``). ``golden_main.c`` runs every case on the target and compares the buffers
-byte for byte, so a passing case means Cortex-M and the host agree bit for bit, floats included.
+A :class:`firmware_data.CallCase` is one kernel call written as C (spelled by
+:func:`firmware_data.kernel_call_c` from the kernel's signature): its descriptors, the call,
+read-only inputs (flash) and read-write buffers with their contents before and after the call,
+computed by the host engine (``tte_engine``). ``golden_main.c`` runs every case on the target and
+compares the buffers byte for byte, so a passing case means Cortex-M and the host agree bit for
+bit, floats included.
 ``reference`` holds what ``tte_ir.reference_train`` computes for the same call; the host tests check
 the host engine against it (bit for bit, or within rtol 1e-5 where ``exact`` is false: the softmax,
 whose ``expf`` is the engine's own, not numpy's).
 
 The builders take IR-layout arrays (``[1, C, H, W]``, weights ``[O, C/g, KH, KW]``) and convert them
-with :mod:`tte_ir.layout` and :func:`engine_weight`, as the code generator does.
+with :mod:`tte_ir.layout` and :func:`tte_ir.kernels.weight_layout`, as the code generator does.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import numpy as np
+from firmware_data import CallCase, c_descriptor, c_float, kernel_call_c
 
 from tte_engine import _core
-from tte_engine.training import engine_weight, weight_kind
 from tte_ir import reference, reference_train
+from tte_ir.kernels import LR_GROUPS, ROUNDING, conv_family, weight_layout
 from tte_ir.layout import to_engine_layout
 
-STATUS_CODES = {"ok": 0, "nonfinite-loss": 1, "nonfinite-grad": 2}  # tte_step_status
+__all__ = ["KINDS", "CallCase", "golden_train_set"]
+
 KINDS = ("dense", "depthwise", "pointwise")
 
 
-@dataclass(frozen=True)
-class CallCase:
-    """One training-kernel call as C, with the host engine's results (see the module docstring).
-
-    ``call`` and ``decls`` name buffers as ``$name``; ``state`` maps a read-write buffer to its
-    contents before and after the call; ``step_status`` is the context's status after the call
-    (None: the call has no context).
-    """
-
-    name: str
-    decls: tuple[str, ...]
-    call: str
-    inputs: Mapping[str, np.ndarray]
-    state: Mapping[str, tuple[np.ndarray, np.ndarray]]
-    step_status: str | None = None
-    reference: Mapping[str, np.ndarray] = field(default_factory=dict)
-    exact: bool = True
-
-
 # ---- layouts and the reference --------------------------------------------------------------------------------
-
-
-def effective_weight(w: np.ndarray, w_train: np.ndarray | None, channels: Sequence[int], depthwise: bool) -> np.ndarray:
-    """``w`` with the trained channels replaced by ``w_train`` (what the forward and bwd_x read), as the
-    reference builds it."""
-    return reference_train._effective_weight(w, w_train, channels, depthwise)
 
 
 def weight_indices(full: Sequence[int], shape: Sequence[int], channels: Sequence[int], depthwise: bool) -> np.ndarray:
@@ -105,62 +82,7 @@ def pack_hwc(mask_ir: np.ndarray) -> np.ndarray:
     return np.packbits(np.asarray(engine, dtype=bool).reshape(-1), bitorder="little")
 
 
-# ---- C emission ---------------------------------------------------------------------------------------------
-
-_C_TYPES = {
-    np.dtype(np.int8): "int8_t",
-    np.dtype(np.int32): "int32_t",
-    np.dtype(np.float32): "float",
-    np.dtype(np.uint8): "uint8_t",
-}
-
-
-def c_float(v: float) -> str:
-    """An exact C float literal."""
-    return float(np.float32(v)).hex() + "f"
-
-
-def c_list(values: Sequence[int]) -> str:
-    return "{" + ", ".join(str(int(v)) for v in values) + "}"
-
-
-def call_case_c(index: int, case: CallCase, c_array) -> str:
-    """C source of one case: its data and a function returning NULL when the target's results equal the host's."""
-    prefix = f"t{index}"
-    out = []
-    names = {}
-    for name, array in case.inputs.items():
-        names[name] = f"{prefix}_{name}"
-        out.append(c_array(names[name], array, nonfinite=True))  # non-finite inputs test the step status
-    body = []
-    for name, (before, after) in case.state.items():
-        names[name] = f"s_{name}"
-        # float32 contents as their bits: a NaN result is data to compare like any other
-        bits = (lambda a: a.view(np.uint32)) if before.dtype == np.float32 else (lambda a: a)
-        out.append(c_array(f"{prefix}_{name}_before", bits(before)))
-        out.append(c_array(f"{prefix}_{name}_after", bits(after)))
-        ctype = _C_TYPES[before.dtype]
-        body.append(f"    static {ctype} s_{name}[{max(before.size, 1)}] __attribute__((aligned(8)));")
-        body.append(f"    memcpy(s_{name}, {prefix}_{name}_before, sizeof s_{name});")
-
-    def subst(text: str) -> str:
-        return re.sub(r"\$(\w+)", lambda m: names[m.group(1)], text)
-
-    body.extend(f"    {subst(d)}" for d in case.decls)
-    body.append("    tte_status status;")
-    body.append(f"    {subst(case.call)}")
-    body.append("    if (status != TTE_OK) {\n        return tte_status_str(status);\n    }")
-    for name in case.state:
-        body.append(
-            f"    if (memcmp(s_{name}, {prefix}_{name}_after, sizeof s_{name}) != 0) {{\n"
-            f'        return "{name} differs";\n    }}'
-        )
-    if case.step_status is not None:
-        code = STATUS_CODES[case.step_status]
-        body.append(f'    if (ctx.status != {code}) {{\n        return "step status differs";\n    }}')
-    body.append("    return NULL;")
-    out.append(f"static const char *{prefix}_run(void) {{ /* {case.name} */\n" + "\n".join(body) + "\n}\n")
-    return "".join(out)
+# ---- C pieces ---------------------------------------------------------------------------------------------
 
 
 def ctx_decl(ctx: _core.TrainContext) -> str:
@@ -185,22 +107,30 @@ def _band_decl(name: str, band: tuple[int, int] | None) -> tuple[str, str]:
     return f"const tte_channel_band {name} = {{{band[0]}, {band[1]}}};", f"&{name}"
 
 
-def _conv_desc(
-    kind, in_shape, out_c, kh, kw, stride, padding, groups, x_zero=0, y_zero=0, act=(-128, 127), channels=()
-):
+def _conv_params(kind, in_shape, out_c, kh, kw, stride, padding, groups, x_zero=0, y_zero=0, channels=()) -> dict:
+    """The ``tte_conv2d_params`` fields of a conv of family ``kind`` on an ``in_shape`` ``(H, W, C)`` input."""
     h, w, c = in_shape
-    groups = c if kind == "depthwise" else groups
-    fields = (
-        f".in_h = {h}, .in_w = {w}, .in_c = {c}, .out_c = {out_c}, .kernel_h = {kh}, .kernel_w = {kw}, "
-        f".stride = {stride}, .padding = {padding}, .groups = {groups}, .x_zero = {x_zero}, .y_zero = {y_zero}, "
-        f".act_min = {act[0]}, .act_max = {act[1]}"
-    )
-    decls = []
+    fields = {
+        "in_h": h, "in_w": w, "in_c": c, "out_c": out_c, "kernel_h": kh, "kernel_w": kw, "stride": stride,
+        "padding": padding, "groups": c if kind == "depthwise" else groups, "x_zero": x_zero, "y_zero": y_zero,
+        "act_min": -128, "act_max": 127,
+    }  # fmt: skip
     if len(channels):
-        decls.append(f"static const int32_t train_channels[{len(channels)}] = {c_list(channels)};")
-        fields += f", .train_channels = train_channels, .train_count = {len(channels)}"
-    decls.append(f"const tte_conv2d_params p = {{{fields}}};")
-    return decls
+        fields.update(train_channels=tuple(int(c) for c in channels), train_count=len(channels))
+    return fields
+
+
+def _update_decl(rounding: str, lr_group: str, tensor_id: int) -> list[str]:
+    return c_descriptor("u", "tte_update_params", {
+        "rounding": ROUNDING[rounding], "lr_group": LR_GROUPS[lr_group], "tensor_id": tensor_id,
+    })  # fmt: skip
+
+
+def _c(kernel: str, params: dict | None, extra: Sequence[str] = (), **args: str) -> tuple[tuple[str, ...], str]:
+    """The ``decls`` and ``call`` of a :class:`CallCase` calling ``kernel`` (:func:`firmware_data.kernel_call_c`),
+    after the declarations ``extra`` (the context, bands, a second descriptor)."""
+    decls, call = kernel_call_c(kernel, params, args)
+    return (*extra, *decls), f"status = {call};"
 
 
 _PREFIX = {"dense": "conv2d", "depthwise": "depthwise_conv2d", "pointwise": "pointwise_conv2d"}
@@ -216,15 +146,23 @@ def softmax_case(name: str, logits: np.ndarray, label: int, *, scale: float | No
     if scale is None:
         loss, g = _core.softmax_ce_f32(np.ascontiguousarray(logits[0]), label, ctx=ctx)
         ref_loss, ref_g = reference_train.softmax_ce(logits, label)
-        kernel, desc = "softmax_ce_f32", f"const tte_softmax_ce_params p = {{{n}, 0.0f, 0}};"
+        kernel, params = "softmax_ce_f32", {"classes": n}
     else:
         loss, g = _core.softmax_ce_s8(np.ascontiguousarray(logits[0]), label, scale=scale, zero=zero, ctx=ctx)
         ref_loss, ref_g = reference_train.softmax_ce(logits, label, scale=scale, zero=zero)
-        kernel, desc = "softmax_ce_s8", f"const tte_softmax_ce_params p = {{{n}, {c_float(scale)}, {zero}}};"
+        kernel, params = "softmax_ce_s8", {"classes": n, "scale": np.float32(scale), "zero": zero}
     return CallCase(
         name,
-        (ctx_decl(ctx), desc, f"static const int32_t label[1] = {{{label}}};"),
-        f"status = tte_{kernel}(&p, &ctx, $logits, label, $loss, $g);",
+        *_c(
+            kernel,
+            params,
+            (ctx_decl(ctx), f"static const int32_t label[1] = {{{label}}};"),
+            ctx="&ctx",
+            logits="$logits",
+            label="label",
+            loss="$loss",
+            g="$g",
+        ),
         {"logits": np.ascontiguousarray(logits[0])},
         {
             "loss": (_pattern((1,), np.float32), np.array([loss], np.float32)),
@@ -242,11 +180,12 @@ def gather_case(name: str, x: np.ndarray, channels: Sequence[int]) -> CallCase:
     h, w, c = xe.shape
     return CallCase(
         name,
-        (
-            f"static const int32_t channels[{len(channels)}] = {c_list(channels)};",
-            f"const tte_gather_params p = {{{h * w}, {c}, channels, {len(channels)}}};",
+        *_c(
+            "gather_channels_s8",
+            {"pixels": h * w, "in_c": c, "channels": tuple(channels), "count": len(channels)},
+            x="$x",
+            y="$y",
         ),
-        "status = tte_gather_channels_s8(&p, $x, $y);",
         {"x": xe},
         {"y": (_pattern(y.shape, np.int8), y)},
         reference={"y": to_engine_layout(np.ascontiguousarray(x[:, list(channels)]))},
@@ -265,8 +204,17 @@ def mask_scale_case(name: str, g: np.ndarray, mask: np.ndarray, scale: np.ndarra
     band_decl, band_ptr = _band_decl("band", band)
     return CallCase(
         name,
-        (f"const tte_hwc_params p = {{{h * w}, {c}}};", band_decl),
-        f"status = tte_mask_scale_f32(&p, $g, $mask, $scale, $g, {band_ptr});",  # in place, as the IR plans it
+        # in place, as the IR plans it
+        *_c(
+            "mask_scale_f32",
+            {"pixels": h * w, "channels": c},
+            (band_decl,),
+            g="$g",
+            mask="$mask",
+            scale="$scale",
+            gh="$g",
+            band=band_ptr,
+        ),
         {"mask": packed, "scale": scale},
         {"g": (ge, gh)},
         reference={"g": ref},
@@ -281,8 +229,15 @@ def add_bwd_case(name: str, g: np.ndarray, mask: np.ndarray, m1: float, m2: floa
     ref_b = np.where(mask, g * np.float32(m2), zero).astype(np.float32)
     return CallCase(
         name,
-        (f"const tte_add_bwd_params p = {{{ge.size}, {c_float(m1)}, {c_float(m2)}}};",),
-        "status = tte_add_bwd_f32(&p, $g, $mask, $g, $gb);",  # ga over g, as the IR plans it
+        # ga over g, as the IR plans it
+        *_c(
+            "add_bwd_f32",
+            {"size": ge.size, "m1": np.float32(m1), "m2": np.float32(m2)},
+            g="$g",
+            mask="$mask",
+            ga="$g",
+            gb="$gb",
+        ),
         {"mask": packed},
         {"g": (ge, ga), "gb": (_pattern(ge.shape, np.float32), gb)},
         reference={"g": to_engine_layout(ref_a), "gb": to_engine_layout(ref_b)},
@@ -297,8 +252,13 @@ def pool_bwd_case(name: str, g: np.ndarray, mask: np.ndarray, multiplier: float,
     per = np.where(mask.reshape(-1), g.reshape(-1) * np.float32(multiplier), np.float32(0.0)).astype(np.float32)
     return CallCase(
         name,
-        (f"const tte_global_avg_pool_bwd_params p = {{{size[0]}, {size[1]}, {c}, {c_float(multiplier)}}};",),
-        "status = tte_global_avg_pool_bwd_f32(&p, $g, $mask, $gx);",
+        *_c(
+            "global_avg_pool_bwd_f32",
+            {"in_h": size[0], "in_w": size[1], "in_c": c, "multiplier": np.float32(multiplier)},
+            g="$g",
+            mask="$mask",
+            gx="$gx",
+        ),
         {"g": g.reshape(-1).copy(), "mask": packed},
         {"gx": (_pattern(gx.shape, np.float32), gx)},
         reference={"gx": np.broadcast_to(per, gx.shape).copy()},
@@ -309,8 +269,7 @@ def accumulate_case(name: str, acc: np.ndarray, g: np.ndarray) -> CallCase:
     y = _core.accumulate_f32(acc, g)
     return CallCase(
         name,
-        (),
-        f"status = tte_accumulate_f32({acc.size}, $acc, $g, $acc);",
+        *_c("accumulate_f32", None, size=str(acc.size), acc="$acc", g="$g", y="$acc"),
         {"g": g},
         {"acc": (acc, y)},
         reference={"acc": (acc + g).astype(np.float32)},
@@ -322,11 +281,11 @@ def conv_fwd_case(
 ) -> CallCase:
     """A forward conv on IR arrays with a trained slice (``channels``, ``w_train``) and/or a row band
     ``rows = (x_row, x_rows, y_row, y_rows)`` (x then holds only its rows)."""
-    kind = weight_kind(w.shape, x.shape[1], padding, groups)
+    kind = conv_family(w.shape, x.shape[1], padding, groups)
     ref = to_engine_layout(
         reference.conv2d(
             x,
-            effective_weight(w, w_train, channels, kind == "depthwise"),
+            reference.effective_weight(w, w_train, channels, kind == "depthwise"),
             b,
             multiplier,
             stride=stride,
@@ -343,7 +302,7 @@ def conv_fwd_case(
     if kind == "dense":
         kwargs["groups"] = groups
     if w_train is not None:
-        kwargs.update(w_train=engine_weight(kind, w_train), train_channels=list(channels))
+        kwargs.update(w_train=weight_layout(kind).to_engine(w_train), train_channels=list(channels))
     band_decl, band_ptr = "", "NULL"
     if rows is not None:
         x_row, x_rows, y_row, y_rows = rows
@@ -351,19 +310,29 @@ def conv_fwd_case(
         ref = np.ascontiguousarray(ref[y_row : y_row + y_rows])
         kwargs.update(rows=(x_row, y_row, y_rows), in_h=x.shape[2])
         band_decl, band_ptr = f"const tte_row_band rows = {{{x_row}, {x_rows}, {y_row}, {y_rows}}};", "&rows"
-    wl = engine_weight(kind, w)
+    wl = weight_layout(kind).to_engine(w)
     y = getattr(_core, f"{_PREFIX[kind]}_fwd_s8")(xe, wl, b, multiplier, **kwargs)
     inputs = {"x": xe, "w": wl, "b": b, "m": multiplier}
     slice_ptr = "NULL"
     if w_train is not None:
         inputs["w_train"] = kwargs["w_train"]
         slice_ptr = "$w_train"
-    decls = _conv_desc(kind, (x.shape[2], x.shape[3], x.shape[1]), w.shape[0], w.shape[2], w.shape[3], stride,
-                       padding, groups, x_zero, y_zero, channels=channels)  # fmt: skip
+    params = _conv_params(kind, (x.shape[2], x.shape[3], x.shape[1]), w.shape[0], w.shape[2], w.shape[3], stride,
+                          padding, groups, x_zero, y_zero, channels=channels)  # fmt: skip
     return CallCase(
         name,
-        (*decls, band_decl),
-        f"status = tte_{_PREFIX[kind]}_fwd_s8(&p, $x, $w, {slice_ptr}, $b, $m, $y, NULL, {band_ptr}, NULL);",
+        *_c(
+            f"{_PREFIX[kind]}_fwd_s8",
+            params,
+            (band_decl,),
+            x="$x",
+            w="$w",
+            w_train=slice_ptr,
+            bias="$b",
+            multiplier="$m",
+            y="$y",
+            rows=band_ptr,
+        ),
         inputs,
         {"y": (_pattern(y.shape, np.int8), y)},
         reference={"y": ref},
@@ -376,8 +345,8 @@ def conv_bwd_x_case(
     """conv2d_bwd_x on IR ``gh [1, O, Ho, Wo]`` and ``w``; bands run one channel tile (``acc`` holds
     the whole gx's running sum when ``gh_band`` tiles the output channels)."""
     in_c = w.shape[1] * groups
-    kind = weight_kind(w.shape, in_c, padding, groups)
-    w_eff = effective_weight(w, w_train, channels, kind == "depthwise")
+    kind = conv_family(w.shape, in_c, padding, groups)
+    w_eff = reference.effective_weight(w, w_train, channels, kind == "depthwise")
     gh_ref = gh
     if gh_band is not None:  # a tile adds only its channels' terms: the others are zeros to the reference
         gh_ref = np.zeros_like(gh)
@@ -404,24 +373,33 @@ def conv_bwd_x_case(
     else:
         kwargs["band"] = gh_band
     if w_train is not None:
-        kwargs.update(w_train=engine_weight(kind, w_train), train_channels=list(channels))
-    wl = engine_weight(kind, w)
+        kwargs.update(w_train=weight_layout(kind).to_engine(w_train), train_channels=list(channels))
+    wl = weight_layout(kind).to_engine(w)
     gx = getattr(_core, f"{_PREFIX[kind]}_bwd_x_f32")(ghe, wl, **kwargs)
     inputs = {"gh": ghe, "w": wl}
     slice_ptr = "NULL"
     if w_train is not None:
         inputs["w_train"] = kwargs["w_train"]
         slice_ptr = "$w_train"
-    decls = _conv_desc(kind, (size[0], size[1], in_c), w.shape[0], w.shape[2], w.shape[3], stride, padding, groups,
-                       channels=channels)  # fmt: skip
+    params = _conv_params(kind, (size[0], size[1], in_c), w.shape[0], w.shape[2], w.shape[3], stride, padding,
+                          groups, channels=channels)  # fmt: skip
     gh_decl, gh_ptr = _band_decl("gh_band", gh_band)
     gx_decl, gx_ptr = _band_decl("gx_band", gx_band)
     before = _pattern(gx.shape, np.float32) if acce is None else acce
     return CallCase(
         name,
-        (*decls, gh_decl, gx_decl),
-        f"status = tte_{_PREFIX[kind]}_bwd_x_f32(&p, $gh, $w, {slice_ptr}, $gx, {int(acc is not None)}, {gh_ptr}, "
-        f"{gx_ptr});",
+        *_c(
+            f"{_PREFIX[kind]}_bwd_x_f32",
+            params,
+            (gh_decl, gx_decl),
+            gh="$gh",
+            w="$w",
+            w_train=slice_ptr,
+            gx="$gx",
+            accumulate=str(int(acc is not None)),
+            gh_band=gh_ptr,
+            gx_band=gx_ptr,
+        ),
         inputs,
         {"gx": (before, gx)},
         reference={"gx": ref},
@@ -437,7 +415,7 @@ def conv_w_update_case(
     ctx = new_ctx()
     depthwise = kind == "depthwise"
     in_c = full[0] if depthwise else full[1]
-    ref = engine_weight(kind, w_train)  # a failed step leaves the slice as it was
+    ref = weight_layout(kind).to_engine(w_train)  # a failed step leaves the slice as it was
     if np.all(np.isfinite(gh)):
         updated = reference_w_update(
             x_saved, gh, w_train, frozen_divisors(inv_w), depthwise=depthwise, channels=channels, full=full,
@@ -452,24 +430,33 @@ def conv_w_update_case(
             else:
                 moved[band[0] : band[0] + band[1]] = updated[band[0] : band[0] + band[1]]
             updated = moved
-        ref = engine_weight(kind, updated)
+        ref = weight_layout(kind).to_engine(updated)
     ghe = to_engine_layout(gh)
     if band is not None:
         ghe = np.ascontiguousarray(ghe[..., band[0] : band[0] + band[1]])
-    xe, wl = to_engine_layout(x_saved), engine_weight(kind, w_train)
+    xe, wl = to_engine_layout(x_saved), weight_layout(kind).to_engine(w_train)
     kwargs = {"train_channels": list(channels), "in_c": in_c, "stride": stride, "x_zero": x_zero}
     if kind != "pointwise":
         kwargs["padding"] = padding
     fn = getattr(_core, f"{_PREFIX[kind]}_bwd_w_update_s8")
     after = fn(ctx, xe, ghe, wl, inv_w, **kwargs, tensor_id=tensor_id, rounding=rounding, gh_band=band)
-    decls = _conv_desc(kind, (x_saved.shape[2], x_saved.shape[3], in_c), full[0], full[2], full[3], stride, padding,
-                       1, x_zero, channels=channels)  # fmt: skip
+    params = _conv_params(kind, (x_saved.shape[2], x_saved.shape[3], in_c), full[0], full[2], full[3], stride,
+                          padding, 1, x_zero, channels=channels)  # fmt: skip
     band_decl, band_ptr = _band_decl("band", band)
-    u = f"const tte_update_params u = {{TTE_ROUND_{rounding.upper()}, TTE_LR_BODY, {tensor_id}u}};"
     return CallCase(
         name,
-        (ctx_decl(ctx), *decls, u, band_decl),
-        f"status = tte_{_PREFIX[kind]}_bwd_w_update_s8(&p, &ctx, &u, $x, $gh, $inv, $w_train, {band_ptr});",
+        *_c(
+            f"{_PREFIX[kind]}_bwd_w_update_s8",
+            params,
+            (ctx_decl(ctx), *_update_decl(rounding, "body", tensor_id), band_decl),
+            ctx="&ctx",
+            u="&u",
+            x_saved="$x",
+            gh="$gh",
+            inv_w="$inv",
+            w_train="$w_train",
+            gh_band=band_ptr,
+        ),
         {"x": xe, "gh": ghe, "inv": inv_w},
         {"w_train": (wl, after)},
         ctx.status,
@@ -494,13 +481,17 @@ def bias_update_case(name, gh, b, inv_b, *, rounding, tensor_id, band=None) -> C
     band_decl, band_ptr = _band_decl("band", band)
     return CallCase(
         name,
-        (
-            ctx_decl(ctx),
-            f"const tte_hwc_params p = {{{ghe.size // ghe.shape[-1]}, {b.shape[0]}}};",
-            f"const tte_update_params u = {{TTE_ROUND_{rounding.upper()}, TTE_LR_BODY, {tensor_id}u}};",
-            band_decl,
+        *_c(
+            "bias_update_s32",
+            {"pixels": ghe.size // ghe.shape[-1], "channels": b.shape[0]},
+            (ctx_decl(ctx), *_update_decl(rounding, "body", tensor_id), band_decl),
+            ctx="&ctx",
+            u="&u",
+            gh="$gh",
+            inv_b="$inv",
+            b="$b",
+            band=band_ptr,
         ),
-        f"status = tte_bias_update_s32(&p, &ctx, &u, $gh, $inv, $b, {band_ptr});",
         {"gh": ghe, "inv": inv_b},
         {"b": (b, after)},
         ctx.status,
@@ -522,8 +513,20 @@ def linear_bwd_case(name, x, g, w, b, *, x_scale, x_zero) -> CallCase:
     o_count, i_count = w.shape
     return CallCase(
         name,
-        (ctx_decl(ctx), f"const tte_linear_f32_params p = {{{i_count}, {o_count}, {c_float(x_scale)}, {x_zero}}};"),
-        "status = tte_linear_bwd_update_f32(&p, &ctx, TTE_LR_HEAD, $x, $g, $w, $b, $w, $b, $gx);",
+        *_c(
+            "linear_bwd_update_f32",
+            {"in_features": i_count, "out_features": o_count, "x_scale": np.float32(x_scale), "x_zero": x_zero},
+            (ctx_decl(ctx),),
+            ctx="&ctx",
+            lr_group=LR_GROUPS["head"].name,
+            x="$x",
+            g="$g",
+            w="$w",
+            b="$b",
+            w_next="$w",
+            b_next="$b",
+            gx="$gx",
+        ),
         {"x": x[0].copy(), "g": g[0].copy()},
         {"w": (w, w_next), "b": (b, b_next), "gx": (_pattern((i_count,), np.float32), gx)},
         ctx.status,

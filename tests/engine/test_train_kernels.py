@@ -18,8 +18,8 @@ require_packages("tte_engine", "tte_ir")
 import train_cases as tc  # noqa: E402
 
 import tte_engine  # noqa: E402
-from tte_engine.training import ir_weight  # noqa: E402
 from tte_ir import rounding  # noqa: E402
+from tte_ir.kernels import weight_layout  # noqa: E402
 from tte_ir.layout import from_engine_layout  # noqa: E402
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -317,8 +317,8 @@ def test_conv_weight_update_channel_tiles_equal_untiled(kind: str, data: st.Data
     current = w_train
     for band in bands(gh.shape[1], tile):
         after = tc.conv_w_update_case("tile", kind, x, gh, current, inv, **args, band=band).state["w_train"][1]
-        current = ir_weight(kind, after)
-    np.testing.assert_array_equal(tc.engine_weight(kind, current), whole)
+        current = weight_layout(kind).to_ir(after, current.shape)
+    np.testing.assert_array_equal(weight_layout(kind).to_engine(current), whole)
 
 
 @SETTINGS

@@ -4,7 +4,7 @@ Forward (NUMERICS.md §2) is bit-exact with :mod:`tte_ir.reference` on every int
 
 - conv accumulators are computed in float64 (every partial sum is an integer below 2^53, so any
   summation order is exact), the bias added and saturated to int32 there, converted once to float32,
-  multiplied once by the float32 multiplier ``M[o]`` from :func:`tte_ir.node_multipliers`;
+  multiplied once by the float32 multiplier ``M[o]`` of the node's kernel call (:mod:`tte_ir.kernels`);
 - requantization clamps ``v`` in float one code *wider* than the output range (so the mask is exact,
   see :mod:`tte_ir.reference`), rounds half to even (``torch.round``), adds ``z_y`` and clamps;
 - the residual add does two float32 multiplies and one add, as separate tensor ops (no FMA);
@@ -26,16 +26,18 @@ on the twin check the backward formulas.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.nn import functional as F
 
-from tte_ir import DType, Graph, Node, Op, TteError, node_attrs, node_multipliers
+from tte_ir import DType, Graph, Node, Op, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
+from tte_ir.kernels import KernelCall, kernel_call
 
-__all__ = ["Int8Sim", "head_node"]
+__all__ = ["SIM_KERNELS", "Int8Sim", "head_node"]
 
 
 @dataclass(frozen=True)
@@ -185,18 +187,18 @@ class Int8Sim(torch.nn.Module):
             # int32 biases live as float64 (exact); float32 head weights stay float32 (float64 in the twin)
             dtype = torch.float64 if spec.dtype is DType.INT32 or twin else torch.float32
             self.constants[name] = torch.tensor(array, dtype=dtype, device=self.device)
-        self.consts: dict[str, dict[str, torch.Tensor]] = {
-            node.name: {
-                k: torch.as_tensor(v, dtype=torch.float32, device=self.device)
-                for k, v in node_multipliers(graph, node).items()
-            }
-            for node in graph.nodes
+        # What each node's kernel computes with (zero points, ranges, multipliers): the one description
+        # every implementation reads (tte_ir.kernels); a view (reshape) has no kernel call.
+        self.calls: dict[str, KernelCall] = {node.name: kernel_call(graph, node) for node in graph.nodes}
+        self.multipliers: dict[str, torch.Tensor] = {
+            node.name: torch.as_tensor(call.arg("multiplier").value, dtype=torch.float32, device=self.device)
+            for node, call in ((n, self.calls[n.name]) for n in graph.nodes)
+            if call.kernel is not None and any(a.name == "multiplier" for a in call.args)
         }
 
-    def _requant(self, node: Node) -> _Requant:
-        attrs = node_attrs(node)
-        zero = self.graph.tensors[node.outputs[0]].quant.zero_point
-        return _Requant(zero, attrs.get("act_min", -128), attrs.get("act_max", 127), self.twin)
+    def requant(self, params: Mapping[str, Any]) -> _Requant:
+        """The output rounding of a kernel call's descriptor (zero point and clamp range)."""
+        return _Requant(params["y_zero"], params.get("act_min", -128), params.get("act_max", 127), self.twin)
 
     def run(
         self,
@@ -213,37 +215,14 @@ class Int8Sim(torch.nn.Module):
         return out
 
     def _node(self, node: Node, ins: list[torch.Tensor]) -> torch.Tensor:
-        spec = self.graph.tensors
-        consts = self.consts[node.name]
-        if node.op is Op.CONV2D:
-            attrs = node_attrs(node)
-            cfg = _ConvCfg(
-                attrs["stride"],
-                attrs["padding"],
-                attrs["groups"],
-                spec[node.inputs[0]].quant.zero_point,
-                self._requant(node),
-            )
-            return _Conv.apply(ins[0], ins[1], ins[2], consts["multiplier"], cfg)
-        if node.op is Op.ADD:
-            z1, z2 = (spec[name].quant.zero_point for name in node.inputs)
-            m1, m2 = consts["m1"].to(self.dtype), consts["m2"].to(self.dtype)
-            return _Add.apply(ins[0], ins[1], m1, m2, z1, z2, self._requant(node))
-        if node.op is Op.GLOBAL_AVG_POOL:
-            zero = spec[node.inputs[0]].quant.zero_point
-            return _Pool.apply(ins[0], consts["multiplier"], zero, self._requant(node))
-        if node.op is Op.LINEAR:
-            x, w, b = ins
-            xq = spec[node.inputs[0]].quant
-            if spec[node.inputs[1]].dtype is DType.FLOAT32:
-                xf = xq.tensor_scale * (x - xq.zero_point)  # float32 scalar times exact codes: x_f of NUMERICS §2
-                return F.linear(xf, w, b)
-            cfg = _ConvCfg(1, 0, 1, xq.zero_point, self._requant(node))
-            y = _Conv.apply(x[:, :, None, None], w[:, :, None, None], b, consts["multiplier"], cfg)
-            return y[:, :, 0, 0]
-        if node.op is Op.RESHAPE:
-            return ins[0].reshape(ins[0].shape[0], *spec[node.outputs[0]].shape[1:])
-        raise TteError(f"{node.describe()}: the simulation has no kernel for this op")
+        kernel = SIM_KERNELS.get(node.op)
+        if kernel is None:
+            raise TteError(f"{node.describe()}: the simulation has no kernel for this op")
+        return kernel(self, node, self.calls[node.name], ins)
+
+    def scalar(self, value: float, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A float32 constant of a kernel call as a tensor (in the twin's dtype unless ``dtype``)."""
+        return torch.tensor(value, dtype=dtype or self.dtype, device=self.device)
 
     def logits(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The float logits from the graph output (an int8 head's codes are dequantized)."""
@@ -263,3 +242,44 @@ class Int8Sim(torch.nn.Module):
         values = {self.graph.inputs[0]: x.to(device=self.device, dtype=self.dtype)}
         with torch.no_grad():
             return {**self.constants, **self.run(values)}
+
+
+def _sim_conv2d(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
+    p = call.params
+    cfg = _ConvCfg(p["stride"], p["padding"], p["groups"], p["x_zero"], sim.requant(p))
+    return _Conv.apply(ins[0], ins[1], ins[2], sim.multipliers[node.name], cfg)
+
+
+def _sim_add(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
+    p = call.params
+    return _Add.apply(ins[0], ins[1], sim.scalar(p["m1"]), sim.scalar(p["m2"]), p["z1"], p["z2"], sim.requant(p))
+
+
+def _sim_pool(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
+    p = call.params
+    return _Pool.apply(ins[0], sim.scalar(p["multiplier"], torch.float32), p["x_zero"], sim.requant(p))
+
+
+def _sim_linear(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
+    p = call.params
+    x, w, b = ins
+    if call.kernel == "linear_fwd_f32":
+        xf = float(p["x_scale"]) * (x - p["x_zero"])  # float32 scalar times exact codes: x_f of NUMERICS §2
+        return F.linear(xf, w, b)
+    cfg = _ConvCfg(1, 0, 1, p["x_zero"], sim.requant(p))
+    return _Conv.apply(x[:, :, None, None], w[:, :, None, None], b, sim.multipliers[node.name], cfg)[:, :, 0, 0]
+
+
+def _sim_reshape(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
+    return ins[0].reshape(ins[0].shape[0], *sim.graph.tensors[node.outputs[0]].shape[1:])
+
+
+SIM_KERNELS: Mapping[Op, Callable[[Int8Sim, Node, KernelCall, list[torch.Tensor]], torch.Tensor]] = {
+    Op.CONV2D: _sim_conv2d,
+    Op.ADD: _sim_add,
+    Op.GLOBAL_AVG_POOL: _sim_pool,
+    Op.LINEAR: _sim_linear,
+    Op.RESHAPE: _sim_reshape,
+}
+"""The simulation's batched, differentiable kernel of every forward op (training ops are the compiler's:
+the simulation differentiates with autograd instead)."""

@@ -41,6 +41,7 @@ __all__ = [
     "GRAD_RULES",
     "LABEL",
     "LOSS",
+    "NOT_DIFFERENTIABLE",
     "TrainedLayer",
     "build_training_graph",
     "eliminate_dead_code",
@@ -415,6 +416,15 @@ GRAD_RULES: Mapping[Op, Callable[[_Emitter, Node, str], None]] = {
     Op.RESHAPE: _grad_reshape,
     Op.LINEAR: _grad_linear,
 }
+
+NOT_DIFFERENTIABLE = frozenset(
+    {
+        Op.GATHER_CHANNELS, Op.SOFTMAX_CE, Op.MASK_SCALE, Op.ADD_BWD, Op.POOL_BWD, Op.CONV2D_BWD_X,
+        Op.CONV2D_BWD_W_UPDATE, Op.BIAS_UPDATE, Op.LINEAR_F32_BWD_UPDATE, Op.ACCUMULATE,
+    }
+)  # fmt: skip
+"""The training ops: :func:`build_training_graph` emits them and never differentiates them (their
+gradients are what they compute). Every other op has a row in :data:`GRAD_RULES`."""
 
 
 def eliminate_dead_code(graph: Graph) -> Graph:

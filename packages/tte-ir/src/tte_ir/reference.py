@@ -19,18 +19,21 @@ when ``hi - z_y`` is odd) into an in-range value and set a mask bit the unclampe
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from tte_ir._ir import DType, Graph, Op, TteError
+from tte_ir._ir import Graph, Node, Op, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
-from tte_ir.ops import node_attrs
-from tte_ir.quant import node_multipliers
+from tte_ir.kernels import DEPTHWISE, KernelCall, kernel_call
 
 __all__ = [
+    "FORWARD",
     "add",
     "conv2d",
+    "effective_weight",
+    "forward_node",
     "global_avg_pool",
     "linear_f32",
     "linear_s8",
@@ -216,6 +219,109 @@ def linear_f32(x: np.ndarray, w: np.ndarray, b: np.ndarray, *, x_scale: float, x
     return (np.asarray(b, dtype=np.float32) + total)[None]
 
 
+def _pack(mask: np.ndarray) -> np.ndarray:
+    """A bool mask bit-packed as the engine stores it (element ``i`` in IR order is bit ``i % 8`` of byte ``i // 8``)."""
+    return np.packbits(np.asarray(mask, dtype=bool).ravel(), bitorder="little")
+
+
+def effective_weight(w: np.ndarray, w_train: np.ndarray | None, channels: Any, depthwise: bool) -> np.ndarray:
+    """The weights a conv with a trained slice computes with: ``w`` with the listed channels (input
+    channels; channels of a depthwise conv) replaced by ``w_train``."""
+    if w_train is None:
+        return w
+    w = np.array(w, copy=True)
+    if depthwise:
+        w[list(channels)] = w_train
+    else:
+        w[:, list(channels)] = w_train
+    return w
+
+
+Values = Mapping[str, np.ndarray]
+
+
+def _value(call: KernelCall, name: str, values: Values) -> np.ndarray | None:
+    arg = call.arg(name)
+    return values[arg.reads] if arg.reads is not None else None
+
+
+def _outputs(call: KernelCall, y: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The node's written tensors by name: ``y``, and the packed mask when the node keeps one."""
+    out = {call.arg("y").writes: y}
+    mask_arg = next((a for a in call.args if a.name == "mask"), None)
+    if mask_arg is not None and mask_arg.writes is not None:
+        out[mask_arg.writes] = _pack(mask)
+    return out
+
+
+def _conv2d(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
+    p = call.params
+    w = effective_weight(
+        _value(call, "w", values), _value(call, "w_train", values), p.get("train_channels"), call.family == DEPTHWISE
+    )
+    y, mask = conv2d(
+        _value(call, "x", values), w, _value(call, "bias", values), call.arg("multiplier").value,
+        stride=p["stride"], padding=p["padding"], groups=p["groups"], x_zero=p["x_zero"], y_zero=p["y_zero"],
+        act_min=p["act_min"], act_max=p["act_max"], return_mask=True,
+    )  # fmt: skip
+    return _outputs(call, y, mask)
+
+
+def _add(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
+    p = call.params
+    y, mask = add(
+        _value(call, "x1", values), _value(call, "x2", values), m1=p["m1"], m2=p["m2"], z1=p["z1"], z2=p["z2"],
+        y_zero=p["y_zero"], act_min=p["act_min"], act_max=p["act_max"], return_mask=True,
+    )  # fmt: skip
+    return _outputs(call, y, mask)
+
+
+def _global_avg_pool(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
+    p = call.params
+    y, mask = global_avg_pool(
+        _value(call, "x", values), multiplier=p["multiplier"], x_zero=p["x_zero"], y_zero=p["y_zero"], return_mask=True
+    )
+    return _outputs(call, y, mask)
+
+
+def _linear(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
+    p = call.params
+    x, w, b = (_value(call, name, values) for name in ("x", "w", "bias"))
+    if call.kernel == "linear_fwd_f32":
+        return _outputs(call, linear_f32(x, w, b, x_scale=p["x_scale"], x_zero=p["x_zero"]))
+    y, mask = linear_s8(
+        x, w, b, call.arg("multiplier").value, x_zero=p["x_zero"], y_zero=p["y_zero"], act_min=p["act_min"],
+        act_max=p["act_max"], return_mask=True,
+    )  # fmt: skip
+    return _outputs(call, y, mask)
+
+
+def _view(call: KernelCall, values: Values, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    arg = call.args[0]
+    return {arg.writes: values[arg.reads].reshape(shape)}
+
+
+FORWARD: Mapping[Op, Callable[[KernelCall, Values], dict[str, np.ndarray]]] = {
+    Op.CONV2D: _conv2d,
+    Op.ADD: _add,
+    Op.GLOBAL_AVG_POOL: _global_avg_pool,
+    Op.LINEAR: _linear,
+}
+"""The forward ops' reference kernels: a node's kernel call and the values so far -> its written tensors
+(int8 outputs, and bit-packed clamp masks where the node keeps them). Reshape is a view."""
+
+
+def forward_node(graph: Graph, node: Node, values: Values) -> dict[str, np.ndarray]:
+    """The tensors a forward node writes, computed from its kernel call (:mod:`tte_ir.kernels`)."""
+    call = kernel_call(graph, node)
+    if call.kernel is None:
+        return _view(call, values, graph.tensors[node.outputs[0]].shape)
+    kernel = FORWARD.get(node.op)
+    if kernel is None:
+        raise TteError(f"{node.describe()}: the reference interpreter has no forward kernel for this op")
+    return kernel(call, values)
+
+
 def run_forward(graph: Graph, x: np.ndarray, *, return_all: bool = False) -> Any:
     """Execute a forward graph on one input.
 
@@ -234,56 +340,7 @@ def run_forward(graph: Graph, x: np.ndarray, *, return_all: bool = False) -> Any
     values: dict[str, np.ndarray] = dict(graph.constants)
     values[in_spec.name] = x
     for node in graph.nodes:
-        values[node.outputs[0]] = _run_node(graph, node, values)
+        values.update(forward_node(graph, node, values))
     if return_all:
         return values
     return values[graph.outputs[0]]
-
-
-def _run_node(graph: Graph, node: Any, values: dict[str, np.ndarray]) -> np.ndarray:
-    attrs = node_attrs(node)
-    ins = [values[name] for name in node.inputs]
-    specs = [graph.tensors[name] for name in node.inputs]
-    out_spec = graph.tensors[node.outputs[0]]
-    consts = node_multipliers(graph, node)
-    if node.op is Op.CONV2D:
-        return conv2d(
-            *ins,
-            consts["multiplier"],
-            stride=attrs["stride"],
-            padding=attrs["padding"],
-            groups=attrs["groups"],
-            x_zero=specs[0].quant.zero_point,
-            y_zero=out_spec.quant.zero_point,
-            act_min=attrs["act_min"],
-            act_max=attrs["act_max"],
-        )
-    if node.op is Op.ADD:
-        return add(
-            *ins,
-            m1=consts["m1"],
-            m2=consts["m2"],
-            z1=specs[0].quant.zero_point,
-            z2=specs[1].quant.zero_point,
-            y_zero=out_spec.quant.zero_point,
-            act_min=attrs["act_min"],
-            act_max=attrs["act_max"],
-        )
-    if node.op is Op.GLOBAL_AVG_POOL:
-        return global_avg_pool(
-            ins[0], multiplier=consts["multiplier"], x_zero=specs[0].quant.zero_point, y_zero=out_spec.quant.zero_point
-        )
-    if node.op is Op.LINEAR:
-        if specs[1].dtype is DType.FLOAT32:
-            return linear_f32(*ins, x_scale=specs[0].quant.tensor_scale, x_zero=specs[0].quant.zero_point)
-        return linear_s8(
-            *ins,
-            consts["multiplier"],
-            x_zero=specs[0].quant.zero_point,
-            y_zero=out_spec.quant.zero_point,
-            act_min=attrs["act_min"],
-            act_max=attrs["act_max"],
-        )
-    if node.op is Op.RESHAPE:
-        return ins[0].reshape(out_spec.shape)
-    raise TteError(f"{node.describe()}: the reference interpreter has no kernel for this op")

@@ -16,23 +16,23 @@ Masks are stored bit-packed (element ``i`` of the tensor in IR order is bit ``i 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from tte_ir._ir import DType, Graph, Node, Op, TteError
+from tte_ir._ir import Graph, Node, Op, TteError
 from tte_ir.autodiff import training_info
-from tte_ir.ops import node_attrs, node_roles
-from tte_ir.quant import node_multipliers
-from tte_ir.reference import add, conv2d, dequantize_input, global_avg_pool, linear_f32, linear_s8, sat32
+from tte_ir.kernels import DEPTHWISE, LR_GROUPS, ROUNDING, KernelCall, kernel_call
+from tte_ir.reference import FORWARD, dequantize_input, effective_weight, forward_node, sat32
 from tte_ir.rounding import round_step
 
 __all__ = [
     "STATUS_NONFINITE_GRAD",
     "STATUS_NONFINITE_LOSS",
     "STATUS_OK",
+    "TRAINING_KERNELS",
     "StepResult",
     "bias_grad",
     "conv2d_bwd_x",
@@ -56,10 +56,6 @@ class StepResult:
     status: str
     state: dict[str, np.ndarray]
     values: dict[str, np.ndarray] | None = None
-
-
-def _pack(mask: np.ndarray) -> np.ndarray:
-    return np.packbits(np.asarray(mask, dtype=bool).ravel(), bitorder="little")
 
 
 def _unpack(packed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -106,17 +102,6 @@ def mask_scale(g: np.ndarray, mask: np.ndarray, scale: np.ndarray) -> np.ndarray
 def bias_grad(gh: np.ndarray) -> np.ndarray:
     """``dL/db[o] = sum_p gh[o,p]``, positions in ascending order (float32)."""
     return _seq_sum_last(gh[0].reshape(gh.shape[1], -1))
-
-
-def _effective_weight(w: np.ndarray, w_train: np.ndarray | None, channels: Any, depthwise: bool) -> np.ndarray:
-    if w_train is None:
-        return w
-    w = np.array(w, copy=True)
-    if depthwise:
-        w[list(channels)] = w_train
-    else:
-        w[:, list(channels)] = w_train
-    return w
 
 
 def conv2d_bwd_x(
@@ -210,23 +195,24 @@ class _Step:
     def __init__(self, graph: Graph, state: Mapping[str, np.ndarray], step: int, lr: float, head_lr: float) -> None:
         self.graph = graph
         self.step = step
-        self.lrs = {"body": lr, "head": head_lr}
+        self.seed = int(training_info(graph)["scheme"]["seed"])
+        self.lrs = {LR_GROUPS["body"].value: lr, LR_GROUPS["head"].value: head_lr}
         self.values: dict[str, np.ndarray] = dict(graph.constants)
         self.values.update({k: np.asarray(v) for k, v in state.items()})
         self.status = STATUS_OK
         self.loss = float("nan")
 
-    def spec(self, name: str):  # type: ignore[no-untyped-def]
-        return self.graph.tensors[name]
-
     def run(self, node: Node) -> None:
-        ins, outs = node_roles(node)
-        attrs = node_attrs(node)
-        v = {role: self.values[name] for role, name in ins.items()}
-        results = _KERNELS[node.op](self, node, attrs, ins, v)
-        for role, value in results.items():
-            if role in outs:
-                self.values[outs[role]] = value
+        if node.op in FORWARD or node.op is Op.RESHAPE:
+            self.values.update(forward_node(self.graph, node, self.values))
+            return
+        call = kernel_call(self.graph, node)
+        self.values.update(TRAINING_KERNELS[node.op](self, call))
+
+    def read(self, call: KernelCall, name: str) -> np.ndarray | None:
+        """The value argument ``name`` of ``call`` holds on entry (None for an absent one)."""
+        arg = call.arg(name)
+        return self.values[arg.reads] if arg.reads is not None else None
 
     def grad_ok(self, g: np.ndarray) -> bool:
         """Update ops: skip when the step already failed; fail the step on a non-finite gradient."""
@@ -238,200 +224,126 @@ class _Step:
         return True
 
 
-def _forward_conv(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    xs, ys = s.spec(ins["x"]), s.spec(node.outputs[0])
-    depthwise = attrs["groups"] > 1
-    w = _effective_weight(v["w"], v.get("w_train"), attrs["channels"], depthwise)
-    y, mask = conv2d(
-        v["x"],
-        w,
-        v["b"],
-        node_multipliers(s.graph, node)["multiplier"],
-        stride=attrs["stride"],
-        padding=attrs["padding"],
-        groups=attrs["groups"],
-        x_zero=xs.quant.zero_point,
-        y_zero=ys.quant.zero_point,
-        act_min=attrs["act_min"],
-        act_max=attrs["act_max"],
-        return_mask=True,
-    )
-    return {"y": y, "mask": _pack(mask)}
+def _written(call: KernelCall, **values: np.ndarray) -> dict[str, np.ndarray]:
+    """Results keyed by the tensors the named arguments write (absent optional outputs dropped)."""
+    return {call.arg(name).writes: v for name, v in values.items() if call.arg(name).writes is not None}
 
 
-def _forward_add(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    m = node_multipliers(s.graph, node)
-    y, mask = add(
-        v["a"],
-        v["b"],
-        m1=m["m1"],
-        m2=m["m2"],
-        z1=s.spec(ins["a"]).quant.zero_point,
-        z2=s.spec(ins["b"]).quant.zero_point,
-        y_zero=s.spec(node.outputs[0]).quant.zero_point,
-        act_min=attrs["act_min"],
-        act_max=attrs["act_max"],
-        return_mask=True,
-    )
-    return {"y": y, "mask": _pack(mask)}
+def _gather(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    return _written(call, y=np.ascontiguousarray(s.read(call, "x")[:, list(call.params["channels"])]))
 
 
-def _forward_pool(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    y, mask = global_avg_pool(
-        v["x"],
-        multiplier=node_multipliers(s.graph, node)["multiplier"],
-        x_zero=s.spec(ins["x"]).quant.zero_point,
-        y_zero=s.spec(node.outputs[0]).quant.zero_point,
-        return_mask=True,
-    )
-    return {"y": y, "mask": _pack(mask)}
-
-
-def _forward_linear(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    xs = s.spec(ins["x"])
-    if s.spec(ins["w"]).dtype is DType.FLOAT32:
-        return {"y": linear_f32(v["x"], v["w"], v["b"], x_scale=xs.quant.tensor_scale, x_zero=xs.quant.zero_point)}
-    y, mask = linear_s8(
-        v["x"],
-        v["w"],
-        v["b"],
-        node_multipliers(s.graph, node)["multiplier"],
-        x_zero=xs.quant.zero_point,
-        y_zero=s.spec(node.outputs[0]).quant.zero_point,
-        act_min=attrs["act_min"],
-        act_max=attrs["act_max"],
-        return_mask=True,
-    )
-    return {"y": y, "mask": _pack(mask)}
-
-
-def _reshape(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    return {"y": v["x"].reshape(s.spec(node.outputs[0]).shape)}
-
-
-def _gather(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    return {"y": np.ascontiguousarray(v["x"][:, list(attrs["channels"])])}
-
-
-def _softmax_ce(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    spec = s.spec(ins["logits"])
-    label = int(v["label"][0])
-    if not 0 <= label < spec.shape[1]:
-        raise TteError(f"{node.describe()}: label {label} is outside [0, {spec.shape[1]})")
-    if spec.dtype is DType.INT8:
-        loss, g = softmax_ce(v["logits"], label, scale=spec.quant.tensor_scale, zero=spec.quant.zero_point)
+def _softmax_ce(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    p = call.params
+    label = int(s.read(call, "label")[0])
+    if not 0 <= label < p["classes"]:
+        raise TteError(f"node '{call.node}': label {label} is outside [0, {p['classes']})")
+    if call.kernel == "softmax_ce_s8":
+        loss, g = softmax_ce(s.read(call, "logits"), label, scale=p["scale"], zero=p["zero"])
     else:
-        loss, g = softmax_ce(v["logits"], label)
+        loss, g = softmax_ce(s.read(call, "logits"), label)
     s.loss = loss
     if not np.isfinite(loss):
         s.status = STATUS_NONFINITE_LOSS
-    return {"loss": np.array([loss], dtype=np.float32), "g": g}
+    return _written(call, loss=np.array([loss], dtype=np.float32), g=g)
 
 
-def _mask_scale(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    g = v["g"]
-    return {"gh": mask_scale(g, _unpack(v["mask"], g.shape), v["scale"])}
+def _mask_scale(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    g = s.read(call, "g")
+    return _written(call, gh=mask_scale(g, _unpack(s.read(call, "mask"), g.shape), s.read(call, "scale")))
 
 
-def _add_bwd(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    g = v["g"]
-    mask = _unpack(v["mask"], g.shape)
+def _add_bwd(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    g = s.read(call, "g")
+    mask = _unpack(s.read(call, "mask"), g.shape)
     zero = np.float32(0.0)
-    return {
-        "ga": np.where(mask, g * np.float32(attrs["m1"]), zero).astype(np.float32),
-        "gb": np.where(mask, g * np.float32(attrs["m2"]), zero).astype(np.float32),
-    }
+    ga = np.where(mask, g * np.float32(call.params["m1"]), zero).astype(np.float32)
+    gb = np.where(mask, g * np.float32(call.params["m2"]), zero).astype(np.float32)
+    return _written(call, ga=ga, gb=gb)
 
 
-def _pool_bwd(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    g = v["g"]
-    per_channel = np.where(_unpack(v["mask"], g.shape), g * np.float32(attrs["m"]), np.float32(0.0))
-    height, width = attrs["size"]
-    return {"gx": np.broadcast_to(per_channel, (1, g.shape[1], height, width)).astype(np.float32)}
+def _pool_bwd(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    p = call.params
+    g = s.read(call, "g")
+    per_channel = np.where(_unpack(s.read(call, "mask"), g.shape), g * np.float32(p["multiplier"]), np.float32(0.0))
+    return _written(call, gx=np.broadcast_to(per_channel, (1, g.shape[1], p["in_h"], p["in_w"])).astype(np.float32))
 
 
-def _conv_bwd_x(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    depthwise = attrs["groups"] > 1 and v["w"].shape[1] == 1
-    w = _effective_weight(v["w"], v.get("w_train"), attrs["channels"], depthwise)
+def _conv_bwd_x(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    p = call.params
+    w = effective_weight(s.read(call, "w"), s.read(call, "w_train"), p.get("train_channels"), call.family == DEPTHWISE)
     gx = conv2d_bwd_x(
-        v["gh"],
-        w,
-        size=tuple(attrs["size"]),
-        stride=attrs["stride"],
-        padding=attrs["padding"],
-        groups=attrs["groups"],
-        acc=v.get("acc"),
-    )
-    return {"gx": gx}
+        s.read(call, "gh"), w, size=(p["in_h"], p["in_w"]), stride=p["stride"], padding=p["padding"],
+        groups=p["groups"], acc=s.read(call, "gx"),
+    )  # fmt: skip
+    return _written(call, gx=gx)
 
 
-def _conv_bwd_w_update(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    w_train = v["w_train"]
-    gh = v["gh"]
+def _conv_bwd_w_update(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    p = call.params
+    w_train = s.read(call, "w_train")
+    gh = s.read(call, "gh")
     if not s.grad_ok(gh):
-        return {"w_next": w_train}
-    full = tuple(attrs["weight_shape"])
-    depthwise = attrs["groups"] > 1
-    chans = list(attrs["channels"])
+        return _written(call, w_train=w_train)
+    full = (p["out_c"], p["in_c"] // p["groups"], p["kernel_h"], p["kernel_w"])
+    depthwise = call.family == DEPTHWISE
+    chans = list(p["train_channels"])
     grad = conv2d_weight_grad(
-        v["x_saved"],
-        gh,
-        channels=chans,
-        kernel=full[2:],
-        stride=attrs["stride"],
-        padding=attrs["padding"],
-        x_zero=s.spec(ins["x_saved"]).quant.zero_point,
-        depthwise=depthwise,
-    )
+        s.read(call, "x_saved"), gh, channels=chans, kernel=full[2:], stride=p["stride"], padding=p["padding"],
+        x_zero=p["x_zero"], depthwise=depthwise,
+    )  # fmt: skip
     # element index in the full weight's IR layout [O, C/g, KH, KW] (rounding.py)
     o, j, u, q = np.indices(w_train.shape)
     channel = np.asarray(chans)[o if depthwise else j]
+    inv = s.read(call, "inv_w")
     if depthwise:
         index = ((channel * full[1] + j) * full[2] + u) * full[3] + q
-        inv = v["inv_w"][chans]
+        inv = inv[chans]
     else:
         index = ((o * full[1] + channel) * full[2] + u) * full[3] + q
-        inv = v["inv_w"]
-    steps = qas_round(grad, inv, s.lrs[attrs["lr_group"]], attrs, s.step, index)
-    return {"w_next": np.clip(w_train.astype(np.int64) + steps, -127, 127).astype(np.int8)}
+    steps = _qas_step(s, call, grad, inv, index)
+    return _written(call, w_train=np.clip(w_train.astype(np.int64) + steps, -127, 127).astype(np.int8))
 
 
-def _bias_update(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    b = v["b"]
-    if not s.grad_ok(v["gh"]):
-        return {"b_next": b}
-    grad = bias_grad(v["gh"])
-    steps = qas_round(grad, v["inv_b"], s.lrs[attrs["lr_group"]], attrs, s.step, np.arange(b.shape[0]))
-    return {"b_next": sat32(b.astype(np.int64) + steps).astype(np.int32)}
+def _qas_step(s: _Step, call: KernelCall, grad: np.ndarray, inv: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The integer QAS steps of an update call (its ``u`` descriptor: rounding, lr group, tensor id)."""
+    _, update = call.arg("u").value
+    mode = {c.value: name for name, c in ROUNDING.items()}[update["rounding"].value]
+    attrs = {"rounding": mode, "seed": s.seed, "tensor_id": update["tensor_id"]}
+    return qas_round(grad, inv, s.lrs[update["lr_group"].value], attrs, s.step, index)
 
 
-def _linear_f32_bwd_update(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    xs = s.spec(ins["x"])
-    w, b, g = v["w"], v["b"], v["g"][0]
+def _bias_update(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    b = s.read(call, "b")
+    gh = s.read(call, "gh")
+    if not s.grad_ok(gh):
+        return _written(call, b=b)
+    steps = _qas_step(s, call, bias_grad(gh), s.read(call, "inv_b"), np.arange(b.shape[0]))
+    return _written(call, b=sat32(b.astype(np.int64) + steps).astype(np.int32))
+
+
+def _linear_f32_bwd_update(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    p = call.params
+    w, b, g = s.read(call, "w"), s.read(call, "b"), s.read(call, "g")[0]
     out: dict[str, np.ndarray] = {}
-    if attrs["input_grad"]:
+    if call.arg("gx").writes is not None:
         sums = _seq_sum_last((w * g[:, None]).T)
-        out["gx"] = (np.float32(xs.quant.tensor_scale) * sums)[None].astype(np.float32)
-    if attrs["update"]:
+        out["gx"] = (np.float32(p["x_scale"]) * sums)[None].astype(np.float32)
+    if call.arg("w_next").writes is not None:
         out["w_next"], out["b_next"] = w, b
         if s.grad_ok(g):
-            lr = np.float32(s.lrs[attrs["lr_group"]])
-            xf = dequantize_input(v["x"][0], xs.quant.tensor_scale, xs.quant.zero_point)
+            lr = np.float32(s.lrs[call.arg("lr_group").value.value])
+            xf = dequantize_input(s.read(call, "x")[0], p["x_scale"], p["x_zero"])
             out["w_next"] = (w - lr * (g[:, None] * xf[None, :])).astype(np.float32)
             out["b_next"] = (b - lr * g).astype(np.float32)
-    return out
+    return _written(call, **out)
 
 
-def _accumulate(s: _Step, node: Node, attrs: dict[str, Any], ins: dict[str, str], v: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
-    return {"y": (v["acc"] + v["g"]).astype(np.float32)}
+def _accumulate(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    return _written(call, y=(s.read(call, "acc") + s.read(call, "g")).astype(np.float32))
 
 
-_KERNELS = {
-    Op.CONV2D: _forward_conv,
-    Op.ADD: _forward_add,
-    Op.GLOBAL_AVG_POOL: _forward_pool,
-    Op.LINEAR: _forward_linear,
-    Op.RESHAPE: _reshape,
+TRAINING_KERNELS: Mapping[Op, Callable[[_Step, KernelCall], dict[str, np.ndarray]]] = {
     Op.GATHER_CHANNELS: _gather,
     Op.SOFTMAX_CE: _softmax_ce,
     Op.MASK_SCALE: _mask_scale,
@@ -443,6 +355,7 @@ _KERNELS = {
     Op.LINEAR_F32_BWD_UPDATE: _linear_f32_bwd_update,
     Op.ACCUMULATE: _accumulate,
 }
+"""The training ops' reference kernels (the forward ops are :data:`tte_ir.reference.FORWARD`)."""
 
 
 def train_step(

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from tte_ir._ir import Graph, Node, Op, TteError
+from tte_ir.kernels import DEPTHWISE, conv_family
 from tte_ir.ops import node_attrs
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "Scheme",
     "SchemeError",
     "WeightUpdate",
+    "conv_node_family",
     "conv_nodes",
     "is_depthwise",
     "load_scheme",
@@ -232,10 +234,15 @@ def conv_nodes(graph: Graph) -> list[Node]:
 
 
 def is_depthwise(graph: Graph, node: Node) -> bool:
-    """A conv whose every group has one input and one output channel."""
-    w = graph.tensors[node.inputs[1]].shape
+    """A depthwise conv (:func:`tte_ir.kernels.conv_family`, the one decision)."""
+    return conv_node_family(graph, node) == DEPTHWISE
+
+
+def conv_node_family(graph: Graph, node: Node) -> str:
+    """The kernel family (dense, depthwise, pointwise) of a conv2d node."""
+    attrs = node_attrs(node)
     channels = graph.tensors[node.inputs[0]].shape[1]
-    return node_attrs(node)["groups"] == channels and w[0] == channels and w[1] == 1 and channels > 1
+    return conv_family(graph.tensors[node.inputs[1]].shape, channels, attrs["padding"], attrs["groups"])
 
 
 def select_channels(weight: np.ndarray, ratio: float, depthwise: bool) -> np.ndarray:

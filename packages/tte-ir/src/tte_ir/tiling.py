@@ -26,11 +26,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tte_ir._ir import Graph, Node, Op
+from tte_ir._ir import Graph, Node, Op, TteError
 from tte_ir.ops import node_attrs, node_roles
 from tte_ir.verify import verify
 
-__all__ = ["CHANNEL_TILE", "tile_backward_channels", "tile_frozen_rows"]
+__all__ = ["CHANNEL_TILE", "RowBand", "input_rows", "row_table", "tile_backward_channels", "tile_frozen_rows"]
 
 CHANNEL_TILE = 16  # expanded channels per backward tile: no recompute, so small chunks cost only calls
 
@@ -69,23 +69,83 @@ class _RowGroup:
     cost: int
 
 
+def _row_inputs(node: Node) -> tuple[str, ...]:
+    """The activation inputs of a row-tiled node (a conv's feature map, an add's two operands)."""
+    return tuple(node.inputs[:2]) if node.op is Op.ADD else tuple(node.inputs[:1])
+
+
+def input_rows(graph: Graph, node: Node, lo: int, hi: int) -> tuple[int, int]:
+    """The input rows ``[lo', hi')`` that output rows ``[lo, hi)`` of a row-tiled node read: the halo.
+
+    A conv reads ``[lo*s - pad, (hi-1)*s - pad + KH)``, an add the same rows. Not clipped to the
+    input: callers clip to ``[0, H)`` (padding rows are not stored). This is the one halo formula;
+    the row bands the planner sizes, the row tables the code generator writes and the kernels' own
+    check of a band (``tte_conv2d_row_window`` in the engine) all describe the same span.
+    """
+    if node.op is not Op.CONV2D:
+        return lo, hi
+    attrs = node_attrs(node)
+    kh = graph.tensors[node.inputs[1]].shape[2]
+    return lo * attrs["stride"] - attrs["padding"], (hi - 1) * attrs["stride"] - attrs["padding"] + kh
+
+
 def _row_bands(graph: Graph, nodes: Sequence[Node], rows: int) -> dict[str, int]:
-    """Rows of each internal tensor needed for ``rows`` rows of the last node's output."""
+    """Rows of each internal tensor needed for ``rows`` rows of the last node's output (an interior
+    tile, the largest: a border tile's halo is cut by the padding)."""
     inside = {n.outputs[0] for n in nodes[:-1]}
     need = {nodes[-1].outputs[0]: rows}
     for node in reversed(nodes):
         r = need.get(node.outputs[0], 0)
-        attrs = node_attrs(node)
-        for x in node.inputs[:2] if node.op is Op.ADD else node.inputs[:1]:
-            if x not in inside:
-                continue
-            if node.op is Op.CONV2D:
-                kh = graph.tensors[node.inputs[1]].shape[2]
-                r_in = (r - 1) * attrs["stride"] + kh
-            else:
-                r_in = r
-            need[x] = min(max(need.get(x, 0), r_in), graph.tensors[x].shape[2])
+        first, stop = input_rows(graph, node, 0, r)
+        for x in _row_inputs(node):
+            if x in inside:
+                need[x] = min(max(need.get(x, 0), stop - first), graph.tensors[x].shape[2])
     return {t: need[t] for t in inside}
+
+
+@dataclass(frozen=True)
+class RowBand:
+    """One node's share of one row tile: it computes output rows ``[y_row, y_row + y_rows)`` from an
+    input buffer holding rows ``[x_row, x_row + x_rows)`` (``tte_row_band`` in the engine)."""
+
+    x_row: int
+    x_rows: int
+    y_row: int
+    y_rows: int
+
+
+def row_table(graph: Graph, nodes: Sequence[Node]) -> list[list[RowBand]]:
+    """Per tile, per node of a row-tiled group: the rows it computes and the rows its input holds.
+
+    An internal input holds its producer's band for that tile; an input from outside the group is
+    whole. Raises :class:`TteError` when a tile needs more rows of a tensor than its band holds.
+    """
+    produced = {n.outputs[0] for n in nodes}
+    internal = {t for t in produced if t != nodes[-1].outputs[0]}
+    last = nodes[-1]
+    height = graph.tensors[last.outputs[0]].shape[2]
+    step = int(last.attrs["tile"]["tile"])
+    table = []
+    for top in range(0, height, step):
+        need = {last.outputs[0]: (top, min(top + step, height))}
+        for node in reversed(nodes):
+            first, stop = input_rows(graph, node, *need[node.outputs[0]])
+            for x in _row_inputs(node):
+                if x in internal:
+                    span = (max(0, first), min(graph.tensors[x].shape[2], stop))
+                    old = need.get(x, span)
+                    need[x] = (min(old[0], span[0]), max(old[1], span[1]))
+        tile = []
+        for node in nodes:
+            lo, hi = need[node.outputs[0]]
+            band = int(node.attrs["tile"]["band"])
+            if node.outputs[0] in internal and hi - lo > band:
+                raise TteError(f"{node.describe()}: a tile needs rows {lo}..{hi - 1}, more than its band of {band}")
+            x = node.inputs[0]
+            x_lo, x_hi = need[x] if x in internal else (0, graph.tensors[x].shape[2])
+            tile.append(RowBand(x_lo, x_hi - x_lo, lo, hi - lo))
+        table.append(tile)
+    return table
 
 
 def _row_group(graph: Graph, start: int, stop: int, rows: int) -> _RowGroup:

@@ -51,7 +51,9 @@ import numpy as np
 
 from tte_algo.search.evolution import RATIOS, Contributions, SearchError
 from tte_algo.search.executor import Executor, JobCache, LocalExecutor, job_key
-from tte_ir import Graph, Node, Op, Scheme, WeightUpdate, conv_nodes, is_depthwise, node_attrs
+from tte_ir import Graph, Node, Op, Scheme, WeightUpdate, conv_nodes
+from tte_ir.kernels import POINTWISE
+from tte_ir.scheme import conv_node_family
 from tte_ir.serialize import graph_from_json, graph_to_json
 
 __all__ = [
@@ -174,8 +176,7 @@ def candidate_convs(graph: Graph, window: int, kind: str = "pointwise") -> list[
 
 
 def _is_pointwise(graph: Graph, node: Node) -> bool:
-    w = graph.tensors[node.inputs[1]].shape
-    return w[2] == 1 and w[3] == 1 and node_attrs(node)["groups"] == 1 and not is_depthwise(graph, node)
+    return conv_node_family(graph, node) == POINTWISE
 
 
 def split_graph(graph: Graph, first_conv: int) -> tuple[list[Node], Graph, int]:
