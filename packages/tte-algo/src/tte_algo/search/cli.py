@@ -7,6 +7,7 @@ Every user error is a :class:`~tte_ir.TteError`: one line on stderr, exit status
 from __future__ import annotations
 
 import argparse
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +200,17 @@ def _cmd_search(args: argparse.Namespace) -> int:
     )
     forward = load(args.model)
     contrib = Contributions.load(args.contrib)
-    with progress("search", args.generations, enabled=not args.quiet) as advance:
+    with ExitStack() as bar:
+        advance = None
+
+        def generation(index: int, best: Any) -> None:
+            # called as a generation starts, so it reports the one before (and the last one after the search);
+            # the bar starts with the first generation, after the inputs are checked, so a refusal stays one line
+            nonlocal advance
+            if advance is None:
+                advance = bar.enter_context(progress("search", args.generations, enabled=not args.quiet))
+            advance(1 if index else 0, _best_so_far(best))
+
         outcome = search_scheme(
             forward,
             contrib,
@@ -207,10 +218,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
             population=args.population,
             generations=args.generations,
             seed=args.seed,
-            # called as a generation starts: it reports the one before, and the last one after the search
-            on_generation=lambda index, best: advance(1 if index else 0, _best_so_far(best)),
+            on_generation=generation,
         )
-        advance(1, _best_so_far(outcome.result.best))
+        generation(args.generations, outcome.result.best)
     save_scheme(outcome.scheme, args.output)
     if args.front:
         outcome.save_front(args.front)

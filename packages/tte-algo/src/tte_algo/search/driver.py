@@ -126,27 +126,24 @@ def search_scheme(
             return f"{plan.macs:,} MACs per step over the MAC budget of {budgets.macs:,}"
         return None
 
-    try:
-        result = evolutionary_search(
-            contrib,
-            cost.memory,
-            budgets.memory,
-            population=population,
-            generations=generations,
-            seed=seed,
-            max_evaluations=max_evaluations,
-            on_generation=on_generation,
-            limits=limits if budgets.flash is not None or budgets.macs is not None else None,
+    smallest = cost(Genome(0))
+    if smallest.total_bytes > budgets.memory:  # checked first: the whole search could end only in this
+        raise SearchError(
+            f"no scheme fits the budget of {budgets.memory:,} B: the smallest plan (head only) needs "
+            f"{smallest.total_bytes:,} B (arena {smallest.arena_bytes:,} + trainable {smallest.trainable_bytes:,} "
+            f"+ I/O {smallest.io_bytes:,})"
         )
-    except SearchError as exc:
-        smallest = cost(Genome(0))
-        if smallest.total_bytes > budgets.memory:
-            raise SearchError(
-                f"no scheme fits the budget of {budgets.memory:,} B: the smallest plan (head only) needs "
-                f"{smallest.total_bytes:,} B (arena {smallest.arena_bytes:,} + trainable {smallest.trainable_bytes:,} "
-                f"+ I/O {smallest.io_bytes:,})"
-            ) from None
-        raise exc from None
+    result = evolutionary_search(
+        contrib,
+        cost.memory,
+        budgets.memory,
+        population=population,
+        generations=generations,
+        seed=seed,
+        max_evaluations=max_evaluations,
+        on_generation=on_generation,
+        limits=limits if budgets.flash is not None or budgets.macs is not None else None,
+    )
     best = result.best
     scheme = best.genome.to_scheme(
         **fields,
