@@ -286,6 +286,7 @@ void def_scratch(py::module_ &m, const char *name, ConvScratch fn, const char *d
 } // namespace
 
 void bind_train(py::module_ &m); // train.cpp
+void bind_calls(py::module_ &m); // calls.cpp
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "tte engine kernels (private; use the tte_engine package)";
@@ -328,4 +329,5 @@ PYBIND11_MODULE(_core, m) {
                 "Scratch bytes tte_pointwise_conv2d_fwd_s8 needs for this geometry.");
 
     bind_train(m);
+    bind_calls(m);
 }

@@ -14,8 +14,10 @@ fused QAS updates (``*_bwd_w_update_s8``, ``bias_update_s32``, ``linear_bwd_upda
 read and update a :class:`TrainContext` (learning rates, step counter, seed, step status) and
 return the updated parameter as a new array.
 
-:mod:`tte_engine.graph` runs a whole ``tte_ir`` forward graph through these kernels, and
-:mod:`tte_engine.training` a compiled training step (install ``tte-engine[ir]``).
+:mod:`tte_engine.calls` runs one node of a ``tte_ir`` graph as ``tte_ir.kernels.kernel_call``
+describes it, through the generic ``_core.call`` (generated from ``tte_ir.kernels``);
+:mod:`tte_engine.graph` runs a whole forward graph that way, and :mod:`tte_engine.training` a
+compiled training step (install ``tte-engine[ir]``).
 """
 
 from __future__ import annotations

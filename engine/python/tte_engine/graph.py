@@ -1,14 +1,13 @@
 """Run a ``tte_ir`` forward graph through the C kernels on the host.
 
 ``tte_ir`` records shapes in PyTorch order (``x[1, C, H, W]``, conv weights ``[O, C/g, KH, KW]``);
-the engine works in HWC with its own weight layouts (see ``tte/tte.h``). :func:`lower` turns a graph
-into a list of :class:`Step` s, one kernel call each, with constants permuted once into the engine's
-layouts; :func:`run_forward` executes them. The firmware data generator
-(``boards/tools/firmware_data.py``) writes the same steps as C tables, so the host and the
+the engine works in HWC with its own weight layouts (see ``tte/tte.h``). Every node runs as the
+kernel call ``tte_ir.kernels.kernel_call`` describes, through :func:`tte_engine.calls.run_call`.
+:func:`lower` lists the same calls as :class:`Step` s with their constants in the engine's layouts,
+for the firmware data generator (``boards/tools/firmware_data.py``), so the host and the
 microcontroller run the identical sequence of kernel calls.
 
-This module needs ``tte_ir`` (install ``tte-engine[ir]``); the layout permutations live in
-:mod:`tte_ir.layout`, shared with the C code generator.
+This module needs ``tte_ir`` (install ``tte-engine[ir]``).
 """
 
 from __future__ import annotations
@@ -19,22 +18,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tte_engine import _core
-from tte_ir.layout import conv_kernel, engine_shape, from_engine_layout, to_engine_layout
+from tte_engine.calls import c_params, run_call
+from tte_ir.layout import from_engine_layout, to_engine_layout
 
 if TYPE_CHECKING:
-    from tte_ir import Graph, Node
+    from tte_ir import Graph
 
-__all__ = ["Step", "conv_kernel", "from_engine_layout", "lower", "run_forward", "to_engine_layout"]
+__all__ = ["Step", "from_engine_layout", "lower", "run_forward", "to_engine_layout"]
 
 
 @dataclass(frozen=True)
 class Step:
-    """One kernel call of a lowered graph.
+    """One kernel call of a lowered forward graph.
 
-    ``kernel`` names the ``tte_engine`` function (the C kernel is ``tte_<kernel>``), or is
-    ``"reshape"`` for a view change that moves no data. The call is
-    ``kernel(*activations[inputs], *arrays, **params)``; shapes are in the engine's layout.
+    ``kernel`` names the C kernel (``tte_<kernel>``), or is ``"reshape"`` for a view change that
+    moves no data. ``inputs`` are the activations it reads, ``arrays`` its constant arguments (in C
+    order, in the engine's layouts), ``params`` its descriptor's fields; shapes are in the engine's
+    layout.
     """
 
     node: str
@@ -48,85 +48,44 @@ class Step:
     macs: int = 0
 
 
-def lower(graph: Graph) -> list[Step]:
-    """The graph's forward as engine kernel calls, constants in engine layouts.
-
-    Raises ``ValueError`` naming the node for anything the engine cannot run.
-    """
-    from tte_ir import DType, Op, node_attrs, node_multipliers
-
+def _check_inputs(graph: Graph) -> None:
     if len(graph.inputs) != 1:
         raise ValueError(f"graph '{graph.name}' has {len(graph.inputs)} inputs; the engine runs graphs with one")
+
+
+def lower(graph: Graph) -> list[Step]:
+    """The graph's forward as engine kernel calls (``tte_ir.kernels.kernel_call``), constants in
+    engine layouts. A node the engine cannot run raises ``tte_ir.TteError`` naming it."""
+    from tte_ir import node_macs
+    from tte_ir.kernels import buffer_shape, kernel_call, weight_layout
+
+    _check_inputs(graph)
     steps = []
     for node in graph.nodes:
-        specs = [graph.tensors[name] for name in node.inputs]
-        out = graph.tensors[node.outputs[0]]
-        attrs = node_attrs(node)
-        consts = node_multipliers(graph, node)
-        zero = [s.quant.zero_point if s.quant is not None else 0 for s in specs]
-        y_zero = out.quant.zero_point if out.quant is not None else 0
-        act = {"act_min": attrs.get("act_min", -128), "act_max": attrs.get("act_max", 127)}
-
-        if node.op is Op.CONV2D:
-            w = graph.constants[node.inputs[1]]
-            b = graph.constants[node.inputs[2]]
-            geometry = {k: attrs[k] for k in ("stride", "padding", "groups")}
-            kernel, wl, conv = conv_kernel(w, specs[0].shape[1], **geometry)
-            params = {**conv, "x_zero": zero[0], "y_zero": y_zero, **act}
-            steps.append(_make_step(graph, node, kernel, (wl, b, consts["multiplier"]), params))
-        elif node.op is Op.ADD:
-            params = {"m1": consts["m1"], "m2": consts["m2"], "z1": zero[0], "z2": zero[1], "y_zero": y_zero, **act}
-            steps.append(_make_step(graph, node, "add_fwd_s8", (), params))
-        elif node.op is Op.GLOBAL_AVG_POOL:
-            params = {"multiplier": consts["multiplier"], "x_zero": zero[0], "y_zero": y_zero}
-            steps.append(_make_step(graph, node, "global_avg_pool_fwd_s8", (), params))
-        elif node.op is Op.LINEAR and specs[1].dtype is DType.FLOAT32:
-            w, b = graph.constants[node.inputs[1]], graph.constants[node.inputs[2]]
-            params = {"x_scale": specs[0].quant.tensor_scale, "x_zero": zero[0]}
-            steps.append(_make_step(graph, node, "linear_fwd_f32", (w, b), params))
-        elif node.op is Op.LINEAR:
-            w, b = graph.constants[node.inputs[1]], graph.constants[node.inputs[2]]
-            params = {"x_zero": zero[0], "y_zero": y_zero, **act}
-            steps.append(_make_step(graph, node, "linear_fwd_s8", (w, b, consts["multiplier"]), params))
-        elif node.op is Op.RESHAPE:
-            shape = specs[0].shape
-            # HWC and NCHW order agree only when the spatial map or the channels are a single element.
-            if len(shape) == 4 and shape[1] > 1 and shape[2] * shape[3] > 1:
-                raise ValueError(
-                    f"{node.describe()}: reshaping {list(shape)} would reorder data in the engine's HWC layout"
-                )
-            steps.append(_make_step(graph, node, "reshape", (), {}))
-        else:
-            raise ValueError(f"{node.describe()}: the engine has no kernel for this op")
+        call = kernel_call(graph, node)
+        inputs, arrays = [], []
+        for arg in call.args:
+            if arg.kind == "derived":
+                arrays.append(np.ascontiguousarray(arg.value, dtype=np.float32))
+            elif arg.kind == "tensor" and arg.reads in graph.constants:
+                value = graph.constants[arg.reads]
+                arrays.append(weight_layout(arg.layout).to_engine(value) if arg.layout else np.ascontiguousarray(value))
+            elif arg.kind == "tensor" and arg.reads is not None:
+                inputs.append(arg.reads)
+        steps.append(
+            Step(
+                node=node.name,
+                kernel=call.kernel or "reshape",
+                inputs=tuple(inputs),
+                output=node.outputs[0],
+                in_shapes=tuple(buffer_shape(graph.tensors[n]) for n in inputs),
+                out_shape=buffer_shape(graph.tensors[node.outputs[0]]),
+                arrays=tuple(arrays),
+                params=c_params(call.params),
+                macs=node_macs(graph, node),
+            )
+        )
     return steps
-
-
-def _make_step(graph: Graph, node: Node, kernel: str, arrays: tuple[np.ndarray, ...], params: dict[str, Any]) -> Step:
-    from tte_ir import node_macs
-
-    acts = tuple(n for n in node.inputs if n not in graph.constants)  # activations; constants go to arrays
-    return Step(
-        node=node.name,
-        kernel=kernel,
-        inputs=acts,
-        output=node.outputs[0],
-        in_shapes=tuple(engine_shape(graph.tensors[n].shape) for n in acts),
-        out_shape=engine_shape(graph.tensors[node.outputs[0]].shape),
-        arrays=tuple(np.ascontiguousarray(a) for a in arrays),
-        params=params,
-        macs=node_macs(graph, node),
-    )
-
-
-def _run_steps(steps: list[Step], x: np.ndarray, input_name: str) -> dict[str, np.ndarray]:
-    """Every activation (engine layout) after running ``steps`` on ``x`` (engine layout)."""
-    values = {input_name: x}
-    for s in steps:
-        ins = [values[name] for name in s.inputs]
-        y = ins[0] if s.kernel == "reshape" else getattr(_core, s.kernel)(*ins, *s.arrays, **s.params)
-        # The pool kernel writes [C] for the IR's [1, C, 1, 1], whose engine shape is [1, 1, C].
-        values[s.output] = y.reshape(s.out_shape)
-    return values
 
 
 def run_forward(graph: Graph, x: np.ndarray, *, return_all: bool = False) -> Any:
@@ -136,6 +95,9 @@ def run_forward(graph: Graph, x: np.ndarray, *, return_all: bool = False) -> Any
     ``tte_ir.reference.run_forward``. Returns the graph's single output, or with ``return_all`` a
     dict of every activation tensor (graph input and node outputs; constants are left out).
     """
+    from tte_ir.kernels import kernel_call
+
+    _check_inputs(graph)
     in_spec = graph.tensors[graph.inputs[0]]
     x = np.asarray(x)
     if tuple(x.shape) != in_spec.shape or x.dtype != in_spec.dtype.numpy:
@@ -143,7 +105,9 @@ def run_forward(graph: Graph, x: np.ndarray, *, return_all: bool = False) -> Any
             f"graph '{graph.name}': input '{in_spec.name}' must be {in_spec.dtype.name.lower()}{list(in_spec.shape)}, "
             f"got {x.dtype}{list(x.shape)}"
         )
-    values = _run_steps(lower(graph), to_engine_layout(x), in_spec.name)
+    values: dict[str, np.ndarray] = {in_spec.name: to_engine_layout(x)}
+    for node in graph.nodes:
+        run_call(kernel_call(graph, node), graph, values)
     if return_all:
         return {name: from_engine_layout(v, graph.tensors[name].shape) for name, v in values.items()}
     out = graph.outputs[0]
