@@ -5,7 +5,6 @@
 // parameter never reaches C.
 #include "binding.h"
 
-#include <algorithm>
 #include <tuple>
 
 namespace py = pybind11;
@@ -63,7 +62,6 @@ py::object run_conv(ConvKernel kernel, ConvScratch scratch_size, const char *nam
     expect_shape(m, "multiplier", {p.out_c}, "[O]");
     py::array y = py::array_t<int8_t>(out_shape);
     py::array mask = new_mask(mask_elements);
-    std::fill_n(data<uint8_t>(mask), mask.size(), uint8_t{0}); // a row band sets only its own bits
     std::vector<unsigned char> scratch(scratch_size(&p));      // scratch_size(&p) bytes
     tte_status status;
     {

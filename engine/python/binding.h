@@ -7,6 +7,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -116,8 +117,12 @@ inline py::object result(py::array y, py::object mask, bool return_mask) {
     return return_mask ? py::object(py::make_tuple(std::move(y), std::move(mask))) : py::object(std::move(y));
 }
 
+// A zeroed mask: kernels leave the last byte's unused bits, and a row band the other rows' bits, as
+// they were.
 inline py::array_t<uint8_t> new_mask(py::ssize_t elements) {
-    return py::array_t<uint8_t>(Shape{(elements + 7) / 8});
+    py::array_t<uint8_t> mask(Shape{(elements + 7) / 8});
+    std::fill_n(mask.mutable_data(), mask.size(), uint8_t{0});
+    return mask;
 }
 
 // Checks and fills the geometry of a conv descriptor from x [H][W][C]; the
