@@ -1,16 +1,16 @@
-"""The engine's memory layouts, and the one place that permutes IR arrays into them.
+"""The engine's activation layout, and the one place that permutes IR activations into it.
 
-``tte_ir`` records shapes in PyTorch order (activations ``[1, C, H, W]``, conv weights
-``[O, C/g, KH, KW]``); the engine (``engine/include/tte/tte.h``) works in HWC with its own weight
-layouts. The host binding's graph runner (``tte_engine.graph``) and the C code generator
-(``tte_codegen``) both permute through these functions, so the two never disagree.
+``tte_ir`` records activations in PyTorch order (``[1, C, H, W]``); the engine
+(``engine/include/tte/tte.h``) works in HWC. The host binding's runners (``tte_engine``) and the C
+code generator (``tte_codegen``) both permute through these functions, so the two never disagree.
+Conv weights have their family's layouts, in :class:`tte_ir.kernels.WeightLayout`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["conv_kernel", "engine_shape", "from_engine_layout", "to_engine_layout"]
+__all__ = ["engine_shape", "from_engine_layout", "to_engine_layout"]
 
 
 def engine_shape(ir_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -34,16 +34,3 @@ def from_engine_layout(array: np.ndarray, ir_shape: tuple[int, ...]) -> np.ndarr
     if len(ir_shape) == 4:
         return np.ascontiguousarray(np.asarray(array).reshape(engine_shape(ir_shape)).transpose(2, 0, 1)[None])
     return np.asarray(array).reshape(ir_shape)
-
-
-def conv_kernel(
-    w: np.ndarray, channels: int, *, stride: int, padding: int, groups: int
-) -> tuple[str, np.ndarray, dict[str, int]]:
-    """Which conv kernel runs IR weights ``w [O, C/g, KH, KW]`` on ``channels`` input channels:
-    its name (without ``tte_``), the weights in its layout, and its geometry keywords."""
-    out_channels, _, kh, kw = w.shape
-    if groups == channels == out_channels:
-        return "depthwise_conv2d_fwd_s8", w[:, 0].transpose(1, 2, 0), {"stride": stride, "padding": padding}
-    if groups == 1 and kh == kw == 1 and padding == 0:
-        return "pointwise_conv2d_fwd_s8", w[:, :, 0, 0], {"stride": stride}
-    return "conv2d_fwd_s8", w.transpose(0, 2, 3, 1), {"stride": stride, "padding": padding, "groups": groups}
