@@ -41,7 +41,6 @@ _EXPORTS = {
     "TrainConfig": "train",
     "TrainResult": "train",
     "evaluate": "train",
-    "fp32_head": "train",
     "scheme_last_convs": "train",
     "train_float": "train",
     "train_int8": "train",

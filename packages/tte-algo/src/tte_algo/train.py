@@ -39,10 +39,8 @@ from tte_ir import (
     DType,
     Graph,
     Node,
-    Op,
     Scheme,
     SchemeError,
-    TensorSpec,
     TteError,
     WeightUpdate,
     conv_nodes,
@@ -50,10 +48,11 @@ from tte_ir import (
     select_channels,
     verify,
 )
+from tte_ir.autodiff import fp32_head
 from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.order import sample_order
 from tte_ir.progress import progress
-from tte_ir.quant import dequantize_linear, qas_divisors
+from tte_ir.quant import qas_divisors
 from tte_ir.rounding import bias_tensor_id, weight_tensor_id
 
 __all__ = [
@@ -61,7 +60,6 @@ __all__ = [
     "TrainResult",
     "default_device",
     "evaluate",
-    "fp32_head",
     "scheme_last_convs",
     "train_float",
     "train_int8",
@@ -107,27 +105,6 @@ def scheme_last_convs(graph: Graph, count: int, **fields: Any) -> Scheme:
         raise TteError(f"the number of trained convs must be in 1..{n} for graph '{graph.name}', got {count}")
     weights = tuple(WeightUpdate(i, 1.0) for i in range(n - count, n))
     return Scheme(n_bias=count, weights=weights, **fields)
-
-
-def fp32_head(graph: Graph) -> Graph:
-    """``graph`` with an int8 classifier head turned into the fp32 head a scheme with ``head: fp32``
-    trains (``W_f = s_w*w``, ``b_f = s_x*s_w*b`` by :func:`tte_ir.quant.dequantize_linear`, the same
-    conversion as the training-graph compiler); an fp32 head is returned unchanged."""
-    head = head_node(graph)
-    x, w, b = (graph.tensors[name] for name in head.inputs)
-    if w.dtype is DType.FLOAT32:
-        return graph
-    w_f, b_f = dequantize_linear(
-        graph.constants[w.name], w.quant.scale_array(), graph.constants[b.name], x.quant.tensor_scale
-    )
-    tensors = dict(graph.tensors)
-    for name, shape in ((w.name, w.shape), (b.name, b.shape), (head.outputs[0], graph.tensors[head.outputs[0]].shape)):
-        tensors[name] = TensorSpec(name, shape, DType.FLOAT32)
-    nodes = [
-        node if node is not head else Node(head.name, Op.LINEAR, head.inputs, head.outputs) for node in graph.nodes
-    ]
-    constants = {**graph.constants, w.name: w_f, b.name: b_f}
-    return verify(graph.replace(nodes=nodes, tensors=tensors, constants=constants))
 
 
 def _schedule(kind: str, total: int) -> Callable[[int], float]:

@@ -3,16 +3,18 @@
 Graphs are immutable (:class:`Graph`, :class:`Node`, :class:`TensorSpec`); :func:`verify` checks
 every invariant; :func:`save`/:func:`load` read and write ``.tte`` files; :mod:`tte_ir.reference`
 executes graphs exactly as NUMERICS.md specifies; :func:`import_seed_pkl` imports the seed paper's
-int8 MCU models. :func:`compile_training` turns a forward graph and a :class:`Scheme` into one
+int8 MCU models. :func:`kernel_call` says how a node becomes one engine kernel call
+(:mod:`tte_ir.kernels`, the description every consumer reads). :func:`compile_training` turns a forward graph and a :class:`Scheme` into one
 training-step graph (:mod:`tte_ir.autodiff`, :mod:`tte_ir.tiling`), :func:`memory_report` plans its
 arena (:mod:`tte_ir.memory`) and :func:`train_step` executes it (:mod:`tte_ir.reference_train`).
 """
 
 from tte_ir import reference, reference_train, rounding
 from tte_ir._ir import DType, Graph, GraphBuilder, Node, Op, QuantParams, TensorSpec, TteError, VerifyError
-from tte_ir.autodiff import GRAD_RULES, build_training_graph, eliminate_dead_code, training_info
+from tte_ir.autodiff import GRAD_RULES, build_training_graph, eliminate_dead_code, fp32_head, training_info
 from tte_ir.compiler import compile_training
 from tte_ir.importers import SeedModelError, import_seed_pkl, load_seed_pkl
+from tte_ir.kernels import KERNEL_CALLS, KernelCall, conv_family, kernel_call, weight_layout
 from tte_ir.memory import GreedyPlanner, MemoryReport, NaivePlanner, Planner, memory_report
 from tte_ir.memory_plot import plot_memory
 from tte_ir.ops import OP_TABLE, OpDef, node_attrs, node_macs
@@ -45,11 +47,13 @@ __version__ = "0.1.0"
 __all__ = [
     "FORMAT_VERSION",
     "GRAD_RULES",
+    "KERNEL_CALLS",
     "OP_TABLE",
     "DType",
     "Graph",
     "GraphBuilder",
     "GreedyPlanner",
+    "KernelCall",
     "LayerRow",
     "MemoryReport",
     "NaivePlanner",
@@ -70,13 +74,16 @@ __all__ = [
     "add_multipliers",
     "build_training_graph",
     "compile_training",
+    "conv_family",
     "conv_multiplier",
     "conv_nodes",
     "dequantize_linear",
     "eliminate_dead_code",
+    "fp32_head",
     "import_seed_pkl",
     "initial_state",
     "is_depthwise",
+    "kernel_call",
     "load",
     "load_scheme",
     "load_seed_pkl",
@@ -99,4 +106,5 @@ __all__ = [
     "train_step",
     "training_info",
     "verify",
+    "weight_layout",
 ]

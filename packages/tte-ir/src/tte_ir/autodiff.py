@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tte_ir._ir import DType, Graph, GraphBuilder, Node, Op, QuantParams
+from tte_ir._ir import DType, Graph, GraphBuilder, Node, Op, QuantParams, TensorSpec
 from tte_ir.ops import mask_bytes, node_attrs
 from tte_ir.quant import add_multipliers, conv_multiplier, dequantize_linear, pool_multiplier, qas_divisors
 from tte_ir.rounding import bias_tensor_id, weight_tensor_id
@@ -45,6 +45,7 @@ __all__ = [
     "TrainedLayer",
     "build_training_graph",
     "eliminate_dead_code",
+    "fp32_head",
     "training_info",
 ]
 
@@ -89,6 +90,29 @@ def _head(graph: Graph) -> Node:
     return linears[0]
 
 
+def fp32_head(graph: Graph) -> Graph:
+    """``graph`` with its int8 classifier head turned into the fp32 head a scheme with ``head: fp32``
+    trains: ``W_f = s_w*w``, ``b_f = s_x*s_w*b`` (:func:`tte_ir.quant.dequantize_linear`), so the fp32
+    logits are the real value of the int8 head's accumulator. An fp32 head is returned unchanged. The
+    one conversion: the compiler and the simulation (``tte train``) both call it."""
+    head = graph.producer(graph.outputs[0])
+    if head is None or head.op is not Op.LINEAR:
+        raise SchemeError(f"graph '{graph.name}': the output is not written by a linear classifier head")
+    x, w, b = (graph.tensors[n] for n in head.inputs)
+    if w.dtype is DType.FLOAT32:
+        return graph
+    logits = graph.tensors[head.outputs[0]]
+    w_f, b_f = dequantize_linear(
+        graph.constants[w.name], w.quant.scale_array(), graph.constants[b.name], x.quant.tensor_scale
+    )
+    tensors = dict(graph.tensors)
+    for spec in (w, b, logits):
+        tensors[spec.name] = TensorSpec(spec.name, spec.shape, DType.FLOAT32)
+    nodes = [n if n is not head else Node(head.name, Op.LINEAR, head.inputs, head.outputs) for n in graph.nodes]
+    constants = {**graph.constants, w.name: w_f, b.name: b_f}
+    return verify(graph.replace(nodes=nodes, tensors=tensors, constants=constants))
+
+
 def _prepare_head(graph: Graph, scheme: Scheme) -> tuple[Graph, str | None]:
     """Apply the scheme's head precision; return the graph and the int8 head's conv name (if any)."""
     head = _head(graph)
@@ -98,17 +122,11 @@ def _prepare_head(graph: Graph, scheme: Scheme) -> tuple[Graph, str | None]:
         if scheme.head == "int8":
             raise SchemeError(f"graph '{graph.name}' has an fp32 head; a scheme with head 'int8' needs an int8 head")
         return graph, None
+    if scheme.head == "fp32":
+        return fp32_head(graph), None
     nodes = list(graph.nodes[:-1])
     tensors = dict(graph.tensors)
     constants = dict(graph.constants)
-    if scheme.head == "fp32":
-        w_f, b_f = dequantize_linear(constants[w.name], w.quant.scale_array(), constants[b.name], x.quant.tensor_scale)
-        constants[w.name], constants[b.name] = w_f, b_f
-        tensors[w.name] = w.__class__(w.name, w.shape, DType.FLOAT32)
-        tensors[b.name] = b.__class__(b.name, b.shape, DType.FLOAT32)
-        tensors[logits.name] = logits.__class__(logits.name, logits.shape, DType.FLOAT32)
-        nodes.append(Node(head.name, Op.LINEAR, head.inputs, head.outputs))
-        return verify(graph.replace(nodes=nodes, tensors=tensors, constants=constants)), None
     # int8 head trained with QAS: the same arithmetic as a 1x1 conv (reference.linear_s8 is one).
     out_channels, in_channels = w.shape
     x4 = f"{head.name}.x4"
@@ -381,7 +399,8 @@ def _grad_pool(e: _Emitter, node: Node, g: str) -> None:
 def _grad_reshape(e: _Emitter, node: Node, g: str) -> None:
     x = node.inputs[0]
     gx = e.grad_tensor(e.fresh(f"{x}.grad"), e.spec(x).shape)
-    e.b.node(f"{node.name}.bwd", Op.RESHAPE, (g,), (gx,), shape=list(e.spec(x).shape))
+    order = {k: v for k, v in node.attrs.items() if k == "order"}  # an "hwc" flatten's gradient unflattens "hwc"
+    e.b.node(f"{node.name}.bwd", Op.RESHAPE, (g,), (gx,), shape=list(e.spec(x).shape), **order)
     e.contribute(x, gx)
 
 
