@@ -180,13 +180,15 @@ def run_demo(config: DemoConfig, out: Path, progress: bool = True) -> dict[str, 
         test_set = Dataset(test.codes.numpy(), test.labels.numpy())
         before = evaluate(host, test_set)
         say(f"{config.epochs} epochs x {len(train_set)} steps on the host engine")
-        log = train_host(
-            host,
-            train_set,
-            epochs=config.epochs,
-            seed=config.seed,
-            progress=lambda done, total, loss: advance(0, f"training: step {done}/{total}, loss {loss:.3f}"),
-        )
+        done, total = 0, config.epochs * len(train_set)
+
+        def step(count: int = 1, status: str = "") -> None:
+            """One host training step: the bar counts stages, so the steps go into its note."""
+            nonlocal done
+            done += count
+            advance(0, f"training: step {done}/{total}, {status}")
+
+        log = train_host(host, train_set, epochs=config.epochs, seed=config.seed, advance=step)
         after = evaluate(host, test_set)
         say("the Cortex-M7 firmware under QEMU")
         qemu = _qemu(project, test, config.qemu_steps)

@@ -125,9 +125,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         with progress("analysis", None, enabled=not args.quiet) as advance:
             shown = 0
 
-            def update(done: int, total: int, what: str) -> None:
+            def update(done: int, _total: int, what: str) -> None:
                 nonlocal shown
-                advance(done - shown, f"{what} ({total} jobs known)")
+                advance(done - shown, what)
                 shown = done
 
             contrib = analyze(graph, train, settings, cache=cache, executor=executor, progress=update, report=report)
