@@ -62,7 +62,7 @@ py::object run_conv(ConvKernel kernel, ConvScratch scratch_size, const char *nam
     expect_shape(m, "multiplier", {p.out_c}, "[O]");
     py::array y = py::array_t<int8_t>(out_shape);
     py::array mask = new_mask(mask_elements);
-    std::vector<unsigned char> scratch(scratch_size(&p));      // scratch_size(&p) bytes
+    std::vector<unsigned char> scratch(scratch_size(&p)); // scratch_size(&p) bytes
     tte_status status;
     {
         py::gil_scoped_release nogil;
