@@ -13,8 +13,9 @@ set(TTE_RAM_SIZE 320K CACHE STRING "RAM region size (linker syntax)")
 set(TTE_STACK_SIZE 0x2000 CACHE STRING "bytes reserved for the main stack")
 set(TTE_HEAP_SIZE 0x1000 CACHE STRING "bytes reserved for newlib's heap (stdio buffers)")
 set(TTE_GOLDEN_CASES "" CACHE FILEPATH "generated golden kernel cases (boards/tools/firmware_data.py golden)")
-set(TTE_FORWARD_MODEL "" CACHE FILEPATH "generated model forward (boards/tools/firmware_data.py forward)")
 set(TTE_TRAIN_MODEL "" CACHE FILEPATH "generated training model: model.cmake of a `tte generate` project")
+set(TTE_PROFILE_MODEL OFF CACHE BOOL
+  "with TTE_TRAIN_MODEL, build tte_bench (programs/bench_main.c, the model's inference block by block) instead of tte_train")
 
 file(WRITE ${CMAKE_BINARY_DIR}/tte_memory.ld
   "MEMORY\n{\n"
@@ -49,19 +50,24 @@ function(tte_add_program name)
     COMMENT "${name}.bin")
 endfunction()
 
-if(NOT TTE_GOLDEN_CASES AND NOT TTE_FORWARD_MODEL AND NOT TTE_TRAIN_MODEL)
-  message(FATAL_ERROR "nothing to build: give -DTTE_GOLDEN_CASES=<file.c> and/or -DTTE_FORWARD_MODEL=<file.c>, "
-                      "written by `python boards/tools/firmware_data.py golden|forward ...`, "
-                      "or -DTTE_TRAIN_MODEL=<project>/model.cmake written by `tte generate`")
+if(NOT TTE_GOLDEN_CASES AND NOT TTE_TRAIN_MODEL)
+  message(FATAL_ERROR "nothing to build: give -DTTE_GOLDEN_CASES=<file.c>, written by "
+                      "`python boards/tools/firmware_data.py golden <file.c>`, and/or "
+                      "-DTTE_TRAIN_MODEL=<project>/model.cmake written by `tte generate`")
 endif()
 if(TTE_GOLDEN_CASES)
-  tte_add_program(tte_golden ${TTE_BOARDS_DIR}/programs/golden_main.c ${TTE_BOARDS_DIR}/programs/steps.c ${TTE_GOLDEN_CASES})
-endif()
-if(TTE_FORWARD_MODEL)
-  tte_add_program(tte_forward ${TTE_BOARDS_DIR}/programs/forward_main.c ${TTE_BOARDS_DIR}/programs/steps.c ${TTE_FORWARD_MODEL})
+  tte_add_program(tte_golden ${TTE_BOARDS_DIR}/programs/golden_main.c ${TTE_GOLDEN_CASES})
 endif()
 if(TTE_TRAIN_MODEL)
   include(${TTE_TRAIN_MODEL})
-  tte_add_program(tte_train ${TTE_BOARDS_DIR}/programs/train_main.c)
-  target_link_libraries(tte_train PRIVATE ${TTE_MODEL_TARGET})
+  if(TTE_PROFILE_MODEL)
+    # model.c's TTE_MODEL_PROFILE hook, defined before the file by model_profile.h, reads the counter
+    # after every forward block; the model built so serves only the bench.
+    target_compile_options(${TTE_MODEL_TARGET} PRIVATE -include ${TTE_BOARDS_DIR}/programs/model_profile.h)
+    tte_add_program(tte_bench ${TTE_BOARDS_DIR}/programs/bench_main.c)
+    target_link_libraries(tte_bench PRIVATE ${TTE_MODEL_TARGET})
+  else()
+    tte_add_program(tte_train ${TTE_BOARDS_DIR}/programs/train_main.c)
+    target_link_libraries(tte_train PRIVATE ${TTE_MODEL_TARGET})
+  endif()
 endif()

@@ -1,9 +1,13 @@
 """Build the board projects, run their images under QEMU, and report on them.
 
-Used by the engine tests (tests/engine) and by two nox sessions::
+Used by the engine tests (tests/engine), by tte-codegen (run_firmware) and by two nox sessions::
 
-    python boards/tools/firmware.py cross BUILD_DIR [--model MODEL.pkl]   # every board, size table
-    python boards/tools/firmware.py bench BUILD_DIR --model MODEL.pkl     # QEMU -icount table
+    python boards/tools/firmware.py cross BUILD_DIR [--model MODEL.pkl --scheme FILE:KEY]  # every board, sizes
+    python boards/tools/firmware.py bench BUILD_DIR --model MODEL.pkl                     # QEMU -icount table
+
+Model firmware is what tte-codegen generates (``tte generate``): ``cross`` builds a seed model's
+training image next to the golden cases; ``bench`` builds its inference with the profiling hook of
+the generated model.c (programs/bench_main.c) and counts the instructions of each forward block.
 
 Sizes come from the ELF section headers (pyelftools); instruction counts from the firmware's
 counter under ``qemu-system-arm -icount shift=0`` (1 ns per instruction, see counter-mps2.c).
@@ -96,29 +100,40 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 EXTRA_CORES = ("cortex-m33", "cortex-m55")  # toolchain files without a board: the engine library must build
 
 
-def _load_model(model: Path):
-    from tte_ir import import_seed_pkl
-
-    return import_seed_pkl(model, num_classes=10, head="fp32")
-
-
-def _data_files(out: Path, graph=None) -> dict[str, Path]:
-    """Generate the programs' data: golden cases always, a model forward when given a graph."""
+def _golden_data(out: Path) -> Path:
+    """The golden program's generated cases (firmware_data.py)."""
     import firmware_data
 
+    from tte_ir.serialize import atomic_write_bytes
+
     out.mkdir(parents=True, exist_ok=True)
-    files = {"TTE_GOLDEN_CASES": out / "golden_cases.c"}
-    files["TTE_GOLDEN_CASES"].write_text(firmware_data.golden_source())
-    if graph is not None:
-        files["TTE_FORWARD_MODEL"] = out / f"{graph.name}.c"
-        files["TTE_FORWARD_MODEL"].write_text(firmware_data.forward_c(graph, firmware_data.fixed_input(graph, 0)))
-    return files
+    atomic_write_bytes(out / "golden_cases.c", firmware_data.golden_source().encode())
+    return out / "golden_cases.c"
 
 
-def cross(build_dir: Path, model: Path | None) -> str:
-    """Build every board with the golden cases (and the model forward), and the engine library for
-    the cores without a board; the size table of the board images."""
-    data = _data_files(build_dir / "data", _load_model(model) if model else None)
+def generated_model(model: Path, scheme, out: Path, *, tiling: bool = True, head: str = "fp32"):
+    """A seed model (10 classes) compiled under ``scheme`` and written as C by tte-codegen
+    (what ``tte import-pkl``, ``tte compile`` and ``tte generate`` write): its training graph and project."""
+    from tte_codegen import generate
+    from tte_ir import import_seed_pkl
+    from tte_ir.compiler import compile_training
+
+    graph = import_seed_pkl(model, num_classes=10, head=head)
+    training = compile_training(graph, scheme, tiling=tiling)
+    name = re.sub(r"\W", "_", model.stem)
+    return training, generate(training, out, name=name, root=BOARDS_DIR.parent)
+
+
+def cross(build_dir: Path, model: Path | None, scheme: str | None) -> str:
+    """Build every board with the golden cases (and, given a seed model and scheme, its generated
+    training firmware), and the engine library for the cores without a board; the size table of the
+    board images."""
+    data = {"TTE_GOLDEN_CASES": _golden_data(build_dir / "data")}
+    if model is not None:
+        from tte_ir import load_scheme
+
+        _, project = generated_model(model, load_scheme(scheme), build_dir / "model")
+        data["TTE_TRAIN_MODEL"] = project.path / "model.cmake"
     rows = []
     for board in BOARDS:
         build = build_board(board, build_dir / board, **data)
@@ -136,41 +151,77 @@ def cross(build_dir: Path, model: Path | None) -> str:
         )  # fmt: skip
         subprocess.run(["cmake", "--build", str(engine)], check=True, capture_output=True, text=True)
     header = ("board", "program", "text", "data", "bss", "heap", "stack", "flash", "ram")
-    return _table(header, rows) + f"\nengine library also built for: {', '.join(EXTRA_CORES)}"
+    note = f"tte_train: {model.stem} under {scheme}\n" if model is not None else ""
+    return note + _table(header, rows) + f"\nengine library also built for: {', '.join(EXTRA_CORES)}"
+
+
+def profile_forward(training, project, build_dir: Path, image, *, board: str = "qemu-mps2-an500") -> dict:
+    """Build ``project`` (generated from ``training``) as the bench program (programs/bench_main.c,
+    TTE_PROFILE_MODEL) for a QEMU ``board`` and run one inference on ``image`` (int8 IR
+    ``[1, C, H, W]``) under -icount: ``blocks`` as (node, kernel or None for a view, MACs, count),
+    ``total`` (the whole inference), ``macs``, ``unit``, ``logits`` (their bits) and ``stack``."""
+    import tempfile
+
+    from tte_ir import node_macs
+    from tte_ir.kernels import kernel_call
+    from tte_ir.layout import to_engine_layout
+    from tte_ir.serialize import atomic_write_bytes
+
+    build = build_board(board, build_dir, TTE_TRAIN_MODEL=project.path / "model.cmake", TTE_PROFILE_MODEL="ON")
+    with tempfile.TemporaryDirectory(prefix="tte-bench-") as tmp:
+        atomic_write_bytes(Path(tmp) / "tte_inputs.bin", to_engine_layout(image).tobytes())
+        status, output = run_qemu(QEMU_MACHINES[board], build / "tte_bench.elf", icount=True, cwd=Path(tmp))
+    blocks = re.findall(r"^BLOCK (\S+) count=(\d+)$", output, re.MULTILINE)
+    infer = re.search(r"^INFER count=(\d+) unit=(\S+) macs=(\d+)$", output, re.MULTILINE)
+    done = re.search(r"^DONE blocks=\d+ stack_high_water=(\d+)$", output, re.MULTILINE)
+    if status != 0 or not blocks or infer is None or done is None:
+        raise RuntimeError(f"the inference did not finish under QEMU:\n{output}")
+    nodes = {n.name: n for n in training.nodes}
+    rows = []
+    for name, count in blocks:
+        node = nodes[name]
+        rows.append((name, kernel_call(training, node).kernel, node_macs(training, node), int(count)))
+    return {
+        "blocks": rows,
+        "total": int(infer.group(1)),
+        "unit": infer.group(2),
+        "macs": int(infer.group(3)),
+        "logits": [int(bits, 16) for bits in re.findall(r"^LOGIT \d+ ([0-9a-f]{8})$", output, re.MULTILINE)],
+        "stack": int(done.group(1)),
+        "elf": build / "tte_bench.elf",
+    }
 
 
 def bench(build_dir: Path, model: Path) -> str:
-    """The model forward under QEMU Cortex-M7 with -icount: instructions and instructions per MAC
-    per kernel and in total, and the image's flash and firmware RAM."""
-    from tte_engine.graph import lower
+    """The model's inference as generated firmware (only the fp32 head trains, no row tiling: the
+    plain forward) under QEMU Cortex-M7 with -icount: instructions and instructions per MAC per
+    kernel and in total, and the image's flash and firmware RAM."""
+    import numpy as np
 
-    graph = _load_model(model)
-    data = _data_files(build_dir / "data", graph)
-    build = build_board("qemu-mps2-an500", build_dir / "qemu-mps2-an500", TTE_FORWARD_MODEL=data["TTE_FORWARD_MODEL"])
-    elf = build / "tte_forward.elf"
-    status, output = run_qemu(QEMU_MACHINES["qemu-mps2-an500"], elf, icount=True)
-    layers = re.findall(r"^LAYER (\S+) fnv1a=[0-9a-f]{8} count=(\d+)$", output, re.MULTILINE)
-    total = re.search(r"^COUNT (\d+) (\S+) macs=(\d+)$", output, re.MULTILINE)
-    done = re.search(r"^DONE layers=\d+ stack_high_water=(\d+)$", output, re.MULTILINE)
-    if status != 0 or not layers or total is None or done is None:
-        raise RuntimeError(f"the forward did not finish under QEMU:\n{output}")
-    steps = {s.node: s for s in lower(graph)}
+    from tte_ir import Scheme
+
+    training, project = generated_model(model, Scheme(train_head=True), build_dir / "model", tiling=False)
+    shape = training.tensors[training.inputs[0]].shape
+    image = np.random.default_rng(0).integers(-128, 128, size=shape, dtype=np.int8)
+    run = profile_forward(training, project, build_dir / "qemu-mps2-an500", image)
     per_kernel: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for node, count in layers:
-        row = per_kernel[steps[node].kernel]
+    for _, kernel, macs, count in run["blocks"]:
+        row = per_kernel[kernel or "view (no call)"]
         row[0] += 1
-        row[1] += int(count)
-        row[2] += steps[node].macs
-    instructions, unit, macs = int(total.group(1)), total.group(2), int(total.group(3))
+        row[1] += count
+        row[2] += macs
+    unit, total, macs = run["unit"], run["total"], run["macs"]
     rows = [(k, n, c, m, f"{c / m:.2f}" if m else "-") for k, (n, c, m) in sorted(per_kernel.items())]
-    rows.append(("total", len(layers), instructions, macs, f"{instructions / macs:.2f}"))
-    header = ("kernel", "layers", unit, "MACs", f"{unit}/MAC")
-    s = elf_sizes(elf)
-    stack = int(done.group(1))
+    blocks = sum(count for *_, count in run["blocks"])
+    rows.append(("rest of <name>_infer", "", total - blocks, "", ""))
+    rows.append(("total", len(run["blocks"]), total, macs, f"{total / macs:.2f}"))
+    header = ("kernel", "blocks", unit, "MACs", f"{unit}/MAC")
+    s = elf_sizes(run["elf"])
     return (
-        f"{model.stem} forward, QEMU mps2-an500 (Cortex-M7), -icount shift=0\n{_table(header, rows)}\n"
+        f"{model.stem} inference (generated firmware, fp32 head, no row tiling), QEMU mps2-an500 (Cortex-M7), "
+        f"-icount shift=0\n{_table(header, rows)}\n"
         f"flash (text + data): {s['text'] + s['data']:,} B; firmware RAM (data + bss + measured stack): "
-        f"{s['data'] + s['bss'] + stack:,} B (stack high-water {stack:,} B; newlib heap reserve "
+        f"{s['data'] + s['bss'] + run['stack']:,} B (stack high-water {run['stack']:,} B; newlib heap reserve "
         f"{s['heap']:,} B not included)"
     )
 
@@ -179,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=("cross", "bench"))
     parser.add_argument("build_dir", type=Path)
-    parser.add_argument("--model", type=Path, help="seed model .pkl for the forward program")
+    parser.add_argument("--model", type=Path, help="seed model .pkl (../shared/models)")
+    parser.add_argument("--scheme", help="cross: the training image's scheme, FILE[:KEY] (seed-schemes.json:...)")
     args = parser.parse_args(argv)
     for tool in ("cmake", "arm-none-eabi-gcc") + (("qemu-system-arm",) if args.what == "bench" else ()):
         if shutil.which(tool) is None:
@@ -189,10 +241,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     if args.what == "bench" and args.model is None:
         parser.error("bench needs --model (e.g. ../shared/models/mcunet-5fps.pkl)")
+    if args.what == "cross" and (args.model is None) != (args.scheme is None):
+        parser.error("cross takes --model and --scheme together (the generated training image), or neither")
     try:
-        print(cross(args.build_dir, args.model) if args.what == "cross" else bench(args.build_dir, args.model))
+        if args.what == "cross":
+            print(cross(args.build_dir, args.model, args.scheme))
+        else:
+            print(bench(args.build_dir, args.model))
     except subprocess.CalledProcessError as error:
         print(f"{' '.join(error.cmd)} failed:\n{error.stdout}\n{error.stderr}", file=sys.stderr)
+        return 1
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
         return 1
     return 0
 

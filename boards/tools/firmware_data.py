@@ -1,151 +1,305 @@
-"""Test data for the firmware programs in boards/programs, as C source.
+"""Golden kernel cases for the firmware program boards/programs/golden_main.c, as C source.
 
-``golden``: kernel cases whose inputs are drawn from a seeded generator and whose expected outputs
-and clamp masks come from the numpy reference (``tte_ir.reference``), plus the training-kernel cases
-of :mod:`train_cases` (expected: the host engine); ``golden_main.c`` runs them on the target and
-prints PASS/FAIL per case. The host tests (tests/engine) build their cases with
-the same :func:`conv_case` ... :func:`linear_f32_case` functions, so a case means the same thing on
-the host and on the microcontroller.
+Every case is one engine kernel call written as a C function: its descriptor a ``static const``
+struct, its inputs ``const`` arrays, its outputs buffers that start from known contents and are
+compared byte for byte with the expected ones after the call. :func:`kernel_call_c` spells any
+kernel call from :data:`tte_ir.kernels.SIGNATURES` (the arguments in C order) and
+:data:`tte_ir.kernels.PARAM_STRUCTS` (the descriptor's fields and C types), and :func:`call_case_c`
+writes a :class:`CallCase` as its C function; the forward cases here and the training-kernel cases
+of :mod:`train_cases` go through both.
 
-``forward``: a whole ``tte_ir`` graph lowered by :func:`tte_engine.graph.lower` (the same kernel
-calls the host runs) with its constants in flash, one static arena and a fixed input;
-``forward_main.c`` prints a fingerprint per layer and the logits, which the tests compare with
-the host engine.
+Forward cases (:class:`Case`) draw their inputs from a seeded generator and take their expected
+outputs and clamp masks from the numpy reference (``tte_ir.reference``); the host tests
+(tests/engine) run the same cases through the engine's generic entry point (:func:`run_case`), so a
+case means the same thing on the host and on the microcontroller. Model firmware is not made here:
+it is what ``tte generate`` emits (boards/README.md).
 
 Usage::
 
     python boards/tools/firmware_data.py golden OUT.c
-    python boards/tools/firmware_data.py forward MODEL.pkl OUT.c [--head fp32|int8] [--seed N]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import train_cases
 
 from tte_engine import _core
-from tte_engine.graph import Step, conv_kernel, lower, to_engine_layout
+from tte_ir import reference
+from tte_ir.constants import INT32_MAX, INT32_MIN
+from tte_ir.kernels import PARAM_STRUCTS, SIGNATURES, CEnum, conv_family, weight_layout
+from tte_ir.layout import to_engine_layout
 
-I32_MIN = -(2**31)
+STATUS_CODES = {"ok": 0, "nonfinite-loss": 1, "nonfinite-grad": 2}  # tte_step_status
+
+# ---- C spelling -------------------------------------------------------------------------------------------------
+
+_C_TYPES = {
+    np.dtype(np.int8): "int8_t",
+    np.dtype(np.int32): "int32_t",
+    np.dtype(np.float32): "float",
+    np.dtype(np.uint8): "uint8_t",
+    np.dtype(np.uint32): "uint32_t",
+}
+
+
+def _c_value(v: float | int, dtype: np.dtype, nonfinite: bool = False) -> str:
+    if dtype == np.float32:
+        f = float(v)
+        if not np.isfinite(f):
+            if not nonfinite:
+                raise ValueError(f"cannot write the non-finite float {f} into test data")
+            return "NAN" if np.isnan(f) else ("INFINITY" if f > 0 else "-INFINITY")  # <math.h>
+        return f.hex() + "f"  # exact: a float32 value is a double with a short mantissa
+    if int(v) == INT32_MIN:
+        return f"(-{INT32_MAX} - 1)"  # the literal 2147483648 does not fit int32
+    return str(int(v))
+
+
+def c_float(v: float) -> str:
+    """An exact C float literal of the float32 nearest ``v``."""
+    return _c_value(np.float32(v), np.dtype(np.float32))
+
+
+def c_array(name: str, array: np.ndarray, *, comment: str = "", nonfinite: bool = False) -> str:
+    """A file-scope C definition of the constant ``array`` (flattened in C order), aligned for any
+    element. ``nonfinite``: infinities and NaN are data (the source includes <math.h>), else a
+    refused mistake."""
+    flat = np.ascontiguousarray(array).reshape(-1)
+    values = [_c_value(v, flat.dtype, nonfinite) for v in flat.tolist()]
+    lines = ",\n".join("    " + ", ".join(values[i : i + 16]) for i in range(0, len(values), 16))
+    note = f" /* {comment} */" if comment else ""
+    return (
+        f"static const {_C_TYPES[flat.dtype]} {name}[{max(len(values), 1)}] __attribute__((aligned(8))) = {{\n"
+        f"{lines}\n}};{note}\n"
+    )
+
+
+def _c_field(value: Any, ctype: str) -> str:
+    if isinstance(value, CEnum):
+        return value.name
+    if ctype == "float":
+        return c_float(value)
+    if ctype == "uint32_t":
+        return f"{int(value)}u"
+    return _c_value(int(value), np.dtype(np.int32))
+
+
+def c_descriptor(ident: str, params_type: str, fields: Mapping[str, Any]) -> list[str]:
+    """The declarations of a ``static const`` descriptor ``ident`` of ``params_type`` with ``fields``
+    (:data:`~tte_ir.kernels.PARAM_STRUCTS`; a tuple is a channel list, declared before it)."""
+    types = dict(PARAM_STRUCTS[params_type])
+    unknown = sorted(set(fields) - set(types))
+    if unknown:
+        raise ValueError(f"{params_type} has no fields {unknown}")
+    decls, body = [], []
+    for name, value in fields.items():
+        if isinstance(value, tuple):
+            decls.append(
+                f"static const int32_t {ident}_{name}[{max(len(value), 1)}] = {{{', '.join(map(str, value))}}};"
+            )
+            body.append(f".{name} = {ident}_{name}")
+        else:
+            body.append(f".{name} = {_c_field(value, types[name])}")
+    decls.append(f"static const {params_type} {ident} = {{{', '.join(body)}}};")
+    return decls
+
+
+def kernel_call_c(kernel: str, params: Mapping[str, Any] | None, args: Mapping[str, str]) -> tuple[list[str], str]:
+    """One call of ``tte_<kernel>`` as C: the declarations of its descriptor (``p``, from ``params``)
+    and the call expression. ``args`` maps the kernel's C argument names (:data:`~tte_ir.kernels.SIGNATURES`)
+    to C expressions; a pointer argument it lacks is NULL, any other must be given."""
+    signature = SIGNATURES[kernel]
+    decls, values = [], []
+    if signature[0][0] == "p":
+        decls = c_descriptor("p", signature[0][1].removeprefix("const ").removesuffix(" *"), params or {})
+        values.append("&p")
+        signature = signature[1:]
+    unknown = sorted(set(args) - {name for name, _ in signature})
+    if unknown:
+        raise ValueError(f"tte_{kernel} has no arguments {unknown}")
+    for name, ctype in signature:
+        if name not in args and not ctype.endswith("*"):
+            raise ValueError(f"tte_{kernel}: argument '{name}' ({ctype}) needs a value")
+        values.append(args.get(name, "NULL"))
+    return decls, f"tte_{kernel}({', '.join(values)})"
+
+
+@dataclass(frozen=True)
+class CallCase:
+    """One kernel call as C, with its expected results.
+
+    ``call`` and ``decls`` name buffers as ``$name``; ``inputs`` are read-only arrays (flash);
+    ``state`` maps a read-write buffer to its contents before and after the call; ``step_status`` is
+    the context's status after the call (None: the call has no context). ``reference`` holds what
+    the numpy reference computes for the buffers, ``exact`` whether the host must match it bit for
+    bit (the training cases' host tests, tests/engine/test_train_kernels.py).
+    """
+
+    name: str
+    decls: tuple[str, ...]
+    call: str
+    inputs: Mapping[str, np.ndarray]
+    state: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    step_status: str | None = None
+    reference: Mapping[str, np.ndarray] = field(default_factory=dict)
+    exact: bool = True
+
+
+def call_case_c(index: int, case: CallCase) -> str:
+    """C source of one case: its data and a function returning NULL when the target's results equal the expected ones."""
+    prefix = f"t{index}"
+    out = []
+    names = {}
+    for name, array in case.inputs.items():
+        names[name] = f"{prefix}_{name}"
+        out.append(c_array(names[name], array, nonfinite=True))  # non-finite inputs test the step status
+    body = []
+    for name, (before, after) in case.state.items():
+        names[name] = f"s_{name}"
+        # float32 contents as their bits: a NaN result is data to compare like any other
+        bits = (lambda a: a.view(np.uint32)) if before.dtype == np.float32 else (lambda a: a)
+        out.append(c_array(f"{prefix}_{name}_before", bits(before)))
+        out.append(c_array(f"{prefix}_{name}_after", bits(after)))
+        ctype = _C_TYPES[before.dtype]
+        body.append(f"    static {ctype} s_{name}[{max(before.size, 1)}] __attribute__((aligned(8)));")
+        body.append(f"    memcpy(s_{name}, {prefix}_{name}_before, sizeof s_{name});")
+
+    def subst(text: str) -> str:
+        return re.sub(r"\$(\w+)", lambda m: names[m.group(1)], text)
+
+    body.extend(f"    {subst(d)}" for d in case.decls if d)
+    body.append("    tte_status status;")
+    body.append(f"    {subst(case.call)}")
+    body.append("    if (status != TTE_OK) {\n        return tte_status_str(status);\n    }")
+    for name in case.state:
+        body.append(
+            f"    if (memcmp(s_{name}, {prefix}_{name}_after, sizeof s_{name}) != 0) {{\n"
+            f'        return "{name} differs";\n    }}'
+        )
+    if case.step_status is not None:
+        code = STATUS_CODES[case.step_status]
+        body.append(f'    if (ctx.status != {code}) {{\n        return "step status differs";\n    }}')
+    body.append("    return NULL;")
+    out.append(f"static const char *{prefix}_run(void) {{ /* {case.name} */\n" + "\n".join(body) + "\n}\n")
+    return "".join(out)
+
+
+# ---- forward cases ----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Case:
-    """One kernel call with its expected result, all in the engine's layout."""
+    """One forward kernel call with the numpy reference's results, all in the engine's layout.
+
+    ``params`` are the kernel's descriptor fields, ``inputs`` its read-only arguments and ``expected``
+    the buffers it writes (``y``; ``mask`` bit-packed, for int8 outputs), each by its C argument name.
+    """
 
     name: str
-    step: Step
-    inputs: tuple[np.ndarray, ...]
-    expected: np.ndarray
-    mask: np.ndarray | None  # bool, the shape of ``expected``; None for float outputs
+    kernel: str
+    params: Mapping[str, Any]
+    inputs: Mapping[str, np.ndarray]
+    expected: Mapping[str, np.ndarray]
+
+    def call_case(self) -> CallCase:
+        """The case as C: output buffers start as zeros (the mask's unused bits stay 0)."""
+        args = {name: f"${name}" for name in [*self.inputs, *self.expected]}
+        decls, call = kernel_call_c(self.kernel, self.params, args)
+        state = {name: (np.zeros_like(a), a) for name, a in self.expected.items()}
+        return CallCase(self.name, tuple(decls), f"status = {call};", dict(self.inputs), state)
 
 
-def run_case(case: Case) -> tuple[np.ndarray, np.ndarray | None]:
-    """The host engine's output (and unpacked mask) for ``case``."""
-    from tte_engine import unpack_mask
-
-    fn = getattr(_core, case.step.kernel)
-    if case.mask is None:
-        return fn(*case.inputs, *case.step.arrays, **case.step.params), None
-    y, mask = fn(*case.inputs, *case.step.arrays, **case.step.params, return_mask=True)
-    return y, unpack_mask(mask, y.shape)
+def run_case(case: Case) -> dict[str, np.ndarray]:
+    """The host engine's outputs for ``case`` (by C argument name), through ``_core.call``."""
+    outputs = {name: np.zeros_like(a) for name, a in case.expected.items()}
+    signature = SIGNATURES[case.kernel][1:]  # every forward kernel takes a descriptor first
+    args = [case.inputs.get(name, outputs.get(name)) for name, _ in signature]
+    _core.call(case.kernel, dict(case.params), args)
+    return outputs
 
 
-def _step(name: str, kernel: str, inputs: Sequence[np.ndarray], out_shape: Iterable[int], arrays, params) -> Step:
-    return Step(
-        node=name,
-        kernel=kernel,
-        inputs=tuple(f"x{i}" for i in range(len(inputs))),
-        output="y",
-        in_shapes=tuple(a.shape for a in inputs),
-        out_shape=tuple(out_shape),
-        arrays=tuple(np.ascontiguousarray(a) for a in arrays),
-        params=params,
-    )
+def _packed(mask: np.ndarray) -> np.ndarray:
+    return np.packbits(np.asarray(mask, dtype=bool).reshape(-1), bitorder="little")
+
+
+def _clamp(act_min: int, act_max: int) -> dict[str, int]:
+    return {"act_min": int(act_min), "act_max": int(act_max)}
 
 
 def conv_case(
     name, x, w, b, multiplier, *, stride, padding, groups, x_zero, y_zero, act_min=-128, act_max=127, dense=False
 ) -> Case:
     """A conv2d case from IR-layout arguments (``x [1,C,H,W]``, ``w [O,C/g,KH,KW]``), run by the kernel
-    the engine picks for it, or by the dense kernel when ``dense`` (which must handle every shape)."""
-    from tte_ir import reference
-
+    of its family (:func:`tte_ir.kernels.conv_family`), or by the dense kernel when ``dense`` (which
+    must handle every shape)."""
     y, mask = reference.conv2d(
-        x,
-        w,
-        b,
-        multiplier,
-        stride=stride,
-        padding=padding,
-        groups=groups,
-        x_zero=x_zero,
-        y_zero=y_zero,
-        act_min=act_min,
-        act_max=act_max,
-        return_mask=True,
+        x, w, b, multiplier, stride=stride, padding=padding, groups=groups, x_zero=x_zero, y_zero=y_zero,
+        act_min=act_min, act_max=act_max, return_mask=True,
+    )  # fmt: skip
+    family = "dense" if dense else conv_family(w.shape, x.shape[1], padding, groups)
+    kernel = {"dense": "conv2d", "depthwise": "depthwise_conv2d", "pointwise": "pointwise_conv2d"}[family]
+    params = {
+        "in_h": x.shape[2], "in_w": x.shape[3], "in_c": x.shape[1], "out_c": w.shape[0], "kernel_h": w.shape[2],
+        "kernel_w": w.shape[3], "stride": stride, "padding": padding, "groups": groups, "x_zero": x_zero,
+        "y_zero": y_zero, **_clamp(act_min, act_max),
+    }  # fmt: skip
+    inputs = {"x": to_engine_layout(x), "w": weight_layout(family).to_engine(w), "bias": b, "multiplier": multiplier}
+    return Case(
+        name, f"{kernel}_fwd_s8", params, inputs, {"y": to_engine_layout(y), "mask": _packed(to_engine_layout(mask))}
     )
-    kernel, wl, geometry = conv_kernel(w, x.shape[1], stride=stride, padding=padding, groups=groups)
-    if dense:
-        kernel, wl, geometry = (
-            "conv2d_fwd_s8",
-            w.transpose(0, 2, 3, 1),
-            {"stride": stride, "padding": padding, "groups": groups},
-        )
-    params = {**geometry, "x_zero": x_zero, "y_zero": y_zero, "act_min": act_min, "act_max": act_max}
-    xe, ye = to_engine_layout(x), to_engine_layout(y)
-    step = _step(name, kernel, [xe], ye.shape, (wl, b, multiplier), params)
-    return Case(name, step, (xe,), ye, to_engine_layout(mask))
 
 
 def add_case(name, q1, q2, *, m1, m2, z1, z2, y_zero, act_min=-128, act_max=127) -> Case:
     """An add case from IR-layout inputs (any shape, the same for both)."""
-    from tte_ir import reference
-
     y, mask = reference.add(
         q1, q2, m1=m1, m2=m2, z1=z1, z2=z2, y_zero=y_zero, act_min=act_min, act_max=act_max, return_mask=True
     )
-    params = {"m1": m1, "m2": m2, "z1": z1, "z2": z2, "y_zero": y_zero, "act_min": act_min, "act_max": act_max}
-    step = _step(name, "add_fwd_s8", [q1, q2], y.shape, (), params)
-    return Case(name, step, (np.ascontiguousarray(q1), np.ascontiguousarray(q2)), y, mask)
+    params = {
+        "size": y.size, "m1": np.float32(m1), "m2": np.float32(m2), "z1": z1, "z2": z2, "y_zero": y_zero,
+        **_clamp(act_min, act_max),
+    }  # fmt: skip
+    inputs = {"x1": np.ascontiguousarray(q1), "x2": np.ascontiguousarray(q2)}
+    return Case(name, "add_fwd_s8", params, inputs, {"y": y, "mask": _packed(mask)})
 
 
 def pool_case(name, x, *, multiplier, x_zero, y_zero) -> Case:
     """A global average pool case from an IR-layout input ``x [1,C,H,W]``."""
-    from tte_ir import reference
-
     y, mask = reference.global_avg_pool(x, multiplier=multiplier, x_zero=x_zero, y_zero=y_zero, return_mask=True)
-    params = {"multiplier": multiplier, "x_zero": x_zero, "y_zero": y_zero}
-    xe = to_engine_layout(x)
-    step = _step(name, "global_avg_pool_fwd_s8", [xe], (x.shape[1],), (), params)
-    return Case(name, step, (xe,), y.reshape(-1), mask.reshape(-1))
+    params = {
+        "in_h": x.shape[2], "in_w": x.shape[3], "in_c": x.shape[1], "multiplier": np.float32(multiplier),
+        "x_zero": x_zero, "y_zero": y_zero,
+    }  # fmt: skip
+    return Case(
+        name, "global_avg_pool_fwd_s8", params, {"x": to_engine_layout(x)}, {"y": y.reshape(-1), "mask": _packed(mask)}
+    )
 
 
 def linear_s8_case(name, x, w, b, multiplier, *, x_zero, y_zero, act_min=-128, act_max=127) -> Case:
     """An int8 linear case from IR-layout arguments (``x [1,I]``, ``w [O,I]``)."""
-    from tte_ir import reference
-
     y, mask = reference.linear_s8(
         x, w, b, multiplier, x_zero=x_zero, y_zero=y_zero, act_min=act_min, act_max=act_max, return_mask=True
     )
-    params = {"x_zero": x_zero, "y_zero": y_zero, "act_min": act_min, "act_max": act_max}
-    step = _step(name, "linear_fwd_s8", [x[0]], (w.shape[0],), (w, b, multiplier), params)
-    return Case(name, step, (np.ascontiguousarray(x[0]),), y[0], mask[0])
+    params = {
+        "in_features": w.shape[1], "out_features": w.shape[0], "x_zero": x_zero, "y_zero": y_zero,
+        **_clamp(act_min, act_max),
+    }  # fmt: skip
+    inputs = {"x": np.ascontiguousarray(x[0]), "w": w, "bias": b, "multiplier": multiplier}
+    return Case(name, "linear_fwd_s8", params, inputs, {"y": y[0], "mask": _packed(mask[0])})
 
 
 def linear_f32_case(name, x, w, b, *, x_scale, x_zero) -> Case:
     """A float32 head case; the reference sums in the kernel's order, so it is bit-exact too."""
-    from tte_ir import reference
-
     y = reference.linear_f32(x, w, b, x_scale=x_scale, x_zero=x_zero)
-    step = _step(name, "linear_fwd_f32", [x[0]], (w.shape[0],), (w, b), {"x_scale": x_scale, "x_zero": x_zero})
-    return Case(name, step, (np.ascontiguousarray(x[0]),), y[0], None)
+    params = {"in_features": w.shape[1], "out_features": w.shape[0], "x_scale": np.float32(x_scale), "x_zero": x_zero}
+    return Case(name, "linear_fwd_f32", params, {"x": np.ascontiguousarray(x[0]), "w": w, "bias": b}, {"y": y[0]})
 
 
 def _s8(rng: np.random.Generator, *shape: int) -> np.ndarray:
@@ -174,17 +328,9 @@ def half_even_ties_case() -> Case:
     one = np.ones((1, 1, 1, 1), np.int8)
     half = np.array([0.5], np.float32)
     return conv_case(
-        "pw_ties_half_even",
-        every_code,
-        one,
-        np.zeros(1, np.int32),
-        half,
-        stride=1,
-        padding=0,
-        groups=1,
-        x_zero=0,
+        "pw_ties_half_even", every_code, one, np.zeros(1, np.int32), half, stride=1, padding=0, groups=1, x_zero=0,
         y_zero=0,
-    )
+    )  # fmt: skip
 
 
 def golden_set(seed: int = 0) -> list[Case]:
@@ -202,7 +348,7 @@ def golden_set(seed: int = 0) -> list[Case]:
     ]
     # Saturated biases (dead channels of the seed models) next to live ones.
     weights = _w8(rng, 4, 3, 3, 3)
-    bias = np.array([2**31 - 1, I32_MIN, 100, -100], dtype=np.int32)
+    bias = np.array([INT32_MAX, INT32_MIN, 100, -100], dtype=np.int32)
     multiplier = np.array([3.9e-9, 3.9e-9, 1e-3, 1e-3], dtype=np.float32)
     cases.append(
         conv_case(
@@ -258,254 +404,31 @@ def golden_set(seed: int = 0) -> list[Case]:
     return cases
 
 
-# ---- C emission -------------------------------------------------------------------------------------------------
+# ---- the golden program's source ----------------------------------------------------------------------------------
 
-_C_TYPES = {
-    np.dtype(np.int8): "int8_t",
-    np.dtype(np.int32): "int32_t",
-    np.dtype(np.float32): "float",
-    np.dtype(np.uint8): "uint8_t",
-    np.dtype(np.uint32): "uint32_t",
-}
+_HEADER = "/* Generated by boards/tools/firmware_data.py. Do not edit. */\n"
 
 
-def _c_value(v: float | int, dtype: np.dtype, nonfinite: bool = False) -> str:
-    if dtype == np.float32:
-        f = float(v)
-        if not np.isfinite(f):
-            if not nonfinite:
-                raise ValueError(f"cannot write the non-finite float {f} into test data")
-            return "NAN" if np.isnan(f) else ("INFINITY" if f > 0 else "-INFINITY")  # <math.h>
-        return f.hex() + "f"  # exact: a float32 value is a double with a short mantissa
-    if int(v) == I32_MIN:
-        return "(-2147483647 - 1)"  # the literal 2147483648 does not fit int32
-    return str(int(v))
+def golden_cases() -> list[CallCase]:
+    """Every case the golden program runs: :func:`golden_set` and the training cases of :mod:`train_cases`."""
+    import train_cases  # it builds on this module's C spelling
 
-
-def c_array(name: str, array: np.ndarray, *, local: bool = True, comment: str = "", nonfinite: bool = False) -> str:
-    """A C definition of the constant ``array`` (flattened in C order), aligned for any element;
-    ``local``: static (file scope), else visible to the program. ``nonfinite``: infinities and NaN
-    are data (the source must include <math.h>), else a refused mistake."""
-    flat = np.ascontiguousarray(array).reshape(-1)
-    values = [_c_value(v, flat.dtype, nonfinite) for v in flat.tolist()]
-    lines = ",\n".join("    " + ", ".join(values[i : i + 16]) for i in range(0, len(values), 16))
-    qualifier = "static const" if local else "const"
-    note = f" /* {comment} */" if comment else ""
-    return (
-        f"{qualifier} {_C_TYPES[flat.dtype]} {name}[{max(len(values), 1)}] __attribute__((aligned(8))) = {{\n"
-        f"{lines}\n}};{note}\n"
-    )
-
-
-_STEP_KINDS = {
-    "conv2d_fwd_s8": "STEP_CONV2D",
-    "depthwise_conv2d_fwd_s8": "STEP_DEPTHWISE_CONV2D",
-    "pointwise_conv2d_fwd_s8": "STEP_POINTWISE_CONV2D",
-    "add_fwd_s8": "STEP_ADD",
-    "global_avg_pool_fwd_s8": "STEP_GLOBAL_AVG_POOL",
-    "linear_fwd_s8": "STEP_LINEAR_S8",
-    "linear_fwd_f32": "STEP_LINEAR_F32",
-}
-
-
-def _fields(**values: object) -> str:
-    return "{" + ", ".join(f".{k} = {v}" for k, v in values.items()) + "}"
-
-
-def c_step(step: Step, symbols: Sequence[str]) -> str:
-    """The C initializer of a ``step`` (steps.h) whose arrays are named ``symbols``."""
-    p = step.params
-    f32 = np.dtype(np.float32)
-    kind = _STEP_KINDS[step.kernel]
-    if step.kernel in ("conv2d_fwd_s8", "depthwise_conv2d_fwd_s8", "pointwise_conv2d_fwd_s8"):
-        h, w, c = step.in_shapes[0]
-        wshape = step.arrays[0].shape
-        kh, kw = {"conv2d_fwd_s8": wshape[1:3], "depthwise_conv2d_fwd_s8": wshape[0:2]}.get(step.kernel, (1, 1))
-        groups = {"conv2d_fwd_s8": p.get("groups", 1), "depthwise_conv2d_fwd_s8": c}.get(step.kernel, 1)
-        union = (
-            "conv",
-            _fields(
-                in_h=h,
-                in_w=w,
-                in_c=c,
-                out_c=step.out_shape[-1],
-                kernel_h=kh,
-                kernel_w=kw,
-                stride=p["stride"],
-                padding=p.get("padding", 0),
-                groups=groups,
-                x_zero=p["x_zero"],
-                y_zero=p["y_zero"],
-                act_min=p["act_min"],
-                act_max=p["act_max"],
-            ),
-        )
-    elif step.kernel == "add_fwd_s8":
-        union = (
-            "add",
-            _fields(
-                size=int(np.prod(step.in_shapes[0])),
-                m1=_c_value(p["m1"], f32),
-                m2=_c_value(p["m2"], f32),
-                z1=p["z1"],
-                z2=p["z2"],
-                y_zero=p["y_zero"],
-                act_min=p["act_min"],
-                act_max=p["act_max"],
-            ),
-        )
-    elif step.kernel == "global_avg_pool_fwd_s8":
-        h, w, c = step.in_shapes[0]
-        union = (
-            "pool",
-            _fields(
-                in_h=h,
-                in_w=w,
-                in_c=c,
-                multiplier=_c_value(p["multiplier"], f32),
-                x_zero=p["x_zero"],
-                y_zero=p["y_zero"],
-            ),
-        )
-    elif step.kernel == "linear_fwd_s8":
-        union = (
-            "linear",
-            _fields(
-                in_features=step.in_shapes[0][0],
-                out_features=step.out_shape[0],
-                x_zero=p["x_zero"],
-                y_zero=p["y_zero"],
-                act_min=p["act_min"],
-                act_max=p["act_max"],
-            ),
-        )
-    else:
-        union = (
-            "linear_f32",
-            _fields(
-                in_features=step.in_shapes[0][0],
-                out_features=step.out_shape[0],
-                x_scale=_c_value(p["x_scale"], f32),
-                x_zero=p["x_zero"],
-            ),
-        )
-    pointers = dict(zip(("w", "bias", "multiplier"), symbols, strict=False))  # add and pool have none
-    return _fields(kind=kind, **{f"p.{union[0]}": union[1]}, **{k: v for k, v in pointers.items()})
-
-
-_HEADER = "/* Generated by boards/tools/firmware_data.py from the numpy reference. Do not edit. */\n"
+    return [case.call_case() for case in golden_set()] + train_cases.golden_train_set()
 
 
 def golden_source() -> str:
-    """The golden program's data: :func:`golden_set` and the training cases of :mod:`train_cases`."""
-    return golden_c(golden_set(), train_cases.golden_train_set())
+    """The golden program's data: :func:`golden_c` of :func:`golden_cases`."""
+    return golden_c(golden_cases())
 
 
-def golden_c(cases: Sequence[Case], call_cases: Sequence[train_cases.CallCase]) -> str:
-    """C source defining the golden.h tables for ``cases`` and the (non-empty) training-kernel ``call_cases``."""
+def golden_c(cases: Sequence[CallCase]) -> str:
+    """C source defining golden.h's case table for the (non-empty) ``cases``."""
     out = [_HEADER, "#include <math.h>\n#include <string.h>\n\n", '#include "golden.h"\n\n']
-    entries = []
-    for i, case in enumerate(cases):
-        syms = []
-        for j, array in enumerate(case.step.arrays):
-            syms.append(f"c{i}_a{j}")
-            out.append(c_array(syms[-1], array))
-        for j, x in enumerate(case.inputs):
-            out.append(c_array(f"c{i}_x{j}", x))
-        out.append(c_array(f"c{i}_y", case.expected, comment=f"{case.expected.dtype}{list(case.expected.shape)}"))
-        mask_ref = "NULL", 0
-        if case.mask is not None:
-            packed = np.packbits(case.mask.reshape(-1), bitorder="little")
-            out.append(c_array(f"c{i}_mask", packed))
-            mask_ref = f"c{i}_mask", packed.size
-        x2 = f"c{i}_x1" if len(case.inputs) > 1 else "NULL"
-        entries.append(
-            f'    {{"{case.name}", {c_step(case.step, syms)}, c{i}_x0, {x2}, c{i}_y, {case.expected.nbytes}u, '
-            f"{mask_ref[0]}, {mask_ref[1]}u}},\n"
-        )
-    out_cap = max(c.expected.nbytes for c in cases)
-    mask_cap = max((c.expected.size + 7) // 8 for c in cases)
-    out.append("const golden_case golden_cases[] = {\n" + "".join(entries) + "};\n")
+    out.extend(call_case_c(i, case) for i, case in enumerate(cases))
+    table = "".join(f'    {{"{case.name}", t{i}_run}},\n' for i, case in enumerate(cases))
+    out.append("const golden_case golden_cases[] = {\n" + table + "};\n")
     out.append(f"const uint32_t golden_case_count = {len(cases)}u;\n")
-    out.append(f"uint8_t golden_out[{out_cap}] __attribute__((aligned(8))); /* largest expected output */\n")
-    out.append(f"uint8_t golden_mask[{mask_cap}];\n")
-    out.append(f"const uint32_t golden_out_capacity = {out_cap}u, golden_mask_capacity = {mask_cap}u;\n")
-    out.extend(train_cases.call_case_c(i, case, c_array) for i, case in enumerate(call_cases))
-    table = "".join(f'    {{"{case.name}", t{i}_run}},\n' for i, case in enumerate(call_cases))
-    out.append("const golden_call_case golden_call_cases[] = {\n" + table + "};\n")
-    out.append(f"const uint32_t golden_call_case_count = {len(call_cases)}u;\n")
     return "".join(out)
-
-
-def plan_arena(steps: Sequence[Step], input_name: str, input_bytes: int) -> tuple[dict[str, int], int]:
-    """Byte offsets of every activation in one arena, and the arena size.
-
-    First fit over lifetimes (a tensor lives from its producer to its last reader); a reshape
-    aliases its input. Offsets are 8-byte aligned. A plain planner for a test program, not the
-    tte-ir memory planner.
-    """
-    alias = {}
-    sizes = {input_name: input_bytes}
-    born = {input_name: 0}
-    last = {input_name: 0}
-    for t, s in enumerate(steps):
-        for name in s.inputs:
-            last[alias.get(name, name)] = t
-        if s.kernel == "reshape":
-            alias[s.output] = alias.get(s.inputs[0], s.inputs[0])
-            continue
-        itemsize = 4 if s.kernel == "linear_fwd_f32" else 1
-        sizes[s.output] = int(np.prod(s.out_shape)) * itemsize
-        born[s.output] = last[s.output] = t
-    offsets: dict[str, int] = {}
-    for name in sorted(sizes, key=lambda n: -sizes[n]):
-        clashes = sorted(
-            (offsets[o], offsets[o] + sizes[o]) for o in offsets if born[o] <= last[name] and born[name] <= last[o]
-        )
-        at = 0
-        for lo, hi in clashes:
-            if at + sizes[name] <= lo:
-                break
-            at = max(at, (hi + 7) // 8 * 8)
-        offsets[name] = at
-    offsets.update({a: offsets[src] for a, src in alias.items()})
-    return offsets, max(offsets[n] + sizes[n] for n in sizes)
-
-
-def forward_c(graph, x: np.ndarray) -> str:
-    """C source defining the forward.h tables: ``graph`` on the IR-layout input ``x``."""
-    steps = lower(graph)
-    input_name = graph.inputs[0]
-    xe = to_engine_layout(x)
-    offsets, arena = plan_arena(steps, input_name, xe.nbytes)
-    out = [_HEADER, '#include "forward.h"\n\n']
-    out.append(c_array("forward_input", xe, local=False, comment=f"int8{list(xe.shape)} HWC"))
-    entries = []
-    for i, s in enumerate(steps):
-        if s.kernel == "reshape":
-            continue
-        syms = [f"l{i}_a{j}" for j in range(len(s.arrays))]
-        out.extend(
-            c_array(sym, a, comment=f"{s.node} {a.dtype}{list(a.shape)}") for sym, a in zip(syms, s.arrays, strict=True)
-        )
-        in2 = offsets[s.inputs[1]] if len(s.inputs) > 1 else 0
-        nbytes = int(np.prod(s.out_shape)) * (4 if s.kernel == "linear_fwd_f32" else 1)
-        entries.append(
-            f'    {{"{s.node}", {c_step(s, syms)}, {offsets[s.inputs[0]]}u, {in2}u, {offsets[s.output]}u, '
-            f"{nbytes}u, {s.macs}u}},\n"
-        )
-    out.append("const forward_layer forward_layers[] = {\n" + "".join(entries) + "};\n")
-    out.append(f"const uint32_t forward_layer_count = {len(entries)}u;\n")
-    out.append(f"uint8_t forward_arena[{arena}] __attribute__((aligned(8)));\n")
-    out.append(f"const uint32_t forward_arena_bytes = {arena}u;\n")
-    out.append(f"const uint32_t forward_input_bytes = {xe.nbytes}u, forward_input_offset = {offsets[input_name]}u;\n")
-    return "".join(out)
-
-
-def fixed_input(graph, seed: int) -> np.ndarray:
-    """The forward test's input: int8 codes from a seeded generator, in the graph's input shape."""
-    spec = graph.tensors[graph.inputs[0]]
-    return np.random.default_rng(seed).integers(-128, 128, size=spec.shape, dtype=np.int8)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -513,20 +436,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="what", required=True)
     golden = sub.add_parser("golden", help="golden kernel cases")
     golden.add_argument("out", type=Path)
-    forward = sub.add_parser("forward", help="a seed model's forward on a fixed input")
-    forward.add_argument("model", type=Path, help="seed model .pkl (../shared/models)")
-    forward.add_argument("out", type=Path)
-    forward.add_argument("--head", choices=("fp32", "int8"), default="fp32")
-    forward.add_argument("--classes", type=int, default=10)
-    forward.add_argument("--seed", type=int, default=0, help="seed of the fixed input")
     args = parser.parse_args(argv)
-    if args.what == "golden":
-        args.out.write_text(golden_source())
-    else:
-        from tte_ir import import_seed_pkl
+    from tte_ir.serialize import atomic_write_bytes
 
-        graph = import_seed_pkl(args.model, num_classes=args.classes, head=args.head)
-        args.out.write_text(forward_c(graph, fixed_input(graph, args.seed)))
+    atomic_write_bytes(args.out, golden_source().encode())
     return 0
 
 

@@ -27,8 +27,6 @@ from tte_ir import reference, reference_train
 from tte_ir.kernels import LR_GROUPS, ROUNDING, conv_family, weight_layout
 from tte_ir.layout import to_engine_layout
 
-__all__ = ["KINDS", "CallCase", "golden_train_set"]
-
 KINDS = ("dense", "depthwise", "pointwise")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, require_tool
 
-sys.path.insert(0, str(ROOT / "boards" / "tools"))  # firmware, firmware_data: shared with nox and the firmware
+sys.path.insert(0, str(ROOT / "boards" / "tools"))  # firmware, firmware_data: shared with nox and tte-codegen
 
 import firmware
 
@@ -33,6 +33,7 @@ def run_qemu(machine: str, elf: Path, *, icount: bool = False, timeout: float = 
 INSTALL_HINTS = {
     "tte_engine": "pip install ./engine",
     "tte_ir": "pip install ./packages/tte-ir",
+    "tte_codegen": "pip install ./packages/tte-codegen",
     "elftools": "pip install pyelftools",
 }
 

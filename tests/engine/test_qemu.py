@@ -1,40 +1,30 @@
-"""The engine on Cortex-M: golden kernel cases under QEMU (M7 and M4), the mcunet-5fps forward under
-QEMU Cortex-M7 against the host engine, the STM32F746G-DISCO image, and the memory limits."""
+"""The engine on Cortex-M: golden kernel cases under QEMU (M7 and M4), the STM32F746G-DISCO image, and
+the bench program (the profiling hook of generated firmware) on MCUNet-5fps under QEMU Cortex-M7.
+
+Model firmware is what tte-codegen generates; its tests (bit for bit against the host build, the RAM
+limit failing the link) are tests/codegen/test_qemu.py."""
 
 from __future__ import annotations
 
 import re
-import subprocess
 
 import numpy as np
 import pytest
 
-from .helpers import QEMU_BOARDS, build_board, require_packages, run_qemu
+from .helpers import QEMU_BOARDS, require_packages, require_tool, run_qemu
 
-require_packages("tte_engine", "tte_ir", "elftools")
+require_packages("tte_engine", "tte_ir", "tte_codegen", "elftools")
 
+import firmware  # noqa: E402
 import firmware_data as fd  # noqa: E402
-import train_cases  # noqa: E402
 from elftools.elf.elffile import ELFFile  # noqa: E402
 
-import tte_ir  # noqa: E402
-from tte_engine.graph import lower, run_forward, to_engine_layout  # noqa: E402
+from tte_codegen import HostModel  # noqa: E402
+from tte_ir import Scheme  # noqa: E402
+from tte_ir.kernels import kernel_call  # noqa: E402
+from tte_ir.ops import node_macs  # noqa: E402
 
 pytestmark = pytest.mark.qemu
-
-FORWARD_MODEL = "mcunet-5fps"
-
-
-@pytest.fixture(scope="session")
-def forward_graph(seed_model_path) -> tte_ir.Graph:
-    return tte_ir.import_seed_pkl(seed_model_path(FORWARD_MODEL), num_classes=10, head="fp32")
-
-
-@pytest.fixture(scope="session")
-def forward_source(forward_graph, tmp_path_factory):
-    path = tmp_path_factory.mktemp("forward") / f"{FORWARD_MODEL}.c"
-    path.write_text(fd.forward_c(forward_graph, fd.fixed_input(forward_graph, seed=0)))
-    return path
 
 
 def parse_cases(output: str) -> dict[str, str]:
@@ -47,7 +37,7 @@ def test_golden_cases_pass_under_qemu(board: str, board_build, golden_source) ->
     status, output = run_qemu(QEMU_BOARDS[board], build / "tte_golden.elf", timeout=120)
     assert status == 0, output
     results = parse_cases(output)
-    expected = [case.name for case in fd.golden_set()] + [case.name for case in train_cases.golden_train_set()]
+    expected = [case.name for case in fd.golden_cases()]
     assert sorted(results) == sorted(expected), output
     assert all(result == "PASS" for result in results.values()), output
     done = re.search(r"^DONE passed=(\d+) failed=0 stack_high_water=(\d+)$", output, re.MULTILINE)
@@ -55,33 +45,19 @@ def test_golden_cases_pass_under_qemu(board: str, board_build, golden_source) ->
     assert 0 < int(done.group(2)) < 0x2000  # measured, and inside the reserved stack
 
 
-def fnv1a(data: bytes) -> int:
-    """The firmware's layer fingerprint (forward_main.c)."""
-    h = 2166136261
-    for byte in data:
-        h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
-    return h
-
-
-def test_mcunet_forward_under_qemu_cortex_m7_matches_host(
-    board_build, golden_source, forward_source, forward_graph
-) -> None:
-    build = board_build("qemu-mps2-an500", TTE_GOLDEN_CASES=golden_source, TTE_FORWARD_MODEL=forward_source)
-    status, output = run_qemu("mps2-an500", build / "tte_forward.elf", icount=True)
-    assert status == 0, output
-    assert re.search(r"^DONE layers=\d+ stack_high_water=\d+$", output, re.MULTILINE), output
-
-    host = run_forward(forward_graph, fd.fixed_input(forward_graph, seed=0), return_all=True)
-    steps = [s for s in lower(forward_graph) if s.kernel != "reshape"]
-    layers = dict(re.findall(r"^LAYER (\S+) fnv1a=([0-9a-f]{8}) count=\d+$", output, re.MULTILINE))
-    assert list(layers) == [s.node for s in steps], output
-    for s in steps:
-        expected = fnv1a(to_engine_layout(host[s.output]).tobytes())
-        assert int(layers[s.node], 16) == expected, f"layer {s.node} differs between QEMU Cortex-M7 and the host"
-
-    logits = re.findall(r"^LOGIT (\d+) ([0-9a-f]{8})$", output, re.MULTILINE)
-    host_bits = host[forward_graph.outputs[0]].reshape(-1).view(np.uint32)
-    assert [int(bits, 16) for _, bits in logits] == host_bits.tolist()
+def test_golden_program_reports_a_wrong_result(board_build, tmp_path) -> None:
+    """A case whose expected output is wrong fails, naming the buffer (the comparison can fail)."""
+    case = fd.golden_set()[0]
+    expected = dict(case.expected)
+    expected["y"] = expected["y"].copy()
+    expected["y"].flat[0] ^= 1
+    wrong = fd.Case("wrong_y", case.kernel, case.params, case.inputs, expected)
+    source = tmp_path / "wrong.c"
+    source.write_text(fd.golden_c([case.call_case(), wrong.call_case()]))
+    build = board_build("qemu-mps2-an500", TTE_GOLDEN_CASES=source)
+    status, output = run_qemu("mps2-an500", build / "tte_golden.elf", timeout=60)
+    assert status == 1, output
+    assert parse_cases(output) == {case.name: "PASS", "wrong_y": "FAIL y differs"}, output
 
 
 def _section_addresses(elf_path) -> dict[str, int]:
@@ -99,7 +75,29 @@ def test_stm32f746g_disco_image_is_placed_at_its_flash(board_build, golden_sourc
     assert (build / "tte_golden.bin").stat().st_size > 0
 
 
-def test_link_fails_when_the_model_exceeds_the_ram_region(forward_source, tmp_path) -> None:
-    with pytest.raises(subprocess.CalledProcessError) as error:
-        build_board("qemu-mps2-an500", tmp_path, TTE_FORWARD_MODEL=forward_source, TTE_RAM_SIZE="96K")
-    assert "region `RAM' overflowed" in error.value.stdout + error.value.stderr
+@pytest.mark.shared
+def test_bench_program_profiles_the_generated_mcunet_forward(seed_model_path, tmp_path) -> None:
+    """What `nox -s bench_forward` measures: MCUNet-5fps as generated firmware (only the fp32 head
+    trains, no row tiling), one inference under QEMU Cortex-M7 with a counter reading after every
+    forward block. The blocks are the forward's nodes in order, their counts add up to the inference,
+    and the logits equal the host build's bit for bit."""
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    model = seed_model_path("mcunet-5fps")
+    training, project = firmware.generated_model(model, Scheme(train_head=True), tmp_path / "model", tiling=False)
+    assert not any("tile" in n.attrs for n in training.nodes)
+    image = np.random.default_rng(3).integers(-128, 128, size=training.tensors[training.inputs[0]].shape, dtype=np.int8)
+    run = firmware.profile_forward(training, project, tmp_path / "m7", image)
+
+    loss_at = next(i for i, n in enumerate(training.nodes) if n.op.name == "SOFTMAX_CE")
+    forward = training.nodes[:loss_at]
+    assert [name for name, *_ in run["blocks"]] == [n.name for n in forward]
+    assert [kernel for _, kernel, *_ in run["blocks"]] == [kernel_call(training, n).kernel for n in forward]
+    assert run["macs"] == sum(node_macs(training, n) for n in forward) == project.manifest["macs_per_infer"]
+    counted = sum(count for *_, count in run["blocks"])
+    assert run["unit"] == "instructions"
+    assert 0 <= run["total"] - counted <= 1000  # only the copy of the logits is outside the blocks
+    assert run["total"] / run["macs"] > 5  # a count of the kernels, not of the hook
+
+    host = HostModel(project, tmp_path / "host").infer(image)
+    assert run["logits"] == host.view(np.uint32).tolist()
