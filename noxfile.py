@@ -96,23 +96,27 @@ def accuracy(session: nox.Session) -> None:
 # ---- engine and boards (issue 3) ----------------------------------------------------------------------------------
 
 FIRMWARE_TOOL = str(ROOT / "boards" / "tools" / "firmware.py")
-FORWARD_MODEL = "mcunet-5fps"
+BOARD_MODEL = "mcunet-5fps"
+BOARD_SCHEME = "mcunet-5fps/49kb"  # the seed's scheme of the generated training image (seed-schemes.json)
 
 
 def install_engine_tools(session: nox.Session) -> None:
-    """tte-ir and tte-engine (firmware data generation) plus pyelftools (ELF sizes)."""
-    session.install(*CONSTRAINTS, "./packages/tte-ir", "./engine", "pyelftools")
+    """tte-ir, tte-engine (golden-case data), tte-codegen (model firmware) and pyelftools (ELF sizes)."""
+    session.install(*CONSTRAINTS, "./packages/tte-ir", "./engine", "./packages/tte-codegen", "pyelftools")
 
 
 @nox.session
 def cross(session: nox.Session) -> None:
-    """Build every board (qemu-mps2-an500, qemu-mps2-an386, stm32f746g-disco) and print text/data/bss per image."""
+    """Build every board (qemu-mps2-an500, qemu-mps2-an386, stm32f746g-disco): the golden-case image and the
+    generated training image of MCUNet-5fps 49kb (when ../shared is present); text/data/bss per image."""
     install_engine_tools(session)
-    model = shared_dir() / "models" / f"{FORWARD_MODEL}.pkl"
-    forward = ["--model", str(model)] if model.exists() else []
-    if not forward:
-        session.warn(f"{model} not found: building the golden-case program only")
-    session.run("python", FIRMWARE_TOOL, "cross", str(ROOT / "build" / "cross"), *forward)
+    model = shared_dir() / "models" / f"{BOARD_MODEL}.pkl"
+    schemes = shared_dir() / "schemes" / "seed-schemes.json"
+    generated = ["--model", str(model), "--scheme", f"{schemes}:{BOARD_SCHEME}"]
+    if not (model.exists() and schemes.exists()):
+        session.warn(f"{model} or {schemes} not found: building the golden-case program only")
+        generated = []
+    session.run("python", FIRMWARE_TOOL, "cross", str(ROOT / "build" / "cross"), *generated)
 
 
 @nox.session
@@ -136,9 +140,10 @@ def sanitize(session: nox.Session) -> None:
 
 @nox.session
 def bench_forward(session: nox.Session) -> None:
-    """QEMU -icount instruction count of the mcunet-5fps forward on Cortex-M7, and instructions per MAC."""
+    """QEMU -icount instruction count of the mcunet-5fps inference on Cortex-M7 as generated firmware (the fp32
+    head trains, no row tiling), per kernel and per MAC."""
     install_engine_tools(session)
-    model = shared_dir() / "models" / f"{FORWARD_MODEL}.pkl"
+    model = shared_dir() / "models" / f"{BOARD_MODEL}.pkl"
     if not model.exists():
         session.error(f"{model} not found (the seed models live in ../shared)")
     session.run("python", FIRMWARE_TOOL, "bench", str(ROOT / "build" / "bench"), "--model", str(model))

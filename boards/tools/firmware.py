@@ -243,6 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("bench needs --model (e.g. ../shared/models/mcunet-5fps.pkl)")
     if args.what == "cross" and (args.model is None) != (args.scheme is None):
         parser.error("cross takes --model and --scheme together (the generated training image), or neither")
+    if args.model is not None and not args.model.is_file():
+        parser.error(f"{args.model}: no such model file (the seed models live in ../shared/models)")
+    from tte_ir import TteError
+
     try:
         if args.what == "cross":
             print(cross(args.build_dir, args.model, args.scheme))
@@ -254,6 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as error:
         print(error, file=sys.stderr)
         return 1
+    except TteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
