@@ -229,6 +229,16 @@ void bind_calls(py::module_ &m) {
         "descriptor, a TrainContext). Raises ValueError '<kernel>: <status>' when the kernel fails.",
         py::arg("kernel"), py::arg("params"), py::arg("args"));
     m.def(
+        "kernels",
+        [] {
+            py::list names;
+            for (const auto &e : kernel_calls) {
+                names.append(e.name);
+            }
+            return names;
+        },
+        "The kernels _core.call can run, in the order of the generated table.");
+    m.def(
         "scratch_size",
         [](const std::string &kernel, const py::object &params) {
             return lookup(scratch_sizes, kernel, " with a scratch-size twin").size(params);

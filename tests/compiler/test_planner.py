@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from tte_ir import Scheme, WeightUpdate
+from tte_ir import Scheme, WeightUpdate, compile_training
 from tte_ir.autodiff import build_training_graph
 from tte_ir.memory import ALIGN, Buffer, GreedyPlanner, NaivePlanner, arena_buffers, live_bytes, memory_report
 from tte_ir.ops import OP_TABLE, node_roles
@@ -133,12 +133,9 @@ def test_in_place_ops_share_a_buffer():
 
 
 def test_scratch_mirror_matches_engine():
-    engine = pytest.importorskip("tte_engine")
-    from tte_ir.scratch import MIRROR, conv_params, kernel_name
+    pytest.importorskip("tte_engine")
+    from tte_ir.scratch import scratch_bytes
 
-    graph = residual_net()
+    graph = compile_training(residual_net(), Scheme(n_bias=5, head="fp32"))
     for node in graph.nodes:
-        name = kernel_name(graph, node)
-        if name in MIRROR:
-            params = conv_params(graph, node)
-            assert getattr(engine, f"{name}_scratch_size")(**params) == MIRROR[name](params)
+        assert scratch_bytes(graph, node, use_engine=True) == scratch_bytes(graph, node, use_engine=False)

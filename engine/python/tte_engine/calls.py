@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from tte_ir import Graph
     from tte_ir.kernels import Arg, KernelCall
 
-__all__ = ["c_params", "run_call"]
+__all__ = ["bound_kernels", "c_params", "run_call"]
 
 
 def _c_value(value: Any) -> Any:
@@ -123,3 +123,8 @@ def run_call(
     for arg, buffer in written:
         spec = graph.tensors[arg.writes]
         values[arg.writes] = weight_layout(arg.layout).to_ir(buffer, spec.shape) if arg.layout else buffer
+
+
+def bound_kernels() -> tuple[str, ...]:
+    """The kernels the binding can call (its table, generated from ``tte_ir.kernels.SIGNATURES``)."""
+    return tuple(_core.kernels())
