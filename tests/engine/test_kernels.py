@@ -299,3 +299,28 @@ def test_other_kernels_check_arguments(call, named: str) -> None:
 def test_unpack_mask_checks_its_size() -> None:
     with pytest.raises(ValueError, match="mask must be"):
         tte_engine.unpack_mask(np.zeros(3, np.uint8), (5, 5))
+
+
+def test_kernel_call_c_spells_the_signature_in_c_order() -> None:
+    decls, call = fd.kernel_call_c(
+        "add_fwd_s8", {"size": 4, "m1": np.float32(0.5), "z1": I32_MIN}, {"y": "out", "x1": "a", "x2": "b"}
+    )
+    assert call == "tte_add_fwd_s8(&p, a, b, out, NULL)"  # mask: a pointer not given is NULL
+    assert decls == [
+        "static const tte_add_params p = {.size = 4, .m1 = 0x1.0000000000000p-1f, .z1 = (-2147483647 - 1)};"
+    ]
+    decls, _ = fd.kernel_call_c("gather_channels_s8", {"channels": (0, 3), "count": 2}, {})
+    assert decls[0] == "static const int32_t p_channels[2] = {0, 3};" and ".channels = p_channels" in decls[1]
+
+
+@pytest.mark.parametrize(
+    ("kernel", "params", "args", "named"),
+    [
+        ("add_fwd_s8", {"sizes": 4}, {}, "no fields"),
+        ("add_fwd_s8", {}, {"z": "q"}, "no arguments"),
+        ("accumulate_f32", None, {"acc": "a"}, "'size'"),
+    ],
+)
+def test_kernel_call_c_refuses_what_the_signature_lacks(kernel, params, args, named) -> None:
+    with pytest.raises(ValueError, match=named):
+        fd.kernel_call_c(kernel, params, args)
