@@ -25,6 +25,7 @@ import torch
 from tte_algo.floatgraph import INPUT, FloatGraph, FloatNet, FloatOp
 from tte_ir import DType, Graph, GraphBuilder, Op, QuantParams, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
+from tte_ir.layout_passes import flatten_channels_last
 
 __all__ = ["INPUT_SCALE", "activation_quant", "calibrate", "export_graph", "quantize_model", "quantize_weights"]
 
@@ -145,7 +146,9 @@ def export_graph(
     metadata: Mapping[str, Any] | None = None,
 ) -> Graph:
     """Quantize ``fgraph`` with calibrated ``ranges`` into a verified forward graph for a
-    ``[1, *input_shape]`` int8 input. ``head`` is "fp32" or "int8"."""
+    ``[1, *input_shape]`` int8 input. ``head`` is "fp32" or "int8". A flatten of a spatial map into the
+    head is exported in the engine's channels-last order, the head's weights permuted to match
+    (:func:`tte_ir.layout_passes.flatten_channels_last`), so the simulation and the engine run it."""
     if head not in ("fp32", "int8"):
         raise TteError(f"head must be 'fp32' or 'int8', got '{head}'")
     net = FloatNet(fgraph)
@@ -161,7 +164,7 @@ def export_graph(
     }
     builder = GraphBuilder(fgraph.name, meta)
     _Exporter(fgraph, ranges, head).run(builder, shapes)
-    return builder.build()
+    return flatten_channels_last(builder.build())
 
 
 def quantize_model(

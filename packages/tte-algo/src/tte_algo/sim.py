@@ -271,7 +271,13 @@ def _sim_linear(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tens
 
 
 def _sim_reshape(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
-    return ins[0].reshape(ins[0].shape[0], *sim.graph.tensors[node.outputs[0]].shape[1:])
+    x, shape = ins[0], sim.graph.tensors[node.outputs[0]].shape
+    if call.params["order"] == "nchw":
+        return x.reshape(x.shape[0], *shape[1:])
+    if x.dim() == 4:  # an "hwc" flatten: channels-last order
+        return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
+    _, channels, height, width = shape
+    return x.reshape(x.shape[0], height, width, channels).permute(0, 3, 1, 2)
 
 
 SIM_KERNELS: Mapping[Op, Callable[[Int8Sim, Node, KernelCall, list[torch.Tensor]], torch.Tensor]] = {

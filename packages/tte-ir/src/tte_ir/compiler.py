@@ -1,4 +1,4 @@
-"""The training-graph compiler pipeline: autodiff, pruning, reordering, tiling, then memory planning.
+"""The training-graph compiler pipeline: layout, autodiff, pruning, reordering, tiling, then memory planning.
 
 Each pass returns a verified graph. ``compile_training`` is what ``tte compile`` runs.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from tte_ir._ir import Graph
 from tte_ir.autodiff import build_training_graph
+from tte_ir.layout_passes import flatten_channels_last
 from tte_ir.scheme import Scheme
 from tte_ir.tiling import tile_backward_channels, tile_frozen_rows
 
@@ -16,12 +17,14 @@ __all__ = ["compile_training"]
 def compile_training(forward: Graph, scheme: Scheme, *, tiling: bool = True) -> Graph:
     """The training-step graph of ``forward`` under ``scheme``.
 
+    :func:`~tte_ir.layout_passes.flatten_channels_last` first makes a flatten of a spatial map into a
+    linear head a view in the engine's channels-last layout (the head's weights permuted);
     :func:`~tte_ir.autodiff.build_training_graph` derives the pruned backward with each update right
     after its gradient (fused weight gradient + update, in place); with ``tiling`` the frozen forward
     prefix runs as row-tiled fused groups and the backward through wide expanded gradients as
     channel-tiled groups (:mod:`tte_ir.tiling`).
     """
-    graph = build_training_graph(forward, scheme)
+    graph = build_training_graph(flatten_channels_last(forward), scheme)
     if tiling:
         graph = tile_backward_channels(tile_frozen_rows(graph))
     return graph

@@ -273,7 +273,8 @@ class Arg:
 class KernelCall:
     """One node as one kernel call: ``tte_<kernel>(&params, *args)``.
 
-    ``kernel`` is None for a view (reshape): no call, the output shares the input's storage.
+    ``kernel`` is None for a view (reshape): no call, the output shares the input's storage;
+    ``params`` then holds the reshape's ``order`` (how the IR's NCHW arrays map onto the shared buffer).
     ``params`` maps descriptor fields to values: Python ints, ``np.float32``, :class:`CEnum`, or a
     tuple of ints for a channel list (the C field is a pointer; its count is its own field).
     """
@@ -435,11 +436,19 @@ def _linear(graph: Graph, node: Node) -> KernelCall:
 
 
 def _reshape(graph: Graph, node: Node) -> KernelCall:
-    shape = graph.tensors[node.inputs[0]].shape
-    # HWC and NCHW order agree only when the spatial map or the channels are a single element.
-    if len(shape) == 4 and shape[1] > 1 and shape[2] * shape[3] > 1:
-        raise TteError(f"{node.describe()}: reshaping {list(shape)} would reorder data in the engine's HWC layout")
-    return KernelCall(node.name, None, None, {}, (Arg("x", "tensor", reads=node.inputs[0], writes=node.outputs[0]),))
+    order = node_attrs(node)["order"]
+    shapes = [graph.tensors[t].shape for t in (node.inputs[0], node.outputs[0])]
+    # An "hwc" reshape is the engine's channels-last order itself; an NCHW one agrees with it only
+    # when the map has a single pixel or a single channel.
+    spatial = [s for s in shapes if len(s) == 4 and s[1] > 1 and s[2] * s[3] > 1]
+    if order == "nchw" and spatial and shapes[0] != shapes[1]:
+        raise TteError(
+            f"{node.describe()}: reshaping {list(shapes[0])} to {list(shapes[1])} in NCHW order would reorder data in "
+            "the engine's HWC layout; supported: a flatten only linear layers read (tte quantize and tte compile "
+            "permute their weights: tte_ir.layout_passes.flatten_channels_last) or global pooling first"
+        )
+    arg = Arg("x", "tensor", reads=node.inputs[0], writes=node.outputs[0])
+    return KernelCall(node.name, None, None, {"order": order}, (arg,))
 
 
 def _gather_channels(graph: Graph, node: Node) -> KernelCall:

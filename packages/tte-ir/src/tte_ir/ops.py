@@ -17,8 +17,14 @@ add              a[1,C,H,W] s8, b (same shape)    y s8, mask? u8        act_min,
 global_avg_pool  x[1,C,H,W] s8                    y[1,C,1,1] s8, mask?  save_mask
 linear           x[1,I] s8, w[O,I] s8, b[O] s32   y[1,O] s8, mask?      act_min, act_max, save_mask
 linear           x[1,I] s8, w[O,I] f32, b[O] f32  y[1,O] f32 (logits)
-reshape          x                                y (same numel, dtype) shape
+reshape          x                                y (same numel, dtype) shape, order ("nchw")
 ================ ================================ ===================== ===========================
+
+``order`` of a reshape: "nchw" is PyTorch's flatten order; "hwc" is the engine's channels-last order
+(element ``(c, h, w)`` of ``[1, C, H, W]`` is element ``(h*W + w)*C + c`` of ``[1, C*H*W]``), allowed
+only between a ``[1, C, H, W]`` map and a ``[1, N]`` vector, either way. In the engine an "hwc" reshape
+is a view; an "nchw" one of a map with more than one channel and pixel would move data
+(:func:`tte_ir.layout_passes.flatten_channels_last` rewrites a flatten read by linear layers).
 
 ``w_train`` (present when ``channels`` is set) is the SRAM slice of a conv whose weights train:
 ``[O, k, KH, KW]`` holding input channels ``channels`` of a dense or pointwise conv, ``[k, 1, KH, KW]``
@@ -270,6 +276,11 @@ def _infer_reshape(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred
     shape = tuple(int(d) for d in attrs["shape"])
     if any(d < 1 for d in shape) or x.numel != _numel(shape):
         raise _fail(node, f"cannot reshape '{x.name}' {list(x.shape)} to {list(shape)}")
+    order = attrs["order"]
+    if order not in ("nchw", "hwc"):
+        raise _fail(node, f"order '{order}' is neither 'nchw' nor 'hwc'")
+    if order == "hwc" and (sorted((len(x.shape), len(shape))) != [2, 4] or x.shape[0] != 1 or shape[0] != 1):
+        raise _fail(node, f"an 'hwc' reshape goes between [1,C,H,W] and [1,N], not {list(x.shape)} -> {list(shape)}")
     return [(shape, x.dtype)]
 
 
@@ -491,7 +502,9 @@ OP_TABLE: Mapping[Op, OpDef] = {
         _macs_linear,
         optional={"mask": "save_mask"},
     ),
-    Op.RESHAPE: OpDef(Op.RESHAPE, ("x",), ("y",), {}, ("shape",), _infer_reshape, _no_macs, inplace={"y": "x"}),
+    Op.RESHAPE: OpDef(
+        Op.RESHAPE, ("x",), ("y",), {"order": "nchw"}, ("shape",), _infer_reshape, _no_macs, inplace={"y": "x"}
+    ),
     Op.GATHER_CHANNELS: OpDef(Op.GATHER_CHANNELS, ("x",), ("y",), {}, ("channels",), _infer_gather, _no_macs),
     Op.SOFTMAX_CE: OpDef(Op.SOFTMAX_CE, ("logits", "label"), ("loss", "g"), {}, (), _infer_softmax_ce, _no_macs),
     Op.MASK_SCALE: OpDef(

@@ -298,7 +298,13 @@ def _linear(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
 
 def _view(call: KernelCall, values: Values, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
     arg = call.args[0]
-    return {arg.writes: values[arg.reads].reshape(shape)}
+    x = values[arg.reads]
+    if call.params["order"] == "nchw":
+        return {arg.writes: x.reshape(shape)}
+    if x.ndim == 4:  # an "hwc" flatten: the map's elements in channels-last order
+        return {arg.writes: np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(shape)}
+    _, channels, height, width = shape  # an "hwc" unflatten: the inverse
+    return {arg.writes: np.ascontiguousarray(x.reshape(1, height, width, channels).transpose(0, 3, 1, 2))}
 
 
 FORWARD: Mapping[Op, Callable[[KernelCall, Values], dict[str, np.ndarray]]] = {
