@@ -1,6 +1,6 @@
 """The float form of a network between import and quantization: BN already folded, activations
-attached to their producers, only the ops the IR has (conv2d, add, global average pool, flatten,
-linear). :class:`FloatNet` runs it in float32 for calibration and for the fp32 training baseline.
+attached to their producers, only the ops the IR has (:class:`tte_ir.Op`: conv2d, add, global
+average pool, reshape as flatten, linear). :class:`FloatNet` runs it in float32 for calibration and for the fp32 training baseline.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tte_ir import Op
+
 __all__ = ["ACTIVATIONS", "FloatGraph", "FloatNet", "FloatOp"]
 
 ACTIVATIONS = (None, "relu", "relu6")
@@ -20,13 +22,15 @@ INPUT = "input"
 
 @dataclass
 class FloatOp:
-    """One float op. ``kind`` is conv, add, pool, flatten or linear; ``act`` is None, relu or relu6.
+    """One float op. ``kind`` is the IR op it becomes (:class:`tte_ir.Op`: ``CONV2D``, ``ADD``,
+    ``GLOBAL_AVG_POOL``, ``RESHAPE`` for a flatten, ``LINEAR``); ``act`` is None, relu or relu6, an
+    activation with no IR op of its own: quantization folds it into the producer's output range.
 
     conv: ``weight`` [O, C/groups, K, K] and ``bias`` [O] (float64, BN folded), ``stride``,
     ``padding``, ``groups``. linear: ``weight`` [O, I], ``bias`` [O].
     """
 
-    kind: str
+    kind: Op
     name: str
     inputs: tuple[str, ...]
     output: str
@@ -85,13 +89,13 @@ class FloatNet(nn.Module):
         values = dict(values)
         for op in self.graph.ops if ops is None else ops:
             ins = [values[name] for name in op.inputs]
-            if op.kind == "conv":
+            if op.kind is Op.CONV2D:
                 y = F.conv2d(ins[0], self.weight(op.name), self.bias(op.name), op.stride, op.padding, 1, op.groups)
-            elif op.kind == "linear":
+            elif op.kind is Op.LINEAR:
                 y = F.linear(ins[0], self.weight(op.name), self.bias(op.name))
-            elif op.kind == "add":
+            elif op.kind is Op.ADD:
                 y = ins[0] + ins[1]
-            elif op.kind == "pool":
+            elif op.kind is Op.GLOBAL_AVG_POOL:
                 y = ins[0].mean(dim=(2, 3), keepdim=True)
             else:  # flatten
                 y = ins[0].flatten(1)

@@ -29,7 +29,7 @@ from torch import fx, nn
 from torch.nn import functional as F
 
 from tte_algo.floatgraph import INPUT, FloatGraph, FloatOp
-from tte_ir import TteError
+from tte_ir import Op, TteError
 
 __all__ = ["SUPPORTED", "UnsupportedModelError", "import_fx"]
 
@@ -148,7 +148,7 @@ class _Importer:
                 problems[0] if len(problems) == 1 else f"{len(problems)} unsupported layers: " + "; ".join(problems)
             )
             raise UnsupportedModelError(f"{listed} (supported: {SUPPORTED})")
-        if not self.graph.ops or self.graph.ops[-1].kind != "linear":
+        if not self.graph.ops or self.graph.ops[-1].kind is not Op.LINEAR:
             raise UnsupportedModelError("the model must end in a Linear classifier after pooling and flattening")
         return self.graph
 
@@ -181,14 +181,14 @@ class _Importer:
             size = module.output_size
             if size not in (1, (1, 1)):
                 raise self.fail(node, f"output size {size} is not global pooling: use AdaptiveAvgPool2d(1)")
-            self.emit(node, FloatOp("pool", path, (self.arg(node),), path))
+            self.emit(node, FloatOp(Op.GLOBAL_AVG_POOL, path, (self.arg(node),), path))
         elif isinstance(module, nn.Flatten):
             if module.start_dim != 1 or module.end_dim != -1:
                 raise self.fail(node, "only nn.Flatten() (start_dim=1, end_dim=-1) is supported")
-            self.emit(node, FloatOp("flatten", path, (self.arg(node),), path))
+            self.emit(node, FloatOp(Op.RESHAPE, path, (self.arg(node),), path))
         elif isinstance(module, nn.Linear):
             bias = module.bias.detach().double().numpy() if module.bias is not None else np.zeros(module.out_features)
-            op = FloatOp("linear", path, (self.arg(node),), path, module.weight.detach().double().numpy(), bias)
+            op = FloatOp(Op.LINEAR, path, (self.arg(node),), path, module.weight.detach().double().numpy(), bias)
             self.emit(node, op)
         else:
             raise self.fail(node, _module_hint(module))
@@ -205,7 +205,7 @@ class _Importer:
             size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
             if size not in (1, (1, 1)):
                 raise self.fail(node, f"output size {size} is not global pooling: use adaptive_avg_pool2d(x, 1)")
-            self.emit(node, FloatOp("pool", node.name, (self.arg(node),), node.name))
+            self.emit(node, FloatOp(Op.GLOBAL_AVG_POOL, node.name, (self.arg(node),), node.name))
         elif target in (torch.mean, "mean"):
             self.mean(node)
         elif target in (torch.flatten, "flatten"):
@@ -213,7 +213,7 @@ class _Importer:
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
             if start != 1 or end != -1:
                 raise self.fail(node, "only flatten(x, 1) is supported")
-            self.emit(node, FloatOp("flatten", node.name, (self.arg(node),), node.name))
+            self.emit(node, FloatOp(Op.RESHAPE, node.name, (self.arg(node),), node.name))
         else:
             raise self.fail(node, _function_hint(target))
 
@@ -221,7 +221,7 @@ class _Importer:
         if len(node.args) != 2 or node.kwargs:
             raise self.fail(node, "only an add of two tensors is supported")
         a, b = self.arg(node, 0), self.arg(node, 1)
-        self.emit(node, FloatOp("add", node.name, (a, b), node.name))
+        self.emit(node, FloatOp(Op.ADD, node.name, (a, b), node.name))
 
     def mean(self, node: fx.Node) -> None:
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
@@ -229,17 +229,17 @@ class _Importer:
         if not isinstance(dims, (list, tuple)) or sorted(d % 4 for d in dims) != [2, 3]:
             raise self.fail(node, f"a mean over dims {dims} is not global average pooling: use x.mean((2, 3))")
         pooled = f"{node.name}.pool"
-        self.graph.ops.append(FloatOp("pool", pooled, (self.arg(node),), pooled))
+        self.graph.ops.append(FloatOp(Op.GLOBAL_AVG_POOL, pooled, (self.arg(node),), pooled))
         if keepdim:
             self.names[node] = pooled
             return
-        self.emit(node, FloatOp("flatten", node.name, (pooled,), node.name))
+        self.emit(node, FloatOp(Op.RESHAPE, node.name, (pooled,), node.name))
 
     def fold_bn(self, node: fx.Node, bn: nn.BatchNorm2d) -> None:
         source = self.arg(node)
         conv = self.producer.get(source)
         value = node.args[0]
-        if conv is None or conv.kind != "conv" or conv.act is not None or self.uses[value] != 1:
+        if conv is None or conv.kind is not Op.CONV2D or conv.act is not None or self.uses[value] != 1:
             raise self.fail(
                 node, "BatchNorm2d must directly follow a Conv2d whose output nothing else reads", follows=True
             )
@@ -258,7 +258,7 @@ class _Importer:
         source = self.arg(node)
         producer = self.producer.get(source)
         value = node.args[0]
-        if producer is None or producer.kind not in ("conv", "linear", "add") or producer.act is not None:
+        if producer is None or producer.kind not in (Op.CONV2D, Op.LINEAR, Op.ADD) or producer.act is not None:
             raise self.fail(
                 node, "an activation must directly follow a conv (+BN), a linear or a residual add", follows=True
             )
@@ -284,7 +284,7 @@ def _conv(importer: _Importer, node: fx.Node, conv: nn.Conv2d, path: str) -> Flo
         raise importer.fail(node, f"padding mode '{conv.padding_mode}' is not supported (only zeros)")
     weight = conv.weight.detach().double().numpy()
     bias = conv.bias.detach().double().numpy() if conv.bias is not None else np.zeros(conv.out_channels)
-    return FloatOp("conv", path, (importer.arg(node),), path, weight, bias, stride, padding, conv.groups)
+    return FloatOp(Op.CONV2D, path, (importer.arg(node),), path, weight, bias, stride, padding, conv.groups)
 
 
 def _target_name(target: Any) -> str:

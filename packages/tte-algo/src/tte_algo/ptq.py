@@ -95,11 +95,11 @@ class _Exporter:
         for op in self.fgraph.ops:
             ins = [self.tensor[name] for name in op.inputs]
             shape = shapes[op.output]
-            if op.kind == "flatten":
+            if op.kind is Op.RESHAPE:
                 quant = self.quant[op.inputs[0]]
                 y = b.tensor(f"{op.name}.y", shape, DType.INT8, quant)
                 b.node(op.name, Op.RESHAPE, ins, (y,), shape=list(shape))
-            elif op.kind == "linear" and op is last and self.head == "fp32":
+            elif op.kind is Op.LINEAR and op is last and self.head == "fp32":
                 w = b.constant(f"{op.name}.w", op.weight.astype(np.float32))
                 bias = b.constant(f"{op.name}.b", op.bias.astype(np.float32))
                 y = b.tensor("logits", shape, DType.FLOAT32)
@@ -118,23 +118,23 @@ class _Exporter:
         b.output(self.tensor[self.fgraph.output])
 
     def node(self, b: GraphBuilder, op: FloatOp, ins: list[str], y: str) -> None:
-        if op.kind in ("conv", "linear"):
+        if op.kind in (Op.CONV2D, Op.LINEAR):
             x_scale = self.quant[op.inputs[0]].tensor_scale
             codes, scales, bias = quantize_weights(op.weight, op.bias, x_scale)
             w = b.constant(f"{op.name}.w", codes, QuantParams.per_channel(scales))
             bb = b.constant(f"{op.name}.b", bias)
-            if op.kind == "conv":
+            if op.kind is Op.CONV2D:
                 b.node(
                     op.name, Op.CONV2D, (ins[0], w, bb), (y,), stride=op.stride, padding=op.padding, groups=op.groups
                 )
             else:
                 b.node(op.name, Op.LINEAR, (ins[0], w, bb), (y,))
-        elif op.kind == "add":
+        elif op.kind is Op.ADD:
             b.node(op.name, Op.ADD, ins, (y,))
-        elif op.kind == "pool":
+        elif op.kind is Op.GLOBAL_AVG_POOL:
             b.node(op.name, Op.GLOBAL_AVG_POOL, ins, (y,))
         else:
-            raise TteError(f"op '{op.name}': kind '{op.kind}' has no int8 form")
+            raise TteError(f"op '{op.name}': kind '{op.kind.name.lower()}' has no int8 form")
 
 
 def export_graph(
