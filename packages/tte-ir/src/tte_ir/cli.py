@@ -34,9 +34,13 @@ def register_import_pkl(subparsers: Any) -> None:
 
 
 def _cmd_import_pkl(args: argparse.Namespace) -> int:
+    from tte_ir.cli_args import bounded_int, output_file, seed_value
     from tte_ir.importers import import_seed_pkl
     from tte_ir.serialize import save
 
+    bounded_int(args.classes, "--classes", 1)
+    seed_value(args.seed, "--seed")
+    output_file(args.output, "-o")
     graph = import_seed_pkl(args.model, args.classes, head=args.head, seed=args.seed)
     save(graph, args.output)
     print(f"wrote {args.output}: {len(graph.nodes)} nodes, {len(graph.constants)} constant tensors")

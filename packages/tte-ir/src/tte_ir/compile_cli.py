@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from typing import Any
 
 from tte_ir._ir import TteError
+from tte_ir.cli_args import output_file, parse_bytes
 
 __all__ = ["BudgetError", "parse_bytes", "register_compile", "register_plan"]
-
-_UNITS = {"": 1, "b": 1, "kb": 1024, "kib": 1024, "mb": 1024**2, "mib": 1024**2}
 
 
 class BudgetError(TteError):
     """A compiled training step needs more memory than the budget allows."""
-
-
-def parse_bytes(text: str) -> int:
-    """``"128KB"``, ``"131072"`` or ``"0.5MB"`` as bytes (KB = 1024 B)."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
-    if not match or match.group(2).lower() not in _UNITS:
-        raise TteError(f"cannot read '{text}' as a size (examples: 128KB, 131072, 0.25MB)")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 def _add_layout_option(p: Any) -> None:
@@ -62,7 +52,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     from tte_ir.scheme import load_scheme
     from tte_ir.serialize import load, save
 
-    budget = parse_bytes(args.budget) if args.budget else None
+    budget = None if args.budget is None else parse_bytes(args.budget, "--budget")
+    output_file(args.output, "-o")
     forward = load(args.model)
     scheme = load_scheme(args.scheme)
     try:
@@ -98,6 +89,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from tte_ir.memory_plot import plot_memory
     from tte_ir.serialize import load
 
+    if args.plot:
+        output_file(args.plot, "--plot")
     graph = load(args.file)
     try:
         training_info(graph)

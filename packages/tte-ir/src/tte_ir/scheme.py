@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -38,6 +39,8 @@ from typing import Any
 import numpy as np
 
 from tte_ir._ir import Graph, Node, Op, TteError
+from tte_ir.cli_args import bounded_float, bounded_int, learning_rate, seed_value
+from tte_ir.constants import INT32_MAX
 from tte_ir.kernels import DEPTHWISE, conv_family
 from tte_ir.ops import node_attrs
 
@@ -56,6 +59,10 @@ __all__ = [
 ]
 
 SCHEME_VERSION = 1
+MAX_INDEX = INT32_MAX  # a conv index or bias count the generated C holds in an int32
+MAX_SCHEME_BYTES = 16 * 1024**2  # a scheme is a few hundred bytes; far larger is not one
+MAX_METADATA_DEPTH = 16  # the metadata travels into the .tte header, whose loader limits nesting too
+SEED_KEYS = ("n_bias_update", "manual_weight_idx", "weight_update_ratio", "weight_select_criteria")
 ALLOWED_RATIOS = (Fraction(1, 8), Fraction(1, 4), Fraction(1, 2), Fraction(1, 1))
 ROUNDING_MODES = ("stochastic", "nearest", "float-master")
 HEAD_PRECISIONS = ("fp32", "int8")
@@ -71,6 +78,40 @@ class WeightUpdate:
 
     conv: int
     ratio: float
+
+    def __post_init__(self) -> None:
+        bounded_int(self.conv, '"conv"', 0, MAX_INDEX, SchemeError)
+        ratio = _allowed_ratio(self.ratio)
+        if ratio is None:
+            raise SchemeError(f"conv {self.conv}: ratio {reprlib.repr(self.ratio)} is not one of 1/8, 1/4, 1/2, 1")
+        object.__setattr__(self, "ratio", ratio)
+
+
+def _allowed_ratio(value: Any) -> float | None:
+    """``value`` as the exact float of an allowed ratio, or None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    fraction = Fraction(value).limit_denominator(64)
+    return float(fraction) if fraction in ALLOWED_RATIOS else None
+
+
+def _check_metadata(value: Any, depth: int) -> None:
+    """Refuse metadata the .tte header could not carry: deep nesting, non-string keys, non-JSON or
+    non-finite values."""
+    if depth > MAX_METADATA_DEPTH:
+        raise SchemeError(f'"metadata" is nested deeper than {MAX_METADATA_DEPTH} levels')
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise SchemeError(f'"metadata" keys must be strings, got {reprlib.repr(key)}')
+            _check_metadata(item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_metadata(item, depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise SchemeError(f'"metadata" holds {value!r}; only finite numbers are allowed')
+    elif value is not None and not isinstance(value, (str, int, float)):
+        raise SchemeError(f'"metadata" holds a {type(value).__name__}; only JSON values are allowed')
 
 
 @dataclass(frozen=True)
@@ -90,28 +131,33 @@ class Scheme:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.weights, (tuple, list)) or not all(isinstance(w, WeightUpdate) for w in self.weights):
+            raise SchemeError(f'"weights" must be a list of weight updates, got {self.weights!r}')
         object.__setattr__(self, "weights", tuple(sorted(self.weights, key=lambda w: w.conv)))
-        if not isinstance(self.n_bias, int) or self.n_bias < 0:
-            raise SchemeError(f"n_bias must be a non-negative integer, got {self.n_bias!r}")
+        bounded_int(self.n_bias, '"n_bias"', 0, MAX_INDEX, SchemeError)
         seen = set()
         for w in self.weights:
-            if not isinstance(w.conv, int) or w.conv < 0:
-                raise SchemeError(f"weight update conv index must be a non-negative integer, got {w.conv!r}")
             if w.conv in seen:
-                raise SchemeError(f"conv {w.conv} appears twice in the weight updates")
+                raise SchemeError(f'"weights": conv {w.conv} appears twice')
             seen.add(w.conv)
-            if Fraction(w.ratio).limit_denominator(64) not in ALLOWED_RATIOS:
-                raise SchemeError(f"conv {w.conv}: ratio {w.ratio} is not one of 1/8, 1/4, 1/2, 1")
-        if self.channel_selection != "magnitude":
-            raise SchemeError(f"channel_selection '{self.channel_selection}' is unknown (only 'magnitude')")
-        if self.head not in HEAD_PRECISIONS:
-            raise SchemeError(f"head precision '{self.head}' is unknown (fp32 or int8)")
-        if self.rounding not in ROUNDING_MODES:
-            raise SchemeError(f"rounding '{self.rounding}' is unknown ({', '.join(ROUNDING_MODES)})")
-        for name in ("lr", "head_lr", "momentum"):
+        for name, allowed in (
+            ("channel_selection", ("magnitude",)),
+            ("head", HEAD_PRECISIONS),
+            ("rounding", ROUNDING_MODES),
+        ):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise SchemeError(f"{name} must be a finite non-negative number, got {value!r}")
+            if not isinstance(value, str) or value not in allowed:
+                raise SchemeError(f'"{name}" {value!r} is unknown (allowed: {", ".join(allowed)})')
+        if not isinstance(self.train_head, bool):
+            raise SchemeError(f'"train_head" must be true or false, got {self.train_head!r}')
+        object.__setattr__(self, "lr", learning_rate(self.lr, '"lr"', SchemeError))
+        object.__setattr__(self, "head_lr", learning_rate(self.head_lr, '"head_lr"', SchemeError))
+        momentum = bounded_float(self.momentum, '"momentum"', 0.0, 1.0, high_open=True, error=SchemeError)
+        object.__setattr__(self, "momentum", momentum)
+        seed_value(self.seed, '"seed"', SchemeError)
+        if not isinstance(self.metadata, Mapping):
+            raise SchemeError(f'"metadata" must be a JSON object, got {self.metadata!r}')
+        _check_metadata(self.metadata, 0)
         object.__setattr__(self, "metadata", dict(self.metadata))
 
     def ratio_of(self, conv: int) -> float:
@@ -126,15 +172,19 @@ class Scheme:
         return conv >= n_convs - self.n_bias
 
     def validate_for(self, graph: Graph) -> None:
-        """Check the scheme's indices against ``graph``; raise :class:`SchemeError` naming the problem."""
+        """Check the scheme's indices against ``graph``; raise :class:`SchemeError` naming the field."""
+        seed = self.metadata.get("converted_from") == "seed"
+        bias_field, conv_field = ('"n_bias_update"', '"manual_weight_idx"') if seed else ('"n_bias"', '"weights"')
         convs = conv_nodes(graph)
         if self.n_bias > len(convs):
-            raise SchemeError(f"n_bias {self.n_bias} exceeds the {len(convs)} convs of graph '{graph.name}'")
+            raise SchemeError(
+                f"{bias_field}: n_bias {self.n_bias} exceeds the {len(convs)} convs of graph '{graph.name}'"
+            )
         for w in self.weights:
             if w.conv >= len(convs):
                 raise SchemeError(
-                    f"weight update of conv {w.conv} is out of range: graph '{graph.name}' has convs 0..{len(convs) - 1} "
-                    "(0 = stem, head excluded)"
+                    f"{conv_field}: weight update of conv {w.conv} is out of range: graph '{graph.name}' has convs "
+                    f"0..{len(convs) - 1} (0 = stem, head excluded)"
                 )
 
     def to_json(self) -> dict[str, Any]:
@@ -156,46 +206,71 @@ class Scheme:
 
     @classmethod
     def from_json(cls, data: Any, source: str = "scheme") -> Scheme:
-        """Parse a scheme in tte form or the seed paper's form (see the module docstring)."""
+        """Parse a scheme in tte form or the seed paper's form (see the module docstring); every field is
+        checked by type and range, and any problem is one :class:`SchemeError` naming ``source`` and the
+        field."""
         if not isinstance(data, dict):
-            raise SchemeError(f"{source}: a scheme is a JSON object")
-        if "n_bias_update" in data:
-            return cls._from_seed(data, source)
+            raise SchemeError(f"{source}: a scheme is a JSON object, got {type(data).__name__}")
+        try:
+            return cls._from_seed(data) if "n_bias_update" in data else cls._from_tte(data)
+        except SchemeError as exc:
+            raise SchemeError(f"{source}: {exc}") from None
+
+    @classmethod
+    def _from_tte(cls, data: Mapping[str, Any]) -> Scheme:
         if data.get("format") != "tte-scheme":
-            raise SchemeError(f'{source}: not a tte scheme (expects "format": "tte-scheme" or the seed paper\'s keys)')
-        if int(data.get("version", 0)) > SCHEME_VERSION:
-            raise SchemeError(
-                f"{source}: scheme version {data['version']} is newer than this tte-ir reads ({SCHEME_VERSION})"
-            )
+            raise SchemeError('not a tte scheme (expects "format": "tte-scheme" or the seed paper\'s keys)')
+        version = bounded_int(data.get("version", SCHEME_VERSION), '"version"', 1, error=SchemeError)
+        if version > SCHEME_VERSION:
+            raise SchemeError(f"scheme version {version} is newer than this tte-ir reads ({SCHEME_VERSION})")
         known = set(cls().to_json())
         unknown = set(data) - known
         if unknown:
-            raise SchemeError(f"{source}: unknown key '{sorted(unknown)[0]}'")
-        try:
-            weights = tuple(WeightUpdate(int(w["conv"]), float(w["ratio"])) for w in data.get("weights", []))
-            fields = {k: data[k] for k in known - {"format", "version", "weights"} if k in data}
-            return cls(weights=weights, **fields)
-        except SchemeError as exc:
-            raise SchemeError(f"{source}: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SchemeError(f"{source}: malformed weight update ({type(exc).__name__}: {exc})") from None
+            raise SchemeError(f"unknown key '{sorted(unknown)[0]}' (allowed: {', '.join(sorted(known))})")
+        raw = data.get("weights", [])
+        if not isinstance(raw, list):
+            raise SchemeError(f'"weights" must be a list of {{"conv": INDEX, "ratio": R}}, got {reprlib.repr(raw)}')
+        weights = []
+        for i, entry in enumerate(raw):
+            if not isinstance(entry, dict) or set(entry) != {"conv", "ratio"}:
+                raise SchemeError(
+                    f'"weights"[{i}] must be an object with exactly "conv" and "ratio", got {reprlib.repr(entry)}'
+                )
+            try:
+                weights.append(WeightUpdate(entry["conv"], entry["ratio"]))
+            except SchemeError as exc:
+                raise SchemeError(f'"weights"[{i}]: {exc}') from None
+        fields = {k: data[k] for k in known - {"format", "version", "weights"} if k in data}
+        return cls(weights=tuple(weights), **fields)
 
     @classmethod
-    def _from_seed(cls, data: Mapping[str, Any], source: str) -> Scheme:
+    def _from_seed(cls, data: Mapping[str, Any]) -> Scheme:
+        unknown = set(data) - set(SEED_KEYS)
+        if unknown:
+            raise SchemeError(
+                f"unknown key '{sorted(unknown)[0]}' in a seed-paper scheme (allowed: {', '.join(SEED_KEYS)})"
+            )
+        n_bias = bounded_int(data["n_bias_update"], '"n_bias_update"', 0, MAX_INDEX, SchemeError)
         idx = data.get("manual_weight_idx", [])
         ratios = data.get("weight_update_ratio", [])
+        if not isinstance(idx, list) or not isinstance(ratios, list):
+            raise SchemeError('"manual_weight_idx" and "weight_update_ratio" must be lists')
         if len(idx) != len(ratios):
-            raise SchemeError(f"{source}: manual_weight_idx and weight_update_ratio differ in length")
+            raise SchemeError('"manual_weight_idx" and "weight_update_ratio" differ in length')
         criteria = data.get("weight_select_criteria", "magnitude+")
         if criteria != "magnitude+":
-            raise SchemeError(f"{source}: weight_select_criteria '{criteria}' is unsupported (only 'magnitude+')")
-        try:
-            weights = tuple(
-                WeightUpdate(int(i), float(r)) for i, r in zip(idx, ratios, strict=False) if float(r) != 0.0
-            )
-            return cls(n_bias=int(data["n_bias_update"]), weights=weights, metadata={"converted_from": "seed"})
-        except SchemeError as exc:
-            raise SchemeError(f"{source}: {exc}") from None
+            raise SchemeError(f'"weight_select_criteria" {reprlib.repr(criteria)} is unsupported (only "magnitude+")')
+        weights = []
+        for i, (conv, ratio) in enumerate(zip(idx, ratios, strict=True)):
+            where = f'"manual_weight_idx"[{i}] / "weight_update_ratio"[{i}]'
+            try:
+                bounded_int(conv, '"conv"', 0, MAX_INDEX, SchemeError)
+                if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and ratio == 0:
+                    continue  # the seed paper's "no weights for this conv"
+                weights.append(WeightUpdate(conv, ratio))
+            except SchemeError as exc:
+                raise SchemeError(f"{where}: {exc}") from None
+        return cls(n_bias=n_bias, weights=tuple(weights), metadata={"converted_from": "seed"})
 
 
 def load_scheme(path: str | os.PathLike[str], key: Sequence[str] = ()) -> Scheme:
@@ -206,11 +281,15 @@ def load_scheme(path: str | os.PathLike[str], key: Sequence[str] = ()) -> Scheme
         text, _, selector = text.rpartition(":")
         key = tuple(selector.split("/"))
     try:
-        data = json.loads(Path(text).read_text())
+        size = os.stat(text).st_size
+        if size > MAX_SCHEME_BYTES:
+            raise SchemeError(f"{text}: {size:,} B is too large for a scheme (at most {MAX_SCHEME_BYTES:,} B)")
+        data = json.loads(Path(text).read_bytes())
     except OSError as exc:
         raise SchemeError(f"{text}: cannot read ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise SchemeError(f"{text}: invalid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        # JSONDecodeError, bad UTF-8, integers past Python's digit limit, nesting past the recursion limit
+        raise SchemeError(f"{text}: invalid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
     for part in key:
         if not isinstance(data, dict) or part not in data:
             options = ", ".join(k for k in data if not k.startswith("_")) if isinstance(data, dict) else ""
