@@ -5,6 +5,7 @@ Every session installs with the pins in constraints.txt (torch 2.13.0, a CPU whe
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -35,8 +36,30 @@ def install_packages(session: nox.Session, *names: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """All packages' tests, including the engine's host and QEMU tests."""
+    # Warnings are errors in our CI builds (a user's pip install and generated projects default to OFF):
+    # the engine wheel (TTE_ENGINE_WERROR, read by engine/pyproject.toml) and every project the tests build
+    # through tte_codegen.build (TTE_WERROR).
+    session.env.update({"TTE_ENGINE_WERROR": "ON", "TTE_WERROR": "1"})
     install_packages(session, *PACKAGES)
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The .tte reader fuzzed (tests/ir/test_format_fuzz.py) with 100,000 mutated files in total (posargs:
+    another count); prints the cases run and how they ended. Any uncaught exception or hang fails it."""
+    install_packages(session, "tte-ir")
+    examples = session.posargs[0] if session.posargs else "100000"
+    report = Path(session.create_tmp()) / "fuzz.json"
+    report.unlink(missing_ok=True)
+    env = {"TTE_FUZZ_EXAMPLES": examples, "TTE_FUZZ_REPORT": str(report), "TTE_FUZZ_TIMEOUT": "10"}
+    session.run("pytest", "tests/ir/test_format_fuzz.py", "-q", "-p", "no:cacheprovider", env=env)
+    result = json.loads(report.read_text())
+    session.log(f"fuzz: {result['cases']} cases, 0 uncaught exceptions, 0 hangs (over 10 s); outcomes:")
+    for outcome, count in sorted(result["outcomes"].items()):
+        session.log(f"  {count:>7}  {outcome}")
+    for warning, count in sorted(result["warnings"].items()):
+        session.log(f"  {count:>7}  warning (not a failure): {warning}")
 
 
 @nox.session

@@ -61,14 +61,19 @@ holds a non-finite value. ``softmax_ce`` sets it when the loss is not finite.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tte_ir._ir import DType, Graph, Node, Op, TensorSpec, VerifyError
+from tte_ir.constants import INT32_MAX, INT32_MIN
 
 __all__ = [
+    "ATTR_TYPES",
+    "MAX_RANK",
     "OP_TABLE",
+    "AttrType",
     "OpDef",
     "conv_output_size",
     "mask_bytes",
@@ -566,6 +571,149 @@ OP_TABLE: Mapping[Op, OpDef] = {
     Op.ACCUMULATE: OpDef(
         Op.ACCUMULATE, ("acc", "g"), ("y",), {}, (), _infer_accumulate, _no_macs, inplace={"y": "acc"}
     ),
+}
+
+
+_I32 = INT32_MAX
+_U32 = 2 * INT32_MAX + 1
+# Multipliers (m, m1, m2) are float32 in the engine; far below float32's range, they stay finite there.
+_MAX_MULTIPLIER = 1e6
+MAX_RANK = 8  # the most sizes a tensor shape has (tte_ir.verify refuses more)
+
+
+@dataclass(frozen=True)
+class AttrType:
+    """The Python type and range of one attribute's value; :func:`tte_ir.verify` checks every node's.
+
+    ``kind`` is ``"int"``, ``"bool"``, ``"float"`` (an int or a finite float), ``"str"`` (one of
+    ``choices`` when given; the op's ``infer`` checks the value otherwise), ``"ints"`` (a list of
+    ints, ``length`` long when set, else at most ``max_length``) or ``"tile"`` (the
+    ``{group, axis, band, tile}`` of :mod:`tte_ir.tiling`). Numbers (and the
+    items of ``"ints"``) lie in ``[low, high]``; ``nullable`` also admits None (the attribute is off).
+    A bool is never an int here, and an int-valued float is not an int: the C code gets the value as is.
+    """
+
+    kind: str
+    low: float = INT32_MIN
+    high: float = _I32
+    choices: tuple[str, ...] = ()
+    length: int | None = None
+    max_length: int = _I32
+    nullable: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` does not fit this type (a phrase for an error message), or None when it does."""
+        if value is None and self.nullable:
+            return None
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else "must be true or false"
+        if self.kind == "int":
+            return None if _is_int(value, self.low, self.high) else f"must be an integer in [{self._range()}]"
+        if self.kind == "float":
+            ok = _is_real(value) and math.isfinite(value) and self.low <= value <= self.high
+            return None if ok else f"must be a finite number in [{self._range()}]"
+        if self.kind == "str":
+            if not isinstance(value, str):
+                return "must be a string"
+            return None if not self.choices or value in self.choices else f"must be one of {list(self.choices)}"
+        if self.kind == "ints":
+            return self._ints_problem(value)
+        return _tile_problem(value)
+
+    def _range(self) -> str:
+        return f"{self.low}, {self.high}"
+
+    def _ints_problem(self, value: Any) -> str | None:
+        length = f"{self.length} " if self.length is not None else ""
+        what = f"must be a list of {length}integers in [{self._range()}]"
+        if not isinstance(value, (list, tuple)):
+            return what
+        if (self.length is not None and len(value) != self.length) or len(value) > self.max_length:
+            return what
+        return None if all(_is_int(v, self.low, self.high) for v in value) else what
+
+
+def _is_int(value: Any, low: float, high: float) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _tile_problem(value: Any) -> str | None:
+    what = "must be {group, axis, band, tile}: axis 'rows' or 'channels', integers group >= 0, band and tile >= 1"
+    if not isinstance(value, Mapping) or set(value) != {"group", "axis", "band", "tile"}:
+        return what
+    ok = (
+        value["axis"] in ("rows", "channels")
+        and _is_int(value["group"], 0, _I32)
+        and _is_int(value["band"], 1, _I32)
+        and _is_int(value["tile"], 1, _I32)
+    )
+    return None if ok else what
+
+
+_INT8 = AttrType("int", -128, 127)
+_BOOL = AttrType("bool")
+_STRIDE = AttrType("int", 1, _I32)
+_PADDING = AttrType("int", 0, _I32)
+_GROUPS = AttrType("int", 1, _I32)
+_CHANNELS = AttrType("ints", 0, _I32, nullable=True)
+_TILE = AttrType("tile", nullable=True)
+_MULTIPLIER = AttrType("float", 0, _MAX_MULTIPLIER)
+_SIZE = AttrType("ints", 1, _I32, length=2)
+_GEOMETRY = {"stride": _STRIDE, "padding": _PADDING, "groups": _GROUPS}
+_UPDATE_TYPES = {
+    "rounding": AttrType("str", choices=("nearest", "stochastic")),
+    "seed": AttrType("int", 0, _U32),
+    "lr_group": AttrType("str", choices=("body", "head")),
+    "tensor_id": AttrType("int", 0, _U32),
+    "tile": _TILE,
+}
+
+# The type of every attribute of every op (defaults and required ones alike), next to the table.
+ATTR_TYPES: Mapping[Op, Mapping[str, AttrType]] = {
+    Op.CONV2D: {
+        **_GEOMETRY,
+        "act_min": _INT8,
+        "act_max": _INT8,
+        "save_mask": _BOOL,
+        "channels": _CHANNELS,
+        "tile": _TILE,
+    },
+    Op.ADD: {"act_min": _INT8, "act_max": _INT8, "save_mask": _BOOL, "tile": _TILE},
+    Op.GLOBAL_AVG_POOL: {"save_mask": _BOOL},
+    Op.LINEAR: {"act_min": _INT8, "act_max": _INT8, "save_mask": _BOOL},
+    Op.RESHAPE: {
+        "shape": AttrType("ints", 1, _I32, max_length=MAX_RANK),
+        "order": AttrType("str"),
+    },
+    Op.GATHER_CHANNELS: {"channels": AttrType("ints", 0, _I32)},
+    Op.SOFTMAX_CE: {},
+    Op.MASK_SCALE: {"tile": _TILE},
+    Op.ADD_BWD: {"m1": _MULTIPLIER, "m2": _MULTIPLIER},
+    Op.POOL_BWD: {"m": _MULTIPLIER, "size": _SIZE},
+    Op.CONV2D_BWD_X: {
+        **_GEOMETRY,
+        "size": _SIZE,
+        "channels": _CHANNELS,
+        "accumulate": _BOOL,
+        "tile": _TILE,
+    },
+    Op.CONV2D_BWD_W_UPDATE: {
+        **_GEOMETRY,
+        **_UPDATE_TYPES,
+        "channels": AttrType("ints", 0, _I32),
+        "weight_shape": AttrType("ints", 1, _I32, length=4),
+    },
+    Op.BIAS_UPDATE: dict(_UPDATE_TYPES),
+    Op.LINEAR_F32_BWD_UPDATE: {
+        "update": _BOOL,
+        "input_grad": _BOOL,
+        "lr_group": AttrType("str", choices=("body", "head")),
+    },
+    Op.ACCUMULATE: {},
 }
 
 

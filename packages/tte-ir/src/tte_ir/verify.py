@@ -1,18 +1,34 @@
 """``verify(graph)``: every structural invariant of a graph, checked in one place.
 
 Each failure raises :class:`~tte_ir.VerifyError` naming the node, its op and the tensor at fault.
+Sizes are bounded (:data:`MAX_RANK`, :data:`MAX_ELEMENTS`) so that no later stage allocates what a
+microcontroller graph never needs; a compiled training graph's record (``metadata["training"]``) is
+checked too, since the C code and the reference step read its names and numbers (:data:`MAX_LR`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from tte_ir._ir import DType, Graph, Node, Op, TensorSpec, VerifyError
-from tte_ir.ops import OP_TABLE, node_attrs, node_roles
+from tte_ir.ops import ATTR_TYPES, MAX_RANK, OP_TABLE, node_attrs, node_roles
 
-__all__ = ["verify"]
+__all__ = ["MAX_ELEMENTS", "MAX_LR", "MAX_RANK", "verify"]
+
+# 2^28 elements (1 GiB of float32) per tensor: far above any microcontroller graph, low enough that a
+# damaged size is refused before the planner or the reference allocates it.
+MAX_ELEMENTS = 2**28
+# The largest learning rate a training record may carry: far above any useful rate, and lr * gradient
+# stays inside float32 for every gradient the kernels accept.
+MAX_LR = 1e3
+_SEED_LIMIT = 2**32
+# Keys only a compiled training graph's record has (tte_ir.autodiff.training_info); a forward graph may
+# carry another kind of "training" record.
+_TRAINING_NAMES = ("input", "label", "loss", "logits")
 
 
 def verify(graph: Graph) -> Graph:
@@ -23,11 +39,15 @@ def verify(graph: Graph) -> Graph:
     order is a valid schedule); constants match their declared shape and dtype; each node's operand
     count, attributes, shapes and dtypes agree with the op table; int8 tensors carry valid
     quantization; graph outputs exist; no declared tensor is left unused; an output that works in
-    place on an input (the op table's ``inplace``) is the last reader of that input.
+    place on an input (the op table's ``inplace``) is the last reader of that input. Shapes have
+    positive sizes within :data:`MAX_RANK` and :data:`MAX_ELEMENTS`; every attribute has the type and
+    range of :data:`tte_ir.ops.ATTR_TYPES`; float constants are finite; a compiled training record
+    names existing tensors and carries finite, bounded numbers.
     """
     for name, spec in graph.tensors.items():
         if spec.name != name:
             raise VerifyError(f"graph '{graph.name}': tensor key '{name}' holds a spec named '{spec.name}'")
+        _check_shape(graph, spec)
         _check_quant(graph, spec)
     written: set[str] = set()
     for name in graph.inputs:
@@ -43,6 +63,8 @@ def verify(graph: Graph) -> Graph:
                 f"graph '{graph.name}': constant '{name}' is {array.dtype}{list(array.shape)}, "
                 f"declared {spec.dtype.name.lower()}{list(spec.shape)}"
             )
+        if spec.dtype is DType.FLOAT32 and not np.isfinite(array).all():
+            raise VerifyError(f"graph '{graph.name}': constant '{name}' holds NaN or infinite values")
         written.add(name)
     seen_nodes: set[str] = set()
     read: set[str] = set()
@@ -65,7 +87,19 @@ def verify(graph: Graph) -> Graph:
     unused = sorted(set(graph.tensors) - read - set(graph.outputs))
     if unused:
         raise VerifyError(f"graph '{graph.name}': tensor '{unused[0]}' is declared but never used (dangling)")
+    _check_training(graph)
     return graph
+
+
+def _check_shape(graph: Graph, spec: TensorSpec) -> None:
+    numel = 1
+    for d in spec.shape:
+        numel *= d
+    if not 1 <= len(spec.shape) <= MAX_RANK or min(spec.shape) < 1 or numel > MAX_ELEMENTS:
+        raise VerifyError(
+            f"graph '{graph.name}': tensor '{spec.name}' has shape {list(spec.shape)}: expected 1 to {MAX_RANK} "
+            f"sizes >= 1 and at most {MAX_ELEMENTS} elements"
+        )
 
 
 def _require_declared(graph: Graph, node: Node | None, name: str) -> None:
@@ -85,6 +119,11 @@ def _check_node(graph: Graph, node: Node, written: set[str]) -> None:
         if key not in node.attrs:
             raise VerifyError(f"{node.describe()}: missing attribute '{key}'")
     attrs = node_attrs(node)
+    types = ATTR_TYPES[node.op]
+    for key, value in attrs.items():
+        problem = types[key].problem(value)
+        if problem:
+            raise VerifyError(f"{node.describe()}: attribute '{key}' is {_show(value)}: it {problem}")
     in_roles, out_roles = row.roles(attrs)
     if len(node.inputs) != len(in_roles) or len(node.outputs) != len(out_roles):
         raise VerifyError(
@@ -145,11 +184,7 @@ def _check_tiles(graph: Graph) -> None:
         if not tile:
             previous = None
             continue
-        if not isinstance(tile, dict) or set(tile) != {"group", "axis", "band", "tile"}:
-            raise VerifyError(f"{node.describe()}: attribute 'tile' must be {{group, axis, band, tile}}")
-        if tile["axis"] not in ("rows", "channels") or int(tile["band"]) < 1 or int(tile["tile"]) < 1:
-            raise VerifyError(f"{node.describe()}: tile axis must be rows or channels, band and tile >= 1")
-        group = int(tile["group"])
+        group = tile["group"]
         if group in seen and (previous != group or seen[group][1] != tile["axis"]):
             raise VerifyError(f"{node.describe()}: tiled group {group} is not one run of consecutive nodes")
         seen.setdefault(group, (index, tile["axis"]))
@@ -177,3 +212,55 @@ def _check_quant(graph: Graph, spec: TensorSpec) -> None:
             )
         if q.zero_point != 0:
             raise VerifyError(f"{where} is a symmetric per-channel weight but has zero point {q.zero_point}")
+
+
+def _show(value: Any) -> str:
+    """A value as an error message shows it: its JSON-like text, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_training(graph: Graph) -> None:
+    """A compiled training record: its tensor names exist and its numbers (the C code's) are in range."""
+    info = graph.metadata.get("training")
+    if not isinstance(info, Mapping) or not any(key in info for key in (*_TRAINING_NAMES, "state")):
+        return
+    where = f"graph '{graph.name}': training record"
+    for key in _TRAINING_NAMES:
+        name = info.get(key)
+        if not isinstance(name, str) or name not in graph.tensors:
+            raise VerifyError(f"{where}: '{key}' is {_show(name)}, not the name of a tensor of the graph")
+    if info["input"] not in graph.inputs or info["label"] not in graph.inputs:
+        raise VerifyError(f"{where}: 'input' and 'label' must name graph inputs")
+    label = graph.tensors[info["label"]]
+    if label.dtype is not DType.INT32 or label.shape != (1,):
+        raise VerifyError(f"{where}: label '{label.name}' must be int32 [1]")
+    state = info.get("state")
+    if not isinstance(state, Mapping):
+        raise VerifyError(f"{where}: 'state' must map each trained parameter to its next value")
+    for param, nxt in state.items():
+        if param not in graph.constants:
+            raise VerifyError(f"{where}: state names '{param}', which is not a constant of the graph")
+        if not isinstance(nxt, str) or nxt not in graph.outputs:
+            raise VerifyError(f"{where}: the next value of '{param}' is {_show(nxt)}, not a graph output")
+        if (graph.tensors[nxt].shape, graph.tensors[nxt].dtype) != (
+            graph.tensors[param].shape,
+            graph.tensors[param].dtype,
+        ):
+            raise VerifyError(f"{where}: '{nxt}' does not have the shape and dtype of '{param}'")
+    scheme = info.get("scheme")
+    if not isinstance(scheme, Mapping):
+        raise VerifyError(f"{where}: 'scheme' must be the scheme's JSON object")
+    for key in ("lr", "head_lr"):
+        value = scheme.get(key)
+        if not (_is_number(value) and 0 <= value <= MAX_LR):
+            raise VerifyError(
+                f"{where}: scheme '{key}' is {_show(value)}: it must be a finite number in [0, {MAX_LR:g}]"
+            )
+    seed = scheme.get("seed")
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < _SEED_LIMIT):
+        raise VerifyError(f"{where}: scheme 'seed' is {_show(seed)}: it must be an integer in [0, 2^32)")
