@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tte_ir import TteError
+from tte_ir.cli_args import bounded_int, distinct_outputs, learning_rate, output_file, output_folder, seed_value
 
 __all__ = ["memory_lines", "register_generate", "register_run"]
 
@@ -51,6 +52,7 @@ def register_generate(subparsers: Any) -> None:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from tte_codegen.generate import generate
 
+    output_folder(args.output, "-o")
     project = generate(_load_training(args.graph), args.output, name=args.name, root=args.root)
     m = project.manifest
     print(
@@ -110,23 +112,39 @@ def memory_lines(memory: dict[str, Any], planner: dict[str, Any]) -> list[str]:
     ]
 
 
+def _check_run_arguments(args: argparse.Namespace) -> None:
+    """Refuse bad numbers and unwritable outputs of ``tte run`` before anything is loaded or built."""
+    bounded_int(args.epochs, "--epochs", 1)
+    if args.steps is not None:
+        bounded_int(args.steps, "--steps", 1)
+    seed_value(args.seed, "--seed")
+    for name, value in (("--lr", args.lr), ("--head-lr", args.head_lr)):
+        if value is not None:
+            learning_rate(value, name)
+    if args.output:
+        output_file(args.output, "-o")
+    if args.json:
+        output_file(args.json, "--json")
+    distinct_outputs(("-o", args.output), ("--json", args.json))
+    if args.project:
+        output_folder(args.project, "--project")
+    if args.test and args.board != "host":
+        raise TteError(f"--test evaluates on the host only; drop it or use --board host (not {args.board})")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from tte_codegen.generate import generate
     from tte_codegen.training import load_npz
 
-    if args.epochs < 1:
-        raise TteError(f"--epochs {args.epochs}: train for at least one epoch")
-    if args.steps is not None and args.steps < 1:
-        raise TteError(f"--steps {args.steps}: train for at least one step")
+    _check_run_arguments(args)
     graph = _load_training(args.graph)
-    data = load_npz(args.data)
-    if len(data) == 0:
-        raise TteError(f"{args.data}: no images to train on")
+    data = load_npz(args.data, graph)
+    test = load_npz(args.test, graph) if args.test else None
     with tempfile.TemporaryDirectory(prefix="tte-run-") as tmp:
         folder = Path(args.project) if args.project else Path(tmp) / "model"
         project = generate(graph, folder, root=args.root)
         if args.board == "host":
-            figures = _run_host(args, graph, project, data)
+            figures = _run_host(args, graph, project, data, test)
         else:
             figures = _run_board(args, graph, project, data)
     if args.json:
@@ -152,12 +170,11 @@ def _loss_text(losses: Any) -> str:
     )
 
 
-def _run_host(args: argparse.Namespace, graph: Any, project: Any, train: Any) -> dict[str, Any]:
+def _run_host(args: argparse.Namespace, graph: Any, project: Any, train: Any, test: Any) -> dict[str, Any]:
     from tte_codegen.host import HostModel
-    from tte_codegen.training import evaluate, load_npz, train_host, write_trained
+    from tte_codegen.training import evaluate, train_host, write_trained
     from tte_ir.progress import progress
 
-    test = load_npz(args.test) if args.test else None
     show = not args.quiet
     with progress("building for the host", 1, enabled=show) as advance:
         model = HostModel(project)
