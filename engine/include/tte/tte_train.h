@@ -28,11 +28,21 @@
  *   value it sets TTE_STEP_NONFINITE_GRAD and writes nothing; the loss sets
  *   TTE_STEP_NONFINITE_LOSS when the loss is not finite. The first failure sticks. Updates that ran
  *   before a failure in the same step stay applied (each update runs as soon as its gradient exists).
+ * - No update writes a value computed from a non-finite one. The rule is checked on the value an
+ *   update computes, not only on its gradient: a live element's QAS step value -(lr * grad) * inv,
+ *   and the fp32 head's new w - lr * (g * x_f) and b - lr * g. If any of them is NaN or infinite
+ *   (a NaN or infinite lr, or lr, a gradient sum or the product overflowing float32: lr = 3.4e38)
+ *   the kernel writes nothing at all and sets TTE_STEP_NONFINITE_GRAD, exactly as for a non-finite
+ *   gradient; a huge finite step value is clamped and rounded as below. An update kernel first
+ *   bounds its step values from max |g|, lr and inv; only when that bound may overflow does it
+ *   check every value in a pass that writes nothing before the pass that writes (NUMERICS.md 7:
+ *   tte_ir.reference_train applies the same rule).
  * - QAS update (NUMERICS.md 5): step = round(clamp(-(lr * grad) * inv[o], -2^30, 2^30)), rounded
  *   to nearest even or stochastically (floor(v + u), u from tte/tte_rounding.h with the element's
  *   index in the IR layout [O][C/groups][KH][KW] of the full weight, or [O] for a bias), then
  *   added in integer arithmetic: weights clamp to [-127, 127], biases saturate to int32. A frozen
- *   channel (inv not finite, NaN step, or for a bias a value at an int32 limit) gets step 0.
+ *   channel (inv 0 or not finite, or for a bias a value at an int32 limit) gets step 0 whatever lr
+ *   and its gradient are.
  * - Channel-tiled execution (tte_ir.tiling, axis "channels"): kernels that take a
  *   `const tte_channel_band *band` run on `count` channels [begin, begin + count) of a tensor, held
  *   in a band buffer [H][W][count]; per-channel constants (scale, inv, bias, weights, mask bits)
@@ -79,7 +89,8 @@ typedef enum tte_lr_group { TTE_LR_BODY = 0, TTE_LR_HEAD = 1 } tte_lr_group;
 typedef enum tte_step_status {
     TTE_STEP_OK = 0,
     TTE_STEP_NONFINITE_LOSS = 1, /* the loss was NaN or infinite: no update ran */
-    TTE_STEP_NONFINITE_GRAD = 2  /* an update's gradient held NaN or infinity: it and all later updates were skipped */
+    TTE_STEP_NONFINITE_GRAD = 2  /* an update's gradient, or a value it would write, held NaN or infinity: it and all
+                                    later updates were skipped */
 } tte_step_status;
 
 /* A static, human-readable description of a step status. */
@@ -219,7 +230,8 @@ tte_status tte_bias_update_s32(const tte_hwc_params *p, tte_train_ctx *ctx, cons
  *     w[o][i] -= lr * (g[o] * x_f[i]);  b[o] -= lr * g[o]              (when w_next != NULL)
  * lr = ctx->lr[lr_group]. x [I] int8; g [O] float32; w [O][I], b [O] float32 (read); w_next, b_next
  * NULL (no update: a frozen head) or the updated parameters, which may equal w and b (in place);
- * gx NULL or [I] float32. The update follows the step-context rules; gx is computed regardless. */
+ * gx NULL or [I] float32. The update follows the step-context rules (a non-finite new value: no
+ * parameter written, TTE_STEP_NONFINITE_GRAD); gx is computed regardless. */
 tte_status tte_linear_bwd_update_f32(const tte_linear_f32_params *p, tte_train_ctx *ctx, tte_lr_group lr_group,
                                      const int8_t *x, const float *g, const float *w, const float *b, float *w_next,
                                      float *b_next, float *gx);

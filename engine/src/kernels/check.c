@@ -25,7 +25,7 @@ const char *tte_step_status_str(tte_step_status status) {
     case TTE_STEP_NONFINITE_LOSS:
         return "non-finite loss: the step was skipped";
     case TTE_STEP_NONFINITE_GRAD:
-        return "non-finite gradient: the remaining updates of the step were skipped";
+        return "non-finite gradient or update value: the remaining updates of the step were skipped";
     }
     return "unknown step status";
 }
@@ -158,6 +158,32 @@ tte_status tte_conv2d_check_update(const tte_conv2d_params *p, const tte_train_c
     if (status == TTE_OK && (!tte_channel_list_ok(p->train_channels, p->train_count, p->in_c) ||
                              tte_band_window(gh_band, p->out_c, begin, count) != TTE_OK)) {
         status = TTE_ERR_ARG;
+    }
+    return status;
+}
+
+tte_status tte_conv2d_fwd_check(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int8_t *w_train,
+                                const int32_t *bias, const float *multiplier, const int8_t *y,
+                                const tte_row_band *rows, tte_conv2d_kind kind, tte_conv2d_window *win) {
+    if (p == NULL || x == NULL || w == NULL || bias == NULL || multiplier == NULL || y == NULL) {
+        return TTE_ERR_NULL;
+    }
+    tte_status status = tte_conv2d_check(p, &win->out_h, &win->out_w);
+    if (status == TTE_OK && kind == TTE_CONV2D_POINTWISE &&
+        (p->kernel_h != 1 || p->kernel_w != 1 || p->padding != 0 || p->groups != 1)) {
+        status = TTE_ERR_SHAPE;
+    }
+    if (status == TTE_OK && kind == TTE_CONV2D_DEPTHWISE && (p->groups != p->in_c || p->out_c != p->in_c)) {
+        status = TTE_ERR_SHAPE;
+    }
+    if (status == TTE_OK && kind == TTE_CONV2D_DENSE && p->train_count != 0 && p->groups != 1) {
+        status = TTE_ERR_ARG; /* only a groups-1 dense conv trains a slice of input channels */
+    }
+    if (status == TTE_OK) {
+        status = tte_conv2d_check_slice(p, w_train, p->in_c);
+    }
+    if (status == TTE_OK) {
+        status = tte_conv2d_row_window(p, win->out_h, rows, &win->oy_begin, &win->oy_end, &win->x_row);
     }
     return status;
 }

@@ -4,11 +4,22 @@
 #ifndef TTE_KERNELS_IMPL_H
 #define TTE_KERNELS_IMPL_H
 
+/* NUMERICS.md section 4: every float multiply and add is rounded on its own (no fused multiply-add), so
+ * the host and the MCU compute the same bits even where these sources are built without the CMake
+ * target's -ffp-contract=off (copied into another project). GCC ignores the standard pragma and takes
+ * the optimize pragma, which applies to every function defined after it; Clang honours the standard one. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#else
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 #include <float.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "tte/tte.h"
+#include "tte/tte_ref.h"
 #include "tte/tte_rounding.h"
 
 /* The magic-number rounding below is exact only when float expressions are
@@ -96,6 +107,24 @@ tte_status tte_conv2d_check_geometry(const tte_conv2d_params *p, int32_t *out_h,
 
 /* A channel list is ascending and unique inside [0, limit), with count >= 1. */
 int tte_channel_list_ok(const int32_t *channels, int32_t count, int32_t limit);
+
+/* Where a forward conv kernel writes: the output size and the output rows of its row band, and the
+ * whole-input row held in x's first row. */
+typedef struct tte_conv2d_window {
+    int32_t out_h, out_w;
+    int32_t oy_begin, oy_end;
+    int32_t x_row;
+} tte_conv2d_window;
+
+/* Which forward conv kernel tte_conv2d_fwd_check checks for. */
+typedef enum tte_conv2d_kind { TTE_CONV2D_DENSE, TTE_CONV2D_DEPTHWISE, TTE_CONV2D_POINTWISE } tte_conv2d_kind;
+
+/* Every check of a forward conv kernel (pointers, descriptor, the kind's constraints, trained slice,
+ * row band), in one order, so that the reference and the optimized kernels (src/kernels/arm) return
+ * the same status for the same bad call; fills *win when it returns TTE_OK. */
+tte_status tte_conv2d_fwd_check(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int8_t *w_train,
+                                const int32_t *bias, const float *multiplier, const int8_t *y,
+                                const tte_row_band *rows, tte_conv2d_kind kind, tte_conv2d_window *win);
 
 /* Checks the trained slice of p against w_train: none (train_count 0, w_train
  * NULL), or a valid channel list over the conv's `limit` channels (in_c/groups
@@ -201,21 +230,73 @@ static inline int tte_update_gate(tte_train_ctx *ctx, const float *g, size_t n) 
     return 1;
 }
 
-/* The integer QAS step of one parameter element (NUMERICS.md 5):
- * round(clamp(-(lr * grad) * inv, -2^30, 2^30)), by the node's round mode, u
- * from the hash of the element's IR index; the clamp is TTE_QAS_STEP_CLAMP of
- * the generated tte/tte_ops.h. 0 for a frozen channel (inv not finite) and for
- * a NaN step (inf * 0), which the divisors never produce. */
-static inline int32_t tte_qas_step(float grad, float inv, const tte_train_ctx *ctx, const tte_update_params *u,
-                                   uint32_t element_index) {
+/* The QAS step value -(lr * grad) * inv of one live parameter element
+ * (NUMERICS.md 5), before its clamp and rounding. Not finite when lr, grad or
+ * their product with inv overflows or is NaN: see tte_update_safe. */
+static inline float tte_qas_value(float grad, float inv, const tte_train_ctx *ctx, const tte_update_params *u) {
+    return (-(ctx->lr[u->lr_group] * grad)) * inv;
+}
+
+/* Whether an element is frozen: inv 0 (tte_ir's mark) or not finite. */
+static inline int tte_qas_frozen(float inv) {
+    return inv == 0.0f || !tte_isfinite(inv);
+}
+
+/* Whether every step value of an update is certainly finite, so that its
+ * check pass can be left out. Each gradient is a float sum of at most `terms`
+ * products |g| * |coefficient| <= g_max * x_max; for up to 2^20 terms rounding
+ * grows such a sum by under 7%, so |step value| stays below the bound
+ * |lr| * g_max * terms * x_max * inv_max, here required below FLT_MAX / 16.
+ * False for a NaN or infinite lr or bound and for more than 2^20 terms: the
+ * kernel then checks every element's value before writing any. */
+static inline int tte_update_safe(float lr, float g_max, int64_t terms, float x_max, float inv_max) {
+    if (terms > ((int64_t)1 << 20)) {
+        return 0;
+    }
+    const float lr_abs = lr < 0.0f ? -lr : lr;
+    const float bound = (((lr_abs * g_max) * (float)terms) * x_max) * inv_max;
+    return bound <= FLT_MAX / 16.0f; /* false for NaN */
+}
+
+/* The largest |v[i]| of n finite values (tte_update_gate has checked them). */
+static inline float tte_max_abs(const float *v, size_t n) {
+    float m = 0.0f;
+    for (size_t i = 0; i < n; ++i) {
+        const float a = v[i] < 0.0f ? -v[i] : v[i];
+        m = a > m ? a : m;
+    }
+    return m;
+}
+
+/* The largest finite |inv[o]| over channels [begin, begin + count) (frozen ones give step 0). */
+static inline float tte_max_inv(const float *inv, int32_t begin, int32_t count) {
+    float m = 0.0f;
+    for (int32_t o = begin; o < begin + count; ++o) {
+        if (!tte_qas_frozen(inv[o])) {
+            const float a = inv[o] < 0.0f ? -inv[o] : inv[o];
+            m = a > m ? a : m;
+        }
+    }
+    return m;
+}
+
+/* Fails the step on a non-finite step value (TTE_STEP_NONFINITE_GRAD, as for a
+ * non-finite gradient) and returns 0; returns 1 for a finite one. */
+static inline int tte_step_value_ok(tte_train_ctx *ctx, float v) {
+    if (tte_isfinite(v)) {
+        return 1;
+    }
+    ctx->status = TTE_STEP_NONFINITE_GRAD;
+    return 0;
+}
+
+/* The integer QAS step of one live parameter element from its finite step
+ * value v (tte_qas_value): round(clamp(v, -2^30, 2^30)), by the node's round
+ * mode, u from the hash of the element's IR index; the clamp is
+ * TTE_QAS_STEP_CLAMP of the generated tte/tte_ops.h. */
+static inline int32_t tte_qas_round(float v, const tte_train_ctx *ctx, const tte_update_params *u,
+                                    uint32_t element_index) {
     const float limit = TTE_QAS_STEP_CLAMP;
-    if (!tte_isfinite(inv)) {
-        return 0;
-    }
-    float v = (-(ctx->lr[u->lr_group] * grad)) * inv;
-    if (v != v) {
-        return 0;
-    }
     v = v > limit ? limit : (v < -limit ? -limit : v);
     if (u->rounding == TTE_ROUND_NEAREST) {
         return (int32_t)tte_rne_wide(v);

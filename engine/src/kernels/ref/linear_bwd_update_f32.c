@@ -3,6 +3,34 @@
  * every Cortex-M agree bit for bit. Reference kernel. */
 #include "kernels-impl.h"
 
+/* One pass of the SGD step. Without w_next (and b_next): checks that every
+ * new value is finite, failing the step at the first that is not (returns 0);
+ * with them: writes the new values (returns 1). The same operations in the
+ * same order give the same bits in both passes. */
+static int sgd_pass(const tte_linear_f32_params *p, float lr, tte_train_ctx *ctx, const int8_t *x, const float *g,
+                    const float *w, const float *b, float *w_next, float *b_next) {
+    const int32_t in = p->in_features;
+    for (int32_t o = 0; o < p->out_features; ++o) {
+        for (int32_t i = 0; i < in; ++i) {
+            /* x_f as in tte_linear_fwd_f32: the same multiply gives the same bits. */
+            const float xf = p->x_scale * (float)((int32_t)x[i] - p->x_zero);
+            const float v = w[(size_t)o * in + i] - lr * (g[o] * xf);
+            if (w_next != NULL) {
+                w_next[(size_t)o * in + i] = v;
+            } else if (!tte_step_value_ok(ctx, v)) {
+                return 0;
+            }
+        }
+        const float v = b[o] - lr * g[o];
+        if (b_next != NULL) {
+            b_next[o] = v;
+        } else if (!tte_step_value_ok(ctx, v)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 tte_status tte_linear_bwd_update_f32(const tte_linear_f32_params *p, tte_train_ctx *ctx, tte_lr_group lr_group,
                                      const int8_t *x, const float *g, const float *w, const float *b, float *w_next,
                                      float *b_next, float *gx) {
@@ -35,14 +63,9 @@ tte_status tte_linear_bwd_update_f32(const tte_linear_f32_params *p, tte_train_c
     if (w_next == NULL || !tte_update_gate(ctx, g, (size_t)out)) {
         return TTE_OK;
     }
-    const float lr = ctx->lr[lr_group];
-    for (int32_t o = 0; o < out; ++o) {
-        for (int32_t i = 0; i < in; ++i) {
-            /* x_f as in tte_linear_fwd_f32: the same multiply gives the same bits. */
-            const float xf = p->x_scale * (float)((int32_t)x[i] - p->x_zero);
-            w_next[(size_t)o * in + i] = w[(size_t)o * in + i] - lr * (g[o] * xf);
-        }
-        b_next[o] = b[o] - lr * g[o];
+    /* Every new value is checked before any is written: w_next may be w. */
+    if (sgd_pass(p, ctx->lr[lr_group], ctx, x, g, w, b, NULL, NULL)) {
+        (void)sgd_pass(p, ctx->lr[lr_group], ctx, x, g, w, b, w_next, b_next);
     }
     return TTE_OK;
 }

@@ -24,6 +24,7 @@ import numpy as np
 
 from tte_ir._ir import Graph, Node, Op, TteError
 from tte_ir.autodiff import training_info
+from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.kernels import DEPTHWISE, LR_GROUPS, ROUNDING, KernelCall, kernel_call
 from tte_ir.reference import FORWARD, dequantize_input, effective_weight, forward_node, sat32
 from tte_ir.rounding import round_step
@@ -177,10 +178,18 @@ def conv2d_weight_grad(
 
 def qas_round(
     grad: np.ndarray, inv: np.ndarray, lr: float, attrs: Mapping[str, Any], step: int, index: np.ndarray
-) -> np.ndarray:
-    """The integer QAS step ``round_mode(-(lr * g) * inv[o])`` (``inv`` broadcast over ``grad``'s axis 0)."""
+) -> np.ndarray | None:
+    """The integer QAS step ``round_mode(-(lr * g) * inv[o])`` (``inv`` broadcast over ``grad``'s axis 0);
+    0 where the channel is frozen (``inv`` 0 or not finite). None when a live element's step value is
+    not finite (a NaN or infinite lr, or an overflow): the update then writes nothing and fails the
+    step, as the C kernels do (tte/tte_train.h)."""
     inv_b = np.asarray(inv, dtype=np.float32).reshape((-1,) + (1,) * (grad.ndim - 1))
-    v = (-(np.float32(lr) * grad)) * inv_b
+    frozen = (inv_b == 0) | ~np.isfinite(inv_b)
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = (-(np.float32(lr) * grad)) * inv_b
+    v = np.where(frozen, np.float32(0), v).astype(np.float32)
+    if not np.all(np.isfinite(v)):
+        return None
     return round_step(
         v, attrs["rounding"], seed=attrs["seed"], step=step, tensor_id=attrs["tensor_id"], element_index=index
     )
@@ -288,10 +297,11 @@ def _conv_bwd_w_update(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
     full = (p["out_c"], p["in_c"] // p["groups"], p["kernel_h"], p["kernel_w"])
     depthwise = call.family == DEPTHWISE
     chans = list(p["train_channels"])
-    grad = conv2d_weight_grad(
-        s.read(call, "x_saved"), gh, channels=chans, kernel=full[2:], stride=p["stride"], padding=p["padding"],
-        x_zero=p["x_zero"], depthwise=depthwise,
-    )  # fmt: skip
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum fails the step in qas_round
+        grad = conv2d_weight_grad(
+            s.read(call, "x_saved"), gh, channels=chans, kernel=full[2:], stride=p["stride"],
+            padding=p["padding"], x_zero=p["x_zero"], depthwise=depthwise,
+        )  # fmt: skip
     # element index in the full weight's IR layout [O, C/g, KH, KW] (rounding.py)
     o, j, u, q = np.indices(w_train.shape)
     channel = np.asarray(chans)[o if depthwise else j]
@@ -302,15 +312,21 @@ def _conv_bwd_w_update(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
     else:
         index = ((o * full[1] + channel) * full[2] + u) * full[3] + q
     steps = _qas_step(s, call, grad, inv, index)
+    if steps is None:
+        return _written(call, w_train=w_train)
     return _written(call, w_train=np.clip(w_train.astype(np.int64) + steps, -127, 127).astype(np.int8))
 
 
-def _qas_step(s: _Step, call: KernelCall, grad: np.ndarray, inv: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """The integer QAS steps of an update call (its ``u`` descriptor: rounding, lr group, tensor id)."""
+def _qas_step(s: _Step, call: KernelCall, grad: np.ndarray, inv: np.ndarray, index: np.ndarray) -> np.ndarray | None:
+    """The integer QAS steps of an update call (its ``u`` descriptor: rounding, lr group, tensor id);
+    None, with the step failed, when a step value is not finite."""
     _, update = call.arg("u").value
     mode = {c.value: name for name, c in ROUNDING.items()}[update["rounding"].value]
     attrs = {"rounding": mode, "seed": s.seed, "tensor_id": update["tensor_id"]}
-    return qas_round(grad, inv, s.lrs[update["lr_group"].value], attrs, s.step, index)
+    steps = qas_round(grad, inv, s.lrs[update["lr_group"].value], attrs, s.step, index)
+    if steps is None:
+        s.status = STATUS_NONFINITE_GRAD
+    return steps
 
 
 def _bias_update(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
@@ -318,7 +334,13 @@ def _bias_update(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
     gh = s.read(call, "gh")
     if not s.grad_ok(gh):
         return _written(call, b=b)
-    steps = _qas_step(s, call, bias_grad(gh), s.read(call, "inv_b"), np.arange(b.shape[0]))
+    # a dead channel (bias at an int32 limit) is frozen, like one whose inverse is 0
+    inv = np.where((b == INT32_MIN) | (b == INT32_MAX), np.float32(0), s.read(call, "inv_b"))
+    with np.errstate(over="ignore", invalid="ignore"):
+        grad = bias_grad(gh)
+    steps = _qas_step(s, call, grad, inv, np.arange(b.shape[0]))
+    if steps is None:
+        return _written(call, b=b)
     return _written(call, b=sat32(b.astype(np.int64) + steps).astype(np.int32))
 
 
@@ -332,10 +354,16 @@ def _linear_f32_bwd_update(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
     if call.arg("w_next").writes is not None:
         out["w_next"], out["b_next"] = w, b
         if s.grad_ok(g):
-            lr = np.float32(s.lrs[call.arg("lr_group").value.value])
-            xf = dequantize_input(s.read(call, "x")[0], p["x_scale"], p["x_zero"])
-            out["w_next"] = (w - lr * (g[:, None] * xf[None, :])).astype(np.float32)
-            out["b_next"] = (b - lr * g).astype(np.float32)
+            with np.errstate(over="ignore", invalid="ignore"):
+                lr = np.float32(s.lrs[call.arg("lr_group").value.value])
+                xf = dequantize_input(s.read(call, "x")[0], p["x_scale"], p["x_zero"])
+                w_next = (w - lr * (g[:, None] * xf[None, :])).astype(np.float32)
+                b_next = (b - lr * g).astype(np.float32)
+            # no value written is computed from a non-finite one (tte/tte_train.h): all or nothing
+            if np.all(np.isfinite(w_next)) and np.all(np.isfinite(b_next)):
+                out["w_next"], out["b_next"] = w_next, b_next
+            else:
+                s.status = STATUS_NONFINITE_GRAD
     return _written(call, **out)
 
 
@@ -373,8 +401,8 @@ def train_step(
 
     ``state`` holds the trained parameters (:func:`initial_state`, or the previous step's
     ``StepResult.state``); ``step`` is the step counter of the stochastic rounding; ``lr`` and
-    ``head_lr`` default to the compiled scheme's. A non-finite loss or gradient leaves every
-    parameter untouched from that point on and is reported in ``StepResult.status``.
+    ``head_lr`` default to the compiled scheme's. A non-finite loss, gradient or update value leaves
+    every parameter untouched from that point on and is reported in ``StepResult.status``.
     """
     info = training_info(graph)
     scheme = info["scheme"]
