@@ -107,3 +107,73 @@ def test_schema_errors_name_the_layer(tmp_path, seed_model_path):
 def test_bad_class_count(seed_model_path):
     with pytest.raises(SeedModelError, match="--classes must be at least 1"):
         import_seed_pkl(seed_model_path("mcunet-5fps"), 0)
+
+
+def _zip_bytes(name: str, deflated: bytes, crc: int, declared: int) -> bytes:
+    """A one-member zip archive around a raw deflate stream, declaring ``declared`` inflated bytes."""
+    import struct
+
+    fname = name.encode()
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 33, crc, len(deflated), declared, len(fname), 0)
+    central = struct.pack(
+        "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 33, crc, len(deflated), declared, len(fname), 0, 0, 0, 0,
+        0, 0,
+    )  # fmt: skip
+    body = local + fname + deflated
+    directory = central + fname
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(directory), len(body), 0)
+    return body + directory + end
+
+
+def _gib_of_zeros() -> bytes:
+    """1 GiB of zero bytes as a raw deflate stream of about 1 MiB (one flushed block repeated)."""
+    import zlib
+
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = c.compress(bytes(2**20)) + c.flush(zlib.Z_FULL_FLUSH)
+    return block * 1024 + zlib.compressobj(9, zlib.DEFLATED, -15).flush()
+
+
+@pytest.mark.parametrize("declared", [2**30, 2**20], ids=["honest", "lying"])
+def test_an_inflating_pickle_is_refused_at_once(tmp_path, declared):
+    """1 MiB on disk, 1 GiB inside: refused in well under a second, without inflating it (the header
+    says 1 GiB), or after at most the declared 1 MiB (the header lies, the CRC then fails)."""
+    import time
+
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(_zip_bytes("archive/data.pkl", _gib_of_zeros(), 0, declared))
+    assert path.stat().st_size < 2 * 2**20
+    started = time.perf_counter()
+    with pytest.raises(SeedModelError, match="bomb.pkl: ") as info:
+        import_seed_pkl(path)
+    assert time.perf_counter() - started < 0.5
+    assert "\n" not in str(info.value)
+
+
+def test_a_pickle_of_too_many_opcodes_is_refused(tmp_path):
+    payload = pickle.dumps({"first_conv": [1] * 300_000}, protocol=2)
+    with pytest.raises(SeedModelError, match="more than 200000 opcodes"):
+        import_seed_pkl(_zip_with_pickle(tmp_path, payload))
+
+
+def test_an_array_larger_than_the_pickle_is_refused(tmp_path):
+    """numpy's reconstruction asked for a 2^40-byte array, and one buffer set into many arrays."""
+    import numpy as np
+
+    shape = b"\x8a\x06\x00\x00\x00\x00\x00\x01\x85C\x01b"  # (2**40,), b"b"
+    huge = b"\x80\x02cnumpy.core.multiarray\n_reconstruct\n(cnumpy\nndarray\n" + shape + b"tR."
+    with pytest.raises(SeedModelError, match="more memory than the file holds"):
+        import_seed_pkl(_zip_with_pickle(tmp_path, huge))
+    direct = b"\x80\x02cnumpy\nndarray\n(" + shape + b"tR."  # ndarray(shape, dtype) allocates: not callable
+    with pytest.raises(SeedModelError, match="malformed pickle"):
+        import_seed_pkl(_zip_with_pickle(tmp_path, direct))
+    state = (1, (2**16,), np.dtype(np.uint8), False, bytes(2**16))
+
+    class Twin:  # arrays built from one memoized state: each BUILD copies the buffer
+        def __reduce__(self):
+            return (np.zeros(0).__reduce__()[0], (np.ndarray, (0,), b"b"), state)
+
+    many = pickle.dumps({"first_conv": [Twin() for _ in range(3)], "blocks": [], "classifier": {}}, protocol=2)
+    assert len(many) < 2**17
+    with pytest.raises(SeedModelError, match="more memory than the file holds"):
+        import_seed_pkl(_zip_with_pickle(tmp_path, many))

@@ -32,6 +32,17 @@ class SeedModelError(TteError):
     """A seed model file is unreadable, unsafe or does not follow the documented schema."""
 
 
+# Size limits, checked before anything is inflated or allocated. The seed models are about 1 MB
+# (pickles of 6,000 to 8,500 opcodes): the limits leave a wide margin and keep a hostile file (a
+# zip bomb, a pickle multiplying one buffer into many arrays) to well under a second and about
+# 100 MB before it is refused.
+MAX_FILE_BYTES = 64 * 2**20
+"""The largest seed model file read (the zip archive on disk)."""
+MAX_PICKLE_BYTES = 64 * 2**20
+"""The largest ``data.pkl`` inflated (as the archive declares it, and as read)."""
+MAX_OPCODES = 200_000
+"""The most pickle opcodes: bounds every list's, dict's and tuple's item count."""
+
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -39,47 +50,160 @@ _ALLOWED_GLOBALS = {
     ("numpy", "dtype"),
     ("_codecs", "encode"),
 }
+_PLAIN_KINDS = frozenset("biufc")  # numeric dtypes: no objects, no arbitrary-size void records
+
+
+class _Budget:
+    """The array bytes a pickle may still reconstruct: no more than the pickle itself holds."""
+
+    def __init__(self, path: Path, total: int) -> None:
+        self.path = path
+        self.left = total
+
+    def take(self, shape: Any, dtype: Any) -> None:
+        try:
+            dims = [int(d) for d in (shape if isinstance(shape, tuple) else (shape,))]
+            itemsize = np.dtype(dtype).itemsize
+        except (TypeError, ValueError, OverflowError):
+            raise SeedModelError(f"{self.path}: malformed array (shape {shape!r}, dtype {dtype!r})") from None
+        nbytes = itemsize
+        for d in dims:
+            if d < 0:
+                raise SeedModelError(f"{self.path}: malformed array (shape {shape!r})")
+            nbytes *= d
+        if nbytes > self.left:
+            raise SeedModelError(
+                f"{self.path}: its arrays would take more memory than the file holds data ({nbytes} bytes "
+                f"asked, {self.left} left): refusing an inflating pickle"
+            )
+        self.left -= nbytes
+
+
+class _ArrayType:
+    """What the pickle's ``numpy.ndarray`` resolves to: the type argument of :func:`_reconstruct`
+    only. Calling ndarray itself would allocate any shape the pickle names; this is not callable."""
+
+
+_NDARRAY = _ArrayType()
+
+
+class _BoundedArray(np.ndarray):
+    """An array under reconstruction whose state is checked against the budget before it is set."""
+
+    _budget: _Budget
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise SeedModelError(f"{self._budget.path}: malformed array state")
+        shape, dtype = state[-4], state[-3]
+        if not isinstance(dtype, np.dtype) or dtype.kind not in _PLAIN_KINDS:
+            raise SeedModelError(f"{self._budget.path}: only numeric arrays are allowed, got dtype {dtype!r}")
+        self._budget.take(shape, dtype)
+        super().__setstate__(state)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, data: bytes, path: Path) -> None:
         super().__init__(io.BytesIO(data))
         self._path = path
+        self._budget = _Budget(path, len(data))
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED_GLOBALS:
             raise SeedModelError(
                 f"{self._path}: refusing to load global '{module}.{name}' (only numpy arrays and plain data are allowed)"
             )
-        if module == "numpy.core.multiarray":
-            module = "numpy._core.multiarray" if int(np.__version__.split(".")[0]) >= 2 else module
+        if name == "_reconstruct":
+            return self._reconstruct
+        if name == "ndarray":
+            return _NDARRAY
         if module == "_codecs":
             import _codecs
 
             return _codecs.encode
-        import importlib
+        return getattr(np, name)
 
-        return getattr(importlib.import_module(module), name)
+    def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+        """numpy's array reconstruction, for plain ndarrays only, its size taken from the budget."""
+        if subtype is not _NDARRAY:
+            raise SeedModelError(f"{self._path}: only plain numpy arrays are allowed")
+        self._budget.take(shape, dtype)
+        array = np.ndarray.__new__(_BoundedArray, shape, dtype)
+        array._budget = self._budget
+        return array
 
     def persistent_load(self, pid: Any) -> Any:
         raise SeedModelError(f"{self._path}: holds tensor storages; only numpy-based seed models are supported")
 
 
+def _count_opcodes(payload: bytes, path: Path) -> None:
+    """Refuse a pickle of more than :data:`MAX_OPCODES` opcodes, before it runs."""
+    import pickletools
+
+    try:
+        for count, _ in enumerate(pickletools.genops(io.BytesIO(payload)), start=1):
+            if count > MAX_OPCODES:
+                raise SeedModelError(
+                    f"{path}: the pickle has more than {MAX_OPCODES} opcodes (a seed model has about 8,000): refusing it"
+                )
+    except SeedModelError:
+        raise
+    except Exception as exc:  # a malformed pickle can raise almost anything
+        raise SeedModelError(f"{path}: malformed pickle ({type(exc).__name__}: {exc})") from None
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every reconstructed array turned into a plain ndarray (iteratively: no recursion limit)."""
+    if isinstance(value, _BoundedArray):
+        return value.view(np.ndarray)
+    root = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        container, key = stack.pop()
+        item = container[key]
+        if isinstance(item, _BoundedArray):
+            container[key] = item.view(np.ndarray)
+        elif isinstance(item, dict):
+            stack.extend((item, k) for k in item)
+        elif isinstance(item, list):
+            stack.extend((item, i) for i in range(len(item)))
+        elif isinstance(item, tuple) and any(isinstance(v, (_BoundedArray, dict, list, tuple)) for v in item):
+            converted = list(item)
+            container[key] = converted
+            stack.append((container, key))
+            stack.extend((converted, i) for i in range(len(converted)))
+    return root[0]
+
+
 def load_seed_pkl(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a seed model file into its plain dict (no code from the file runs)."""
+    """Read a seed model file into its plain dict (no code from the file runs). Sizes are checked
+    before anything is inflated: the file (:data:`MAX_FILE_BYTES`), its pickle (:data:`MAX_PICKLE_BYTES`,
+    :data:`MAX_OPCODES`) and the arrays it builds (no more bytes than the pickle holds)."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SeedModelError(f"{path}: {size} bytes, more than a seed model's limit of {MAX_FILE_BYTES}")
         with zipfile.ZipFile(path) as archive:
-            members = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            members = [i for i in archive.infolist() if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
             if len(members) != 1:
                 raise SeedModelError(f"{path}: expected one data.pkl inside the archive, found {len(members)}")
-            payload = archive.read(members[0])
+            if members[0].file_size > MAX_PICKLE_BYTES:
+                raise SeedModelError(
+                    f"{path}: data.pkl inflates to {members[0].file_size} bytes, more than the limit of "
+                    f"{MAX_PICKLE_BYTES}: refusing it"
+                )
+            with archive.open(members[0]) as member:
+                payload = member.read(MAX_PICKLE_BYTES + 1)
+            if len(payload) > MAX_PICKLE_BYTES:
+                raise SeedModelError(f"{path}: data.pkl inflates past the limit of {MAX_PICKLE_BYTES} bytes")
     except OSError as exc:
         raise SeedModelError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except zipfile.BadZipFile:
-        raise SeedModelError(f"{path}: not a torch.save zip archive") from None
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        raise SeedModelError(f"{path}: not a torch.save zip archive ({exc})") from None
+    _count_opcodes(payload, path)
     try:
-        model = _RestrictedUnpickler(payload, path).load()
+        model = _plain(_RestrictedUnpickler(payload, path).load())
     except SeedModelError:
         raise
     except Exception as exc:  # a malformed pickle can raise almost anything
