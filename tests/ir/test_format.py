@@ -269,6 +269,9 @@ def test_bad_tensor_values_are_refused(tiny_file, changes, pattern):
         (lambda h: h["constants"].append(dict(h["constants"][0])), "tensor 'c.w' has two data entries"),
         (lambda h: h.__setitem__("version", [2]), "missing or malformed format version"),
         (lambda h: h.__setitem__("version", [True, 0]), "missing or malformed format version"),
+        (lambda h: h["graph"]["nodes"][0].__setitem__("name", "c\n"), r"graph.nodes\[0\].name is \"c\\n\": a name is"),
+        (lambda h: h["graph"]["tensors"][0].__setitem__("name", ""), r"graph.tensors\[0\].name is \"\": a name is"),
+        (lambda h: h["graph"]["nodes"][0].__setitem__("op", "conv\t2d"), r"node 'c' op is \"conv\\t2d\": a name"),
     ],
 )
 def test_wrong_json_types_are_refused(tiny_file, edit, pattern):
@@ -338,3 +341,13 @@ def test_save_refuses_metadata_a_file_cannot_hold(tmp_path):
     with pytest.raises(TteFormatError, match="x.tte: graph 'tiny' holds a value a .tte file cannot store"):
         save(graph.replace(metadata={"lr": float("nan")}), tmp_path / "x.tte")
     assert not (tmp_path / "x.tte").exists()
+
+
+def test_a_value_quoted_from_the_file_never_breaks_the_line(tmp_path):
+    """The training record's names reach the message as they are; control characters are escaped."""
+    from tests.compiler.nets import residual_net
+    from tte_ir import Scheme, compile_training
+
+    path = save(compile_training(residual_net(), Scheme(n_bias=1, head="fp32")), tmp_path / "train.tte")
+    rewrite_header(path, lambda h: h["graph"]["metadata"]["training"]["state"].__setitem__("head\nw", "head.w.next"))
+    refused(path, r"training record: state names 'head\\nw', which is not a constant")

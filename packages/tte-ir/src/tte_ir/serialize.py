@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import struct
 import tempfile
 from collections.abc import Mapping
@@ -109,7 +110,7 @@ def _graph(data: Any, constants: Mapping[str, np.ndarray]) -> Graph:
     for i, t in enumerate(_list(_key(data, "tensors", "graph"), "graph.tensors")):
         where = f"graph.tensors[{i}]"
         t = _object(t, where)
-        name = _string(_key(t, "name", where), f"{where}.name")
+        name = _name(_key(t, "name", where), f"{where}.name")
         if name in tensors:
             raise _Bad(f"tensor '{name}' is declared twice")
         tensors[name] = TensorSpec(
@@ -122,8 +123,8 @@ def _graph(data: Any, constants: Mapping[str, np.ndarray]) -> Graph:
     for i, n in enumerate(_list(_key(data, "nodes", "graph"), "graph.nodes")):
         where = f"graph.nodes[{i}]"
         n = _object(n, where)
-        name = _string(_key(n, "name", where), f"{where}.name")
-        op = _string(_key(n, "op", where), f"node '{name}' op")
+        name = _name(_key(n, "name", where), f"{where}.name")
+        op = _name(_key(n, "op", where), f"node '{name}' op")
         try:
             kind = Op.from_name(op)
         except TteError as exc:
@@ -138,7 +139,7 @@ def _graph(data: Any, constants: Mapping[str, np.ndarray]) -> Graph:
             )
         )
     return Graph(
-        _string(_key(data, "name", "graph"), "graph.name"),
+        _name(_key(data, "name", "graph"), "graph.name"),
         tensors,
         tuple(nodes),
         _names(_key(data, "inputs", "graph"), "graph.inputs"),
@@ -177,8 +178,16 @@ def _string(value: Any, where: str) -> str:
     return value
 
 
+def _name(value: Any, where: str) -> str:
+    """A name (of a graph, tensor, node, op or dtype): error messages and C identifiers are made of them."""
+    text = _string(value, where)
+    if not text or not text.isprintable():
+        raise _Bad(f"{where} is {_show(text)}: a name is a non-empty string of printable characters")
+    return text
+
+
 def _names(value: Any, where: str) -> tuple[str, ...]:
-    return tuple(_string(v, f"{where}[{i}]") for i, v in enumerate(_list(value, where)))
+    return tuple(_name(v, f"{where}[{i}]") for i, v in enumerate(_list(value, where)))
 
 
 def _int(value: Any, where: str, low: int, high: int) -> int:
@@ -199,7 +208,7 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
 
 def _dtype(value: Any, where: str) -> DType:
     try:
-        return DType.from_name(_string(value, where))
+        return DType.from_name(_name(value, where))
     except TteError as exc:
         raise _Bad(f"{where}: {exc}") from None
 
@@ -259,12 +268,34 @@ def save(graph: Graph, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
+    """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half a file.
+
+    The file gets the mode a plain ``open(path, "w")`` gives: an existing file's, else ``0o666`` less
+    the umask (the temporary file is created ``0o600``). On any exception the temporary file
+    (``.<name>.<random>.tmp`` next to ``path``) is removed; a killed process leaves it behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -285,13 +316,17 @@ def load(path: str | os.PathLike[str]) -> Graph:
             size = os.fstat(f.fileno()).st_size
             return _load(f, size)
     except TteFormatError as exc:
-        raise TteFormatError(f"{path}: {exc}") from None
-    except _Bad as exc:
-        raise TteFormatError(f"{path}: {exc} ({_DAMAGED})") from None
-    except TteError as exc:
-        raise TteFormatError(f"{path}: {exc} ({_DAMAGED})") from None
+        message = f"{path}: {exc}"
+    except (_Bad, TteError) as exc:
+        message = f"{path}: {exc} ({_DAMAGED})"
     except OSError as exc:
-        raise TteFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        message = f"{path}: cannot read ({exc.strerror or exc})"
+    raise TteFormatError(_one_line(message))
+
+
+def _one_line(message: str) -> str:
+    """``message`` with control characters escaped: a value quoted from the file never breaks the line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def _read(f: BinaryIO, offset: int, count: int) -> bytes:
@@ -399,7 +434,7 @@ def _read_constants(f: BinaryIO, available: int, blob_start: int, entries: Any) 
     for i, entry in enumerate(_list(entries, "constants")):
         where = f"constants[{i}]"
         entry = _object(entry, where)
-        name = _string(_key(entry, "name", where), f"{where}.name")
+        name = _name(_key(entry, "name", where), f"{where}.name")
         if name in constants:
             raise _Bad(f"tensor '{name}' has two data entries")
         dtype = _dtype(_key(entry, "dtype", where), f"tensor '{name}' dtype").numpy.newbyteorder("<")
