@@ -12,23 +12,12 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
                              const int32_t *bias, const float *multiplier, int8_t *y, uint8_t *mask,
                              const tte_row_band *rows, void *scratch) {
     (void)scratch; /* size 0, see tte_conv2d_fwd_s8_scratch_size */
-    if (p == NULL || x == NULL || w == NULL || bias == NULL || multiplier == NULL || y == NULL) {
-        return TTE_ERR_NULL;
-    }
-    int32_t out_h, out_w, oy_begin, oy_end, x_row;
-    tte_status status = tte_conv2d_check(p, &out_h, &out_w);
-    if (status == TTE_OK && p->train_count != 0 && p->groups != 1) {
-        status = TTE_ERR_ARG; /* only a groups-1 dense conv trains a slice of input channels */
-    }
-    if (status == TTE_OK) {
-        status = tte_conv2d_check_slice(p, w_train, p->in_c);
-    }
-    if (status == TTE_OK) {
-        status = tte_conv2d_row_window(p, out_h, rows, &oy_begin, &oy_end, &x_row);
-    }
+    tte_conv2d_window win;
+    const tte_status status = tte_conv2d_fwd_check(p, x, w, w_train, bias, multiplier, y, rows, TTE_CONV2D_DENSE, &win);
     if (status != TTE_OK) {
         return status;
     }
+    const int32_t out_w = win.out_w, oy_begin = win.oy_begin, oy_end = win.oy_end, x_row = win.x_row;
     const int32_t group_in = p->in_c / p->groups;   /* input channels per group */
     const int32_t group_out = p->out_c / p->groups; /* output channels per group */
     for (int32_t oy = oy_begin; oy < oy_end; ++oy) {

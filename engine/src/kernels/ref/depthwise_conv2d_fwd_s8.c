@@ -3,32 +3,21 @@
  * band. Reference kernel. */
 #include "kernels-impl.h"
 
-size_t tte_depthwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
+size_t tte_ref_depthwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
     (void)p; /* the reference kernel reads x in place: no scratch */
     return 0;
 }
 
-tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
+tte_status tte_ref_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
                                        const int8_t *w_train, const int32_t *bias, const float *multiplier, int8_t *y,
                                        uint8_t *mask, const tte_row_band *rows, void *scratch) {
-    (void)scratch; /* size 0, see tte_depthwise_conv2d_fwd_s8_scratch_size */
-    if (p == NULL || x == NULL || w == NULL || bias == NULL || multiplier == NULL || y == NULL) {
-        return TTE_ERR_NULL;
-    }
-    int32_t out_h, out_w, oy_begin, oy_end, x_row;
-    tte_status status = tte_conv2d_check(p, &out_h, &out_w);
-    if (status == TTE_OK && (p->groups != p->in_c || p->out_c != p->in_c)) {
-        status = TTE_ERR_SHAPE;
-    }
-    if (status == TTE_OK) {
-        status = tte_conv2d_check_slice(p, w_train, p->in_c);
-    }
-    if (status == TTE_OK) {
-        status = tte_conv2d_row_window(p, out_h, rows, &oy_begin, &oy_end, &x_row);
-    }
+    (void)scratch; /* size 0, see tte_ref_depthwise_conv2d_fwd_s8_scratch_size */
+    tte_conv2d_window win;
+    const tte_status status = tte_conv2d_fwd_check(p, x, w, w_train, bias, multiplier, y, rows, TTE_CONV2D_DEPTHWISE, &win);
     if (status != TTE_OK) {
         return status;
     }
+    const int32_t out_w = win.out_w, oy_begin = win.oy_begin, oy_end = win.oy_end, x_row = win.x_row;
     const int32_t channels = p->in_c;
     for (int32_t oy = oy_begin; oy < oy_end; ++oy) {
         for (int32_t ox = 0; ox < out_w; ++ox) {

@@ -1,0 +1,155 @@
+/* Depthwise int8 convolution for ARMv7E-M: four channels per load (the HWC layout keeps a pixel's
+ * channels together), one MAC per SMLABB/SMLATT on SXTAB16-expanded halves, and no per-tap bounds
+ * test: each output pixel reads the rectangle of its taps that lies inside the input, computed once
+ * per pixel. Interior pixels of 3x3, 5x5 and 7x7 kernels (any stride) run a copy of the loop with
+ * the kernel size a constant, fully unrolled; border pixels and other kernel sizes the same loop with
+ * run-time bounds. Results equal tte_ref_depthwise_conv2d_fwd_s8's bit for bit (exact int32 sums,
+ * tte_arm_requantize). A call with a trained slice or a non-finite multiplier runs the reference
+ * kernel. */
+#include "arm-impl.h"
+
+size_t tte_depthwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
+    (void)p; /* x and w are read in place; the zero point is added while x is sign-extended */
+    return 0;
+}
+
+/* What every output pixel of one call shares. */
+typedef struct dw_call {
+    int32_t channels;  /* C */
+    int32_t x_row;     /* bytes from one input row to the next: in_w * C */
+    int32_t w_row;     /* bytes from one weight row to the next: kernel_w * C */
+    int32_t x_zero, y_zero, lo, hi;
+    const int32_t *bias;
+    const float *multiplier;
+    uint8_t *mask;
+} dw_call;
+
+/* One output pixel: the taps [rows) x [cols) of each channel, x at its first tap, w at the weights of
+ * that tap; y the pixel's C outputs, mask_index its first mask bit. Inlined with constant rows and
+ * cols for the interior of the common kernels. */
+static inline __attribute__((always_inline)) void dw_pixel(const dw_call *d, const int8_t *x, const int8_t *w,
+                                                             int32_t rows, int32_t cols, int8_t *y,
+                                                             int32_t mask_index) {
+    const int32_t channels = d->channels;
+    const int16x2_t zero = tte_arm_zero_pair(d->x_zero);
+    int32_t c = 0;
+    for (; c + 4 <= channels; c += 4) {
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0; /* channels c, c+1, c+2, c+3 */
+        const int8_t *xr = x + c, *wr = w + c;
+        for (int32_t ky = 0; ky < rows; ++ky) {
+            for (int32_t kx = 0; kx < cols; ++kx) {
+                const int8x4_t xv = tte_arm_read4(xr + kx * channels), wv = tte_arm_read4(wr + kx * channels);
+                const int16x2_t xe = __sxtab16(zero, xv), we = __sxtb16(wv); /* channels c, c+2 */
+                const int16x2_t xo = tte_arm_sxtab16_odd(zero, xv), wo = tte_arm_sxtb16_odd(wv); /* c+1, c+3 */
+                a0 = __smlabb(xe, we, a0);
+                a2 = __smlatt(xe, we, a2);
+                a1 = __smlabb(xo, wo, a1);
+                a3 = __smlatt(xo, wo, a3);
+            }
+            xr += d->x_row;
+            wr += d->w_row;
+        }
+        const int32_t acc[4] = {a0, a1, a2, a3};
+        for (int32_t i = 0; i < 4; ++i) {
+            const int in_range = tte_arm_requantize(acc[i], d->bias[c + i], d->multiplier[c + i], d->y_zero, d->lo,
+                                                    d->hi, &y[c + i]);
+            if (d->mask != NULL) {
+                tte_mask_put(d->mask, mask_index + c + i, in_range);
+            }
+        }
+    }
+    for (; c < channels; ++c) {
+        int32_t acc = 0;
+        for (int32_t ky = 0; ky < rows; ++ky) {
+            for (int32_t kx = 0; kx < cols; ++kx) {
+                const int32_t xv = x[ky * d->x_row + kx * channels + c];
+                acc += (xv - d->x_zero) * w[ky * d->w_row + kx * channels + c];
+            }
+        }
+        const int in_range =
+            tte_arm_requantize(acc, d->bias[c], d->multiplier[c], d->y_zero, d->lo, d->hi, &y[c]);
+        if (d->mask != NULL) {
+            tte_mask_put(d->mask, mask_index + c, in_range);
+        }
+    }
+}
+
+/* The interior pixel of a square kernel of size k. */
+static void dw_pixel_3(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y, int32_t mask_index) {
+    dw_pixel(d, x, w, 3, 3, y, mask_index);
+}
+
+static void dw_pixel_5(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y, int32_t mask_index) {
+    dw_pixel(d, x, w, 5, 5, y, mask_index);
+}
+
+static void dw_pixel_7(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y, int32_t mask_index) {
+    dw_pixel(d, x, w, 7, 7, y, mask_index);
+}
+
+static void dw_pixel_any(const dw_call *d, const int8_t *x, const int8_t *w, int32_t rows, int32_t cols, int8_t *y,
+                         int32_t mask_index) {
+    dw_pixel(d, x, w, rows, cols, y, mask_index);
+}
+
+/* The taps [*first, *end) of a kernel of size k whose first tap lands at input index `at` that lie
+ * inside [0, size). */
+static void dw_taps(int32_t at, int32_t k, int32_t size, int32_t *first, int32_t *end) {
+    *first = at < 0 ? -at : 0;
+    *end = size - at < k ? size - at : k;
+}
+
+tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
+                                       const int8_t *w_train, const int32_t *bias, const float *multiplier, int8_t *y,
+                                       uint8_t *mask, const tte_row_band *rows, void *scratch) {
+    tte_conv2d_window win;
+    const tte_status status =
+        tte_conv2d_fwd_check(p, x, w, w_train, bias, multiplier, y, rows, TTE_CONV2D_DEPTHWISE, &win);
+    if (status != TTE_OK) {
+        return status;
+    }
+    if (p->train_count != 0 || !tte_arm_multipliers_finite(multiplier, p->in_c)) {
+        return tte_ref_depthwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
+    }
+    const int32_t channels = p->in_c, kh = p->kernel_h, kw = p->kernel_w, stride = p->stride, pad = p->padding;
+    const dw_call d = {
+        .channels = channels,
+        .x_row = p->in_w * channels,
+        .w_row = kw * channels,
+        .x_zero = p->x_zero,
+        .y_zero = p->y_zero,
+        .lo = p->act_min,
+        .hi = p->act_max,
+        .bias = bias,
+        .multiplier = multiplier,
+        .mask = mask,
+    };
+    const int32_t square = kh == kw && (kh == 3 || kh == 5 || kh == 7) ? kh : 0;
+    for (int32_t oy = win.oy_begin; oy < win.oy_end; ++oy) {
+        const int32_t iy = oy * stride - pad;
+        int32_t ky0, ky1;
+        dw_taps(iy, kh, p->in_h, &ky0, &ky1);
+        const int8_t *x_line = x + (size_t)(iy + ky0 - win.x_row) * d.x_row;
+        int8_t *y_line = y + (size_t)(oy - win.oy_begin) * win.out_w * channels;
+        for (int32_t ox = 0; ox < win.out_w; ++ox) {
+            const int32_t ix = ox * stride - pad;
+            int32_t kx0, kx1;
+            dw_taps(ix, kw, p->in_w, &kx0, &kx1);
+            const int8_t *xp = x_line + (ix + kx0) * channels;
+            const int8_t *wp = w + (ky0 * kw + kx0) * channels;
+            int8_t *yp = y_line + ox * channels;
+            const int32_t mask_index = (oy * win.out_w + ox) * channels;
+            const int full = ky0 == 0 && ky1 == kh && kx0 == 0 && kx1 == kw;
+            if (full && square == 3) {
+                dw_pixel_3(&d, xp, wp, yp, mask_index);
+            } else if (full && square == 5) {
+                dw_pixel_5(&d, xp, wp, yp, mask_index);
+            } else if (full && square == 7) {
+                dw_pixel_7(&d, xp, wp, yp, mask_index);
+            } else {
+                dw_pixel_any(&d, xp, wp, ky1 - ky0, kx1 - kx0, yp, mask_index);
+            }
+        }
+    }
+    return TTE_OK;
+}
