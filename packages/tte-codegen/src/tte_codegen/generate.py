@@ -10,9 +10,13 @@ every pointer, array and call.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import secrets
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +106,81 @@ def load_project(path: str | os.PathLike[str]) -> GeneratedProject:
     except json.JSONDecodeError as exc:
         raise TteError(f"{folder / MANIFEST}: not valid JSON ({exc})") from None
     return GeneratedProject(folder, manifest)
+
+
+# A project is written whole into a hidden sibling of its folder and then moved into place, so that a
+# process killed at any moment leaves the old project or the new one, never a mix. The temporary
+# folders are named by these prefixes (plus a random suffix); any left by a killed `tte generate`
+# are removed by the next one into the same folder.
+_NEW = ".{}.tte-new-"
+_OLD = ".{}.tte-old-"
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux's renameat2 with RENAME_EXCHANGE); False where the
+    system or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_cwd = -100  # AT_FDCWD
+    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _write_project(folder: Path, contents: dict[str, bytes]) -> None:
+    """Put the project ``contents`` (file name: bytes) at ``folder`` as a whole.
+
+    The files are written into a new hidden sibling folder, the old project's ``build-*`` folders
+    (derived, and slow to rebuild) are moved into it, and it then replaces ``folder``: by one atomic
+    exchange where the system has it (Linux), else by renaming the old folder aside, the new one in,
+    and removing the old one. In that fallback's window between the two renames ``folder`` does not
+    exist and the old project lies complete in ``.<name>.tte-old-*``. A folder holding anything else
+    than a project's files and build folders is refused rather than replaced. Temporary folders are
+    removed on any exception; those of a killed run by the next run."""
+    parent = folder.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise TteError(f"{folder}: not a folder; choose a folder for the generated project")
+    old_entries = sorted(os.listdir(folder)) if folder.is_dir() else []
+    foreign = [e for e in old_entries if e not in contents and not e.startswith("build-")]
+    if foreign:
+        raise TteError(
+            f"{folder}: holds files `tte generate` does not write ({', '.join(foreign[:5])}); the project replaces "
+            "the folder whole: choose a new or empty folder, or move them away"
+        )
+    for pattern in (_NEW, _OLD):
+        for stale in parent.glob(pattern.format(folder.name) + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = parent / (_NEW.format(folder.name) + secrets.token_hex(4))
+    os.mkdir(staging)  # mode 0o777 less the umask, as any folder
+    try:
+        for name, data in contents.items():
+            atomic_write_bytes(staging / name, data)
+        for entry in old_entries:
+            if entry.startswith("build-"):
+                os.rename(folder / entry, staging / entry)
+        if not folder.exists():
+            os.rename(staging, folder)
+        elif _exchange(staging, folder):
+            shutil.rmtree(staging, ignore_errors=True)  # now the old project
+        else:
+            aside = parent / (_OLD.format(folder.name) + secrets.token_hex(4))
+            os.rename(folder, aside)
+            os.rename(staging, folder)
+            shutil.rmtree(aside, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _check_name(name: str) -> None:
@@ -203,8 +282,6 @@ def generate(
         "sram_bytes": sum(a.values.nbytes for a in model.arrays if a.sram),
         "values": lambda a: c_values(a.values, a.ctype, _per_line(a)),
     }
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     files = {
         "model.h": "model.h.j2",
         "model.c": "model.c.j2",
@@ -214,8 +291,9 @@ def generate(
         "model.cmake": "model.cmake.j2",
         "CMakeLists.txt": "CMakeLists.txt.j2",
     }
-    for target, template in files.items():
-        atomic_write_bytes(folder / target, env.get_template(template).render(context).encode())
+    contents = {target: env.get_template(template).render(context).encode() for target, template in files.items()}
     manifest = _manifest(model, checkout)
-    atomic_write_bytes(folder / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    contents[MANIFEST] = (json.dumps(manifest, indent=1) + "\n").encode()
+    folder = Path(out_dir)
+    _write_project(folder, contents)
     return GeneratedProject(folder, manifest)
