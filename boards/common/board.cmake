@@ -50,10 +50,34 @@ function(tte_add_program name)
     COMMENT "${name}.bin")
 endfunction()
 
-if(NOT TTE_GOLDEN_CASES AND NOT TTE_TRAIN_MODEL)
+# The kernel programs (boards/tools/kernel_bench.py): tte_kernel_check runs the optimized kernels
+# against their reference twins (tte/tte_ref.h) on the generated shapes, tte_kernel_bench counts each
+# of them and, given TTE_CMSIS_NN_DIR (../shared/anchors/cmsis-nn), CMSIS-NN on the same shapes. CMSIS-NN
+# is compiled here, in the build folder, for measurement only: it never links into another program.
+set(TTE_KERNEL_SHAPES "" CACHE FILEPATH "generated conv shapes of the kernel programs (boards/tools/kernel_bench.py)")
+set(TTE_CMSIS_NN_DIR "" CACHE PATH "CMSIS-NN sources to measure tte_kernel_bench against (../shared/anchors/cmsis-nn)")
+if(TTE_KERNEL_SHAPES)
+  tte_add_program(tte_kernel_check ${TTE_BOARDS_DIR}/programs/kernel_check_main.c ${TTE_KERNEL_SHAPES})
+  tte_add_program(tte_kernel_bench ${TTE_BOARDS_DIR}/programs/kernel_bench_main.c ${TTE_KERNEL_SHAPES})
+  if(TTE_CMSIS_NN_DIR)
+    file(GLOB _tte_cmsis_nn_sources
+      ${TTE_CMSIS_NN_DIR}/Source/ConvolutionFunctions/*_s8.c
+      ${TTE_CMSIS_NN_DIR}/Source/ConvolutionFunctions/*_s8_*.c
+      ${TTE_CMSIS_NN_DIR}/Source/NNSupportFunctions/*.c)
+    list(FILTER _tte_cmsis_nn_sources EXCLUDE REGEX "_f(16|32)[._]")
+    add_library(tte_bench_cmsis_nn STATIC ${_tte_cmsis_nn_sources})
+    target_include_directories(tte_bench_cmsis_nn PUBLIC ${TTE_CMSIS_NN_DIR}/Include)
+    target_compile_options(tte_bench_cmsis_nn PRIVATE -w)
+    target_link_libraries(tte_kernel_bench PRIVATE tte_bench_cmsis_nn)
+    target_compile_definitions(tte_kernel_bench PRIVATE TTE_BENCH_CMSIS_NN)
+  endif()
+endif()
+
+if(NOT TTE_GOLDEN_CASES AND NOT TTE_TRAIN_MODEL AND NOT TTE_KERNEL_SHAPES)
   message(FATAL_ERROR "nothing to build: give -DTTE_GOLDEN_CASES=<file.c>, written by "
                       "`python boards/tools/firmware_data.py golden <file.c>`, and/or "
-                      "-DTTE_TRAIN_MODEL=<project>/model.cmake written by `tte generate`")
+                      "-DTTE_TRAIN_MODEL=<project>/model.cmake written by `tte generate`, "
+                      "and/or -DTTE_KERNEL_SHAPES=<file.c> (boards/tools/kernel_bench.py)")
 endif()
 if(TTE_GOLDEN_CASES)
   tte_add_program(tte_golden ${TTE_BOARDS_DIR}/programs/golden_main.c ${TTE_GOLDEN_CASES})

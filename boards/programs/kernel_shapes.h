@@ -1,0 +1,20 @@
+/* Conv layer shapes for the kernel programs (kernel_check_main.c, kernel_bench_main.c), written by
+ * boards/tools/kernel_bench.py as a C file that defines kernel_shapes and kernel_shape_count. */
+#ifndef TTE_KERNEL_SHAPES_H
+#define TTE_KERNEL_SHAPES_H
+
+#include <stdint.h>
+
+typedef enum kernel_kind { KERNEL_POINTWISE = 0, KERNEL_DEPTHWISE = 1 } kernel_kind;
+
+typedef struct kernel_shape {
+    const char *name;
+    kernel_kind kind;
+    int32_t in_h, in_w, in_c, out_c;
+    int32_t kernel, stride, padding; /* square kernels; pointwise: 1, s, 0 */
+} kernel_shape;
+
+extern const kernel_shape kernel_shapes[];
+extern const uint32_t kernel_shape_count;
+
+#endif /* TTE_KERNEL_SHAPES_H */

@@ -1,0 +1,70 @@
+"""The ARMv7E-M forward kernels (engine/src/kernels/arm) against their reference twins (tte/tte_ref.h)
+under QEMU Cortex-M7 and M4: boards/programs/kernel_check_main.c runs both on the same data and
+compares statuses, outputs and masks byte for byte, on random shapes (odd sizes and channel counts,
+kernels 1-7, strides 1-3) and on MCUNet-5fps's pointwise and depthwise convs, six variants each
+(extreme zero points, ties, +-2^31 biases, huge and non-finite multipliers, masks, row bands,
+trained slices)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+
+import pytest
+
+from .helpers import QEMU_BOARDS, require_packages, require_tool
+
+require_packages("tte_ir")
+
+import kernel_bench  # noqa: E402
+
+pytestmark = pytest.mark.qemu
+
+VARIANTS = 6  # kernel_check_main.c
+
+
+def _shapes(model) -> list[kernel_bench.Shape]:
+    # MCUNet's channel counts, kernels and strides on at most 12x11 maps: border and interior pixels
+    # both, in a few seconds of QEMU.
+    mcunet = [
+        dataclasses.replace(s, in_h=min(s.in_h, 12), in_w=min(s.in_w, 11)) for s in kernel_bench.model_shapes(model)
+    ]
+    return kernel_bench.random_shapes(1, 40) + mcunet
+
+
+def _build(board, tmp_path, shapes):
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    try:
+        return kernel_bench.build_programs(board, tmp_path / board, shapes)
+    except subprocess.CalledProcessError as error:
+        pytest.fail(f"building {board} failed:\n{error.stdout}\n{error.stderr}")
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("board", list(QEMU_BOARDS))
+def test_arm_kernels_equal_the_reference_kernels(board, seed_model_path, tmp_path) -> None:
+    shapes = _shapes(seed_model_path("mcunet-5fps"))
+    assert {s.kernel for s in shapes if s.kind == "depthwise"} >= {3, 5, 7}
+    status, results = kernel_bench.run_check(_build(board, tmp_path, shapes), board)
+    expected = {(s.name, v) for s in shapes for v in range(VARIANTS)}
+    assert set(results) == expected
+    failed = {k: r for k, r in results.items() if r != "PASS"}
+    assert not failed and status == 0, failed
+
+
+def test_random_shapes_cover_the_odd_cases() -> None:
+    shapes = kernel_bench.random_shapes(1, 40)
+    assert any(s.in_c % 4 for s in shapes) and any(s.out_c % 2 for s in shapes)
+    assert {s.stride for s in shapes} == {1, 2, 3}
+    assert {s.kernel for s in shapes if s.kind == "depthwise"} >= {3, 5, 7}
+    assert any((s.in_h * s.in_w) % 2 for s in shapes if s.kind == "pointwise")
+
+
+def test_shapes_source_lists_every_shape() -> None:
+    shapes = kernel_bench.random_shapes(2, 3)
+    source = kernel_bench.shapes_source(shapes)
+    assert "const uint32_t kernel_shape_count = 3;" in source
+    assert all(
+        f'"{s.name}", KERNEL_{s.kind.upper()}, {s.in_h}, {s.in_w}, {s.in_c}, {s.out_c},' in source for s in shapes
+    )
