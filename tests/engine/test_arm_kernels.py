@@ -41,6 +41,7 @@ def _build(board, tmp_path, shapes):
         pytest.fail(f"building {board} failed:\n{error.stdout}\n{error.stderr}")
 
 
+@pytest.mark.slow  # a board build and 486 checks under QEMU: about 20 s per board
 @pytest.mark.shared
 @pytest.mark.parametrize("board", list(QEMU_BOARDS))
 def test_arm_kernels_equal_the_reference_kernels(board, seed_model_path, tmp_path) -> None:
