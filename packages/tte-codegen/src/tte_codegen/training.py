@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 import os
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,15 +26,28 @@ from tte_ir.autodiff import training_info
 from tte_ir.cli_args import MAX_DATA_FILE_BYTES, DataError, check_file_size
 from tte_ir.order import sample_order
 from tte_ir.progress import Advance
+from tte_ir.saturation import saturation, warn_saturation
 from tte_ir.serialize import save
 
 __all__ = ["Dataset", "TrainLog", "epoch_orders", "evaluate", "load_npz", "train_host", "write_trained"]
 
 _EXPECTED = "expected 'x' int8 codes or float inputs [N, C, H, W] and 'y' integer labels [N]"
 _SAVE_HINT = "save one with numpy.savez(path, x=images, y=labels)"
-# what zipfile, zlib and numpy's .npy reader raise on damaged bytes (unsupported compression and
-# encrypted members included)
-_READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
+# what zipfile, zlib and numpy's .npy reader (whose header parser tokenizes and evaluates Python
+# literals) raise on damaged bytes, unsupported compression and encrypted members included
+_READ_ERRORS = (
+    OSError,
+    EOFError,
+    ValueError,
+    OverflowError,
+    SyntaxError,
+    RecursionError,
+    tokenize.TokenError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+)
 
 
 @dataclass(frozen=True)
@@ -161,17 +176,19 @@ def _check_layout(
 
 @dataclass(frozen=True)
 class TrainLog:
-    """Per-step losses and statuses of a host training run, the sample each step trained on, and
-    the wall time per step."""
+    """Per-step losses and statuses of a host training run, the sample each step trained on, the
+    wall time per step, and the share of trained codes training left at their limits
+    (:func:`tte_ir.saturation.saturation`)."""
 
     losses: np.ndarray
     statuses: tuple[str, ...]
     seconds_per_step: float
     order: np.ndarray
+    saturation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def skipped(self) -> int:
-        """Steps whose update was skipped (non-finite loss or gradient)."""
+        """Steps whose update was skipped (non-finite loss, gradient or update value)."""
         return sum(s != "ok" for s in self.statuses)
 
 
@@ -193,12 +210,15 @@ def train_host(
 ) -> TrainLog:
     """SGD over ``data`` for ``epochs`` (batch 1, epoch ``e`` in ``sample_order(len(data), seed, e)``),
     stopping after ``steps`` steps when given; ``advance`` (from :func:`tte_ir.progress.progress`) is
-    called once per step with its loss."""
+    called once per step with its loss. The log records the share of trained codes at their limits
+    after training, and a share above :data:`~tte_ir.saturation.SATURATION_WARN` is warned about in
+    one line on stderr."""
     import time
 
     order = epoch_orders(len(data), seed, epochs)[:steps]
     losses: list[float] = []
     statuses: list[str] = []
+    before = model.export_params()
     started = time.perf_counter()
     for i in order:
         losses.append(model.train_step(data.x[i], int(data.y[i]), lr, head_lr))
@@ -206,7 +226,9 @@ def train_host(
         if advance is not None:
             advance(1, f"loss {losses[-1]:.4f}")
     elapsed = time.perf_counter() - started
-    return TrainLog(np.asarray(losses, dtype=np.float32), tuple(statuses), elapsed / max(1, len(losses)), order)
+    stats = saturation(before, model.export_params())
+    warn_saturation(stats)
+    return TrainLog(np.asarray(losses, dtype=np.float32), tuple(statuses), elapsed / max(1, len(losses)), order, stats)
 
 
 def evaluate(model: HostModel, data: Dataset, advance: Advance | None = None) -> float:

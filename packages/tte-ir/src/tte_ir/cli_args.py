@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import reprlib
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -78,7 +79,7 @@ def bounded_float(
             and (number < high if high_open else number <= high)
         ):
             return number
-    raise error(f"{name} must be a finite number in {interval}, got {value!r}")
+    raise error(f"{name} must be a finite number in {interval}, got {reprlib.repr(value)}")
 
 
 def learning_rate(value: Any, name: str, error: type[TteError] = TteError) -> float:
@@ -91,7 +92,7 @@ def bounded_int(value: Any, name: str, low: int, high: int | None = None, error:
     if isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high):
         return int(value)
     allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-    raise error(f"{name} must be {allowed}, got {value!r}")
+    raise error(f"{name} must be {allowed}, got {reprlib.repr(value)}")
 
 
 def seed_value(value: Any, name: str, error: type[TteError] = TteError) -> int:

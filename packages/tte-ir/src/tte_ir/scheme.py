@@ -132,7 +132,7 @@ class Scheme:
 
     def __post_init__(self) -> None:
         if not isinstance(self.weights, (tuple, list)) or not all(isinstance(w, WeightUpdate) for w in self.weights):
-            raise SchemeError(f'"weights" must be a list of weight updates, got {self.weights!r}')
+            raise SchemeError(f'"weights" must be a list of weight updates, got {reprlib.repr(self.weights)}')
         object.__setattr__(self, "weights", tuple(sorted(self.weights, key=lambda w: w.conv)))
         bounded_int(self.n_bias, '"n_bias"', 0, MAX_INDEX, SchemeError)
         seen = set()
@@ -147,16 +147,16 @@ class Scheme:
         ):
             value = getattr(self, name)
             if not isinstance(value, str) or value not in allowed:
-                raise SchemeError(f'"{name}" {value!r} is unknown (allowed: {", ".join(allowed)})')
+                raise SchemeError(f'"{name}" {reprlib.repr(value)} is unknown (allowed: {", ".join(allowed)})')
         if not isinstance(self.train_head, bool):
-            raise SchemeError(f'"train_head" must be true or false, got {self.train_head!r}')
+            raise SchemeError(f'"train_head" must be true or false, got {reprlib.repr(self.train_head)}')
         object.__setattr__(self, "lr", learning_rate(self.lr, '"lr"', SchemeError))
         object.__setattr__(self, "head_lr", learning_rate(self.head_lr, '"head_lr"', SchemeError))
         momentum = bounded_float(self.momentum, '"momentum"', 0.0, 1.0, high_open=True, error=SchemeError)
         object.__setattr__(self, "momentum", momentum)
         seed_value(self.seed, '"seed"', SchemeError)
         if not isinstance(self.metadata, Mapping):
-            raise SchemeError(f'"metadata" must be a JSON object, got {self.metadata!r}')
+            raise SchemeError(f'"metadata" must be a JSON object, got {reprlib.repr(self.metadata)}')
         _check_metadata(self.metadata, 0)
         object.__setattr__(self, "metadata", dict(self.metadata))
 
@@ -226,7 +226,7 @@ class Scheme:
         known = set(cls().to_json())
         unknown = set(data) - known
         if unknown:
-            raise SchemeError(f"unknown key '{sorted(unknown)[0]}' (allowed: {', '.join(sorted(known))})")
+            raise SchemeError(f"unknown key {reprlib.repr(sorted(unknown)[0])} (allowed: {', '.join(sorted(known))})")
         raw = data.get("weights", [])
         if not isinstance(raw, list):
             raise SchemeError(f'"weights" must be a list of {{"conv": INDEX, "ratio": R}}, got {reprlib.repr(raw)}')
@@ -248,7 +248,7 @@ class Scheme:
         unknown = set(data) - set(SEED_KEYS)
         if unknown:
             raise SchemeError(
-                f"unknown key '{sorted(unknown)[0]}' in a seed-paper scheme (allowed: {', '.join(SEED_KEYS)})"
+                f"unknown key {reprlib.repr(sorted(unknown)[0])} in a seed-paper scheme (allowed: {', '.join(SEED_KEYS)})"
             )
         n_bias = bounded_int(data["n_bias_update"], '"n_bias_update"', 0, MAX_INDEX, SchemeError)
         idx = data.get("manual_weight_idx", [])
@@ -292,7 +292,8 @@ def load_scheme(path: str | os.PathLike[str], key: Sequence[str] = ()) -> Scheme
         raise SchemeError(f"{text}: invalid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
     for part in key:
         if not isinstance(data, dict) or part not in data:
-            options = ", ".join(k for k in data if not k.startswith("_")) if isinstance(data, dict) else ""
+            keys = [k for k in data if not k.startswith("_")] if isinstance(data, dict) else []
+            options = ", ".join(k if k.isprintable() else repr(k) for k in keys)
             raise SchemeError(f"{text}: no entry '{part}' (available: {options})")
         data = data[part]
     return Scheme.from_json(data, text + (":" + "/".join(key) if key else ""))
