@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from tte_ir import TteError
+from tte_ir.cli_args import (
+    DataError,
+    bounded_float,
+    bounded_int,
+    distinct_outputs,
+    learning_rate,
+    output_file,
+    seed_value,
+)
 from tte_ir.scheme import ROUNDING_MODES
 
 __all__ = ["register_quantize", "register_train"]
@@ -99,6 +108,18 @@ def _final_linear(model: Any) -> tuple[Any, str, Any]:
     return model.get_submodule(parent_name) if parent_name else model, attr, layer
 
 
+def _check_quantize_arguments(args: argparse.Namespace) -> None:
+    """Refuse bad numbers and an unwritable output of ``tte quantize`` before torch or the data load."""
+    for name, value in (("--classes", args.classes), ("--new-head", args.new_head)):
+        if value is not None:
+            bounded_int(value, name, 1)
+    bounded_int(args.resolution, "--resolution", 1, 4096)
+    bounded_int(args.calib, "--calib", 1)
+    bounded_float(args.width, "--width", 0.0, 16.0, low_open=True)
+    seed_value(args.seed, "--seed")
+    output_file(args.output, "-o")
+
+
 def _cmd_quantize(args: argparse.Namespace) -> int:
     import torch
     from torch import nn
@@ -108,6 +129,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     from tte_algo.zoo import ZOO, build_model
     from tte_ir import conv_nodes, save
 
+    _check_quantize_arguments(args)
     if args.checkpoint and args.random_weights:
         raise TteError("--checkpoint and --random-weights exclude each other")
     if args.model in ZOO and not args.checkpoint and not args.random_weights:
@@ -194,16 +216,45 @@ def register_train(subparsers: Any) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _check_train_arguments(args: argparse.Namespace) -> Path:
+    """Refuse bad numbers and unwritable outputs of ``tte train`` before anything is loaded; return the
+    metrics path."""
+    if args.last_convs is not None:
+        bounded_int(args.last_convs, "--last-convs", 1)
+    bounded_float(args.test_fraction, "--test-fraction", 0.0, 1.0, low_open=True, high_open=True)
+    seed_value(args.split_seed, "--split-seed")
+    bounded_int(args.epochs, "--epochs", 1)
+    bounded_int(args.batch_size, "--batch-size", 1)
+    for name, value in (("--lr", args.lr), ("--head-lr", args.head_lr)):
+        if value is not None:
+            learning_rate(value, name)
+    if args.momentum is not None:
+        bounded_float(args.momentum, "--momentum", 0.0, 1.0, high_open=True)
+    if args.seed is not None:
+        seed_value(args.seed, "--seed")
+    metrics = Path(args.metrics) if args.metrics else Path(args.output).with_suffix(".json")
+    output_file(args.output, "-o")
+    output_file(metrics, "--metrics")
+    distinct_outputs(("-o", args.output), ("--metrics" if args.metrics else "the default --metrics", metrics))
+    return metrics
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from tte_algo.data import load_data, parse_classes
     from tte_algo.sim import head_node
     from tte_algo.train import TrainConfig, default_device, scheme_last_convs, train_int8
     from tte_ir import conv_nodes, load, load_scheme, save
+    from tte_ir.saturation import saturation_text
     from tte_ir.serialize import atomic_write_bytes
 
+    metrics_path = _check_train_arguments(args)
     graph = load(args.graph)
     if args.scheme:
         scheme = load_scheme(args.scheme)
+        try:
+            scheme.validate_for(graph)
+        except TteError as exc:
+            raise TteError(f"{args.scheme}: {exc}") from None
     else:
         scheme = scheme_last_convs(graph, args.last_convs or min(6, len(conv_nodes(graph))))
     overrides = {
@@ -219,9 +270,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     n_out = graph.tensors[head_node(graph).outputs[0]].shape[1]
     if len(data.classes) > n_out:
         raise TteError(f"the data has {len(data.classes)} classes, the graph's head {n_out}; pass --classes")
-    if not 0 < args.test_fraction < 1:
-        raise TteError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
     train, test = data.split(args.test_fraction, args.split_seed)
+    if len(train) == 0 or len(test) == 0:
+        raise DataError(
+            f"--test-fraction {args.test_fraction} splits the {len(data)} images into {len(train)} to train on and "
+            f"{len(test)} to test; both need at least one"
+        )
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -232,7 +286,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     result = train_int8(graph, scheme, train, test, config)
     save(result.graph, args.output)
-    metrics_path = Path(args.metrics) if args.metrics else Path(args.output).with_suffix(".json")
     metrics = {
         "graph": args.graph,
         "output": args.output,
@@ -246,4 +299,5 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"wrote {args.output} and {metrics_path}: test accuracy {100 * before:.1f}% -> {100 * after:.1f}% "
         f"({len(train)} train / {len(test)} test images, {metrics['skipped_steps']} skipped steps)"
     )
+    print(saturation_text(metrics["saturation"]))
     return 0

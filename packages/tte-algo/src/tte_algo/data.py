@@ -7,11 +7,17 @@ models' convention); the float models see the dequantized value ``code / 127.5``
   the wheel (no download). Intensities 0..16 map to pixels ``rne(v * 255 / 16)``, are resized
   bilinearly to the model's resolution and replicated to 3 channels.
 - an image folder: one sub-folder per class (sorted names are the classes), any format Pillow
-  reads, converted to RGB, centre-cropped to a square and resized.
+  reads, converted to RGB, centre-cropped to a square and resized. Before an image is decoded the
+  folder's files must add up to at most :data:`~tte_ir.cli_args.MAX_DATA_FILE_BYTES` and each image
+  must declare at most ``MAX_IMAGE_PIXELS`` pixels, so a decompression bomb costs nothing.
+
+Any problem is one :class:`DataError` (:class:`tte_ir.cli_args.DataError`, shared with ``tte run``'s
+data loader) naming the file or folder.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +26,21 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from tte_ir import TteError
+from tte_ir.cli_args import MAX_DATA_FILE_BYTES, DataError
 from tte_ir.order import split_seed
 
-__all__ = ["DataError", "Dataset", "dequantize_input", "load_data", "load_digits", "load_image_folder", "parse_classes"]
+__all__ = [
+    "MAX_IMAGE_PIXELS",
+    "DataError",
+    "Dataset",
+    "dequantize_input",
+    "load_data",
+    "load_digits",
+    "load_image_folder",
+    "parse_classes",
+]
 
-
-class DataError(TteError):
-    """A dataset cannot be read or does not fit the request (empty folder, unknown class...)."""
+MAX_IMAGE_PIXELS = 50_000_000  # a 50-megapixel photo decodes to 150 MB of RGB; more is not a training image
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,8 @@ def _select(codes: torch.Tensor, labels: np.ndarray, names: Sequence[str], class
     if unknown:
         raise DataError(f"class {unknown[0]} does not exist (the data has classes 0..{len(names) - 1})")
     keep = np.flatnonzero(np.isin(labels, list(classes)))
+    if keep.size == 0:
+        raise DataError(f"the selected classes {list(classes)} hold no images")
     remapped = torch.tensor([mapping[int(c)] for c in labels[keep]], dtype=torch.int64)
     return Dataset(codes[torch.as_tensor(keep)], remapped, tuple(names[c] for c in classes))
 
@@ -111,7 +126,6 @@ def load_digits(resolution: int, classes: Sequence[int] | None = None) -> Datase
 
 def load_image_folder(path: str | Path, resolution: int, classes: Sequence[int] | None = None) -> Dataset:
     """Images from ``path/<class>/*``, centre-cropped, resized to ``resolution``, as int8 codes."""
-    from PIL import Image, UnidentifiedImageError
 
     root = Path(path)
     if not root.is_dir():
@@ -119,25 +133,45 @@ def load_image_folder(path: str | Path, resolution: int, classes: Sequence[int] 
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not names:
         raise DataError(f"{root}: has no class sub-folders")
-    images, labels = [], []
+    listing = []
     for label, name in enumerate(names):
         files = sorted(f for f in (root / name).iterdir() if f.is_file() and not f.name.startswith("."))
-        for file in files:
-            try:
-                with Image.open(file) as image:
-                    image = image.convert("RGB")
-                    side = min(image.size)
-                    left, top = (image.width - side) // 2, (image.height - side) // 2
-                    image = image.crop((left, top, left + side, top + side))
-                    image = image.resize((resolution, resolution), Image.Resampling.BILINEAR)
-                    images.append(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
-            except (UnidentifiedImageError, OSError) as exc:
-                raise DataError(f"{file}: not a readable image ({exc})") from None
-            labels.append(label)
+        listing.extend((label, file) for file in files)
+    total = sum(file.stat().st_size for _, file in listing)
+    if total > MAX_DATA_FILE_BYTES:
+        raise DataError(f"{root}: the images add up to {total:,} B, over the {MAX_DATA_FILE_BYTES:,} B limit")
+    images, labels = [], []
+    for label, file in listing:
+        images.append(_read_image(file, resolution))
+        labels.append(label)
     if not images:
         raise DataError(f"{root}: the class sub-folders hold no images")
     pixels = torch.from_numpy(np.stack(images))
     return _select(_pixels_to_codes(pixels), np.asarray(labels), names, classes)
+
+
+def _read_image(file: Path, resolution: int) -> np.ndarray:
+    """One image file as uint8 ``[3, resolution, resolution]`` (centre crop, bilinear resize)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise DataError(
+                    f"{file}: {image.width}x{image.height} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel limit of an image"
+                )
+            image = image.convert("RGB")
+            side = min(image.size)
+            if side == 0:
+                raise DataError(f"{file}: the image has no pixels")
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            image = image.crop((left, top, left + side, top + side))
+            image = image.resize((resolution, resolution), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError, EOFError,
+            struct.error) as exc:  # fmt: skip
+        # Pillow's decoders report damaged files with all of these
+        raise DataError(f"{file}: not a readable image ({type(exc).__name__}: {exc})") from None
 
 
 def load_data(source: str, resolution: int, classes: Sequence[int] | None = None) -> Dataset:

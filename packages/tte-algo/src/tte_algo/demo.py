@@ -283,16 +283,19 @@ def register_demo(subparsers: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from tte_ir.compile_cli import parse_bytes
+    from tte_ir.cli_args import bounded_int, output_file, output_folder, parse_bytes
     from tte_ir.serialize import atomic_write_bytes
 
     config = DemoConfig()
-    if args.budget:
-        config = replace(config, budget=parse_bytes(args.budget))
+    if args.budget is not None:
+        config = replace(config, budget=parse_bytes(args.budget, "--budget"))
     if args.epochs is not None:
-        config = replace(config, epochs=args.epochs)
+        config = replace(config, epochs=bounded_int(args.epochs, "--epochs", 1))
     if args.qemu_steps is not None:
-        config = replace(config, qemu_steps=args.qemu_steps)
+        config = replace(config, qemu_steps=bounded_int(args.qemu_steps, "--qemu-steps", 0))
+    output_folder(args.out, "--out")
+    if args.json:
+        output_file(args.json, "--json")
     result = run_demo(config, Path(args.out), progress=not args.quiet)
     print(format_table(result))
     if args.json:

@@ -12,6 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from tte_ir import TteError
+from tte_ir.cli_args import (
+    bounded_float,
+    bounded_int,
+    distinct_outputs,
+    learning_rate,
+    output_file,
+    output_folder,
+    parse_bytes,
+    seed_value,
+)
 from tte_ir.progress import progress
 
 __all__ = ["register_analyze", "register_search"]
@@ -80,19 +90,38 @@ def register_analyze(subparsers: Any) -> None:
     p.set_defaults(func=_cmd_analyze)
 
 
+def _check_analyze_arguments(args: argparse.Namespace) -> None:
+    """Refuse bad numbers and unwritable outputs of ``tte analyze`` before anything is loaded."""
+    for name in ("--test-fraction", "--val-fraction"):
+        value = getattr(args, name[2:].replace("-", "_"))
+        bounded_float(value, name, 0.0, 1.0, low_open=True, high_open=True)
+    seed_value(args.split_seed, "--split-seed")
+    for name, value in (("--workers", args.workers), ("--window", args.window)):
+        if value is not None:
+            bounded_int(value, name, 1)
+    bounded_int(args.bias_points, "--bias-points", 0)
+    bounded_int(args.refine, "--refine", 0)
+    bounded_int(args.epochs, "--epochs", 1)
+    bounded_int(args.batch_size, "--batch-size", 1)
+    learning_rate(args.lr, "--lr")
+    learning_rate(args.head_lr, "--head-lr")
+    for seed in _ints(args.seeds):
+        seed_value(seed, "--seeds")
+    output_file(args.output, "-o")
+    if args.cache:
+        output_folder(args.cache, "--cache")
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from tte_algo.search.contrib import AnalysisReport, AnalysisSettings, analyze, plan_analysis
     from tte_algo.search.executor import JobCache, make_executor
     from tte_ir import load
 
+    _check_analyze_arguments(args)
     graph = load(args.model)
     _, channels, height, width = graph.tensors[graph.inputs[0]].shape
     if channels != 3 or height != width:
         raise TteError(f"{args.model}: input {channels}x{height}x{width}; the image loaders give 3 x R x R")
-    if not 0 < args.test_fraction < 1 or not 0 < args.val_fraction < 1:
-        raise TteError("--test-fraction and --val-fraction must be in (0, 1)")
-    if args.workers is not None and args.workers < 1:
-        raise TteError(f"--workers must be at least 1, got {args.workers}")
     settings = AnalysisSettings(
         window=args.window,
         bias_points=args.bias_points,
@@ -184,8 +213,17 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from tte_algo.search.driver import Budgets, plot_front, search_scheme
     from tte_algo.search.evolution import Contributions
     from tte_ir import load, save_scheme
-    from tte_ir.compile_cli import parse_bytes
 
+    budgets = Budgets(
+        parse_bytes(args.budget, "--budget"),
+        None if args.flash_budget is None else parse_bytes(args.flash_budget, "--flash-budget"),
+        None if args.mac_budget is None else int(bounded_float(args.mac_budget, "--mac-budget", 1.0, 1e18)),
+    )
+    seed_value(args.seed, "--seed")
+    for name, path in (("-o", args.output), ("--front", args.front), ("--plot", args.plot)):
+        if path is not None:
+            output_file(path, name)
+    distinct_outputs(("-o", args.output), ("--front", args.front), ("--plot", args.plot))
     if args.plot:
         try:
             import matplotlib  # noqa: F401  (checked now: the plot is drawn only after the whole search)
@@ -193,11 +231,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
             raise TteError("--plot needs matplotlib: pip install matplotlib, or drop --plot") from None
     if args.population < 2 or args.generations < 1:
         raise TteError("--population must be at least 2 and --generations at least 1")
-    budgets = Budgets(
-        parse_bytes(args.budget),
-        parse_bytes(args.flash_budget) if args.flash_budget else None,
-        int(args.mac_budget) if args.mac_budget is not None else None,
-    )
     forward = load(args.model)
     contrib = Contributions.load(args.contrib)
     with ExitStack() as bar:
