@@ -18,6 +18,9 @@ return the updated parameter as a new array.
 describes it, through the generic ``_core.call`` (generated from ``tte_ir.kernels``);
 :mod:`tte_engine.graph` runs a whole forward graph that way, and :mod:`tte_engine.training` a
 compiled training step (install ``tte-engine[ir]``).
+
+The package also carries the engine's C sources, public headers and CMake package, and the board
+projects (:mod:`tte_engine.sources`: :func:`cmake_dir` for ``find_package(tte_engine)``).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from tte_engine._core import (
     softmax_ce_f32,
     softmax_ce_s8,
 )
+from tte_engine.sources import boards_dir, cmake_dir, include_dir, source_dir
 
 __all__ = [
     "MAX_REDUCTION",
@@ -64,6 +68,8 @@ __all__ = [
     "add_bwd_f32",
     "add_fwd_s8",
     "bias_update_s32",
+    "boards_dir",
+    "cmake_dir",
     "conv2d_bwd_w_update_s8",
     "conv2d_bwd_x_f32",
     "conv2d_fwd_s8",
@@ -76,6 +82,7 @@ __all__ = [
     "gather_channels_s8",
     "global_avg_pool_bwd_f32",
     "global_avg_pool_fwd_s8",
+    "include_dir",
     "linear_bwd_update_f32",
     "linear_fwd_f32",
     "linear_fwd_s8",
@@ -88,6 +95,7 @@ __all__ = [
     "round_uniform",
     "softmax_ce_f32",
     "softmax_ce_s8",
+    "source_dir",
     "unpack_mask",
 ]
 
