@@ -1,8 +1,12 @@
 """Build a generated project with CMake: the host shared library or a board's firmware image.
 
-``BOARDS`` are the targets of the generated ``CMakeLists.txt``. Board builds go through the
-checkout's ``boards/<board>`` project (toolchain file, startup with stack painting, linker script
-capped at the STM32F746's 320 KB RAM and 1 MB flash, so an oversized model fails to link).
+``BOARDS`` are the targets of the generated ``CMakeLists.txt``. The project finds the engine through
+``find_package(tte_engine)`` in the project's root (:func:`~tte_codegen.find_root`: a checkout or the
+installed tte-engine package). Board builds go through its ``boards/<board>`` project (toolchain file,
+startup with stack painting, linker script capped at the STM32F746's 320 KB RAM and 1 MB flash, so an
+oversized model fails to link).
+
+Warnings are errors when ``TTE_WERROR=1`` (our CI: ``nox -s tests``), not otherwise.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tte_codegen.generate import GeneratedProject
+from tte_codegen.generate import GeneratedProject, engine_cmake_dir
 from tte_ir import TteError
 
 __all__ = ["BOARDS", "BuildError", "build", "require_tools"]
@@ -60,7 +64,8 @@ def build(
         str(folder),
         "-DCMAKE_BUILD_TYPE=Release",
         f"-DTTE_BOARD={board}",
-        f"-DTTE_ROOT={project.root}",
+        f"-Dtte_engine_DIR={engine_cmake_dir(project.root)}",
+        f"-DTTE_ENGINE_WERROR={'ON' if os.environ.get('TTE_WERROR') == '1' else 'OFF'}",
     ]
     _run(configure, f"configuring {project.path} for {board}")
     _run(["cmake", "--build", str(folder), "-j", str(jobs)], f"building {project.path} for {board}")

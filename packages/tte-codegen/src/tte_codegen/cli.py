@@ -18,7 +18,11 @@ __all__ = ["memory_lines", "register_generate", "register_run"]
 
 
 def _root_option(p: Any) -> None:
-    p.add_argument("--root", help="tte checkout with engine/ and boards/ (default: $TTE_ROOT or this checkout)")
+    p.add_argument(
+        "--root",
+        help="folder with engine/ and boards/, a tte checkout (default: $TTE_ROOT, this checkout, else the C "
+        "the installed tte-engine package carries)",
+    )
 
 
 def _load_training(path: str) -> Any:

@@ -28,7 +28,7 @@ from tte_codegen.lowering import CArray, CModel, ParamLayout, c_values, lower
 from tte_ir import Graph, TteError
 from tte_ir.serialize import atomic_write_bytes
 
-__all__ = ["GeneratedProject", "engine_kernels", "find_root", "generate", "load_project"]
+__all__ = ["GeneratedProject", "engine_cmake_dir", "engine_kernels", "find_root", "generate", "load_project"]
 
 VERSION = "0.1.0"
 MANIFEST = "manifest.json"
@@ -38,8 +38,10 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 def find_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The tte checkout holding ``engine/`` and ``boards/``: ``root``, else ``$TTE_ROOT``, else the
-    checkout this package is installed from (an editable install), else the working directory."""
+    """The folder holding the engine (``engine/``, C sources and CMake package) and ``boards/``: ``root``,
+    else ``$TTE_ROOT``, else the checkout this package is installed from (an editable install), else the
+    working directory when it is a checkout, else the copy the installed ``tte-engine`` package carries
+    (:func:`tte_engine.sources.root`)."""
     candidates = [Path(root)] if root is not None else []
     if os.environ.get("TTE_ROOT"):
         candidates.append(Path(os.environ["TTE_ROOT"]))
@@ -47,11 +49,23 @@ def find_root(root: str | os.PathLike[str] | None = None) -> Path:
     for candidate in candidates:
         if (candidate / "engine" / "CMakeLists.txt").is_file() and (candidate / "boards").is_dir():
             return candidate.resolve()
-    tried = ", ".join(str(c) for c in candidates)
+    try:
+        from tte_engine.sources import root as installed_root
+
+        return installed_root()
+    except (ImportError, FileNotFoundError) as exc:
+        installed = f"the tte-engine package: {exc}"
+    tried = ", ".join([*(str(c) for c in candidates), installed])
     raise TteError(
-        f"no tte checkout with engine/ and boards/ found (tried {tried}); set TTE_ROOT, or pass --root to "
-        "`tte generate` or `tte run`"
+        f"no engine/ and boards/ found (tried {tried}); pip install tte-engine (it carries both), set TTE_ROOT "
+        "to a tte checkout, or pass --root to `tte generate` or `tte run`"
     )
+
+
+def engine_cmake_dir(root: Path) -> Path:
+    """The folder of the engine's ``tte_engineConfig.cmake`` under ``root`` (:func:`find_root`): a generated
+    project is configured with ``-Dtte_engine_DIR=`` this folder."""
+    return root / "engine" / "cmake"
 
 
 def engine_kernels(root: Path) -> frozenset[str]:
@@ -92,8 +106,9 @@ class GeneratedProject:
 
     @property
     def root(self) -> Path:
-        """The tte checkout the project builds against."""
-        return Path(self.manifest["root"])
+        """The engine and boards the project builds against: those it was generated with, or, where that
+        folder is gone (the project was copied to another machine), :func:`find_root`'s."""
+        return find_root(self.manifest["root"])
 
 
 def load_project(path: str | os.PathLike[str]) -> GeneratedProject:
@@ -268,7 +283,6 @@ def generate(
         "name": model.name,
         "NAME": model.name.upper(),
         "version": VERSION,
-        "root": checkout.as_posix(),
         "input_h": height,
         "input_w": width,
         "input_c": channels,
