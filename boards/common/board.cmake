@@ -75,11 +75,34 @@ if(TTE_KERNEL_SHAPES)
   endif()
 endif()
 
-if(NOT TTE_GOLDEN_CASES AND NOT TTE_TRAIN_MODEL AND NOT TTE_KERNEL_SHAPES)
+# Parameter persistence (tte/tte_persist.h). A board whose flash keeps the two slots sets
+# TTE_BOARD_BOOT_ORIGIN and TTE_BOARD_BOOT_SIZE (the vector table's region, BOOT in cortex-m.ld) and a FLASH
+# region after the slot sectors, so no image overlaps a slot, and TTE_BOARD_FLASH_SOURCE, its driver
+# (board_flash(), common/flash.h). tte_persist (programs/persist_main.c) is the power-cut test on the RAM
+# flash model, plus a save and restore through the board's driver when it has one.
+if(DEFINED TTE_BOARD_BOOT_ORIGIN)
+  file(WRITE ${CMAKE_BINARY_DIR}/tte_boot.ld
+    "MEMORY\n{\n    BOOT (rx) : ORIGIN = ${TTE_BOARD_BOOT_ORIGIN}, LENGTH = ${TTE_BOARD_BOOT_SIZE}\n}\n")
+else()
+  file(WRITE ${CMAKE_BINARY_DIR}/tte_boot.ld "REGION_ALIAS(\"BOOT\", FLASH);\n")
+endif()
+set(TTE_PERSIST_PROGRAM OFF CACHE BOOL "build tte_persist (programs/persist_main.c, the persistence power-cut test)")
+set(TTE_PERSIST_STRIDE 97 CACHE STRING "tte_persist: cut every this many bytes inside a payload program (1: all)")
+set(TTE_PERSIST_PAYLOAD_BYTES "" CACHE STRING "tte_persist: parameter bytes saved (empty: persist_main.c's default)")
+if(TTE_PERSIST_PROGRAM)
+  tte_add_program(tte_persist ${TTE_BOARDS_DIR}/programs/persist_main.c ${TTE_BOARDS_DIR}/common/flash_ram.c
+    ${TTE_BOARD_FLASH_SOURCE})
+  target_compile_definitions(tte_persist PRIVATE PERSIST_STRIDE=${TTE_PERSIST_STRIDE}u
+    $<$<BOOL:${TTE_PERSIST_PAYLOAD_BYTES}>:PERSIST_PAYLOAD_BYTES=${TTE_PERSIST_PAYLOAD_BYTES}u>
+    $<$<BOOL:${TTE_BOARD_FLASH_SOURCE}>:TTE_BOARD_HAS_FLASH>)
+endif()
+
+if(NOT TTE_GOLDEN_CASES AND NOT TTE_TRAIN_MODEL AND NOT TTE_KERNEL_SHAPES AND NOT TTE_PERSIST_PROGRAM)
   message(FATAL_ERROR "nothing to build: give -DTTE_GOLDEN_CASES=<file.c>, written by "
                       "`python boards/tools/firmware_data.py golden <file.c>`, and/or "
                       "-DTTE_TRAIN_MODEL=<project>/model.cmake written by `tte generate`, "
-                      "and/or -DTTE_KERNEL_SHAPES=<file.c> (boards/tools/kernel_bench.py)")
+                      "and/or -DTTE_KERNEL_SHAPES=<file.c> (boards/tools/kernel_bench.py), "
+                      "and/or -DTTE_PERSIST_PROGRAM=ON")
 endif()
 if(TTE_GOLDEN_CASES)
   tte_add_program(tte_golden ${TTE_BOARDS_DIR}/programs/golden_main.c ${TTE_GOLDEN_CASES})
