@@ -202,3 +202,13 @@ def test_out_of_range_seed_index_names_the_seed_field(seed_model_path):
     scheme = Scheme.from_json(_seed(manual_weight_idx=[42], weight_update_ratio=[1]), "s.json")
     with pytest.raises(SchemeError, match=r'"manual_weight_idx": weight update of conv 42 is out of range'):
         scheme.validate_for(graph)
+
+
+def test_numpy_numbers_are_normalised_and_numpy_bools_refused():
+    scheme = Scheme(n_bias=np.int64(2), weights=(WeightUpdate(np.int64(3), np.float32(0.25)),), seed=np.uint32(5))
+    assert type(scheme.n_bias) is int and type(scheme.weights[0].conv) is int and type(scheme.seed) is int
+    assert scheme.weights[0].ratio == 0.25
+    with pytest.raises(SchemeError, match='"n_bias" must be an integer'):
+        Scheme(n_bias=np.bool_(True))
+    with pytest.raises(SchemeError, match='"lr" must be a finite number'):
+        Scheme(lr=10**400)

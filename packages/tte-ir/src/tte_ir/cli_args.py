@@ -16,6 +16,7 @@ The bounds are documented here once and shared with the scheme loader (:mod:`tte
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 import reprlib
@@ -54,8 +55,8 @@ class DataError(TteError):
 
 
 def _is_real(value: Any) -> bool:
-    # bool is an int subclass: true would read as 1
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    # bool is an int subclass: true would read as 1 (numpy's bool is no numbers.Real)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def bounded_float(
@@ -72,7 +73,8 @@ def bounded_float(
     naming ``name`` and the interval."""
     interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     if _is_real(value):
-        number = float(value) if abs(value) < 2**1024 else math.inf
+        # float() of an int past the float range raises; such an int is out of any range here
+        number = math.inf if isinstance(value, numbers.Integral) and abs(int(value)) >= 2**1024 else float(value)
         if (
             math.isfinite(number)
             and (number > low if low_open else number >= low)
@@ -88,8 +90,14 @@ def learning_rate(value: Any, name: str, error: type[TteError] = TteError) -> fl
 
 
 def bounded_int(value: Any, name: str, low: int, high: int | None = None, error: type[TteError] = TteError) -> int:
-    """``value`` when it is an integer (not a bool, not a float) in ``[low, high]``, else ``error``."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high):
+    """``value`` as an int when it is an integer (Python's or numpy's; not a bool, not a float) in
+    ``[low, high]``, else ``error``."""
+    if (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and value >= low
+        and (high is None or value <= high)
+    ):
         return int(value)
     allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
     raise error(f"{name} must be {allowed}, got {reprlib.repr(value)}")

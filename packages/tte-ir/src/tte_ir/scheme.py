@@ -80,7 +80,7 @@ class WeightUpdate:
     ratio: float
 
     def __post_init__(self) -> None:
-        bounded_int(self.conv, '"conv"', 0, MAX_INDEX, SchemeError)
+        object.__setattr__(self, "conv", bounded_int(self.conv, '"conv"', 0, MAX_INDEX, SchemeError))
         ratio = _allowed_ratio(self.ratio)
         if ratio is None:
             raise SchemeError(f"conv {self.conv}: ratio {reprlib.repr(self.ratio)} is not one of 1/8, 1/4, 1/2, 1")
@@ -89,9 +89,12 @@ class WeightUpdate:
 
 def _allowed_ratio(value: Any) -> float | None:
     """``value`` as the exact float of an allowed ratio, or None when it is not one."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        fraction = Fraction(int(value))
+    elif isinstance(value, (float, np.floating)) and math.isfinite(value):
+        fraction = Fraction(float(value)).limit_denominator(64)
+    else:
         return None
-    fraction = Fraction(value).limit_denominator(64)
     return float(fraction) if fraction in ALLOWED_RATIOS else None
 
 
@@ -134,7 +137,7 @@ class Scheme:
         if not isinstance(self.weights, (tuple, list)) or not all(isinstance(w, WeightUpdate) for w in self.weights):
             raise SchemeError(f'"weights" must be a list of weight updates, got {reprlib.repr(self.weights)}')
         object.__setattr__(self, "weights", tuple(sorted(self.weights, key=lambda w: w.conv)))
-        bounded_int(self.n_bias, '"n_bias"', 0, MAX_INDEX, SchemeError)
+        object.__setattr__(self, "n_bias", bounded_int(self.n_bias, '"n_bias"', 0, MAX_INDEX, SchemeError))
         seen = set()
         for w in self.weights:
             if w.conv in seen:
@@ -154,7 +157,7 @@ class Scheme:
         object.__setattr__(self, "head_lr", learning_rate(self.head_lr, '"head_lr"', SchemeError))
         momentum = bounded_float(self.momentum, '"momentum"', 0.0, 1.0, high_open=True, error=SchemeError)
         object.__setattr__(self, "momentum", momentum)
-        seed_value(self.seed, '"seed"', SchemeError)
+        object.__setattr__(self, "seed", seed_value(self.seed, '"seed"', SchemeError))
         if not isinstance(self.metadata, Mapping):
             raise SchemeError(f'"metadata" must be a JSON object, got {reprlib.repr(self.metadata)}')
         _check_metadata(self.metadata, 0)
