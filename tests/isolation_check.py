@@ -63,8 +63,8 @@ def main(package: str) -> int:
             out = Path(tmp) / "m.tte"
             subprocess.run(["tte", "import-pkl", str(model), "-o", str(out)], check=True)
             shown = subprocess.run(["tte", "inspect", str(out)], check=True, capture_output=True, text=True).stdout
-            if "43 convs" not in shown:
-                failures.append("tte inspect did not report 43 convs for mcunet-5fps")
+            if "42 convs, 1 linear layer" not in shown:
+                failures.append("tte inspect did not report 42 convs and 1 linear layer for mcunet-5fps")
     for failure in failures:
         print(f"isolation: {failure}", file=sys.stderr)
     print(f"isolation {package}: {'FAILED' if failures else 'ok'}")

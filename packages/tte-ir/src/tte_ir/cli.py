@@ -9,6 +9,7 @@ and the command exits with status 2 (no traceback).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from importlib.metadata import entry_points
@@ -130,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tte {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`tte inspect m.tte | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
