@@ -177,6 +177,30 @@ typedef struct tte_linear_f32_params {
 tte_status tte_linear_fwd_f32(const tte_linear_f32_params *p, const int8_t *x, const float *w, const float *bias,
                               float *y);
 
+/* Elementwise int8 activation by table (hard-swish, hard-sigmoid, sigmoid): y[i] = table[x[i] + 128].
+ * The table is a compile-time constant (tte_ir.quant.lut_tables) holding the activation, both
+ * tensors' quantization and the output clamp; it needs no clamp mask. */
+typedef struct tte_lut_params {
+    int32_t size; /* elements of x and y (any layout, the same for both) */
+} tte_lut_params;
+
+/* x, y [size] int8 (y may equal x); table [256] int8, entry q + 128 for input code q. */
+tte_status tte_lut_s8(const tte_lut_params *p, const int8_t *x, const int8_t *table, int8_t *y);
+
+/* Channel-wise multiply of a map by a vector (squeeze-and-excite):
+ *     v = m * float32((a[p][c] - a_zero) * (b[c] - b_zero))
+ * the product exact in int32 (|product| <= 255*255), then one float32 multiply, requantized as a conv. */
+typedef struct tte_mul_params {
+    int32_t pixels, channels;         /* a and y: [pixels][channels]; b: [channels] */
+    float m;                          /* float32(s_a*s_b/s_y) */
+    int32_t a_zero, b_zero, y_zero;   /* zero points, [-128, 127] */
+    int32_t act_min, act_max;         /* output clamp */
+} tte_mul_params;
+
+/* a [pixels][channels] int8; b [channels] int8; y [pixels][channels] int8 (y may equal a);
+ * mask NULL or bit-packed [ceil(pixels*channels/8)]. */
+tte_status tte_mul_fwd_s8(const tte_mul_params *p, const int8_t *a, const int8_t *b, int8_t *y, uint8_t *mask);
+
 #ifdef __cplusplus
 }
 #endif

@@ -20,6 +20,10 @@ typedef enum tte_op {
     TTE_OP_BIAS_UPDATE = 13,
     TTE_OP_LINEAR_F32_BWD_UPDATE = 14,
     TTE_OP_ACCUMULATE = 15,
+    TTE_OP_LUT = 20,
+    TTE_OP_LUT_BWD = 21,
+    TTE_OP_MUL = 22,
+    TTE_OP_MUL_BWD = 23,
 } tte_op;
 
 /* Element type ids. */

@@ -239,6 +239,22 @@ tte_status tte_linear_bwd_update_f32(const tte_linear_f32_params *p, tte_train_c
 /* accumulate: y = acc + g (fan-out sum, in that operand order). acc, g, y [size] float32; y may equal acc. */
 tte_status tte_accumulate_f32(int32_t size, const float *acc, const float *g, float *y);
 
+/* lut_bwd: the input gradient of a table activation, gx[i] = g[i] * slope[x[i] + 128] (one float32
+ * multiply). slope [256] float32 is the compile-time table of d y_real / d x_real * s_x / s_y at each
+ * input code, 0 where the forward clamps (tte_ir.quant.lut_tables). g, gx [size] float32 (gx may
+ * equal g); x [size] int8, the forward's input codes. */
+tte_status tte_lut_bwd_f32(const tte_lut_params *p, const float *g, const int8_t *x, const float *slope, float *gx);
+
+/* mul_bwd: the gradients of both inputs of tte_mul_fwd_s8 (p: the forward's descriptor; y_zero and
+ * the clamp are not used). With gm = mask[p][c] ? g[p][c] * m : 0,
+ *     ga[p][c] = gm * float32(b[c] - b_zero)
+ *     gb[c]    = sum over pixels p (ascending, from 0) of gm * float32(a[p][c] - a_zero)
+ * one float32 rounding per multiply and per add. g, ga [pixels][channels] float32 (ga may equal g);
+ * mask [ceil(pixels*channels/8)]; a [pixels][channels], b [channels] int8, the forward's inputs;
+ * gb [channels] float32. ga or gb may be NULL (that input needs no gradient), not both. */
+tte_status tte_mul_bwd_f32(const tte_mul_params *p, const float *g, const uint8_t *mask, const int8_t *a,
+                           const int8_t *b, float *ga, float *gb);
+
 #ifdef __cplusplus
 }
 #endif

@@ -91,7 +91,7 @@ def run_call(
     its output. Raises ``ValueError`` naming the kernel for a buffer that does not match its tensor
     or a status other than OK.
     """
-    from tte_ir.kernels import buffer_shape, weight_layout
+    from tte_ir.kernels import buffer_shape, derived_array, weight_layout
 
     if call.kernel is None:
         (arg,) = call.args
@@ -107,7 +107,7 @@ def run_call(
                 written.append((arg, buffer))
             args.append(buffer)
         elif arg.kind == "derived":
-            args.append(np.ascontiguousarray(arg.value, dtype=np.float32))
+            args.append(derived_array(arg.value))
         elif arg.kind == "params":
             args.append(c_params(arg.value[1]))
         elif arg.kind == "int":

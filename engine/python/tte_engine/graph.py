@@ -57,7 +57,7 @@ def lower(graph: Graph) -> list[Step]:
     """The graph's forward as engine kernel calls (``tte_ir.kernels.kernel_call``), constants in
     engine layouts. A node the engine cannot run raises ``tte_ir.TteError`` naming it."""
     from tte_ir import node_macs
-    from tte_ir.kernels import buffer_shape, kernel_call, weight_layout
+    from tte_ir.kernels import buffer_shape, derived_array, kernel_call, weight_layout
 
     _check_inputs(graph)
     steps = []
@@ -66,7 +66,7 @@ def lower(graph: Graph) -> list[Step]:
         inputs, arrays = [], []
         for arg in call.args:
             if arg.kind == "derived":
-                arrays.append(np.ascontiguousarray(arg.value, dtype=np.float32))
+                arrays.append(derived_array(arg.value))
             elif arg.kind == "tensor" and arg.reads in graph.constants:
                 value = graph.constants[arg.reads]
                 arrays.append(weight_layout(arg.layout).to_engine(value) if arg.layout else np.ascontiguousarray(value))

@@ -1,6 +1,6 @@
 """The float form of a network between import and quantization: BN already folded, activations
 attached to their producers, only the ops the IR has (:class:`tte_ir.Op`: conv2d, add, global
-average pool, reshape as flatten, linear). :class:`FloatNet` runs it in float32 for calibration and for the fp32 training baseline.
+average pool, reshape as flatten, linear, lut activations, the channel-wise mul). :class:`FloatNet` runs it in float32 for calibration and for the fp32 training baseline.
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ INPUT = "input"
 @dataclass
 class FloatOp:
     """One float op. ``kind`` is the IR op it becomes (:class:`tte_ir.Op`: ``CONV2D``, ``ADD``,
-    ``GLOBAL_AVG_POOL``, ``RESHAPE`` for a flatten, ``LINEAR``); ``act`` is None, relu or relu6, an
-    activation with no IR op of its own: quantization folds it into the producer's output range.
+    ``GLOBAL_AVG_POOL``, ``RESHAPE`` for a flatten, ``LINEAR``, ``LUT``, ``MUL``); ``act`` is None, relu or
+    relu6, an activation with no IR op of its own: quantization folds it into the producer's output range.
+    ``LUT``: an activation op of its own, ``function`` hard_swish, hard_sigmoid or sigmoid
+    (:data:`tte_ir.quant.LUT_FUNCTIONS`). ``MUL``: the product of its two inputs (squeeze-and-excite's map
+    times its per-channel gate, broadcast over H and W).
 
     conv: ``weight`` [O, C/groups, K, K] and ``bias`` [O] (float64, BN folded), ``stride``,
     ``padding``, ``groups``. linear: ``weight`` [O, I], ``bias`` [O].
@@ -40,6 +43,7 @@ class FloatOp:
     padding: int = 0
     groups: int = 1
     act: str | None = None
+    function: str | None = None
 
 
 @dataclass
@@ -53,6 +57,9 @@ class FloatGraph:
     def consumers(self, tensor: str) -> list[FloatOp]:
         """The ops that read ``tensor``."""
         return [op for op in self.ops if tensor in op.inputs]
+
+
+_LUT_FUNCTIONS = {"hard_swish": F.hardswish, "hard_sigmoid": F.hardsigmoid, "sigmoid": torch.sigmoid}
 
 
 def _key(name: str) -> str:
@@ -97,6 +104,10 @@ class FloatNet(nn.Module):
                 y = ins[0] + ins[1]
             elif op.kind is Op.GLOBAL_AVG_POOL:
                 y = ins[0].mean(dim=(2, 3), keepdim=True)
+            elif op.kind is Op.LUT:
+                y = _LUT_FUNCTIONS[op.function](ins[0])
+            elif op.kind is Op.MUL:
+                y = ins[0] * ins[1]
             else:  # flatten
                 y = ins[0].flatten(1)
             if op.act == "relu":

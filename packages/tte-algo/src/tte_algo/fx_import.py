@@ -6,6 +6,11 @@ Supported (everything the IR can express):
   zero padding mode), optionally followed by ``nn.BatchNorm2d`` (folded into the conv);
 - ``nn.ReLU`` / ``nn.ReLU6`` / ``F.relu`` / ``F.relu6`` / ``torch.relu`` right after a conv, linear
   or residual add (folded into the output quantization);
+- ``nn.Hardswish`` / ``nn.Hardsigmoid`` / ``nn.Sigmoid`` / ``F.hardswish`` / ``F.hardsigmoid`` /
+  ``torch.sigmoid`` on any tensor (an int8 table activation, ``Op.LUT``);
+- squeeze-and-excite: ``x * gate`` (``*``, ``torch.mul``, ``x.mul``) of a ``[N, C, H, W]`` map by a
+  ``[N, C, 1, 1]`` vector, e.g. ``gate = hardsigmoid(conv(relu(conv(avg_pool(x)))))`` (``Op.MUL``; the
+  shapes are checked when the graph is quantized);
 - residual add (``x + y``, ``torch.add``, ``+=``) of two tensors;
 - global average pooling (``nn.AdaptiveAvgPool2d(1)``, ``F.adaptive_avg_pool2d(x, 1)``,
   ``x.mean((2, 3))``), ``nn.Flatten`` / ``torch.flatten(x, 1)``, ``nn.Linear``;
@@ -34,8 +39,9 @@ from tte_ir import Op, TteError
 __all__ = ["SUPPORTED", "UnsupportedModelError", "import_fx"]
 
 SUPPORTED = (
-    "Conv2d (any groups), BatchNorm2d (after a conv), ReLU, ReLU6, residual add, "
-    "AdaptiveAvgPool2d(1) or mean over (H, W), Flatten, Linear, Dropout, Identity"
+    "Conv2d (any groups), BatchNorm2d (after a conv), ReLU, ReLU6, Hardswish, Hardsigmoid, Sigmoid, residual add, "
+    "squeeze-excite multiply (map * per-channel gate), AdaptiveAvgPool2d(1) or mean over (H, W), Flatten, Linear, "
+    "Dropout, Identity"
 )
 
 
@@ -56,14 +62,23 @@ _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 _RELU_FUNCTIONS = {F.relu: "relu", torch.relu: "relu", F.relu6: "relu6"}
 _IDENTITY_MODULES = (nn.Dropout, nn.Identity)
 _IDENTITY_FUNCTIONS = (F.dropout,)
+_LUT_MODULES = ((nn.Hardswish, "hard_swish"), (nn.Hardsigmoid, "hard_sigmoid"), (nn.Sigmoid, "sigmoid"))
+_LUT_FUNCTIONS = {
+    F.hardswish: "hard_swish",
+    F.hardsigmoid: "hard_sigmoid",
+    torch.sigmoid: "sigmoid",
+    "sigmoid": "sigmoid",
+    "sigmoid_": "sigmoid",
+}
+_MUL_FUNCTIONS = (operator.mul, operator.imul, torch.mul, "mul", "mul_", "__mul__")
 
-_ACTIVATION = "is not supported yet (the supported activations are ReLU and ReLU6)"
+_ACTIVATION = "is not supported yet (the supported activations are ReLU, ReLU6, Hardswish, Hardsigmoid and Sigmoid)"
 _CLAMP = "is not supported: write a clamp to [0, 6] as nn.ReLU6 and one to [0, inf) as nn.ReLU"
 _MAX_POOL = "is not supported yet (downsample with a stride-2 Conv2d; pool globally with AdaptiveAvgPool2d(1))"
 _AVG_POOL = "is supported only as global pooling: AdaptiveAvgPool2d(1), or x.mean((2, 3))"
 _MODULE_HINTS: tuple[tuple[tuple[type[nn.Module], ...], str], ...] = (
     (
-        (nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.PReLU),
+        (nn.SiLU, nn.GELU, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.PReLU),
         _ACTIVATION,
     ),
     ((nn.Hardtanh,), "is supported only with the bounds (0, 6), i.e. as nn.ReLU6"),
@@ -73,14 +88,9 @@ _MODULE_HINTS: tuple[tuple[tuple[type[nn.Module], ...], str], ...] = (
 )
 _FUNCTION_HINTS: dict[Any, str] = {
     **dict.fromkeys((torch.clamp, torch.clip, F.hardtanh, "clamp", "clamp_", "clip"), _CLAMP),
-    **dict.fromkeys(
-        (torch.sigmoid, torch.tanh, F.hardswish, F.hardsigmoid, F.silu, F.gelu, "sigmoid", "tanh"), _ACTIVATION
-    ),
+    **dict.fromkeys((torch.tanh, F.silu, F.gelu, "tanh"), _ACTIVATION),
     **dict.fromkeys((F.max_pool2d, F.adaptive_max_pool2d), _MAX_POOL),
     **dict.fromkeys((F.avg_pool2d,), _AVG_POOL),
-    **dict.fromkeys(
-        (operator.mul, torch.mul, "mul", "mul_"), "is not supported yet (no elementwise multiply, e.g. squeeze-excite)"
-    ),
     **dict.fromkeys((torch.cat,), "is not supported yet (no concatenation)"),
 }
 
@@ -177,6 +187,9 @@ class _Importer:
             self.attach_act(node, "relu")
         elif isinstance(module, _IDENTITY_MODULES):
             self.names[node] = self.arg(node)
+        elif any(isinstance(module, kind) for kind, _ in _LUT_MODULES):
+            function = next(f for kind, f in _LUT_MODULES if isinstance(module, kind))
+            self.emit(node, FloatOp(Op.LUT, path, (self.arg(node),), path, function=function))
         elif isinstance(module, nn.AdaptiveAvgPool2d):
             size = module.output_size
             if size not in (1, (1, 1)):
@@ -201,6 +214,10 @@ class _Importer:
             self.attach_act(node, _RELU_FUNCTIONS.get(target, "relu"))
         elif target in _IDENTITY_FUNCTIONS:
             self.names[node] = self.arg(node)
+        elif target in _LUT_FUNCTIONS:
+            self.emit(node, FloatOp(Op.LUT, node.name, (self.arg(node),), node.name, function=_LUT_FUNCTIONS[target]))
+        elif target in _MUL_FUNCTIONS:
+            self.mul(node)
         elif target is F.adaptive_avg_pool2d:
             size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
             if size not in (1, (1, 1)):
@@ -222,6 +239,12 @@ class _Importer:
             raise self.fail(node, "only an add of two tensors is supported")
         a, b = self.arg(node, 0), self.arg(node, 1)
         self.emit(node, FloatOp(Op.ADD, node.name, (a, b), node.name))
+
+    def mul(self, node: fx.Node) -> None:
+        if len(node.args) != 2 or node.kwargs or not all(isinstance(a, fx.Node) for a in node.args):
+            raise self.fail(node, "only a multiply of two tensors is supported (a [N,C,H,W] map by a [N,C,1,1] gate)")
+        a, b = self.arg(node, 0), self.arg(node, 1)
+        self.emit(node, FloatOp(Op.MUL, node.name, (a, b), node.name))
 
     def mean(self, node: fx.Node) -> None:
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")

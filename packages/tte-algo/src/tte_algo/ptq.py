@@ -12,6 +12,8 @@ data -> a verified ``tte_ir`` forward graph.
   ``clamp(rne(W / s_w), -127, 127)``. An all-zero channel takes the layer's largest scale, so its
   QAS divisor stays sane. Biases: ``sat32(rne(b / (s_x * s_w[o])))`` in float64.
 - The classifier head is fp32 (float weights on the dequantized pooled features) or int8.
+- Table activations (hard-swish, hard-sigmoid, sigmoid) and the squeeze-and-excite multiply get their
+  own calibrated output range (asymmetric, containing 0); their input keeps its producer's range.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from tte_algo.floatgraph import INPUT, FloatGraph, FloatNet, FloatOp
-from tte_ir import DType, Graph, GraphBuilder, Op, QuantParams, TteError
+from tte_ir import DType, Graph, GraphBuilder, Op, QuantParams, TensorSpec, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.layout_passes import flatten_channels_last
 
@@ -133,8 +135,24 @@ class _Exporter:
             b.node(op.name, Op.ADD, ins, (y,))
         elif op.kind is Op.GLOBAL_AVG_POOL:
             b.node(op.name, Op.GLOBAL_AVG_POOL, ins, (y,))
+        elif op.kind is Op.LUT:
+            b.node(op.name, Op.LUT, ins, (y,), function=op.function)
+        elif op.kind is Op.MUL:
+            b.node(op.name, Op.MUL, _map_and_gate(op, [b.spec(name) for name in ins]), (y,))
         else:
             raise TteError(f"op '{op.name}': kind '{op.kind.name.lower()}' has no int8 form")
+
+
+def _map_and_gate(op: FloatOp, specs: list[TensorSpec]) -> tuple[str, str]:
+    """The inputs of a multiply as the IR's ``(a, b)``: the ``[1,C,H,W]`` map first, its ``[1,C,1,1]`` gate second."""
+    first, second = specs
+    for a, b in ((first, second), (second, first)):
+        if len(a.shape) == 4 and b.shape == (1, a.shape[1], 1, 1):
+            return a.name, b.name
+    raise TteError(
+        f"op '{op.name}': a multiply of {list(first.shape)} by {list(second.shape)} is not supported; "
+        "multiply a [N,C,H,W] map by a [N,C,1,1] per-channel gate (squeeze-and-excite)"
+    )
 
 
 def export_graph(

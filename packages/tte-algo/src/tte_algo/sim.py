@@ -8,13 +8,16 @@ Forward (NUMERICS.md §2) is bit-exact with :mod:`tte_ir.reference` on every int
 - requantization clamps ``v`` in float one code *wider* than the output range (so the mask is exact,
   see :mod:`tte_ir.reference`), rounds half to even (``torch.round``), adds ``z_y`` and clamps;
 - the residual add does two float32 multiplies and one add, as separate tensor ops (no FMA);
+- a LUT activation indexes its int8 table (the kernel call's) with the input codes; the channel-wise
+  multiply forms the exact integer product ``(a - z_a) * (b[c] - z_b)`` in float32, then one multiply by ``m``;
 - on CUDA the float64 accumulation runs without cuDNN (whose FFT/Winograd paths are not exact) and
   float32 gradients without TF32.
 
 Backward (NUMERICS.md §4) is float32 with gradients with respect to the integer codes:
 ``gh = g * mask * M``; ``db = sum gh``; ``dW = sum gh * (x - z_x)`` (zero-point correct, zero
 padding contributes 0); ``dX = conv_transpose(gh, W)``; add ``g*mask*m1`` / ``g*mask*m2``; pool
-``g*mask*m`` spread over H*W; the fp32 head is ordinary autograd (``dL/dq = s_x W^T g``). A tensor
+``g*mask*m`` spread over H*W; LUT ``g * slope[x]``; mul ``gm = g*mask*m``, ``gm*(b[c]-z_b)`` and
+``sum_p gm*(a-z_a)``; the fp32 head is ordinary autograd (``dL/dq = s_x W^T g``). A tensor
 read by two ops gets the sum of both gradients (autograd accumulates fan-out).
 
 ``twin=True`` builds the **float twin**: the same graph and the same backward formulas, but float64
@@ -36,6 +39,7 @@ from torch.nn import functional as F
 from tte_ir import DType, Graph, Node, Op, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.kernels import KernelCall, kernel_call
+from tte_ir.quant import node_multipliers
 
 __all__ = ["SIM_KERNELS", "Int8Sim", "head_node"]
 
@@ -153,6 +157,71 @@ class _Pool(torch.autograd.Function):
     def backward(ctx, g):  # type: ignore[override]
         mask, multiplier = ctx.saved_tensors
         return (g * mask * multiplier).expand(ctx.shape), None, None, None
+
+
+def _lut_function(function: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The twin's ``f(x)`` and ``f'(x)`` of a LUT activation (:func:`tte_ir.quant.lut_function`, in torch)."""
+    if function == "hard_swish":
+        f = (x * (x + 3.0).clamp(0.0, 6.0)) / 6.0
+        d = torch.where(x < -3.0, 0.0, torch.where(x <= 3.0, x / 3.0 + 0.5, 1.0))
+    elif function == "hard_sigmoid":
+        f = (x + 3.0).clamp(0.0, 6.0) / 6.0
+        d = torch.where((x > -3.0) & (x < 3.0), 1.0 / 6.0, 0.0)
+    else:
+        f = torch.sigmoid(x)
+        d = f * (1.0 - f)
+    return f, d.to(x.dtype)
+
+
+@dataclass(frozen=True)
+class _LutCfg:
+    function: str
+    x_scale: float
+    x_zero: int
+    y_scale: float
+    y_zero: int
+    twin: bool
+
+
+class _Lut(torch.autograd.Function):
+    """Table activation on codes: ``y = table[x + 128]``, ``dL/dx = g * slope[x + 128]``. The twin
+    evaluates the real function instead: ``y = clamp(f(s_x (x - z_x)) / s_y + z_y, -128, 127)`` and
+    ``dL/dx = g * f'(.) * s_x / s_y`` where unclamped, in float64."""
+
+    @staticmethod
+    def forward(ctx, x, table, slope, cfg: _LutCfg):  # type: ignore[override]
+        if cfg.twin:
+            f, d = _lut_function(cfg.function, cfg.x_scale * (x - cfg.x_zero))
+            shifted = f / cfg.y_scale + cfg.y_zero
+            live = (shifted >= -128) & (shifted <= 127)
+            ctx.save_for_backward(d * (cfg.x_scale / cfg.y_scale) * live)
+            return shifted.clamp(-128, 127)
+        index = (x + 128).long()
+        ctx.save_for_backward(slope[index])
+        return table[index]
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (slope,) = ctx.saved_tensors
+        return g * slope, None, None, None
+
+
+class _Mul(torch.autograd.Function):
+    """Channel-wise multiply of a map ``a`` [N, C, H, W] by a vector ``b`` [N, C, 1, 1]:
+    ``v = m * ((a - z_a) * (b - z_b))``, the product exact in float32 (integers below 2^24)."""
+
+    @staticmethod
+    def forward(ctx, a, b, m, a_zero: int, b_zero: int, requant: _Requant):  # type: ignore[override]
+        ca, cb = a - a_zero, b - b_zero
+        y, mask = _requantize(m * (ca * cb), requant)
+        ctx.save_for_backward(mask, ca, cb, m)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        mask, ca, cb, m = ctx.saved_tensors
+        gm = g * mask * m
+        return gm * cb, (gm * ca).sum(dim=(2, 3), keepdim=True), None, None, None, None
 
 
 def head_node(graph: Graph) -> Node:
@@ -280,12 +349,27 @@ def _sim_reshape(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Ten
     return x.reshape(x.shape[0], height, width, channels).permute(0, 3, 1, 2)
 
 
+def _sim_lut(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
+    x, y = (sim.graph.tensors[t].quant for t in (node.inputs[0], node.outputs[0]))
+    cfg = _LutCfg(node.attrs["function"], x.tensor_scale, x.zero_point, y.tensor_scale, y.zero_point, sim.twin)
+    table = torch.as_tensor(call.arg("table").value, dtype=sim.dtype, device=sim.device)
+    slope = torch.as_tensor(node_multipliers(sim.graph, node)["slope"], dtype=sim.dtype, device=sim.device)
+    return _Lut.apply(ins[0], table, slope, cfg)
+
+
+def _sim_mul(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
+    p = call.params
+    return _Mul.apply(ins[0], ins[1], sim.scalar(p["m"]), p["a_zero"], p["b_zero"], sim.requant(p))
+
+
 SIM_KERNELS: Mapping[Op, Callable[[Int8Sim, Node, KernelCall, list[torch.Tensor]], torch.Tensor]] = {
     Op.CONV2D: _sim_conv2d,
     Op.ADD: _sim_add,
     Op.GLOBAL_AVG_POOL: _sim_pool,
     Op.LINEAR: _sim_linear,
     Op.RESHAPE: _sim_reshape,
+    Op.LUT: _sim_lut,
+    Op.MUL: _sim_mul,
 }
 """The simulation's batched, differentiable kernel of every forward op (training ops are the compiler's:
 the simulation differentiates with autograd instead)."""

@@ -20,7 +20,16 @@ from tte_codegen.cmodel import CArray, CodegenError, CTensor
 from tte_codegen.cnames import CTYPES, c_ident, c_literal
 from tte_ir import Graph, Node
 from tte_ir.autodiff import training_info
-from tte_ir.kernels import PARAM_STRUCTS, Arg, CEnum, KernelCall, buffer_shape, kernel_call, weight_layout
+from tte_ir.kernels import (
+    PARAM_STRUCTS,
+    Arg,
+    CEnum,
+    KernelCall,
+    buffer_shape,
+    derived_array,
+    kernel_call,
+    weight_layout,
+)
 from tte_ir.memory import memory_report
 from tte_ir.ops import OP_TABLE, node_roles
 
@@ -124,9 +133,11 @@ class Emitter:
         return ident
 
     def derived(self, node: str, what: str, values: np.ndarray) -> str:
-        """A float32 constant computed at compile time for a kernel (multipliers, NUMERICS.md §1)."""
-        values = np.asarray(values, dtype=np.float32).ravel()
-        return self.array(f"{node}.{what}", values, "float", sram=False, comment=f"{node}: {what} [{values.size}]")
+        """A constant computed at compile time for a kernel: float32 multipliers (NUMERICS.md §1) or an
+        int8 lookup table (:func:`tte_ir.kernels.derived_array`)."""
+        values = derived_array(values).ravel()
+        ctype = "int8_t" if values.dtype == np.int8 else "float"
+        return self.array(f"{node}.{what}", values, ctype, sram=False, comment=f"{node}: {what} [{values.size}]")
 
     # -- tensors -------------------------------------------------------------------------------
 

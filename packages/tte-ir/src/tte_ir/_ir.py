@@ -81,6 +81,10 @@ class Op(enum.Enum):
     BIAS_UPDATE = 13  # fused bias gradient + QAS update
     LINEAR_F32_BWD_UPDATE = 14  # fp32 head: input gradient, then plain SGD on weight and bias
     ACCUMULATE = 15  # float32 fan-out sum, in place
+    LUT = 20  # elementwise int8 activation by a 256-entry table (hard_swish, hard_sigmoid, sigmoid)
+    LUT_BWD = 21  # its input gradient: g * slope[x] (a float32 slope table over the input codes)
+    MUL = 22  # int8 multiply of a feature map by a per-channel vector (squeeze-and-excite)
+    MUL_BWD = 23  # its gradients with respect to both inputs
 
     @classmethod
     def from_name(cls, name: str) -> Op:

@@ -32,7 +32,14 @@ import numpy as np
 
 from tte_ir._ir import DType, Graph, GraphBuilder, Node, Op, QuantParams, TensorSpec
 from tte_ir.ops import mask_bytes, node_attrs
-from tte_ir.quant import add_multipliers, conv_multiplier, dequantize_linear, pool_multiplier, qas_divisors
+from tte_ir.quant import (
+    add_multipliers,
+    conv_multiplier,
+    dequantize_linear,
+    node_multipliers,
+    pool_multiplier,
+    qas_divisors,
+)
 from tte_ir.rounding import bias_tensor_id, weight_tensor_id
 from tte_ir.scheme import Scheme, SchemeError, conv_nodes, is_depthwise, select_channels
 from tte_ir.verify import verify
@@ -262,6 +269,11 @@ class _Emitter:
             attrs["save_mask"] = True
             outputs.append(mask)
             self.masks[node.name] = mask
+        if node.op is Op.MUL and self.need(node.outputs[0]):  # its clamp mask; mul_bwd also reads a and b
+            mask = self.b.tensor(f"{node.name}.mask", (mask_bytes(self.spec(node.outputs[0]).numel),), DType.UINT8)
+            attrs["save_mask"] = True
+            outputs.append(mask)
+            self.masks[node.name] = mask
         layer = self.layers.get(node.name)
         if node.op is Op.CONV2D and layer is not None and layer.channels is not None:
             self.split_weight(node, layer, attrs, inputs)
@@ -428,18 +440,50 @@ def _grad_linear(e: _Emitter, node: Node, g: str) -> None:
         e.contribute(x, gx)
 
 
+def _grad_lut(e: _Emitter, node: Node, g: str) -> None:
+    """``gx = g * slope[x]``: the forward's input codes stay alive until here (they are what it saves)."""
+    x = node.inputs[0]
+    slope = e.const(f"{node.name}.slope", node_multipliers(e.graph, node)["slope"])
+    gx = e.grad_tensor(e.fresh(f"{x}.grad"), e.spec(x).shape)
+    e.b.node(f"{node.name}.bwd", Op.LUT_BWD, (g, x, slope), (gx,))
+    e.contribute(x, gx)
+
+
+def _grad_mul(e: _Emitter, node: Node, g: str) -> None:
+    """Both input gradients in one node (either may be left out); it reads the saved mask and both
+    inputs' codes, which stay alive until here."""
+    a, b = node.inputs
+    need_a, need_b = e.need(a), e.need(b)
+    outputs = []
+    if need_a:
+        ga = e.grad_tensor(e.fresh(f"{a}.grad"), e.spec(a).shape)
+        outputs.append(ga)
+    if need_b:
+        gb = e.grad_tensor(e.fresh(f"{b}.grad"), e.spec(b).shape)
+        outputs.append(gb)
+    m = float(node_multipliers(e.graph, node)["m"])
+    e.b.node(f"{node.name}.bwd", Op.MUL_BWD, (g, e.masks[node.name], a, b), outputs, m=m, grad_a=need_a, grad_b=need_b)
+    if need_a:
+        e.contribute(a, ga)
+    if need_b:
+        e.contribute(b, gb)
+
+
 GRAD_RULES: Mapping[Op, Callable[[_Emitter, Node, str], None]] = {
     Op.CONV2D: _grad_conv2d,
     Op.ADD: _grad_add,
     Op.GLOBAL_AVG_POOL: _grad_pool,
     Op.RESHAPE: _grad_reshape,
     Op.LINEAR: _grad_linear,
+    Op.LUT: _grad_lut,
+    Op.MUL: _grad_mul,
 }
 
 NOT_DIFFERENTIABLE = frozenset(
     {
         Op.GATHER_CHANNELS, Op.SOFTMAX_CE, Op.MASK_SCALE, Op.ADD_BWD, Op.POOL_BWD, Op.CONV2D_BWD_X,
         Op.CONV2D_BWD_W_UPDATE, Op.BIAS_UPDATE, Op.LINEAR_F32_BWD_UPDATE, Op.ACCUMULATE,
+        Op.LUT_BWD, Op.MUL_BWD,
     }
 )  # fmt: skip
 """The training ops: :func:`build_training_graph` emits them and never differentiates them (their

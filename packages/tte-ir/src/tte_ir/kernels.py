@@ -48,6 +48,7 @@ __all__ = [
     "WeightLayout",
     "buffer_shape",
     "conv_family",
+    "derived_array",
     "kernel_call",
     "weight_layout",
 ]
@@ -129,6 +130,13 @@ def buffer_shape(spec: TensorSpec) -> tuple[int, ...]:
     return shape
 
 
+def derived_array(value: Any) -> np.ndarray:
+    """The C array of a ``derived`` argument (:class:`Arg`): an int8 table stays int8, everything else
+    (multipliers) is float32."""
+    array = np.asarray(value)
+    return np.ascontiguousarray(array, dtype=np.int8 if array.dtype == np.int8 else np.float32)
+
+
 # -- the C side, written once ---------------------------------------------------------------------
 
 _I32, _F32, _U32 = "int32_t", "float", "uint32_t"
@@ -158,6 +166,11 @@ PARAM_STRUCTS: Mapping[str, tuple[tuple[str, str], ...]] = {
     "tte_add_bwd_params": (("size", _I32), ("m1", _F32), ("m2", _F32)),
     "tte_global_avg_pool_bwd_params": (("in_h", _I32), ("in_w", _I32), ("in_c", _I32), ("multiplier", _F32)),
     "tte_update_params": (("rounding", "tte_rounding"), ("lr_group", "tte_lr_group"), ("tensor_id", _U32)),
+    "tte_lut_params": (("size", _I32),),
+    "tte_mul_params": (
+        ("pixels", _I32), ("channels", _I32), ("m", _F32), ("a_zero", _I32), ("b_zero", _I32), ("y_zero", _I32),
+        ("act_min", _I32), ("act_max", _I32),
+    ),
 }  # fmt: skip
 """Every kernel descriptor's fields and C types, as ``tte/tte.h`` and ``tte/tte_train.h`` declare them."""
 
@@ -223,6 +236,13 @@ SIGNATURES: Mapping[str, tuple[tuple[str, str], ...]] = {
         ("g", _CF32), ("w", _CF32), ("b", _CF32), ("w_next", _PF32), ("b_next", _PF32), ("gx", _PF32),
     ),
     "accumulate_f32": (("size", _I32), ("acc", _CF32), ("g", _CF32), ("y", _PF32)),
+    "lut_s8": (("p", "const tte_lut_params *"), ("x", _CS8), ("table", _CS8), ("y", _S8)),
+    "lut_bwd_f32": (("p", "const tte_lut_params *"), ("g", _CF32), ("x", _CS8), ("slope", _CF32), ("gx", _PF32)),
+    "mul_fwd_s8": (("p", "const tte_mul_params *"), ("a", _CS8), ("b", _CS8), ("y", _S8), ("mask", _MASK)),
+    "mul_bwd_f32": (
+        ("p", "const tte_mul_params *"), ("g", _CF32), ("mask", _CMASK), ("a", _CS8), ("b", _CS8), ("ga", _PF32),
+        ("gb", _PF32),
+    ),
 }  # fmt: skip
 """Every kernel's C parameters in order (name, C type), as the engine's headers declare them; a
 descriptor, when the kernel has one, is the first. Kernels with a ``_scratch_size`` twin are the
@@ -253,7 +273,8 @@ class Arg:
       ``writes`` the tensor it holds on return (None: read only; equal to ``reads``' storage when the op
       works in place). ``layout`` is a conv weight family for weights and trained slices (their engine
       layout, :class:`WeightLayout`), else None: the tensor's own engine layout (:func:`buffer_shape`).
-    - ``derived``: a compile-time float32 array (``value``; a multiplier), a ``const`` array in flash.
+    - ``derived``: a compile-time array (``value``), a ``const`` array in flash: float32 (a multiplier),
+      or int8 (a lookup table); consumers keep an int8 array int8 and make every other one float32.
     - ``params``: a second descriptor, ``value`` = (C type, fields).
     - ``int``: an integer scalar argument (``value``; a :class:`CEnum` for an enum).
     - ``ctx``: the training step's context. ``null``: an absent optional pointer.
@@ -593,6 +614,53 @@ def _accumulate(graph: Graph, node: Node) -> KernelCall:
     return _call(node, "accumulate_f32", None, args)
 
 
+def _lut(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    table = node_multipliers(graph, node)["table"]  # int8 [256], a const array in flash
+    args = [_read("x", ins["x"]), Arg("table", "derived", value=table), _write("y", outs["y"])]
+    return _call(node, "lut_s8", {"size": graph.tensors[ins["x"]].numel}, args)
+
+
+def _lut_bwd(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    args = [_read("g", ins["g"]), _read("x", ins["x"]), _read("slope", ins["slope"]), _write("gx", outs["gx"])]
+    return _call(node, "lut_bwd_f32", {"size": graph.tensors[ins["g"]].numel}, args)
+
+
+def _mul_params(graph: Graph, a: str, b: str, m: float, y_zero: int = 0, act: tuple[int, int] = (-128, 127)):
+    """The ``tte_mul_params`` of a channel-wise multiply of map ``a`` by vector ``b``."""
+    hwc = _hwc(graph.tensors[a])
+    return {
+        "pixels": hwc["pixels"], "channels": hwc["channels"], "m": np.float32(m), "a_zero": _zero(graph.tensors[a]),
+        "b_zero": _zero(graph.tensors[b]), "y_zero": int(y_zero), "act_min": int(act[0]), "act_max": int(act[1]),
+    }  # fmt: skip
+
+
+def _mul(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    attrs = node_attrs(node)
+    params = _mul_params(
+        graph, ins["a"], ins["b"], node_multipliers(graph, node)["m"], _zero(graph.tensors[outs["y"]]),
+        (attrs["act_min"], attrs["act_max"]),
+    )  # fmt: skip
+    args = [_read("a", ins["a"]), _read("b", ins["b"]), _write("y", outs["y"]), _mask_of(outs)]
+    return _call(node, "mul_fwd_s8", params, args)
+
+
+def _mul_bwd(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    params = _mul_params(graph, ins["a"], ins["b"], node_attrs(node)["m"])
+    args = [
+        _read("g", ins["g"]),
+        _read("mask", ins["mask"]),
+        _read("a", ins["a"]),
+        _read("b", ins["b"]),
+        _write("ga", outs.get("ga")),
+        _write("gb", outs.get("gb")),
+    ]
+    return _call(node, "mul_bwd_f32", params, args)
+
+
 KERNEL_CALLS: Mapping[Op, Callable[[Graph, Node], KernelCall]] = {
     Op.CONV2D: _conv2d,
     Op.ADD: _add,
@@ -609,6 +677,10 @@ KERNEL_CALLS: Mapping[Op, Callable[[Graph, Node], KernelCall]] = {
     Op.BIAS_UPDATE: _bias_update,
     Op.LINEAR_F32_BWD_UPDATE: _linear_f32_bwd_update,
     Op.ACCUMULATE: _accumulate,
+    Op.LUT: _lut,
+    Op.LUT_BWD: _lut_bwd,
+    Op.MUL: _mul,
+    Op.MUL_BWD: _mul_bwd,
 }
 
 
@@ -630,6 +702,10 @@ OP_KERNELS: Mapping[Op, tuple[str | None, ...]] = {
     Op.BIAS_UPDATE: ("bias_update_s32",),
     Op.LINEAR_F32_BWD_UPDATE: ("linear_bwd_update_f32",),
     Op.ACCUMULATE: ("accumulate_f32",),
+    Op.LUT: ("lut_s8",),
+    Op.LUT_BWD: ("lut_bwd_f32",),
+    Op.MUL: ("mul_fwd_s8",),
+    Op.MUL_BWD: ("mul_bwd_f32",),
 }
 """The kernels a node of each op may become (None: a view, no call); :func:`kernel_call` picks one."""
 

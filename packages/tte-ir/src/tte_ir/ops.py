@@ -18,7 +18,15 @@ global_avg_pool  x[1,C,H,W] s8                    y[1,C,1,1] s8, mask?  save_mas
 linear           x[1,I] s8, w[O,I] s8, b[O] s32   y[1,O] s8, mask?      act_min, act_max, save_mask
 linear           x[1,I] s8, w[O,I] f32, b[O] f32  y[1,O] f32 (logits)
 reshape          x                                y (same numel, dtype) shape, order ("nchw")
+lut              x[1,C(,H,W)] s8                  y (same shape) s8     function
+mul              a[1,C,H,W] s8, b[1,C,1,1] s8     y[1,C,H,W] s8, mask?  act_min, act_max, save_mask
 ================ ================================ ===================== ===========================
+
+``lut`` applies ``function`` (hard_swish, hard_sigmoid or sigmoid) through a 256-entry table over the
+input codes, computed at compile time from the function and both tensors' quantization
+(:func:`tte_ir.quant.lut_tables`); the table holds the output clamp, so the node keeps no mask. ``mul``
+multiplies every pixel of channel ``c`` of ``a`` by ``b[c]`` (squeeze-and-excite's gate); NUMERICS.md
+gives both ops' rounding.
 
 ``order`` of a reshape: "nchw" is PyTorch's flatten order; "hwc" is the engine's channels-last order
 (element ``(c, h, w)`` of ``[1, C, H, W]`` is element ``(h*W + w)*C + c`` of ``[1, C*H*W]``), allowed
@@ -52,6 +60,9 @@ bias_update           gh f32, b s32, inv_b f32 -> b' (b)           b = sat32(b +
 linear_f32_bwd_update x s8 [1,I], w f32, b f32, g f32 [1,O]        gx = s_x W^T g; W -= lr g x_f^T;
                       -> w'? (w), b'? (b), gx? f32 [1,I]           b -= lr g
 accumulate            acc f32, g f32 -> y (acc)                    y = acc + g
+lut_bwd               g f32, x s8, slope f32 [256] -> gx (g)       gx = g * slope[x + 128]
+mul_bwd               g f32, mask u8, a s8, b s8 -> ga? (g), gb?   ga = mask ? (g*m)*(b[c]-z_b) : 0,
+                      (gb [1,C,1,1])                               gb[c] = sum_p mask ? (g*m)*(a-z_a) : 0
 ===================== ============================================ ==================================
 
 Update ops read the step context (learning rate of their ``lr_group``, step counter, status): they
@@ -68,6 +79,7 @@ from typing import Any
 
 from tte_ir._ir import DType, Graph, Node, Op, TensorSpec, VerifyError
 from tte_ir.constants import INT32_MAX, INT32_MIN
+from tte_ir.quant import LUT_FUNCTIONS
 
 __all__ = [
     "ATTR_TYPES",
@@ -469,6 +481,63 @@ def _infer_accumulate(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Infer
     return [(acc.shape, DType.FLOAT32)]
 
 
+def _infer_lut(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    x = ins["x"]
+    _expect_dtype(node, "x", x, (DType.INT8,))
+    if len(x.shape) not in (2, 4) or x.shape[0] != 1:
+        raise _fail(node, f"input 'x' tensor '{x.name}' has shape {list(x.shape)}, expected [1,C] or [1,C,H,W]")
+    return [(x.shape, DType.INT8)]
+
+
+def _infer_mul(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    a, b = ins["a"], ins["b"]
+    _expect_dtype(node, "a", a, (DType.INT8,))
+    _expect_dtype(node, "b", b, (DType.INT8,))
+    _expect_rank(node, "a", a, 4)
+    if a.shape[0] != 1:
+        raise _fail(node, f"input 'a' tensor '{a.name}' has batch {a.shape[0]}; the device batch is 1")
+    _expect_shape(node, "b", b, (1, a.shape[1], 1, 1))
+    _check_act_range(node, attrs)
+    return _with_mask([(a.shape, DType.INT8)], attrs)
+
+
+def _macs_mul(node: Node, ins: Specs, outs: Sequence[TensorSpec]) -> int:
+    return ins["a"].numel
+
+
+def _infer_lut_bwd(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    g, x, slope = ins["g"], ins["x"], ins["slope"]
+    _expect_grad(node, "g", g)
+    _expect_dtype(node, "x", x, (DType.INT8,))
+    _expect_shape(node, "x", x, g.shape)
+    _expect_dtype(node, "slope", slope, (DType.FLOAT32,))
+    _expect_shape(node, "slope", slope, (256,))
+    return [(g.shape, DType.FLOAT32)]
+
+
+def _infer_mul_bwd(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    g, a, b = ins["g"], ins["a"], ins["b"]
+    _expect_grad(node, "g", g)
+    _expect_rank(node, "g", g, 4)
+    _expect_mask(node, ins["mask"], g)
+    _expect_dtype(node, "a", a, (DType.INT8,))
+    _expect_shape(node, "a", a, g.shape)
+    _expect_dtype(node, "b", b, (DType.INT8,))
+    _expect_shape(node, "b", b, (1, g.shape[1], 1, 1))
+    out: Inferred = []
+    if attrs["grad_a"]:
+        out.append((g.shape, DType.FLOAT32))
+    if attrs["grad_b"]:
+        out.append((b.shape, DType.FLOAT32))
+    if not out:
+        raise _fail(node, "computes nothing: neither 'grad_a' nor 'grad_b' is set")
+    return out
+
+
+def _macs_mul_bwd(node: Node, ins: Specs, outs: Sequence[TensorSpec]) -> int:
+    return ins["g"].numel * len(outs)
+
+
 _ACT = {"act_min": -128, "act_max": 127}
 _MASKED = {"save_mask": False}
 _UPDATE = {"rounding": "stochastic", "seed": 0, "lr_group": "body", "tile": None}
@@ -570,6 +639,29 @@ OP_TABLE: Mapping[Op, OpDef] = {
     ),
     Op.ACCUMULATE: OpDef(
         Op.ACCUMULATE, ("acc", "g"), ("y",), {}, (), _infer_accumulate, _no_macs, inplace={"y": "acc"}
+    ),
+    Op.LUT: OpDef(Op.LUT, ("x",), ("y",), {}, ("function",), _infer_lut, _no_macs),
+    Op.LUT_BWD: OpDef(Op.LUT_BWD, ("g", "x", "slope"), ("gx",), {}, (), _infer_lut_bwd, _no_macs, inplace={"gx": "g"}),
+    Op.MUL: OpDef(
+        Op.MUL,
+        ("a", "b"),
+        ("y", "mask"),
+        {**_ACT, **_MASKED},
+        (),
+        _infer_mul,
+        _macs_mul,
+        optional={"mask": "save_mask"},
+    ),
+    Op.MUL_BWD: OpDef(
+        Op.MUL_BWD,
+        ("g", "mask", "a", "b"),
+        ("ga", "gb"),
+        {"grad_a": True, "grad_b": True},
+        ("m",),
+        _infer_mul_bwd,
+        _macs_mul_bwd,
+        optional={"ga": "grad_a", "gb": "grad_b"},
+        inplace={"ga": "g"},
     ),
 }
 
@@ -714,6 +806,10 @@ ATTR_TYPES: Mapping[Op, Mapping[str, AttrType]] = {
         "lr_group": AttrType("str", choices=("body", "head")),
     },
     Op.ACCUMULATE: {},
+    Op.LUT: {"function": AttrType("str", choices=LUT_FUNCTIONS)},
+    Op.LUT_BWD: {},
+    Op.MUL: {"act_min": _INT8, "act_max": _INT8, "save_mask": _BOOL},
+    Op.MUL_BWD: {"m": _MULTIPLIER, "grad_a": _BOOL, "grad_b": _BOOL},
 }
 
 

@@ -13,9 +13,13 @@ from tte_ir._ir import Graph, Node, Op, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
 
 __all__ = [
+    "LUT_FUNCTIONS",
     "add_multipliers",
     "conv_multiplier",
     "dequantize_linear",
+    "lut_function",
+    "lut_tables",
+    "mul_multiplier",
     "node_multipliers",
     "pool_multiplier",
     "qas_divisors",
@@ -70,10 +74,63 @@ def dequantize_linear(w: np.ndarray, s_w: np.ndarray, bias: np.ndarray, s_x: flo
     return w_f, b_f
 
 
+LUT_FUNCTIONS = ("hard_swish", "hard_sigmoid", "sigmoid")
+"""The activations a ``lut`` node may compute (its ``function`` attribute)."""
+
+
+def lut_function(function: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``f(x)`` and ``f'(x)`` of a LUT activation on real inputs ``x``, in float64.
+
+    hard_swish ``f = (x * clamp(x + 3, 0, 6)) / 6``, ``f' = 0 (x < -3), x/3 + 1/2 (-3 <= x <= 3), 1 (x > 3)``;
+    hard_sigmoid ``f = clamp(x + 3, 0, 6) / 6``, ``f' = 1/6 (-3 < x < 3), else 0``; sigmoid
+    ``f = 1 / (1 + exp(-x))``, ``f' = f * (1 - f)``. At the kinks the derivatives are PyTorch's.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if function == "hard_swish":
+        f = (x * np.clip(x + 3.0, 0.0, 6.0)) / 6.0
+        d = np.where(x < -3.0, 0.0, np.where(x <= 3.0, x / 3.0 + 0.5, 1.0))
+    elif function == "hard_sigmoid":
+        f = np.clip(x + 3.0, 0.0, 6.0) / 6.0
+        d = np.where((x > -3.0) & (x < 3.0), 1.0 / 6.0, 0.0)
+    elif function == "sigmoid":
+        with np.errstate(over="ignore"):
+            f = 1.0 / (1.0 + np.exp(-x))
+        d = f * (1.0 - f)
+    else:
+        raise TteError(f"LUT function '{function}' is not one of {', '.join(LUT_FUNCTIONS)}")
+    return f, d
+
+
+def lut_tables(function: str, s_x: float, z_x: int, s_y: float, z_y: int) -> tuple[np.ndarray, np.ndarray]:
+    """The forward table (int8 [256]) and the slope table (float32 [256]) of a LUT activation; entry
+    ``q + 128`` belongs to input code ``q``. In float64, one rounding each (NUMERICS.md, LUT)::
+
+        x        = s_x * (q - z_x)
+        v        = clamp(f(x) / s_y, -129 - z_y, 128 - z_y)
+        r        = rne(v) + z_y
+        table[q] = clamp(r, -128, 127)
+        slope[q] = float32((f'(x) * s_x) / s_y) if -128 <= r <= 127 else 0
+    """
+    q = np.arange(-128, 128, dtype=np.float64)
+    f, d = lut_function(function, np.float64(s_x) * (q - np.float64(z_x)))
+    v = np.clip(f / np.float64(s_y), -129.0 - z_y, 128.0 - z_y)
+    r = np.rint(v) + z_y
+    live = (r >= -128) & (r <= 127)
+    table = np.clip(r, -128, 127).astype(np.int8)
+    slope = np.where(live, (d * np.float64(s_x)) / np.float64(s_y), 0.0).astype(np.float32)
+    return table, slope
+
+
+def mul_multiplier(s_a: float, s_b: float, s_y: float) -> np.float32:
+    """``float32(s_a * s_b / s_y)`` for the channel-wise multiply."""
+    return np.float32(np.float64(s_a) * np.float64(s_b) / np.float64(s_y))
+
+
 def node_multipliers(graph: Graph, node: Node) -> dict[str, np.ndarray | np.float32]:
     """The float32 constants a kernel needs for ``node``, from the graph's quantization.
 
-    conv2d / int8 linear: ``{"multiplier": M[O]}``; add: ``{"m1", "m2"}``; pool: ``{"multiplier"}``.
+    conv2d / int8 linear: ``{"multiplier": M[O]}``; add: ``{"m1", "m2"}``; pool: ``{"multiplier"}``;
+    lut: ``{"table": int8 [256], "slope": float32 [256]}`` (:func:`lut_tables`); mul: ``{"m"}``;
     Ops without multipliers (reshape, fp32 linear) give an empty dict.
     """
     spec = graph.tensors
@@ -96,6 +153,18 @@ def node_multipliers(graph: Graph, node: Node) -> dict[str, np.ndarray | np.floa
         _require_quant(node, x.name, x.quant, y.quant)
         hw = x.shape[2] * x.shape[3]
         return {"multiplier": pool_multiplier(x.quant.tensor_scale, y.quant.tensor_scale, hw)}
+    if node.op is Op.LUT:
+        x, y = spec[node.inputs[0]], spec[node.outputs[0]]
+        _require_quant(node, x.name, x.quant, y.quant)
+        table, slope = lut_tables(
+            node.attrs["function"], x.quant.tensor_scale, x.quant.zero_point, y.quant.tensor_scale, y.quant.zero_point
+        )
+        return {"table": table, "slope": slope}
+    if node.op is Op.MUL:
+        a, b = (spec[name] for name in node.inputs)
+        y = spec[node.outputs[0]]
+        _require_quant(node, a.name, a.quant, b.quant, y.quant)
+        return {"m": mul_multiplier(a.quant.tensor_scale, b.quant.tensor_scale, y.quant.tensor_scale)}
     return {}
 
 

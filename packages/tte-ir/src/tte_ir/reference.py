@@ -37,6 +37,8 @@ __all__ = [
     "global_avg_pool",
     "linear_f32",
     "linear_s8",
+    "lut",
+    "mul",
     "requantize",
     "run_forward",
     "sat32",
@@ -219,6 +221,33 @@ def linear_f32(x: np.ndarray, w: np.ndarray, b: np.ndarray, *, x_scale: float, x
     return (np.asarray(b, dtype=np.float32) + total)[None]
 
 
+def lut(x: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Elementwise int8 activation: ``y = table[x + 128]`` (``table``: int8 [256], :func:`tte_ir.quant.lut_tables`)."""
+    x = _check_int8("x", x)
+    return _check_int8("table", table)[x.astype(np.int32) + 128]
+
+
+def mul(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    m: float,
+    a_zero: int,
+    b_zero: int,
+    y_zero: int,
+    act_min: int = -128,
+    act_max: int = 127,
+    return_mask: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Channel-wise multiply of a map ``a`` [1,C,H,W] by a vector ``b`` [1,C,1,1]:
+    ``v = m * float32((a - z_a) * (b[c] - z_b))``, the product exact in int32 (|p| <= 255^2), one float32 multiply."""
+    a = _check_int8("a", a)
+    b = _check_int8("b", b)
+    product = (a.astype(np.int32) - np.int32(a_zero)) * (b.astype(np.int32) - np.int32(b_zero))
+    v = np.float32(m) * product.astype(np.float32)
+    return requantize(v, y_zero, act_min, act_max, return_mask)
+
+
 def _pack(mask: np.ndarray) -> np.ndarray:
     """A bool mask bit-packed as the engine stores it (element ``i`` in IR order is bit ``i % 8`` of byte ``i // 8``)."""
     return np.packbits(np.asarray(mask, dtype=bool).ravel(), bitorder="little")
@@ -296,6 +325,19 @@ def _linear(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
     return _outputs(call, y, mask)
 
 
+def _lut(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
+    return _outputs(call, lut(_value(call, "x", values), call.arg("table").value))
+
+
+def _mul(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
+    p = call.params
+    y, mask = mul(
+        _value(call, "a", values), _value(call, "b", values), m=p["m"], a_zero=p["a_zero"], b_zero=p["b_zero"],
+        y_zero=p["y_zero"], act_min=p["act_min"], act_max=p["act_max"], return_mask=True,
+    )  # fmt: skip
+    return _outputs(call, y, mask)
+
+
 def _view(call: KernelCall, values: Values, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
     arg = call.args[0]
     x = values[arg.reads]
@@ -312,6 +354,8 @@ FORWARD: Mapping[Op, Callable[[KernelCall, Values], dict[str, np.ndarray]]] = {
     Op.ADD: _add,
     Op.GLOBAL_AVG_POOL: _global_avg_pool,
     Op.LINEAR: _linear,
+    Op.LUT: _lut,
+    Op.MUL: _mul,
 }
 """The forward ops' reference kernels: a node's kernel call and the values so far -> its written tensors
 (int8 outputs, and bit-packed clamp masks where the node keeps them). Reshape is a view."""

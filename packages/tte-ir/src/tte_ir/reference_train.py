@@ -10,6 +10,8 @@ with a C build (and within rtol 1e-5 with PyTorch, which sums in its own order):
 - ``conv2d_bwd_x``: each ``gx[c,y,x]`` starts at ``acc`` (or 0) and adds ``w[o,c,u,v] * gh[o,oy,ox]`` in
   ascending ``(o, u, v)`` order; this is the order in which a channel-tiled schedule adds them, too.
 - ``linear_f32_bwd_update``: ``gx[i] = s_x * sum_o W[o,i]*g[o]`` in ascending ``o``.
+- ``mul_bwd``: ``gb[c] = sum_p (mask ? g*m : 0) * (a[c,p] - z_a)`` over pixels ``p`` in ascending row-major
+  order, from 0.
 
 Masks are stored bit-packed (element ``i`` of the tensor in IR order is bit ``i % 8`` of byte ``i // 8``).
 """
@@ -39,6 +41,8 @@ __all__ = [
     "conv2d_bwd_x",
     "conv2d_weight_grad",
     "initial_state",
+    "lut_bwd",
+    "mul_bwd",
     "qas_round",
     "softmax_ce",
     "train_step",
@@ -371,6 +375,36 @@ def _accumulate(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
     return _written(call, y=(s.read(call, "acc") + s.read(call, "g")).astype(np.float32))
 
 
+def lut_bwd(g: np.ndarray, x: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """``gx = g * slope[x + 128]`` (one float32 multiply per element)."""
+    return (g * np.asarray(slope, dtype=np.float32)[x.astype(np.int32) + 128]).astype(np.float32)
+
+
+def mul_bwd(
+    g: np.ndarray, mask: np.ndarray, a: np.ndarray, b: np.ndarray, *, m: float, a_zero: int, b_zero: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both input gradients of the channel-wise multiply ``y = a * b[c]`` (``g``, ``mask``, ``a`` [1,C,H,W],
+    ``b`` [1,C,1,1]): ``gm = mask ? g*m : 0``, ``ga = gm * float32(b[c] - z_b)``, ``gb[c] = sum_p gm * float32(a - z_a)``
+    over pixels ``p`` in ascending row-major order, from 0."""
+    gm = np.where(mask, g * np.float32(m), np.float32(0.0)).astype(np.float32)
+    ga = (gm * (b.astype(np.int32) - np.int32(b_zero)).astype(np.float32)).astype(np.float32)
+    terms = gm * (a.astype(np.int32) - np.int32(a_zero)).astype(np.float32)
+    gb = _seq_sum_last(terms[0].reshape(terms.shape[1], -1))
+    return ga, gb.reshape(b.shape).astype(np.float32)
+
+
+def _lut_bwd(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    return _written(call, gx=lut_bwd(s.read(call, "g"), s.read(call, "x"), s.read(call, "slope")))
+
+
+def _mul_bwd(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    p = call.params
+    g = s.read(call, "g")
+    mask = _unpack(s.read(call, "mask"), g.shape)
+    ga, gb = mul_bwd(g, mask, s.read(call, "a"), s.read(call, "b"), m=p["m"], a_zero=p["a_zero"], b_zero=p["b_zero"])
+    return _written(call, ga=ga, gb=gb)
+
+
 TRAINING_KERNELS: Mapping[Op, Callable[[_Step, KernelCall], dict[str, np.ndarray]]] = {
     Op.GATHER_CHANNELS: _gather,
     Op.SOFTMAX_CE: _softmax_ce,
@@ -382,6 +416,8 @@ TRAINING_KERNELS: Mapping[Op, Callable[[_Step, KernelCall], dict[str, np.ndarray
     Op.BIAS_UPDATE: _bias_update,
     Op.LINEAR_F32_BWD_UPDATE: _linear_f32_bwd_update,
     Op.ACCUMULATE: _accumulate,
+    Op.LUT_BWD: _lut_bwd,
+    Op.MUL_BWD: _mul_bwd,
 }
 """The training ops' reference kernels (the forward ops are :data:`tte_ir.reference.FORWARD`)."""
 
