@@ -12,8 +12,12 @@ One int8 step, per trained tensor (weights ``[O, ...]`` and biases ``[O]`` as in
 ``round_mode`` is ``nearest`` (rne) or ``stochastic`` (the counter-based hash of
 :mod:`tte_algo.rounding`, keyed by the scheme's seed, the step counter ``t`` (0-based, counting every
 step including skipped ones), the tensor id of :mod:`tte_ir.rounding` and the flat element index).
-A step whose loss or any gradient is not finite updates nothing and is counted in the metrics.
-The fp32 head trains with plain SGD (and momentum if enabled) at ``head_lr``.
+A step whose loss, any gradient or any update value (a live element's ``v``, a new fp32 head value)
+is not finite updates nothing and is counted in the metrics (``skipped_steps``): no NaN or infinity
+is ever written, whatever the learning rate (the C update's rule, tte/tte_train.h). The fp32 head
+trains with plain SGD (and momentum if enabled) at ``head_lr``. After training the metrics record
+the share of trained codes at their limits (:func:`tte_ir.saturation.saturation`), and a share
+above :data:`~tte_ir.saturation.SATURATION_WARN` is warned about in one line on stderr.
 
 The frozen prefix of the graph (every node that depends on no trained tensor) is exact and never
 changes, so its outputs are computed once per dataset and cached; training then runs only the live
@@ -54,6 +58,7 @@ from tte_ir.order import sample_order
 from tte_ir.progress import progress
 from tte_ir.quant import qas_divisors
 from tte_ir.rounding import bias_tensor_id, weight_tensor_id
+from tte_ir.saturation import saturation, warn_saturation
 
 __all__ = [
     "TrainConfig",
@@ -177,8 +182,9 @@ def _trained_tensors(graph: Graph, scheme: Scheme, qas: bool, device: torch.devi
         if channels is not None:
             selected = np.zeros(codes.shape[0] if is_depthwise(graph, node) else codes.shape[1], dtype=np.float32)
             selected[channels] = 1.0
+            # a hidden linear layer's weight [O, I] selects input features like a pointwise conv
             mask = mask * (
-                selected.reshape(-1, 1, 1, 1) if is_depthwise(graph, node) else selected.reshape(1, -1, 1, 1)
+                selected.reshape(shape) if is_depthwise(graph, node) else selected.reshape(1, *shape[:-1])
             )
         inv = (inv_b if is_bias else inv_w) if qas else np.ones_like(inv_w)
         inv = np.where(alive, inv, np.float32(0)).reshape(shape)  # without QAS too, a frozen channel's step is 0
@@ -321,18 +327,33 @@ def train_int8(graph: Graph, scheme: Scheme, train: Dataset, test: Dataset | Non
                 loss = F.cross_entropy(logits_of(cached_train, index, p), labels[index])
                 leaves = [p[t.name] for t in trained] + [p[n] for n in float_head]
                 grads = torch.autograd.grad(loss, leaves)
-                if not torch.isfinite(loss) or not all(bool(torch.isfinite(g).all()) for g in grads):
-                    skipped += 1
-                else:
+                finite = bool(torch.isfinite(loss)) and all(bool(torch.isfinite(g).all()) for g in grads)
+                if finite:
                     lr_t = scheme.lr * factor(step)
                     head_lr_t = scheme.head_lr * factor(step)
-                    for t, g in zip(trained, grads[: len(trained)], strict=True):
-                        _update(t, g.to(torch.float32), head_lr_t if t.is_head else lr_t, scheme, step)
+                    values = [
+                        _step_value(t, g.to(torch.float32), head_lr_t if t.is_head else lr_t, scheme)
+                        for t, g in zip(trained, grads[: len(trained)], strict=True)
+                    ]
+                    head_values = {}
                     for name, g in zip(float_head, grads[len(trained) :], strict=True):
-                        if scheme.momentum:
-                            head_momentum[name] = scheme.momentum * head_momentum[name] + g
-                            g = head_momentum[name]
-                        head_params[name] = head_params[name] - head_lr_t * g
+                        momentum = scheme.momentum * head_momentum[name] + g if scheme.momentum else None
+                        head_values[name] = (
+                            head_params[name] - head_lr_t * (g if momentum is None else momentum),
+                            momentum,
+                        )
+                    finite = all(bool(torch.isfinite(v).all()) for v, _ in values) and all(
+                        bool(torch.isfinite(p).all()) for p, _ in head_values.values()
+                    )
+                if not finite:
+                    skipped += 1
+                else:
+                    for t, (v, momentum) in zip(trained, values, strict=True):
+                        _apply(t, v, momentum, scheme, step)
+                    for name, (p, momentum) in head_values.items():
+                        head_params[name] = p
+                        if momentum is not None:
+                            head_momentum[name] = momentum
                     loss_sum += float(loss.detach()) * len(index)
                     seen += len(index)
                 step += 1
@@ -343,6 +364,8 @@ def train_int8(graph: Graph, scheme: Scheme, train: Dataset, test: Dataset | Non
                 entry["test_accuracy"] = accuracy(cached_test, test)
             metrics["epochs_log"].append(entry)
     metrics["test_accuracy"] = metrics["epochs_log"][-1].get("test_accuracy")
+    metrics["saturation"] = _saturation(graph, trained)
+    warn_saturation(metrics["saturation"])
     constants = dict(graph.constants)
     for t in trained:
         constants[t.name] = t.codes.cpu().numpy().astype(graph.constants[t.name].dtype)
@@ -357,17 +380,37 @@ def train_int8(graph: Graph, scheme: Scheme, train: Dataset, test: Dataset | Non
     return TrainResult(verify(out), metrics)
 
 
-def _update(t: _Trained, g: torch.Tensor, lr: float, scheme: Scheme, step: int) -> None:
-    """One QAS-SGD update of ``t`` from its code gradient ``g`` (module docstring)."""
+def _saturation(graph: Graph, trained: list[_Trained]) -> dict[str, Any]:
+    """:func:`tte_ir.saturation.saturation` over the elements the scheme trains (its masks)."""
+    before, after = {}, {}
+    for t in trained:
+        original = graph.constants[t.name]
+        selected = np.broadcast_to(t.mask.cpu().numpy() != 0, original.shape)
+        before[t.name] = original[selected]
+        after[t.name] = t.codes.cpu().numpy().astype(original.dtype)[selected]
+    return saturation(before, after)
+
+
+def _step_value(t: _Trained, g: torch.Tensor, lr: float, scheme: Scheme) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The step values ``v`` of one QAS-SGD update of ``t`` from its code gradient ``g`` (0 where
+    frozen or not selected), and the new momentum buffer (None without momentum); nothing changes."""
+    momentum = None
     if t.momentum is not None:
-        t.momentum = scheme.momentum * t.momentum + g
-        g = t.momentum
-    v = -(torch.tensor(lr, dtype=torch.float32, device=g.device) * g) * t.inv * t.mask
+        momentum = scheme.momentum * t.momentum + g
+        g = momentum
+    v = -(torch.tensor(lr, dtype=torch.float32, device=g.device) * g) * t.inv
+    return torch.where(t.mask != 0, v, torch.zeros((), dtype=v.dtype, device=v.device)), momentum
+
+
+def _apply(t: _Trained, v: torch.Tensor, momentum: torch.Tensor | None, scheme: Scheme, step: int) -> None:
+    """Apply the finite step values ``v`` (:func:`_step_value`) to ``t`` (module docstring)."""
+    if momentum is not None:
+        t.momentum = momentum
     if t.master is not None:
         t.master = t.clamp(t.master + v.to(t.master.dtype))
         t.codes = t.clamp(torch.round(t.master)).to(torch.int64)
         return
-    index = torch.arange(t.codes.numel(), device=g.device).reshape(t.codes.shape)
+    index = torch.arange(t.codes.numel(), device=v.device).reshape(t.codes.shape)
     s = round_step(v, scheme.rounding, seed=scheme.seed, step=step, tensor_id=t.tensor_id, element_index=index)
     t.codes = t.clamp(t.codes + s)
 

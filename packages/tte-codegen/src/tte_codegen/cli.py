@@ -178,6 +178,7 @@ def _run_host(args: argparse.Namespace, graph: Any, project: Any, train: Any, te
     from tte_codegen.host import HostModel
     from tte_codegen.training import evaluate, train_host, write_trained
     from tte_ir.progress import progress
+    from tte_ir.saturation import saturation_text
 
     show = not args.quiet
     with progress("building for the host", 1, enabled=show) as advance:
@@ -207,12 +208,14 @@ def _run_host(args: argparse.Namespace, graph: Any, project: Any, train: Any, te
         "host_ms_per_step": 1000 * log.seconds_per_step,
         "test_accuracy_before": before,
         "test_accuracy_after": after,
+        "saturation": log.saturation,
     }
     accuracy = "" if test is None else f"; test accuracy {100 * before:.1f}% -> {100 * after:.1f}%"
     print(
         f"trained {len(log.losses)} steps on the host ({1000 * log.seconds_per_step:.2f} ms/step, "
         f"{log.skipped} skipped): {_loss_text(log.losses)}{accuracy}"
     )
+    print(saturation_text(log.saturation))
     if args.output:
         write_trained(graph, model.export_params(), args.output)
         print(f"wrote {args.output}")
