@@ -23,14 +23,22 @@ order (ascending output channel, NUMERICS.md §7), so the tiled result is bit-id
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tte_ir._ir import Graph, Node, Op, TteError
-from tte_ir.ops import node_attrs, node_roles
+from tte_ir.ops import node_attrs, node_macs, node_roles
 from tte_ir.verify import verify
 
-__all__ = ["CHANNEL_TILE", "RowBand", "input_rows", "row_table", "tile_backward_channels", "tile_frozen_rows"]
+__all__ = [
+    "CHANNEL_TILE",
+    "RowBand",
+    "input_rows",
+    "recomputed_macs",
+    "row_table",
+    "tile_backward_channels",
+    "tile_frozen_rows",
+]
 
 CHANNEL_TILE = 16  # expanded channels per backward tile: no recompute, so small chunks cost only calls
 
@@ -162,13 +170,18 @@ def _row_group(graph: Graph, start: int, stop: int, rows: int) -> _RowGroup:
     return _RowGroup(start, stop, rows, bands, cost)
 
 
-def tile_frozen_rows(graph: Graph) -> Graph:
+def tile_frozen_rows(graph: Graph, *, fits: Callable[[Graph], bool] | None = None) -> Graph:
     """Row-tile the frozen forward prefix into fused groups that minimize its peak (see the module docstring).
 
     The prefix is the leading run of convs and adds that save nothing for backward. Groups are cut
     where exactly one tensor (the group's output) crosses the cut; a dynamic program picks the cuts
     that minimize the largest group footprint at one-row tiles, then each group takes the largest
     power-of-two tile height whose footprint stays within that bound (fewer recomputed halo rows).
+
+    With ``fits`` (a memory budget: does this graph fit?), the budget is the knob between memory and
+    time: tile heights then keep doubling, the group that saves the most recomputed MACs first, while
+    the graph still fits, up to one tile per group (nothing recomputed). Without it the result is the
+    smallest-peak schedule.
     """
     prefix = 0
     while prefix < len(graph.nodes) and _row_tilable(graph.nodes[prefix]):
@@ -198,15 +211,42 @@ def tile_frozen_rows(graph: Graph) -> Graph:
                 best[stop] = candidate
     end = max(best)
     bound, _, plan = best[end]
-    nodes = list(graph.nodes)
-    group_id = _next_group(graph)
-    for group in plan:
-        if group.stop - group.start < 2:
-            continue
-        height = graph.tensors[nodes[group.stop - 1].outputs[0]].shape[2]
+    groups = [group for group in plan if group.stop - group.start >= 2]
+    heights = []
+    for group in groups:
+        height = graph.tensors[graph.nodes[group.stop - 1].outputs[0]].shape[2]
         rows = 1
         while rows * 2 <= height and _row_group(graph, group.start, group.stop, rows * 2).cost <= bound:
             rows *= 2
+        heights.append(rows)
+    tiled = _apply_row_tiles(graph, groups, heights)
+    if fits is None:
+        return tiled
+    while True:  # spend the budget where it saves the most recomputed MACs
+        recomputed = recomputed_macs(tiled)
+        if recomputed == 0:
+            return tiled
+        chosen: tuple[int, int, Graph] | None = None
+        for k, group in enumerate(groups):
+            height = graph.tensors[graph.nodes[group.stop - 1].outputs[0]].shape[2]
+            if heights[k] >= height:
+                continue
+            trial = _apply_row_tiles(graph, groups, [*heights[:k], min(2 * heights[k], height), *heights[k + 1 :]])
+            # a doubling that saves nothing yet may open the next one: taken last, heights only grow
+            saved = recomputed - recomputed_macs(trial)
+            if (chosen is None or saved > chosen[0]) and fits(trial):
+                chosen = (saved, k, trial)
+        if chosen is None:
+            return tiled
+        _, k, tiled = chosen
+        heights[k] = min(2 * heights[k], graph.tensors[graph.nodes[groups[k].stop - 1].outputs[0]].shape[2])
+
+
+def _apply_row_tiles(graph: Graph, groups: Sequence[_RowGroup], heights: Sequence[int]) -> Graph:
+    """``graph`` with each row group tiled ``heights[k]`` output rows at a time."""
+    nodes = list(graph.nodes)
+    group_id = _next_group(graph)
+    for group, rows in zip(groups, heights, strict=True):
         chosen = _row_group(graph, group.start, group.stop, rows)
         for i in range(group.start, group.stop):
             out = nodes[i].outputs[0]
@@ -214,6 +254,24 @@ def tile_frozen_rows(graph: Graph) -> Graph:
             nodes[i] = _with_tile(nodes[i], {"group": group_id, "axis": "rows", "band": band, "tile": rows})
         group_id += 1
     return verify(graph.replace(nodes=nodes))
+
+
+def recomputed_macs(graph: Graph) -> int:
+    """MACs the row-tiled groups spend recomputing halo rows: every output row a node computes more
+    than once, over all tiles, times that row's MACs (0 for a graph without row tiles)."""
+    runs: dict[object, list[Node]] = {}
+    for node in graph.nodes:
+        tile = node.attrs.get("tile")
+        if tile and tile["axis"] == "rows":
+            runs.setdefault(tile["group"], []).append(node)
+    total = 0
+    for nodes in runs.values():
+        table = row_table(graph, nodes)
+        for k, node in enumerate(nodes):
+            height = graph.tensors[node.outputs[0]].shape[2]
+            computed = sum(tile[k].y_rows for tile in table)
+            total += (computed - height) * (node_macs(graph, node) // height)
+    return total
 
 
 # -- backward channel tiles ------------------------------------------------------------------------
