@@ -29,7 +29,7 @@ from torch import nn
 class Bad(nn.Module):
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2))
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(2))
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x):
@@ -117,7 +117,7 @@ def test_refusals_exit_2_with_one_line(tmp_path: Path) -> None:
     r = tte("quantize", "usermodels:bad", "--resolution", "16", "-o", "bad.tte", cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
-    assert "module 'features.2'" in r.stderr and "MaxPool2d" in r.stderr and "supported:" in r.stderr
+    assert "module 'features.2'" in r.stderr and "AdaptiveMaxPool2d" in r.stderr and "supported:" in r.stderr
     # a checkpoint holding arbitrary objects is refused by weights_only loading
     subprocess.run(
         [sys.executable, "-c", "import torch, usermodels; torch.save({'x': usermodels.Evil()}, 'evil.pt')"],

@@ -133,10 +133,10 @@ def test_functional_patterns_import(pool_by_mean: bool) -> None:
     assert_all_tensors_match(graph, np.random.default_rng(0).integers(-128, 128, (2, 3, 8, 8)).astype(np.int8))
 
 
-class WithMaxPool(nn.Module):
+class WithAdaptiveMaxPool(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2))
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(2))
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x):
@@ -155,9 +155,9 @@ class WithSigmoid(nn.Module):
 
 def test_unsupported_layers_are_refused_by_path_and_type() -> None:
     with pytest.raises(UnsupportedModelError) as info:
-        import_fx(WithMaxPool())
+        import_fx(WithAdaptiveMaxPool())
     message = str(info.value)
-    assert "module 'features.2'" in message and "torch.nn.modules.pooling.MaxPool2d" in message
+    assert "module 'features.2'" in message and "torch.nn.modules.pooling.AdaptiveMaxPool2d" in message
     assert "supported: Conv2d" in message and "Linear" in message
     with pytest.raises(UnsupportedModelError, match=r"'sigmoid' \(call_function torch.sigmoid\)"):
         import_fx(WithSigmoid())

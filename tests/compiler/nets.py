@@ -124,6 +124,8 @@ def twin_loss(train_graph, values: dict, label: int, override: dict | None = Non
         elif node.op is Op.LINEAR and g.tensors[ins["w"]].dtype is DType.FLOAT32:
             xq = g.tensors[ins["x"]].quant
             cur[y] = (cur[ins["b"]] + cur[ins["w"]] @ (xq.tensor_scale * (cur[ins["x"]][0] - xq.zero_point)))[None]
+        elif node.op is Op.MAX_POOL:  # the arg-max taps of the int8 run, held fixed like the masks
+            cur[y] = _max_pool_at(cur[ins["x"]], values[outs["index"]], node_attrs(node))
         elif "mask" in outs:
             change = _pre(g, node, ins, cur) - _pre(g, node, ins, base)
             cur[y] = base[y] + np.where(_unpack(values[outs["mask"]], base[y].shape), change, 0.0)
@@ -134,6 +136,23 @@ def twin_loss(train_graph, values: dict, label: int, override: dict | None = Non
         f = q.tensor_scale * (f - q.zero_point)
     m = f.max()
     return float(np.log(np.exp(f - m).sum()) - (f[label] - m))
+
+
+def _pool_taps(x, attrs, fill=0.0) -> np.ndarray:
+    """``x`` [1,C,H,W] -> [K*K, C, Ho, Wo]: tap ``u*K + v`` of every pooling window, padded taps ``fill``."""
+    k, s, p = attrs["kernel"], attrs["stride"], attrs["padding"]
+    xp = np.pad(x[0], ((0, 0), (p, p), (p, p)), constant_values=fill)
+    ho = (x.shape[2] + 2 * p - k) // s + 1
+    wo = (x.shape[3] + 2 * p - k) // s + 1
+    return np.stack(
+        [xp[:, u : u + s * (ho - 1) + 1 : s, v : v + s * (wo - 1) + 1 : s] for u in range(k) for v in range(k)]
+    )
+
+
+def _max_pool_at(x, index, attrs) -> np.ndarray:
+    """The max pool of ``x`` read at the saved arg-max taps ``index`` (linear in ``x``)."""
+    taps = _pool_taps(x, attrs)
+    return np.take_along_axis(taps, index.astype(np.int64), axis=0)
 
 
 def _pre(g, node, ins, v) -> np.ndarray:
@@ -158,4 +177,14 @@ def _pre(g, node, ins, v) -> np.ndarray:
     if node.op is Op.GLOBAL_AVG_POOL:
         zx = spec[ins["x"]].quant.zero_point
         return (v[ins["x"]] - zx).sum(axis=(2, 3), keepdims=True) * np.float64(consts["multiplier"])
+    if node.op is Op.AVG_POOL:
+        from tte_ir.reference import pool_counts
+
+        zx = spec[ins["x"]].quant.zero_point
+        sums = _pool_taps(v[ins["x"]] - zx, attrs).sum(axis=0)[None]
+        counts = pool_counts(
+            spec[ins["x"]].shape[2:], kernel=attrs["kernel"], stride=attrs["stride"], padding=attrs["padding"],
+            count_include_pad=attrs["count_include_pad"],
+        )  # fmt: skip
+        return sums * np.float64(consts["multiplier"])[counts]
     raise AssertionError(node.op)

@@ -201,6 +201,32 @@ typedef struct tte_mul_params {
  * mask NULL or bit-packed [ceil(pixels*channels/8)]. */
 tte_status tte_mul_fwd_s8(const tte_mul_params *p, const int8_t *a, const int8_t *b, int8_t *y, uint8_t *mask);
 
+/* Pooling over k x k windows (max_pool, avg_pool and their backward kernels, NUMERICS.md 2 and 4).
+ * Window (oy, ox) covers input rows oy*stride - padding + [0, kernel_h) and columns
+ * ox*stride - padding + [0, kernel_w); out_h = (in_h + 2*padding - kernel_h) / stride + 1, likewise
+ * out_w. At most 256 taps (kernel_h*kernel_w) and padding <= kernel/2 on both axes, so every window
+ * holds at least one input pixel; padded taps are never read. */
+typedef struct tte_pool2d_params {
+    int32_t in_h, in_w, in_c;     /* input x: [in_h][in_w][in_c] */
+    int32_t kernel_h, kernel_w;   /* window */
+    int32_t stride, padding;      /* the same on both axes */
+    int32_t count_include_pad;    /* avg: 1 divides by kernel_h*kernel_w, 0 by the window's input pixels */
+    int32_t x_zero, y_zero;       /* avg: zero points, [-128, 127]; the output clamp is [-128, 127] */
+} tte_pool2d_params;
+
+/* Max pool: y = the largest code of each window (codes are copied: y has x's scale and zero point).
+ * x [in_h][in_w][in_c] int8; y [out_h][out_w][in_c] int8; index NULL or [out_h][out_w][in_c] uint8,
+ * the window offset u*kernel_w + v of the first largest tap in row-major window order (ties go to the
+ * earliest tap), kept for backward. */
+tte_status tte_max_pool2d_fwd_s8(const tte_pool2d_params *p, const int8_t *x, int8_t *y, uint8_t *index);
+
+/* Average pool: v = float32(sum over the window's input pixels of (q - x_zero)) * multiplier[count],
+ * count = kernel_h*kernel_w (count_include_pad) or the window's input pixels, then requantized to
+ * [-128, 127] with y_zero. multiplier [kernel_h*kernel_w + 1] float32, entry n = float32(s_x/(s_y*n));
+ * y [out_h][out_w][in_c] int8; mask NULL or bit-packed [ceil(out_h*out_w*in_c/8)]. */
+tte_status tte_avg_pool2d_fwd_s8(const tte_pool2d_params *p, const int8_t *x, const float *multiplier, int8_t *y,
+                                 uint8_t *mask);
+
 #ifdef __cplusplus
 }
 #endif

@@ -239,6 +239,19 @@ tte_status tte_linear_bwd_update_f32(const tte_linear_f32_params *p, tte_train_c
 /* accumulate: y = acc + g (fan-out sum, in that operand order). acc, g, y [size] float32; y may equal acc. */
 tte_status tte_accumulate_f32(int32_t size, const float *acc, const float *g, float *y);
 
+/* max_pool_bwd: gx = the gradient of a max pool (p: the forward's descriptor). Every gx[y][x][c]
+ * starts at 0 and adds g[oy][ox][c] of each window (oy, ox) whose saved arg-max (index, from
+ * tte_max_pool2d_fwd_s8) it is, in ascending (oy, ox) order. g, index [out_h][out_w][in_c];
+ * gx [in_h][in_w][in_c] float32. An index outside its window's input pixels: TTE_ERR_ARG, nothing written. */
+tte_status tte_max_pool2d_bwd_f32(const tte_pool2d_params *p, const float *g, const uint8_t *index, float *gx);
+
+/* avg_pool_bwd: gx = the gradient of an average pool (p: the forward's descriptor, zero points unused).
+ * Every gx[y][x][c] starts at 0 and adds t = mask ? g[oy][ox][c] * multiplier[count] : 0 (one rounding)
+ * of each window (oy, ox) holding it, in ascending (oy, ox) order. g [out_h][out_w][in_c] float32;
+ * mask bit-packed [ceil(out_h*out_w*in_c/8)]; multiplier: the forward's; gx [in_h][in_w][in_c] float32. */
+tte_status tte_avg_pool2d_bwd_f32(const tte_pool2d_params *p, const float *g, const uint8_t *mask,
+                                  const float *multiplier, float *gx);
+
 /* lut_bwd: the input gradient of a table activation, gx[i] = g[i] * slope[x[i] + 128] (one float32
  * multiply). slope [256] float32 is the compile-time table of d y_real / d x_real * s_x / s_y at each
  * input code, 0 where the forward clamps (tte_ir.quant.lut_tables). g, gx [size] float32 (gx may

@@ -1,6 +1,6 @@
 """The float form of a network between import and quantization: BN already folded, activations
 attached to their producers, only the ops the IR has (:class:`tte_ir.Op`: conv2d, add, global
-average pool, reshape as flatten, linear, lut activations, the channel-wise mul). :class:`FloatNet` runs it in float32 for calibration and for the fp32 training baseline.
+average pool, reshape as flatten, linear, lut activations, the channel-wise mul, max and average pooling). :class:`FloatNet` runs it in float32 for calibration and for the fp32 training baseline.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ class FloatOp:
 
     conv: ``weight`` [O, C/groups, K, K] and ``bias`` [O] (float64, BN folded), ``stride``,
     ``padding``, ``groups``. linear: ``weight`` [O, I], ``bias`` [O].
+    max / average pool (``MAX_POOL``, ``AVG_POOL``): square ``kernel``, ``stride``, ``padding``, and for an
+    average pool ``count_include_pad`` (PyTorch's divisor, or the window's input pixels only).
     """
 
     kind: Op
@@ -44,6 +46,8 @@ class FloatOp:
     groups: int = 1
     act: str | None = None
     function: str | None = None
+    kernel: int = 0
+    count_include_pad: bool = True
 
 
 @dataclass
@@ -108,6 +112,10 @@ class FloatNet(nn.Module):
                 y = _LUT_FUNCTIONS[op.function](ins[0])
             elif op.kind is Op.MUL:
                 y = ins[0] * ins[1]
+            elif op.kind is Op.MAX_POOL:
+                y = F.max_pool2d(ins[0], op.kernel, op.stride, op.padding)
+            elif op.kind is Op.AVG_POOL:
+                y = F.avg_pool2d(ins[0], op.kernel, op.stride, op.padding, count_include_pad=op.count_include_pad)
             else:  # flatten
                 y = ins[0].flatten(1)
             if op.act == "relu":

@@ -14,6 +14,9 @@ Supported (everything the IR can express):
 - residual add (``x + y``, ``torch.add``, ``+=``) of two tensors;
 - global average pooling (``nn.AdaptiveAvgPool2d(1)``, ``F.adaptive_avg_pool2d(x, 1)``,
   ``x.mean((2, 3))``), ``nn.Flatten`` / ``torch.flatten(x, 1)``, ``nn.Linear``;
+- ``nn.MaxPool2d`` / ``F.max_pool2d`` and ``nn.AvgPool2d`` / ``F.avg_pool2d`` (square kernel and
+  stride, symmetric padding, no dilation, no ``ceil_mode``, no ``divisor_override``); a ReLU right after a
+  max pool moves before it (they commute), one after an average pool folds into its output range;
 - ``nn.Dropout`` and ``nn.Identity`` (identity at inference).
 
 Anything else raises one :class:`UnsupportedModelError` naming every unsupported module path (or
@@ -41,7 +44,7 @@ __all__ = ["SUPPORTED", "UnsupportedModelError", "import_fx"]
 SUPPORTED = (
     "Conv2d (any groups), BatchNorm2d (after a conv), ReLU, ReLU6, Hardswish, Hardsigmoid, Sigmoid, residual add, "
     "squeeze-excite multiply (map * per-channel gate), AdaptiveAvgPool2d(1) or mean over (H, W), Flatten, Linear, "
-    "Dropout, Identity"
+    "MaxPool2d, AvgPool2d, Dropout, Identity"
 )
 
 
@@ -74,23 +77,20 @@ _MUL_FUNCTIONS = (operator.mul, operator.imul, torch.mul, "mul", "mul_", "__mul_
 
 _ACTIVATION = "is not supported yet (the supported activations are ReLU, ReLU6, Hardswish, Hardsigmoid and Sigmoid)"
 _CLAMP = "is not supported: write a clamp to [0, 6] as nn.ReLU6 and one to [0, inf) as nn.ReLU"
-_MAX_POOL = "is not supported yet (downsample with a stride-2 Conv2d; pool globally with AdaptiveAvgPool2d(1))"
-_AVG_POOL = "is supported only as global pooling: AdaptiveAvgPool2d(1), or x.mean((2, 3))"
+_ADAPTIVE_MAX_POOL = "is not supported yet (use MaxPool2d with a fixed kernel, or AdaptiveAvgPool2d(1))"
 _MODULE_HINTS: tuple[tuple[tuple[type[nn.Module], ...], str], ...] = (
     (
         (nn.SiLU, nn.GELU, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.PReLU),
         _ACTIVATION,
     ),
     ((nn.Hardtanh,), "is supported only with the bounds (0, 6), i.e. as nn.ReLU6"),
-    ((nn.MaxPool2d, nn.AdaptiveMaxPool2d), _MAX_POOL),
-    ((nn.AvgPool2d,), _AVG_POOL),
+    ((nn.AdaptiveMaxPool2d,), _ADAPTIVE_MAX_POOL),
     ((nn.BatchNorm1d,), "is not supported (fold it into the Linear before it)"),
 )
 _FUNCTION_HINTS: dict[Any, str] = {
     **dict.fromkeys((torch.clamp, torch.clip, F.hardtanh, "clamp", "clamp_", "clip"), _CLAMP),
     **dict.fromkeys((torch.tanh, F.silu, F.gelu, "tanh"), _ACTIVATION),
-    **dict.fromkeys((F.max_pool2d, F.adaptive_max_pool2d), _MAX_POOL),
-    **dict.fromkeys((F.avg_pool2d,), _AVG_POOL),
+    **dict.fromkeys((F.adaptive_max_pool2d,), _ADAPTIVE_MAX_POOL),
     **dict.fromkeys((torch.cat,), "is not supported yet (no concatenation)"),
 }
 
@@ -190,6 +190,8 @@ class _Importer:
         elif any(isinstance(module, kind) for kind, _ in _LUT_MODULES):
             function = next(f for kind, f in _LUT_MODULES if isinstance(module, kind))
             self.emit(node, FloatOp(Op.LUT, path, (self.arg(node),), path, function=function))
+        elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            self.pool(node, module, path)
         elif isinstance(module, nn.AdaptiveAvgPool2d):
             size = module.output_size
             if size not in (1, (1, 1)):
@@ -218,6 +220,8 @@ class _Importer:
             self.emit(node, FloatOp(Op.LUT, node.name, (self.arg(node),), node.name, function=_LUT_FUNCTIONS[target]))
         elif target in _MUL_FUNCTIONS:
             self.mul(node)
+        elif target in (F.max_pool2d, F.avg_pool2d):
+            self.pool(node, None, node.name)
         elif target is F.adaptive_avg_pool2d:
             size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
             if size not in (1, (1, 1)):
@@ -245,6 +249,38 @@ class _Importer:
             raise self.fail(node, "only a multiply of two tensors is supported (a [N,C,H,W] map by a [N,C,1,1] gate)")
         a, b = self.arg(node, 0), self.arg(node, 1)
         self.emit(node, FloatOp(Op.MUL, node.name, (a, b), node.name))
+
+    def pool(self, node: fx.Node, module: nn.Module | None, name: str) -> None:
+        """A max or average pool, from its module or from its functional call's arguments."""
+        if module is not None:
+            kind = Op.MAX_POOL if isinstance(module, nn.MaxPool2d) else Op.AVG_POOL
+            options = {key: getattr(module, key) for key in _POOL_DEFAULTS[kind]}
+        else:
+            kind = Op.MAX_POOL if node.target is F.max_pool2d else Op.AVG_POOL
+            options = dict(_POOL_DEFAULTS[kind])
+            options.update(zip(options, node.args[1:], strict=False))
+            unknown = set(node.kwargs) - set(options) - {"input"}
+            if unknown:
+                raise self.fail(node, f"unknown arguments {sorted(unknown)}")
+            options.update({k: v for k, v in node.kwargs.items() if k != "input"})
+        what = "max_pool2d" if kind is Op.MAX_POOL else "avg_pool2d"
+        kernel = _square(self, node, options["kernel_size"], "kernel size")
+        stride = kernel if options["stride"] in (None, ()) else _square(self, node, options["stride"], "stride")
+        padding = _square(self, node, options["padding"], "padding")
+        if options.get("dilation", 1) not in (1, (1, 1)):
+            raise self.fail(node, f"a dilated {what} is not supported")
+        if options["ceil_mode"]:
+            raise self.fail(node, f"{what} with ceil_mode=True is not supported (use ceil_mode=False)")
+        if options.get("return_indices"):
+            raise self.fail(node, "max_pool2d with return_indices=True is not supported")
+        if options.get("divisor_override") is not None:
+            raise self.fail(node, "avg_pool2d with divisor_override is not supported")
+        if padding > kernel // 2:
+            raise self.fail(node, f"padding {padding} is more than half the kernel {kernel}")
+        op = FloatOp(kind, name, (self.arg(node),), name, stride=stride, padding=padding, kernel=kernel)
+        if kind is Op.AVG_POOL:
+            op.count_include_pad = bool(options["count_include_pad"])
+        self.emit(node, op)
 
     def mean(self, node: fx.Node) -> None:
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
@@ -281,7 +317,14 @@ class _Importer:
         source = self.arg(node)
         producer = self.producer.get(source)
         value = node.args[0]
-        if producer is None or producer.kind not in (Op.CONV2D, Op.LINEAR, Op.ADD) or producer.act is not None:
+        if producer is not None and producer.kind is Op.MAX_POOL:
+            self.act_before_max_pool(node, producer, act)
+            return
+        if (
+            producer is None
+            or producer.kind not in (Op.CONV2D, Op.LINEAR, Op.ADD, Op.AVG_POOL)
+            or producer.act is not None
+        ):
             raise self.fail(
                 node, "an activation must directly follow a conv (+BN), a linear or a residual add", follows=True
             )
@@ -289,6 +332,27 @@ class _Importer:
             raise self.fail(node, "the activation's input is also read elsewhere, so it cannot be folded")
         producer.act = act
         self.names[node] = source
+
+    def act_before_max_pool(self, node: fx.Node, pool: FloatOp, act: str) -> None:
+        """``act(max_pool(x))`` is ``max_pool(act(x))`` (ReLU and ReLU6 are monotonic): the activation
+        folds into the max pool's producer, whose output the max pool must be the only reader of."""
+        source = pool.inputs[0]
+        producer = self.producer.get(source)
+        value = next(n for n, t in self.names.items() if t == pool.output)
+        readers = [n for n, t in self.names.items() if t == source and n.op != "placeholder"]
+        if (
+            producer is None
+            or producer.kind not in (Op.CONV2D, Op.LINEAR, Op.ADD, Op.AVG_POOL)
+            or producer.act is not None
+            or self.uses[value] != 1
+            or any(self.uses[n] != 1 for n in readers)
+        ):
+            raise self.fail(
+                node, "an activation after a max pool must follow a conv (+BN), linear or add that only the pool reads",
+                follows=True,
+            )  # fmt: skip
+        producer.act = act
+        self.names[node] = pool.output
 
 
 def _conv(importer: _Importer, node: fx.Node, conv: nn.Conv2d, path: str) -> FloatOp:
@@ -308,6 +372,26 @@ def _conv(importer: _Importer, node: fx.Node, conv: nn.Conv2d, path: str) -> Flo
     weight = conv.weight.detach().double().numpy()
     bias = conv.bias.detach().double().numpy() if conv.bias is not None else np.zeros(conv.out_channels)
     return FloatOp(Op.CONV2D, path, (importer.arg(node),), path, weight, bias, stride, padding, conv.groups)
+
+
+# The options of a pooling layer in the order of its functional form's arguments (after the input), with defaults.
+_POOL_DEFAULTS = {
+    Op.MAX_POOL: {
+        "kernel_size": None, "stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False,
+    },
+    Op.AVG_POOL: {
+        "kernel_size": None, "stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True,
+        "divisor_override": None,
+    },
+}  # fmt: skip
+
+
+def _square(importer: _Importer, node: fx.Node, value: Any, what: str) -> int:
+    """An int or a pair of equal ints as one int; a non-square pair is refused."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair) or pair[0] != pair[1]:
+        raise importer.fail(node, f"{what} {value} is not square")
+    return int(pair[0])
 
 
 def _target_name(target: Any) -> str:

@@ -12,6 +12,10 @@ data -> a verified ``tte_ir`` forward graph.
   ``clamp(rne(W / s_w), -127, 127)``. An all-zero channel takes the layer's largest scale, so its
   QAS divisor stays sane. Biases: ``sat32(rne(b / (s_x * s_w[o])))`` in float64.
 - The classifier head is fp32 (float weights on the dequantized pooled features) or int8.
+- A max pool's output keeps its input's scale and zero point (its codes are copied, never
+  requantized); an average pool gets its own calibrated range, and one whose window covers the
+  whole map without padding (``AvgPool2d(8)`` on an 8x8 map) becomes the global average pool, the
+  same op as ``AdaptiveAvgPool2d(1)``.
 - Table activations (hard-swish, hard-sigmoid, sigmoid) and the squeeze-and-excite multiply get their
   own calibrated output range (asymmetric, containing 0); their input keeps its producer's range.
 """
@@ -101,6 +105,10 @@ class _Exporter:
                 quant = self.quant[op.inputs[0]]
                 y = b.tensor(f"{op.name}.y", shape, DType.INT8, quant)
                 b.node(op.name, Op.RESHAPE, ins, (y,), shape=list(shape))
+            elif op.kind is Op.MAX_POOL:  # codes are copied: the output keeps the input's quantization
+                quant = self.quant[op.inputs[0]]
+                y = b.tensor(f"{op.name}.y", shape, DType.INT8, quant)
+                b.node(op.name, Op.MAX_POOL, ins, (y,), kernel=op.kernel, stride=op.stride, padding=op.padding)
             elif op.kind is Op.LINEAR and op is last and self.head == "fp32":
                 w = b.constant(f"{op.name}.w", op.weight.astype(np.float32))
                 bias = b.constant(f"{op.name}.b", op.bias.astype(np.float32))
@@ -135,6 +143,15 @@ class _Exporter:
             b.node(op.name, Op.ADD, ins, (y,))
         elif op.kind is Op.GLOBAL_AVG_POOL:
             b.node(op.name, Op.GLOBAL_AVG_POOL, ins, (y,))
+        elif op.kind is Op.AVG_POOL:
+            _, _, height, width = b.spec(ins[0]).shape
+            if op.padding == 0 and op.kernel == height == width:  # a window over the whole map: the global pool
+                b.node(op.name, Op.GLOBAL_AVG_POOL, ins, (y,))
+            else:
+                b.node(
+                    op.name, Op.AVG_POOL, ins, (y,), kernel=op.kernel, stride=op.stride, padding=op.padding,
+                    count_include_pad=op.count_include_pad,
+                )  # fmt: skip
         elif op.kind is Op.LUT:
             b.node(op.name, Op.LUT, ins, (y,), function=op.function)
         elif op.kind is Op.MUL:

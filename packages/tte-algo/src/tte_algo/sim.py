@@ -17,8 +17,10 @@ Backward (NUMERICS.md §4) is float32 with gradients with respect to the integer
 ``gh = g * mask * M``; ``db = sum gh``; ``dW = sum gh * (x - z_x)`` (zero-point correct, zero
 padding contributes 0); ``dX = conv_transpose(gh, W)``; add ``g*mask*m1`` / ``g*mask*m2``; pool
 ``g*mask*m`` spread over H*W; LUT ``g * slope[x]``; mul ``gm = g*mask*m``, ``gm*(b[c]-z_b)`` and
-``sum_p gm*(a-z_a)``; the fp32 head is ordinary autograd (``dL/dq = s_x W^T g``). A tensor
-read by two ops gets the sum of both gradients (autograd accumulates fan-out).
+``sum_p gm*(a-z_a)``; max pool ``g`` added at each window's arg-max; average pool
+``g*mask*m[count]`` spread over each window's input pixels; the fp32 head is ordinary autograd
+(``dL/dq = s_x W^T g``). A tensor read by two ops gets the sum of both gradients (autograd
+accumulates fan-out).
 
 ``twin=True`` builds the **float twin**: the same graph and the same backward formulas, but float64
 values and no rounding (``y = clamp(v + z_y, lo, hi)``). Its forward is differentiable almost
@@ -40,6 +42,7 @@ from tte_ir import DType, Graph, Node, Op, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.kernels import KernelCall, kernel_call
 from tte_ir.quant import node_multipliers
+from tte_ir.reference import pool_counts
 
 __all__ = ["SIM_KERNELS", "Int8Sim", "head_node"]
 
@@ -157,6 +160,59 @@ class _Pool(torch.autograd.Function):
     def backward(ctx, g):  # type: ignore[override]
         mask, multiplier = ctx.saved_tensors
         return (g * mask * multiplier).expand(ctx.shape), None, None, None
+
+
+@dataclass(frozen=True)
+class _PoolCfg:
+    kernel: int
+    stride: int
+    padding: int
+
+
+class _MaxPool(torch.autograd.Function):
+    """int8 max pool on codes: the window's largest code (padding never wins, ties to the first tap in
+    row-major window order, as PyTorch's max_pool2d picks them); backward adds g at each arg-max."""
+
+    @staticmethod
+    def forward(ctx, x, cfg: _PoolCfg):  # type: ignore[override]
+        y, index = F.max_pool2d(x, cfg.kernel, cfg.stride, cfg.padding, return_indices=True)
+        ctx.save_for_backward(index)
+        ctx.shape = x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (index,) = ctx.saved_tensors
+        n, c, h, w = ctx.shape
+        gx = g.new_zeros(n, c, h * w).scatter_add_(2, index.flatten(2), g.flatten(2))
+        return gx.view(n, c, h, w), None
+
+
+class _AvgPool(torch.autograd.Function):
+    """int8 average pool: ``v = float32(sum(q - z_x)) * m[count]`` per window (``m_map`` [Ho, Wo] holds
+    each window's multiplier); backward spreads ``g * mask * m[count]`` over each window's input pixels."""
+
+    @staticmethod
+    def forward(ctx, x, m_map, x_zero: int, cfg: _PoolCfg, requant: _Requant):  # type: ignore[override]
+        centered = x.to(torch.float64) - x_zero
+        # divisor 1: the exact integer window sums (padded taps add 0), in float64
+        sums = F.avg_pool2d(centered, cfg.kernel, cfg.stride, cfg.padding, False, True, 1)
+        v = sums * m_map.to(torch.float64) if requant.twin else sums.to(torch.float32) * m_map
+        y, mask = _requantize(v, requant)
+        ctx.save_for_backward(mask, m_map)
+        ctx.shape = x.shape
+        ctx.cfg = cfg
+        return y
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        mask, m_map = ctx.saved_tensors
+        cfg = ctx.cfg
+        gh = g * mask * m_map.to(g.dtype)
+        gx = torch.ops.aten.avg_pool2d_backward(
+            gh, gh.new_zeros(ctx.shape), [cfg.kernel] * 2, [cfg.stride] * 2, [cfg.padding] * 2, False, True, 1
+        )
+        return gx, None, None, None, None
 
 
 def _lut_function(function: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -349,6 +405,26 @@ def _sim_reshape(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Ten
     return x.reshape(x.shape[0], height, width, channels).permute(0, 3, 1, 2)
 
 
+def _pool_cfg(call: KernelCall) -> _PoolCfg:
+    p = call.params
+    return _PoolCfg(p["kernel_h"], p["stride"], p["padding"])
+
+
+def _sim_max_pool(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
+    return _MaxPool.apply(ins[0], _pool_cfg(call))
+
+
+def _sim_avg_pool(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
+    p = call.params
+    cfg = _pool_cfg(call)
+    counts = pool_counts(
+        (p["in_h"], p["in_w"]), kernel=cfg.kernel, stride=cfg.stride, padding=cfg.padding,
+        count_include_pad=bool(p["count_include_pad"]),
+    )  # fmt: skip
+    m_map = sim.multipliers[node.name][torch.as_tensor(counts, device=sim.device)]
+    return _AvgPool.apply(ins[0], m_map, p["x_zero"], cfg, sim.requant(p))
+
+
 def _sim_lut(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
     x, y = (sim.graph.tensors[t].quant for t in (node.inputs[0], node.outputs[0]))
     cfg = _LutCfg(node.attrs["function"], x.tensor_scale, x.zero_point, y.tensor_scale, y.zero_point, sim.twin)
@@ -368,6 +444,8 @@ SIM_KERNELS: Mapping[Op, Callable[[Int8Sim, Node, KernelCall, list[torch.Tensor]
     Op.GLOBAL_AVG_POOL: _sim_pool,
     Op.LINEAR: _sim_linear,
     Op.RESHAPE: _sim_reshape,
+    Op.MAX_POOL: _sim_max_pool,
+    Op.AVG_POOL: _sim_avg_pool,
     Op.LUT: _sim_lut,
     Op.MUL: _sim_mul,
 }

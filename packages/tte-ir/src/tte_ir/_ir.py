@@ -81,6 +81,10 @@ class Op(enum.Enum):
     BIAS_UPDATE = 13  # fused bias gradient + QAS update
     LINEAR_F32_BWD_UPDATE = 14  # fp32 head: input gradient, then plain SGD on weight and bias
     ACCUMULATE = 15  # float32 fan-out sum, in place
+    MAX_POOL = 16  # k x k max pool, int8, no requantization (the output keeps the input's quantization)
+    MAX_POOL_BWD = 17  # max pool backward: the gradient routed to each window's saved arg-max
+    AVG_POOL = 18  # k x k average pool with stride and padding, int8
+    AVG_POOL_BWD = 19  # average pool backward
     LUT = 20  # elementwise int8 activation by a 256-entry table (hard_swish, hard_sigmoid, sigmoid)
     LUT_BWD = 21  # its input gradient: g * slope[x] (a float32 slope table over the input codes)
     MUL = 22  # int8 multiply of a feature map by a per-channel vector (squeeze-and-excite)

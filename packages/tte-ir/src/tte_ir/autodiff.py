@@ -34,6 +34,7 @@ from tte_ir._ir import DType, Graph, GraphBuilder, Node, Op, QuantParams, Tensor
 from tte_ir.ops import mask_bytes, node_attrs
 from tte_ir.quant import (
     add_multipliers,
+    avg_pool_multipliers,
     conv_multiplier,
     dequantize_linear,
     node_multipliers,
@@ -264,11 +265,17 @@ class _Emitter:
         attrs = dict(node.attrs)
         inputs = list(node.inputs)
         outputs = list(node.outputs)
-        if node.op in (Op.CONV2D, Op.ADD, Op.GLOBAL_AVG_POOL) and self.need(node.outputs[0]):
+        if node.op in (Op.CONV2D, Op.ADD, Op.GLOBAL_AVG_POOL, Op.AVG_POOL) and self.need(node.outputs[0]):
             mask = self.b.tensor(f"{node.name}.mask", (mask_bytes(self.spec(node.outputs[0]).numel),), DType.UINT8)
             attrs["save_mask"] = True
             outputs.append(mask)
             self.masks[node.name] = mask
+        if node.op is Op.MAX_POOL and self.need(node.outputs[0]):
+            # one byte per output (the arg-max's window offset) instead of keeping the int8 input alive
+            index = self.b.tensor(f"{node.name}.index", self.spec(node.outputs[0]).shape, DType.UINT8)
+            attrs["save_index"] = True
+            outputs.append(index)
+            self.masks[node.name] = index
         if node.op is Op.MUL and self.need(node.outputs[0]):  # its clamp mask; mul_bwd also reads a and b
             mask = self.b.tensor(f"{node.name}.mask", (mask_bytes(self.spec(node.outputs[0]).numel),), DType.UINT8)
             attrs["save_mask"] = True
@@ -440,6 +447,42 @@ def _grad_linear(e: _Emitter, node: Node, g: str) -> None:
         e.contribute(x, gx)
 
 
+def _pool_geometry(node: Node, x: TensorSpec) -> dict[str, Any]:
+    attrs = node_attrs(node)
+    return {
+        "kernel": attrs["kernel"],
+        "stride": attrs["stride"],
+        "padding": attrs["padding"],
+        "size": list(x.shape[2:]),
+    }
+
+
+def _grad_max_pool(e: _Emitter, node: Node, g: str) -> None:
+    x = node.inputs[0]
+    xs = e.spec(x)
+    gx = e.grad_tensor(e.fresh(f"{x}.grad"), xs.shape)
+    e.b.node(f"{node.name}.bwd", Op.MAX_POOL_BWD, (g, e.masks[node.name]), (gx,), **_pool_geometry(node, xs))
+    e.contribute(x, gx)
+
+
+def _grad_avg_pool(e: _Emitter, node: Node, g: str) -> None:
+    x = node.inputs[0]
+    xs = e.spec(x)
+    attrs = node_attrs(node)
+    m = avg_pool_multipliers(xs.quant.tensor_scale, e.spec(node.outputs[0]).quant.tensor_scale, attrs["kernel"])
+    table = e.const(f"{node.name}.m", m)
+    gx = e.grad_tensor(e.fresh(f"{x}.grad"), xs.shape)
+    e.b.node(
+        f"{node.name}.bwd",
+        Op.AVG_POOL_BWD,
+        (g, e.masks[node.name], table),
+        (gx,),
+        count_include_pad=attrs["count_include_pad"],
+        **_pool_geometry(node, xs),
+    )
+    e.contribute(x, gx)
+
+
 def _grad_lut(e: _Emitter, node: Node, g: str) -> None:
     """``gx = g * slope[x]``: the forward's input codes stay alive until here (they are what it saves)."""
     x = node.inputs[0]
@@ -475,6 +518,8 @@ GRAD_RULES: Mapping[Op, Callable[[_Emitter, Node, str], None]] = {
     Op.GLOBAL_AVG_POOL: _grad_pool,
     Op.RESHAPE: _grad_reshape,
     Op.LINEAR: _grad_linear,
+    Op.MAX_POOL: _grad_max_pool,
+    Op.AVG_POOL: _grad_avg_pool,
     Op.LUT: _grad_lut,
     Op.MUL: _grad_mul,
 }
@@ -482,7 +527,8 @@ GRAD_RULES: Mapping[Op, Callable[[_Emitter, Node, str], None]] = {
 NOT_DIFFERENTIABLE = frozenset(
     {
         Op.GATHER_CHANNELS, Op.SOFTMAX_CE, Op.MASK_SCALE, Op.ADD_BWD, Op.POOL_BWD, Op.CONV2D_BWD_X,
-        Op.CONV2D_BWD_W_UPDATE, Op.BIAS_UPDATE, Op.LINEAR_F32_BWD_UPDATE, Op.ACCUMULATE,
+        Op.CONV2D_BWD_W_UPDATE, Op.BIAS_UPDATE, Op.LINEAR_F32_BWD_UPDATE, Op.ACCUMULATE, Op.MAX_POOL_BWD,
+        Op.AVG_POOL_BWD,
         Op.LUT_BWD, Op.MUL_BWD,
     }
 )  # fmt: skip

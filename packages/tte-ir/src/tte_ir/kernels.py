@@ -166,6 +166,10 @@ PARAM_STRUCTS: Mapping[str, tuple[tuple[str, str], ...]] = {
     "tte_add_bwd_params": (("size", _I32), ("m1", _F32), ("m2", _F32)),
     "tte_global_avg_pool_bwd_params": (("in_h", _I32), ("in_w", _I32), ("in_c", _I32), ("multiplier", _F32)),
     "tte_update_params": (("rounding", "tte_rounding"), ("lr_group", "tte_lr_group"), ("tensor_id", _U32)),
+    "tte_pool2d_params": (
+        ("in_h", _I32), ("in_w", _I32), ("in_c", _I32), ("kernel_h", _I32), ("kernel_w", _I32), ("stride", _I32),
+        ("padding", _I32), ("count_include_pad", _I32), ("x_zero", _I32), ("y_zero", _I32),
+    ),
     "tte_lut_params": (("size", _I32),),
     "tte_mul_params": (
         ("pixels", _I32), ("channels", _I32), ("m", _F32), ("a_zero", _I32), ("b_zero", _I32), ("y_zero", _I32),
@@ -236,6 +240,14 @@ SIGNATURES: Mapping[str, tuple[tuple[str, str], ...]] = {
         ("g", _CF32), ("w", _CF32), ("b", _CF32), ("w_next", _PF32), ("b_next", _PF32), ("gx", _PF32),
     ),
     "accumulate_f32": (("size", _I32), ("acc", _CF32), ("g", _CF32), ("y", _PF32)),
+    "max_pool2d_fwd_s8": (("p", "const tte_pool2d_params *"), ("x", _CS8), ("y", _S8), ("index", _MASK)),
+    "max_pool2d_bwd_f32": (("p", "const tte_pool2d_params *"), ("g", _CF32), ("index", _CMASK), ("gx", _PF32)),
+    "avg_pool2d_fwd_s8": (
+        ("p", "const tte_pool2d_params *"), ("x", _CS8), ("multiplier", _CF32), ("y", _S8), ("mask", _MASK),
+    ),
+    "avg_pool2d_bwd_f32": (
+        ("p", "const tte_pool2d_params *"), ("g", _CF32), ("mask", _CMASK), ("multiplier", _CF32), ("gx", _PF32),
+    ),
     "lut_s8": (("p", "const tte_lut_params *"), ("x", _CS8), ("table", _CS8), ("y", _S8)),
     "lut_bwd_f32": (("p", "const tte_lut_params *"), ("g", _CF32), ("x", _CS8), ("slope", _CF32), ("gx", _PF32)),
     "mul_fwd_s8": (("p", "const tte_mul_params *"), ("a", _CS8), ("b", _CS8), ("y", _S8), ("mask", _MASK)),
@@ -614,6 +626,60 @@ def _accumulate(graph: Graph, node: Node) -> KernelCall:
     return _call(node, "accumulate_f32", None, args)
 
 
+def _pool_params(
+    attrs: Mapping[str, Any], size: tuple[int, ...], in_c: int, x_zero: int = 0, y_zero: int = 0
+) -> dict[str, Any]:
+    """The ``tte_pool2d_params`` of a pooling node on a map of ``size`` (H, W) with ``in_c`` channels."""
+    return {
+        "in_h": int(size[0]), "in_w": int(size[1]), "in_c": int(in_c), "kernel_h": int(attrs["kernel"]),
+        "kernel_w": int(attrs["kernel"]), "stride": int(attrs["stride"]), "padding": int(attrs["padding"]),
+        "count_include_pad": int(bool(attrs.get("count_include_pad", False))), "x_zero": int(x_zero),
+        "y_zero": int(y_zero),
+    }  # fmt: skip
+
+
+def _max_pool(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    x, y = graph.tensors[ins["x"]], graph.tensors[outs["y"]]
+    if x.quant != y.quant:  # codes are compared and copied, never requantized
+        raise TteError(
+            f"{node.describe()}: output '{y.name}' must keep the quantization of input '{x.name}' "
+            "(a max pool copies codes; quantize it with the input's scale and zero point)"
+        )
+    params = _pool_params(node_attrs(node), x.shape[2:], x.shape[1])
+    args = [_read("x", ins["x"]), _write("y", outs["y"]), _write("index", outs.get("index"))]
+    return _call(node, "max_pool2d_fwd_s8", params, args)
+
+
+def _max_pool_bwd(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    attrs = node_attrs(node)
+    params = _pool_params(attrs, tuple(attrs["size"]), graph.tensors[ins["g"]].shape[1])
+    args = [_read("g", ins["g"]), _read("index", ins["index"]), _write("gx", outs["gx"])]
+    return _call(node, "max_pool2d_bwd_f32", params, args)
+
+
+def _avg_pool(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    x, y = graph.tensors[ins["x"]], graph.tensors[outs["y"]]
+    params = _pool_params(node_attrs(node), x.shape[2:], x.shape[1], _zero(x), _zero(y))
+    args = [
+        _read("x", ins["x"]),
+        Arg("multiplier", "derived", value=node_multipliers(graph, node)["multiplier"]),
+        _write("y", outs["y"]),
+        _mask_of(outs),
+    ]
+    return _call(node, "avg_pool2d_fwd_s8", params, args)
+
+
+def _avg_pool_bwd(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    attrs = node_attrs(node)
+    params = _pool_params(attrs, tuple(attrs["size"]), graph.tensors[ins["g"]].shape[1])
+    args = [_read("g", ins["g"]), _read("mask", ins["mask"]), _read("multiplier", ins["m"]), _write("gx", outs["gx"])]
+    return _call(node, "avg_pool2d_bwd_f32", params, args)
+
+
 def _lut(graph: Graph, node: Node) -> KernelCall:
     ins, outs = node_roles(node)
     table = node_multipliers(graph, node)["table"]  # int8 [256], a const array in flash
@@ -677,6 +743,10 @@ KERNEL_CALLS: Mapping[Op, Callable[[Graph, Node], KernelCall]] = {
     Op.BIAS_UPDATE: _bias_update,
     Op.LINEAR_F32_BWD_UPDATE: _linear_f32_bwd_update,
     Op.ACCUMULATE: _accumulate,
+    Op.MAX_POOL: _max_pool,
+    Op.MAX_POOL_BWD: _max_pool_bwd,
+    Op.AVG_POOL: _avg_pool,
+    Op.AVG_POOL_BWD: _avg_pool_bwd,
     Op.LUT: _lut,
     Op.LUT_BWD: _lut_bwd,
     Op.MUL: _mul,
@@ -702,6 +772,10 @@ OP_KERNELS: Mapping[Op, tuple[str | None, ...]] = {
     Op.BIAS_UPDATE: ("bias_update_s32",),
     Op.LINEAR_F32_BWD_UPDATE: ("linear_bwd_update_f32",),
     Op.ACCUMULATE: ("accumulate_f32",),
+    Op.MAX_POOL: ("max_pool2d_fwd_s8",),
+    Op.MAX_POOL_BWD: ("max_pool2d_bwd_f32",),
+    Op.AVG_POOL: ("avg_pool2d_fwd_s8",),
+    Op.AVG_POOL_BWD: ("avg_pool2d_bwd_f32",),
     Op.LUT: ("lut_s8",),
     Op.LUT_BWD: ("lut_bwd_f32",),
     Op.MUL: ("mul_fwd_s8",),

@@ -20,6 +20,11 @@ linear           x[1,I] s8, w[O,I] f32, b[O] f32  y[1,O] f32 (logits)
 reshape          x                                y (same numel, dtype) shape, order ("nchw")
 lut              x[1,C(,H,W)] s8                  y (same shape) s8     function
 mul              a[1,C,H,W] s8, b[1,C,1,1] s8     y[1,C,H,W] s8, mask?  act_min, act_max, save_mask
+max_pool         x[1,C,H,W] s8                    y[1,C,Ho,Wo] s8,      kernel, stride, padding (0),
+                                                  index? u8 (y's shape) save_index
+avg_pool         x[1,C,H,W] s8                    y[1,C,Ho,Wo] s8,      kernel, stride, padding (0),
+                                                  mask? u8              count_include_pad (true),
+                                                                        save_mask
 ================ ================================ ===================== ===========================
 
 ``lut`` applies ``function`` (hard_swish, hard_sigmoid or sigmoid) through a 256-entry table over the
@@ -27,6 +32,14 @@ input codes, computed at compile time from the function and both tensors' quanti
 (:func:`tte_ir.quant.lut_tables`); the table holds the output clamp, so the node keeps no mask. ``mul``
 multiplies every pixel of channel ``c`` of ``a`` by ``b[c]`` (squeeze-and-excite's gate); NUMERICS.md
 gives both ops' rounding.
+
+Pooling (``max_pool``, ``avg_pool`` and their backward ops): square ``kernel`` x ``kernel`` windows
+(at most 256 taps), ``Ho = (H + 2*padding - kernel) // stride + 1``, ``padding <= kernel // 2`` (as in
+PyTorch, so every window holds at least one input pixel). A max pool's output keeps its input's
+quantization (no requantization); padded taps never win, ties go to the first tap in row-major window
+order, and ``index`` (kept for backward) is that tap's offset ``u*kernel + v`` in its window. An average
+pool divides by ``kernel*kernel`` (``count_include_pad``, PyTorch's default) or by the window's input
+pixels (TFLite); NUMERICS.md §2 gives its rounding.
 
 ``order`` of a reshape: "nchw" is PyTorch's flatten order; "hwc" is the engine's channels-last order
 (element ``(c, h, w)`` of ``[1, C, H, W]`` is element ``(h*W + w)*C + c`` of ``[1, C*H*W]``), allowed
@@ -63,6 +76,9 @@ accumulate            acc f32, g f32 -> y (acc)                    y = acc + g
 lut_bwd               g f32, x s8, slope f32 [256] -> gx (g)       gx = g * slope[x + 128]
 mul_bwd               g f32, mask u8, a s8, b s8 -> ga? (g), gb?   ga = mask ? (g*m)*(b[c]-z_b) : 0,
                       (gb [1,C,1,1])                               gb[c] = sum_p mask ? (g*m)*(a-z_a) : 0
+max_pool_bwd          g f32 [1,C,Ho,Wo], index u8 -> gx [1,C,H,W]  gx[arg-max of each window] += g
+avg_pool_bwd          g f32 [1,C,Ho,Wo], mask u8, m f32 [K*K+1]    gx[each input tap] += mask ? g*m[count] : 0
+                      -> gx [1,C,H,W]
 ===================== ============================================ ==================================
 
 Update ops read the step context (learning rate of their ``lr_group``, step counter, status): they
@@ -83,6 +99,7 @@ from tte_ir.quant import LUT_FUNCTIONS
 
 __all__ = [
     "ATTR_TYPES",
+    "MAX_POOL_TAPS",
     "MAX_RANK",
     "OP_TABLE",
     "AttrType",
@@ -481,6 +498,74 @@ def _infer_accumulate(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Infer
     return [(acc.shape, DType.FLOAT32)]
 
 
+MAX_POOL_TAPS = 256  # a max pool's arg-max index is one byte per output
+
+
+def _pool_output(node: Node, x: TensorSpec, attrs: Mapping[str, Any], size: Sequence[int] | None = None) -> Shape:
+    """The output shape of a pooling node on ``x`` (or on a map of ``size`` (H, W), for backward ops)."""
+    kernel, stride, padding = attrs["kernel"], attrs["stride"], attrs["padding"]
+    if kernel < 1 or stride < 1 or padding < 0:
+        raise _fail(node, f"kernel {kernel}, stride {stride}, padding {padding} must be >= 1, >= 1, >= 0")
+    if kernel * kernel > MAX_POOL_TAPS:
+        raise _fail(node, f"kernel {kernel}x{kernel} has more than {MAX_POOL_TAPS} taps")
+    if padding > kernel // 2:
+        raise _fail(node, f"padding {padding} is more than half the kernel {kernel} (a window would hold only padding)")
+    height, width = (int(d) for d in (size if size is not None else x.shape[2:]))
+    ho = conv_output_size(height, kernel, stride, padding)
+    wo = conv_output_size(width, kernel, stride, padding)
+    if ho < 1 or wo < 1:
+        raise _fail(node, f"kernel {kernel}x{kernel} with padding {padding} does not fit input {height}x{width}")
+    return (1, x.shape[1], ho, wo)
+
+
+def _expect_map(node: Node, role: str, spec: TensorSpec, dtypes: tuple[DType, ...]) -> None:
+    _expect_dtype(node, role, spec, dtypes)
+    _expect_rank(node, role, spec, 4)
+    if spec.shape[0] != 1:
+        raise _fail(node, f"input '{role}' tensor '{spec.name}' has batch {spec.shape[0]}; the device batch is 1")
+
+
+def _infer_max_pool(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    x = ins["x"]
+    _expect_map(node, "x", x, (DType.INT8,))
+    out = _pool_output(node, x, attrs)
+    inferred: Inferred = [(out, DType.INT8)]
+    if attrs.get("save_index"):
+        inferred.append((out, DType.UINT8))
+    return inferred
+
+
+def _infer_avg_pool(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    x = ins["x"]
+    _expect_map(node, "x", x, (DType.INT8,))
+    return _with_mask([(_pool_output(node, x, attrs), DType.INT8)], attrs)
+
+
+def _pool_bwd_shapes(node: Node, g: TensorSpec, attrs: Mapping[str, Any]) -> Shape:
+    """Check ``g`` against the forward's output on ``size``; return the input gradient's shape."""
+    _expect_map(node, "g", g, (DType.FLOAT32,))
+    height, width = (int(d) for d in attrs["size"])
+    _expect_shape(node, "g", g, _pool_output(node, g, attrs, (height, width)))
+    return (1, g.shape[1], height, width)
+
+
+def _infer_max_pool_bwd(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    g, index = ins["g"], ins["index"]
+    out = _pool_bwd_shapes(node, g, attrs)
+    _expect_dtype(node, "index", index, (DType.UINT8,))
+    _expect_shape(node, "index", index, g.shape)
+    return [(out, DType.FLOAT32)]
+
+
+def _infer_avg_pool_bwd(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    g, m = ins["g"], ins["m"]
+    out = _pool_bwd_shapes(node, g, attrs)
+    _expect_mask(node, ins["mask"], g)
+    _expect_dtype(node, "m", m, (DType.FLOAT32,))
+    _expect_shape(node, "m", m, (attrs["kernel"] * attrs["kernel"] + 1,))
+    return [(out, DType.FLOAT32)]
+
+
 def _infer_lut(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
     x = ins["x"]
     _expect_dtype(node, "x", x, (DType.INT8,))
@@ -640,6 +725,44 @@ OP_TABLE: Mapping[Op, OpDef] = {
     Op.ACCUMULATE: OpDef(
         Op.ACCUMULATE, ("acc", "g"), ("y",), {}, (), _infer_accumulate, _no_macs, inplace={"y": "acc"}
     ),
+    Op.MAX_POOL: OpDef(
+        Op.MAX_POOL,
+        ("x",),
+        ("y", "index"),
+        {"padding": 0, "save_index": False},
+        ("kernel", "stride"),
+        _infer_max_pool,
+        _no_macs,
+        optional={"index": "save_index"},
+    ),
+    Op.MAX_POOL_BWD: OpDef(
+        Op.MAX_POOL_BWD,
+        ("g", "index"),
+        ("gx",),
+        {"padding": 0},
+        ("kernel", "stride", "size"),
+        _infer_max_pool_bwd,
+        _no_macs,
+    ),
+    Op.AVG_POOL: OpDef(
+        Op.AVG_POOL,
+        ("x",),
+        ("y", "mask"),
+        {"padding": 0, "count_include_pad": True, **_MASKED},
+        ("kernel", "stride"),
+        _infer_avg_pool,
+        _no_macs,
+        optional={"mask": "save_mask"},
+    ),
+    Op.AVG_POOL_BWD: OpDef(
+        Op.AVG_POOL_BWD,
+        ("g", "mask", "m"),
+        ("gx",),
+        {"padding": 0, "count_include_pad": True},
+        ("kernel", "stride", "size"),
+        _infer_avg_pool_bwd,
+        _no_macs,
+    ),
     Op.LUT: OpDef(Op.LUT, ("x",), ("y",), {}, ("function",), _infer_lut, _no_macs),
     Op.LUT_BWD: OpDef(Op.LUT_BWD, ("g", "x", "slope"), ("gx",), {}, (), _infer_lut_bwd, _no_macs, inplace={"gx": "g"}),
     Op.MUL: OpDef(
@@ -764,6 +887,8 @@ _UPDATE_TYPES = {
     "tile": _TILE,
 }
 
+_POOL_TYPES = {"kernel": AttrType("int", 1, 16), "stride": _STRIDE, "padding": _PADDING}
+
 # The type of every attribute of every op (defaults and required ones alike), next to the table.
 ATTR_TYPES: Mapping[Op, Mapping[str, AttrType]] = {
     Op.CONV2D: {
@@ -806,6 +931,10 @@ ATTR_TYPES: Mapping[Op, Mapping[str, AttrType]] = {
         "lr_group": AttrType("str", choices=("body", "head")),
     },
     Op.ACCUMULATE: {},
+    Op.MAX_POOL: {**_POOL_TYPES, "save_index": _BOOL},
+    Op.MAX_POOL_BWD: {**_POOL_TYPES, "size": _SIZE},
+    Op.AVG_POOL: {**_POOL_TYPES, "count_include_pad": _BOOL, "save_mask": _BOOL},
+    Op.AVG_POOL_BWD: {**_POOL_TYPES, "count_include_pad": _BOOL, "size": _SIZE},
     Op.LUT: {"function": AttrType("str", choices=LUT_FUNCTIONS)},
     Op.LUT_BWD: {},
     Op.MUL: {"act_min": _INT8, "act_max": _INT8, "save_mask": _BOOL},

@@ -15,6 +15,7 @@ from tte_ir.constants import INT32_MAX, INT32_MIN
 __all__ = [
     "LUT_FUNCTIONS",
     "add_multipliers",
+    "avg_pool_multipliers",
     "conv_multiplier",
     "dequantize_linear",
     "lut_function",
@@ -40,6 +41,17 @@ def add_multipliers(s_1: float, s_2: float, s_y: float) -> tuple[np.float32, np.
 def pool_multiplier(s_x: float, s_y: float, hw: int) -> np.float32:
     """``float32(s_x / (s_y * H * W))`` for a global average pool."""
     return np.float32(np.float64(s_x) / (np.float64(s_y) * np.float64(hw)))
+
+
+def avg_pool_multipliers(s_x: float, s_y: float, kernel: int) -> np.ndarray:
+    """``m[n] = float32(s_x / (s_y * n))`` for every tap count ``n`` in ``1..kernel*kernel`` of a
+    ``kernel`` x ``kernel`` average pool, ``m[0] = 0`` (no window is empty). ``m[H*W]`` of a pool
+    over a whole ``H`` x ``W`` map is :func:`pool_multiplier`."""
+    counts = np.arange(kernel * kernel + 1, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        m = np.float64(s_x) / (np.float64(s_y) * counts)
+    m[0] = 0.0
+    return m.astype(np.float32)
 
 
 def qas_divisors(s_x: float, s_w: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +143,7 @@ def node_multipliers(graph: Graph, node: Node) -> dict[str, np.ndarray | np.floa
 
     conv2d / int8 linear: ``{"multiplier": M[O]}``; add: ``{"m1", "m2"}``; pool: ``{"multiplier"}``;
     lut: ``{"table": int8 [256], "slope": float32 [256]}`` (:func:`lut_tables`); mul: ``{"m"}``;
+    avg_pool: ``{"multiplier": m[K*K+1]}`` (:func:`avg_pool_multipliers`).
     Ops without multipliers (reshape, fp32 linear) give an empty dict.
     """
     spec = graph.tensors
@@ -165,6 +178,12 @@ def node_multipliers(graph: Graph, node: Node) -> dict[str, np.ndarray | np.floa
         y = spec[node.outputs[0]]
         _require_quant(node, a.name, a.quant, b.quant, y.quant)
         return {"m": mul_multiplier(a.quant.tensor_scale, b.quant.tensor_scale, y.quant.tensor_scale)}
+    if node.op is Op.AVG_POOL:
+        x = spec[node.inputs[0]]
+        y = spec[node.outputs[0]]
+        _require_quant(node, x.name, x.quant, y.quant)
+        kernel = int(node.attrs["kernel"])
+        return {"multiplier": avg_pool_multipliers(x.quant.tensor_scale, y.quant.tensor_scale, kernel)}
     return {}
 
 

@@ -31,6 +31,7 @@ from tte_ir.kernels import DEPTHWISE, KernelCall, kernel_call
 __all__ = [
     "FORWARD",
     "add",
+    "avg_pool2d",
     "conv2d",
     "effective_weight",
     "forward_node",
@@ -38,7 +39,9 @@ __all__ = [
     "linear_f32",
     "linear_s8",
     "lut",
+    "max_pool2d",
     "mul",
+    "pool_counts",
     "requantize",
     "run_forward",
     "sat32",
@@ -165,6 +168,73 @@ def global_avg_pool(
     sums = (x.astype(np.int64) - x_zero).sum(axis=(2, 3), keepdims=True)
     v = sums.astype(np.float32) * np.float32(multiplier)
     return requantize(v, y_zero, -128, 127, return_mask)
+
+
+def _pool_windows(a: np.ndarray, kernel: int, stride: int, padding: int, fill: int) -> np.ndarray:
+    """``a`` [C, H, W] -> [K*K, C, Ho, Wo]: tap ``u*K + v`` of every window, padded taps ``fill``."""
+    _, height, width = a.shape
+    padded = np.pad(a, ((0, 0), (padding, padding), (padding, padding)), constant_values=fill)
+    ho = (height + 2 * padding - kernel) // stride + 1
+    wo = (width + 2 * padding - kernel) // stride + 1
+    span_h, span_w = stride * (ho - 1) + 1, stride * (wo - 1) + 1
+    taps = [padded[:, u : u + span_h : stride, v : v + span_w : stride] for u in range(kernel) for v in range(kernel)]
+    return np.stack(taps)
+
+
+def pool_counts(
+    size: tuple[int, int], *, kernel: int, stride: int, padding: int, count_include_pad: bool
+) -> np.ndarray:
+    """The divisor of every window of an average pool on a map of ``size`` (H, W): ``kernel*kernel``
+    with ``count_include_pad``, else the window's input pixels (padded taps left out). int64 [Ho, Wo]."""
+    ones = np.ones((1, *size), dtype=np.int64)
+    windows = _pool_windows(ones, kernel, stride, padding, 1 if count_include_pad else 0)
+    return windows.sum(axis=0)[0]
+
+
+def max_pool2d(
+    x: np.ndarray, *, kernel: int, stride: int, padding: int, return_index: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """int8 max pool: ``y`` is the largest code of each window, x [1, C, H, W] -> [1, C, Ho, Wo].
+
+    Padded taps never win (every window holds an input pixel, ``padding <= kernel // 2``); the codes
+    are copied, not requantized. The index (uint8, ``y``'s shape) is the window offset ``u*kernel + v``
+    of the first largest tap in row-major window order: ties go to the earliest tap.
+    """
+    x = _check_int8("x", x)
+    windows = _pool_windows(x[0].astype(np.int16), kernel, stride, padding, -129)
+    index = windows.argmax(axis=0)
+    y = np.take_along_axis(windows, index[None], axis=0)[0].astype(np.int8)[None]
+    if return_index:
+        return y, index.astype(np.uint8)[None]
+    return y
+
+
+def avg_pool2d(
+    x: np.ndarray,
+    multiplier: np.ndarray,
+    *,
+    kernel: int,
+    stride: int,
+    padding: int,
+    count_include_pad: bool,
+    x_zero: int,
+    y_zero: int,
+    return_mask: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """int8 average pool, x [1, C, H, W] -> [1, C, Ho, Wo]: ``v = float32(sum(q - z_x)) * m[count]`` over
+    each window's input pixels (padded taps add 0), ``count`` from :func:`pool_counts`, ``m`` the float32
+    table of :func:`tte_ir.quant.avg_pool_multipliers`; then :func:`requantize` to [-128, 127]."""
+    x = _check_int8("x", x)
+    centered = x[0].astype(np.int64) - np.int64(x_zero)
+    sums = _pool_windows(centered, kernel, stride, padding, 0).sum(axis=0)
+    counts = pool_counts(
+        x.shape[2:], kernel=kernel, stride=stride, padding=padding, count_include_pad=count_include_pad
+    )
+    v = sums.astype(np.float32) * np.asarray(multiplier, dtype=np.float32)[counts][None]
+    result = requantize(v, y_zero, -128, 127, return_mask)
+    if return_mask:
+        return result[0][None], result[1][None]
+    return result[None]
 
 
 def linear_s8(
@@ -349,11 +419,34 @@ def _view(call: KernelCall, values: Values, shape: tuple[int, ...]) -> dict[str,
     return {arg.writes: np.ascontiguousarray(x.reshape(1, height, width, channels).transpose(0, 3, 1, 2))}
 
 
+def _max_pool(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
+    p = call.params
+    y, index = max_pool2d(
+        _value(call, "x", values), kernel=p["kernel_h"], stride=p["stride"], padding=p["padding"], return_index=True
+    )
+    out = {call.arg("y").writes: y}
+    if call.arg("index").writes is not None:
+        out[call.arg("index").writes] = index
+    return out
+
+
+def _avg_pool(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
+    p = call.params
+    y, mask = avg_pool2d(
+        _value(call, "x", values), call.arg("multiplier").value, kernel=p["kernel_h"], stride=p["stride"],
+        padding=p["padding"], count_include_pad=bool(p["count_include_pad"]), x_zero=p["x_zero"], y_zero=p["y_zero"],
+        return_mask=True,
+    )  # fmt: skip
+    return _outputs(call, y, mask)
+
+
 FORWARD: Mapping[Op, Callable[[KernelCall, Values], dict[str, np.ndarray]]] = {
     Op.CONV2D: _conv2d,
     Op.ADD: _add,
     Op.GLOBAL_AVG_POOL: _global_avg_pool,
     Op.LINEAR: _linear,
+    Op.MAX_POOL: _max_pool,
+    Op.AVG_POOL: _avg_pool,
     Op.LUT: _lut,
     Op.MUL: _mul,
 }

@@ -13,6 +13,10 @@ with a C build (and within rtol 1e-5 with PyTorch, which sums in its own order):
 - ``mul_bwd``: ``gb[c] = sum_p (mask ? g*m : 0) * (a[c,p] - z_a)`` over pixels ``p`` in ascending row-major
   order, from 0.
 
+- ``max_pool_bwd`` / ``avg_pool_bwd``: each ``gx[c,y,x]`` starts at 0 and adds the contribution of every
+  window holding it in ascending row-major window order ``(oy, ox)``: ``g[c,oy,ox]`` from a window whose
+  saved arg-max it is (max), ``mask ? g[c,oy,ox] * m[count] : 0`` (one rounding) from every window (avg).
+
 Masks are stored bit-packed (element ``i`` of the tensor in IR order is bit ``i % 8`` of byte ``i // 8``).
 """
 
@@ -28,7 +32,7 @@ from tte_ir._ir import Graph, Node, Op, TteError
 from tte_ir.autodiff import training_info
 from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.kernels import DEPTHWISE, LR_GROUPS, ROUNDING, KernelCall, kernel_call
-from tte_ir.reference import FORWARD, dequantize_input, effective_weight, forward_node, sat32
+from tte_ir.reference import FORWARD, dequantize_input, effective_weight, forward_node, pool_counts, sat32
 from tte_ir.rounding import round_step
 
 __all__ = [
@@ -37,11 +41,13 @@ __all__ = [
     "STATUS_OK",
     "TRAINING_KERNELS",
     "StepResult",
+    "avg_pool2d_bwd",
     "bias_grad",
     "conv2d_bwd_x",
     "conv2d_weight_grad",
     "initial_state",
     "lut_bwd",
+    "max_pool2d_bwd",
     "mul_bwd",
     "qas_round",
     "softmax_ce",
@@ -375,6 +381,66 @@ def _accumulate(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
     return _written(call, y=(s.read(call, "acc") + s.read(call, "g")).astype(np.float32))
 
 
+def max_pool2d_bwd(
+    g: np.ndarray, index: np.ndarray, *, size: tuple[int, int], kernel: int, stride: int, padding: int
+) -> np.ndarray:
+    """``dL/dx`` of a max pool: ``g`` [1,C,Ho,Wo] routed to the saved arg-max taps ``index`` (uint8,
+    ``g``'s shape), summed where windows overlap in ascending ``(oy, ox)`` (float32 [1,C,H,W])."""
+    _, channels, ho, wo = g.shape
+    height, width = size
+    gx = np.zeros((channels, height + 2 * padding, width + 2 * padding), dtype=np.float32)
+    tap = np.asarray(index[0], dtype=np.int64)
+    rows, cols = tap // kernel, tap % kernel
+    c = np.arange(channels)
+    for oy in range(ho):
+        for ox in range(wo):
+            gx[c, oy * stride + rows[:, oy, ox], ox * stride + cols[:, oy, ox]] += g[0, :, oy, ox]
+    return gx[None, :, padding : padding + height, padding : padding + width].copy()
+
+
+def avg_pool2d_bwd(
+    g: np.ndarray,
+    mask: np.ndarray,
+    multiplier: np.ndarray,
+    *,
+    size: tuple[int, int],
+    kernel: int,
+    stride: int,
+    padding: int,
+    count_include_pad: bool,
+) -> np.ndarray:
+    """``dL/dx`` of an average pool: ``t = mask ? g * m[count] : 0`` per window, added to each of the
+    window's input pixels in ascending ``(oy, ox)`` (float32 [1,C,H,W])."""
+    _, channels, ho, wo = g.shape
+    height, width = size
+    counts = pool_counts(size, kernel=kernel, stride=stride, padding=padding, count_include_pad=count_include_pad)
+    m = np.asarray(multiplier, dtype=np.float32)[counts]
+    t = np.where(mask[0], g[0] * m[None], np.float32(0.0)).astype(np.float32)
+    gx = np.zeros((channels, height + 2 * padding, width + 2 * padding), dtype=np.float32)
+    for oy in range(ho):
+        for ox in range(wo):
+            gx[:, oy * stride : oy * stride + kernel, ox * stride : ox * stride + kernel] += t[:, oy, ox, None, None]
+    return gx[None, :, padding : padding + height, padding : padding + width].copy()
+
+
+def _pool_geometry(call: KernelCall) -> dict[str, Any]:
+    p = call.params
+    return {"size": (p["in_h"], p["in_w"]), "kernel": p["kernel_h"], "stride": p["stride"], "padding": p["padding"]}
+
+
+def _max_pool_bwd(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    return _written(call, gx=max_pool2d_bwd(s.read(call, "g"), s.read(call, "index"), **_pool_geometry(call)))
+
+
+def _avg_pool_bwd(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    g = s.read(call, "g")
+    gx = avg_pool2d_bwd(
+        g, _unpack(s.read(call, "mask"), g.shape), s.read(call, "multiplier"),
+        count_include_pad=bool(call.params["count_include_pad"]), **_pool_geometry(call),
+    )  # fmt: skip
+    return _written(call, gx=gx)
+
+
 def lut_bwd(g: np.ndarray, x: np.ndarray, slope: np.ndarray) -> np.ndarray:
     """``gx = g * slope[x + 128]`` (one float32 multiply per element)."""
     return (g * np.asarray(slope, dtype=np.float32)[x.astype(np.int32) + 128]).astype(np.float32)
@@ -416,6 +482,8 @@ TRAINING_KERNELS: Mapping[Op, Callable[[_Step, KernelCall], dict[str, np.ndarray
     Op.BIAS_UPDATE: _bias_update,
     Op.LINEAR_F32_BWD_UPDATE: _linear_f32_bwd_update,
     Op.ACCUMULATE: _accumulate,
+    Op.MAX_POOL_BWD: _max_pool_bwd,
+    Op.AVG_POOL_BWD: _avg_pool_bwd,
     Op.LUT_BWD: _lut_bwd,
     Op.MUL_BWD: _mul_bwd,
 }
