@@ -143,14 +143,14 @@ class WithAdaptiveMaxPool(nn.Module):
         return self.fc(self.features(x).mean((2, 3)))
 
 
-class WithSigmoid(nn.Module):
+class WithTanh(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3)
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x):
-        return self.fc(torch.sigmoid(self.conv(x)).mean((2, 3)))
+        return self.fc(torch.tanh(self.conv(x)).mean((2, 3)))
 
 
 def test_unsupported_layers_are_refused_by_path_and_type() -> None:
@@ -159,20 +159,20 @@ def test_unsupported_layers_are_refused_by_path_and_type() -> None:
     message = str(info.value)
     assert "module 'features.2'" in message and "torch.nn.modules.pooling.AdaptiveMaxPool2d" in message
     assert "supported: Conv2d" in message and "Linear" in message
-    with pytest.raises(UnsupportedModelError, match=r"'sigmoid' \(call_function torch.sigmoid\)"):
-        import_fx(WithSigmoid())
+    with pytest.raises(UnsupportedModelError, match=r"'tanh' \(call_function torch.tanh\)"):
+        import_fx(WithTanh())
     shared_relu_input = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     with pytest.raises(UnsupportedModelError, match="must end in a Linear"):
         import_fx(shared_relu_input)
 
 
 class ThreeUnsupported(nn.Module):
-    """Hardswish, a clamp to [0, 6] and a 2x2 average pool: three refusals, and a ReLU after the last."""
+    """GELU, a clamp to [0, 6] and a 2x2 adaptive average pool: three refusals, and a ReLU after the last."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, 4, 3)
-        self.act = nn.Hardswish()
+        self.act = nn.GELU()
         self.conv = nn.Conv2d(4, 4, 1)
         self.pool = nn.AdaptiveAvgPool2d(2)
         self.relu = nn.ReLU()
@@ -188,7 +188,7 @@ def test_every_unsupported_layer_is_reported_at_once() -> None:
         import_fx(ThreeUnsupported())
     message = str(info.value)
     assert message.startswith("3 unsupported layers: ") and "\n" not in message
-    assert "module 'act' (torch.nn.modules.activation.Hardswish): is not supported yet" in message
+    assert "module 'act' (torch.nn.modules.activation.GELU)" in message
     assert "'clamp' (call_function torch.clamp)" in message and "as nn.ReLU6" in message
     assert "module 'pool' (torch.nn.modules.pooling.AdaptiveAvgPool2d)" in message
     assert "use AdaptiveAvgPool2d(1)" in message
