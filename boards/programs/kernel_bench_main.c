@@ -4,7 +4,7 @@
  * arm_depthwise_conv_wrapper_s8), compiled from ../shared/anchors/cmsis-nn by the board build, for
  * measurement only. Data are random; CMSIS-NN gets fixed-point multipliers of the same magnitude.
  * Prints, for boards/tools/kernel_bench.py:
- *     BENCH <shape> kind=<pointwise|depthwise> macs=<n> ref=<count> tte=<count> cmsis=<count or ->
+ *     BENCH <shape> kind=<pointwise|depthwise|dense> macs=<n> ref=<count> tte=<count> cmsis=<count or ->
  *     DONE unit=<counter unit> */
 #include <stdio.h>
 
@@ -72,7 +72,7 @@ static uint64_t count_cmsis(const kernel_shape *s, const tte_conv2d_params *p, i
         status = arm_depthwise_conv_wrapper_s8(&ctx, &dw, &quant, &input, x, &filter, w, &bias_dims, bias, &output, y);
         count = board_counter_read();
     } else {
-        const cmsis_nn_dims filter = {s->out_c, 1, 1, s->in_c};
+        const cmsis_nn_dims filter = {s->out_c, s->kernel, s->kernel, s->in_c};
         const cmsis_nn_conv_params conv = {-p->x_zero, p->y_zero, stride, padding, dilation, activation};
         ctx.size = arm_convolve_wrapper_s8_get_buffer_size(&conv, &input, &filter, &output);
         if (ctx.size > (int32_t)sizeof cmsis_buffer) {
@@ -89,15 +89,17 @@ static uint64_t count_cmsis(const kernel_shape *s, const tte_conv2d_params *p, i
 int main(void) {
     for (uint32_t i = 0; i < kernel_shape_count; ++i) {
         const kernel_shape *s = &kernel_shapes[i];
-        const int depthwise = s->kind == KERNEL_DEPTHWISE;
+        const int depthwise = s->kind == KERNEL_DEPTHWISE, dense = s->kind == KERNEL_DENSE;
         const tte_conv2d_params p = {
             .in_h = s->in_h, .in_w = s->in_w, .in_c = s->in_c, .out_c = s->out_c,
             .kernel_h = s->kernel, .kernel_w = s->kernel, .stride = s->stride, .padding = s->padding,
-            .groups = depthwise ? s->in_c : 1, .x_zero = -5, .y_zero = 3, .act_min = -128, .act_max = 127,
+            .groups = s->groups, .x_zero = -5, .y_zero = 3, .act_min = -128, .act_max = 127,
         };
         const int32_t out_h = tte_conv2d_out_dim(s->in_h, s->kernel, s->stride, s->padding);
         const int32_t out_w = tte_conv2d_out_dim(s->in_w, s->kernel, s->stride, s->padding);
-        const int32_t weights = depthwise ? s->kernel * s->kernel * s->in_c : s->out_c * s->in_c;
+        const int32_t window = s->kernel * s->kernel; /* 1 for pointwise */
+        const int32_t reduction = depthwise ? window : window * (s->in_c / s->groups);
+        const int32_t weights = depthwise ? window * s->in_c : s->out_c * reduction;
         if (s->in_h * s->in_w * s->in_c > MAX_BYTES || out_h * out_w * s->out_c > MAX_BYTES || weights > MAX_BYTES ||
             s->out_c > MAX_CHANNELS) {
             printf("FAIL %s too large for the bench's buffers\n", s->name);
@@ -115,13 +117,16 @@ int main(void) {
             fixed_multiplier[o] = 1 << 30; /* 0.5 * 2^-11 = 2^-12 */
             shift[o] = -11;
         }
-        const uint64_t macs = (uint64_t)out_h * out_w * s->out_c * (depthwise ? s->kernel * s->kernel : s->in_c);
-        const conv_kernel ref = depthwise ? tte_ref_depthwise_conv2d_fwd_s8 : tte_ref_pointwise_conv2d_fwd_s8;
-        const conv_kernel opt = depthwise ? tte_depthwise_conv2d_fwd_s8 : tte_pointwise_conv2d_fwd_s8;
+        const uint64_t macs = (uint64_t)out_h * out_w * s->out_c * reduction;
+        const conv_kernel ref = dense ? tte_ref_conv2d_fwd_s8
+                                : depthwise ? tte_ref_depthwise_conv2d_fwd_s8 : tte_ref_pointwise_conv2d_fwd_s8;
+        const conv_kernel opt = dense ? tte_conv2d_fwd_s8
+                                : depthwise ? tte_depthwise_conv2d_fwd_s8 : tte_pointwise_conv2d_fwd_s8;
         const uint64_t count_ref = count_tte(ref, &p);
         const uint64_t count_opt = count_tte(opt, &p);
-        printf("BENCH %s kind=%s macs=%lu ref=%lu tte=%lu cmsis=", s->name, depthwise ? "depthwise" : "pointwise",
-               (unsigned long)macs, (unsigned long)count_ref, (unsigned long)count_opt);
+        printf("BENCH %s kind=%s macs=%lu ref=%lu tte=%lu cmsis=", s->name,
+               dense ? "dense" : depthwise ? "depthwise" : "pointwise", (unsigned long)macs, (unsigned long)count_ref,
+               (unsigned long)count_opt);
 #ifdef TTE_BENCH_CMSIS_NN
         const uint64_t count_nn = count_cmsis(s, &p, out_h, out_w);
         if (count_nn > 0) {

@@ -49,17 +49,19 @@ static void fill(int8_t *v, int32_t n) {
 
 /* One variant of one shape: the descriptor and data, both kernels, the comparison. NULL: they agree. */
 static const char *check(const kernel_shape *s, int variant) {
-    const int depthwise = s->kind == KERNEL_DEPTHWISE;
+    const int depthwise = s->kind == KERNEL_DEPTHWISE, dense = s->kind == KERNEL_DENSE;
     tte_conv2d_params p = {
         .in_h = s->in_h, .in_w = s->in_w, .in_c = s->in_c, .out_c = s->out_c,
         .kernel_h = s->kernel, .kernel_w = s->kernel, .stride = s->stride, .padding = s->padding,
-        .groups = depthwise ? s->in_c : 1,
+        .groups = s->groups,
         .x_zero = uniform(-128, 127), .y_zero = uniform(-128, 127), .act_min = -128, .act_max = 127,
     };
     const int32_t out_h = tte_conv2d_out_dim(p.in_h, p.kernel_h, p.stride, p.padding);
     const int32_t out_w = tte_conv2d_out_dim(p.in_w, p.kernel_w, p.stride, p.padding);
-    const int32_t taps = depthwise ? p.kernel_h * p.kernel_w : p.in_c;
-    const int32_t weights = depthwise ? taps * p.in_c : p.out_c * p.in_c;
+    const int32_t window = p.kernel_h * p.kernel_w; /* 1 for pointwise */
+    /* the products summed per output, and the weights of one output channel */
+    const int32_t taps = depthwise ? window : window * (p.in_c / p.groups);
+    const int32_t weights = depthwise ? taps * p.in_c : p.out_c * taps;
     const int32_t outputs = out_h * out_w * p.out_c;
     if (p.in_h * p.in_w * p.in_c > MAX_BYTES || weights > MAX_BYTES || outputs > MAX_BYTES || p.out_c > MAX_CHANNELS) {
         return "shape too large for the check's buffers";
@@ -105,13 +107,16 @@ static const char *check(const kernel_shape *s, int variant) {
         }
         mask = mask_opt;
         break;
-    case 4: /* a trained slice: every third channel from SRAM */
+    case 4: /* a trained slice: every third channel from SRAM (a grouped conv has none) */
+        if (p.groups != 1 && !depthwise) {
+            break;
+        }
         p.train_count = 0;
         for (int32_t c = 0; c < p.in_c; c += 3) {
             train_channels[p.train_count++] = c;
         }
         p.train_channels = train_channels;
-        fill(w_train, (depthwise ? taps : p.out_c) * p.train_count);
+        fill(w_train, (depthwise ? taps : p.out_c * window) * p.train_count);
         mask = mask_opt;
         break;
     case 5: /* a non-finite multiplier */
@@ -129,8 +134,10 @@ static const char *check(const kernel_shape *s, int variant) {
     memcpy(y_opt, y_ref, (size_t)written);
     fill((int8_t *)mask_ref, outputs / 8 + 1);
     memcpy(mask_opt, mask_ref, (size_t)outputs / 8 + 1);
-    const conv_kernel ref = depthwise ? tte_ref_depthwise_conv2d_fwd_s8 : tte_ref_pointwise_conv2d_fwd_s8;
-    const conv_kernel opt = depthwise ? tte_depthwise_conv2d_fwd_s8 : tte_pointwise_conv2d_fwd_s8;
+    const conv_kernel ref = dense ? tte_ref_conv2d_fwd_s8
+                            : depthwise ? tte_ref_depthwise_conv2d_fwd_s8 : tte_ref_pointwise_conv2d_fwd_s8;
+    const conv_kernel opt = dense ? tte_conv2d_fwd_s8
+                            : depthwise ? tte_depthwise_conv2d_fwd_s8 : tte_pointwise_conv2d_fwd_s8;
     const tte_status sr = ref(&p, xb, w, wt, bias, multiplier, y_ref, mask != NULL ? mask_ref : NULL, rows, NULL);
     const tte_status so = opt(&p, xb, w, wt, bias, multiplier, y_opt, mask, rows, NULL);
     if (sr != TTE_OK) {

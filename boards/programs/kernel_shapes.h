@@ -5,13 +5,14 @@
 
 #include <stdint.h>
 
-typedef enum kernel_kind { KERNEL_POINTWISE = 0, KERNEL_DEPTHWISE = 1 } kernel_kind;
+typedef enum kernel_kind { KERNEL_POINTWISE = 0, KERNEL_DEPTHWISE = 1, KERNEL_DENSE = 2 } kernel_kind;
 
 typedef struct kernel_shape {
     const char *name;
     kernel_kind kind;
     int32_t in_h, in_w, in_c, out_c;
     int32_t kernel, stride, padding; /* square kernels; pointwise: 1, s, 0 */
+    int32_t groups;                  /* dense: divides in_c and out_c; pointwise 1, depthwise in_c */
 } kernel_shape;
 
 extern const kernel_shape kernel_shapes[];

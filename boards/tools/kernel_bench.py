@@ -1,11 +1,11 @@
 """The optimized forward kernels on Cortex-M: checked against the reference kernels and counted beside CMSIS-NN.
 
 Both kernel programs (boards/programs/kernel_check_main.c, kernel_bench_main.c) read a table of conv
-shapes that this module writes as C (:func:`shapes_source`): the pointwise and depthwise convs of a
-seed model (:func:`model_shapes`) or random ones (:func:`random_shapes`). ``bench`` builds
-``tte_kernel_bench`` for QEMU Cortex-M7 (mps2-an500) and M4 (mps2-an386), with CMSIS-NN compiled
-from ``../shared/anchors/cmsis-nn`` by the same board build and toolchain file when that folder
-exists, runs it under ``-icount shift=0`` and prints instructions per MAC by kernel type::
+shapes that this module writes as C (:func:`shapes_source`): the pointwise, depthwise and dense convs
+of a seed model (:func:`model_shapes`) or random ones (:func:`random_shapes`, :func:`dense_shapes`).
+``bench`` builds ``tte_kernel_bench`` for QEMU Cortex-M7 (mps2-an500) and M4 (mps2-an386), with
+CMSIS-NN compiled from ``../shared/anchors/cmsis-nn`` by the same board build and toolchain file when
+that folder exists, runs it under ``-icount shift=0`` and prints instructions per MAC by kernel type::
 
     python boards/tools/kernel_bench.py bench BUILD_DIR --model ../shared/models/mcunet-5fps.pkl
 """
@@ -24,16 +24,19 @@ from pathlib import Path
 import numpy as np
 from firmware import BOARDS_DIR, QEMU_MACHINES, _table, build_board, run_qemu
 
-__all__ = ["Shape", "bench", "build_programs", "model_shapes", "random_shapes", "run_check", "shapes_source"]
+__all__ = [
+    "Shape", "bench", "build_programs", "dense_shapes", "model_shapes", "random_shapes", "run_check", "shapes_source",
+]  # fmt: skip
 
 CMSIS_NN_DIR = BOARDS_DIR.parent.parent / "shared" / "anchors" / "cmsis-nn"
-KINDS = {"pointwise_conv2d_fwd_s8": "pointwise", "depthwise_conv2d_fwd_s8": "depthwise"}
+KINDS = {"pointwise_conv2d_fwd_s8": "pointwise", "depthwise_conv2d_fwd_s8": "depthwise", "conv2d_fwd_s8": "dense"}
 RAM_SIZE = "2M"  # QEMU's mps2 SSRAM holds the largest MCUNet-5fps layer twice over; no real board runs these
 
 
 @dataclass(frozen=True)
 class Shape:
-    """One conv layer: ``kind`` 'pointwise' or 'depthwise', a square kernel."""
+    """One conv layer: ``kind`` 'pointwise', 'depthwise' or 'dense', a square kernel; ``groups`` of a
+    dense conv (a depthwise one has in_c, a pointwise one 1)."""
 
     name: str
     kind: str
@@ -44,15 +47,23 @@ class Shape:
     kernel: int = 1
     stride: int = 1
     padding: int = 0
+    groups: int = 1
 
     @property
     def kind_label(self) -> str:
-        """The kernel type of the bench table: 'pointwise', or 'depthwise KxK'."""
+        """The kernel type of the bench table: 'pointwise', 'depthwise KxK' or 'dense KxK sS, C in'."""
+        if self.kind == "dense":
+            return f"dense {self.kernel}x{self.kernel} s{self.stride}, {self.in_c} in"
         return "pointwise" if self.kind == "pointwise" else f"depthwise {self.kernel}x{self.kernel}"
+
+    @property
+    def conv_groups(self) -> int:
+        """The descriptor's group count."""
+        return self.in_c if self.kind == "depthwise" else self.groups
 
 
 def model_shapes(model: Path) -> list[Shape]:
-    """The pointwise and depthwise convs of a seed model (``tte import-pkl``), as the compiler calls them."""
+    """The pointwise, depthwise and dense convs of a seed model (``tte import-pkl``), as the compiler calls them."""
     from tte_ir import import_seed_pkl
     from tte_ir.kernels import kernel_call
 
@@ -66,7 +77,7 @@ def model_shapes(model: Path) -> list[Shape]:
         shapes.append(
             Shape(
                 f"{node.name}", KINDS[call.kernel], q["in_h"], q["in_w"], q["in_c"], q["out_c"],
-                q["kernel_h"], q["stride"], q["padding"],
+                q["kernel_h"], q["stride"], q["padding"], q["groups"] if call.kernel == "conv2d_fwd_s8" else 1,
             )
         )  # fmt: skip
     return shapes
@@ -88,11 +99,37 @@ def random_shapes(seed: int, count: int) -> list[Shape]:
     return shapes
 
 
+def dense_shapes(seed: int, count: int) -> list[Shape]:
+    """Dense convs: the 3x3 stride-2 stem on 3 channels at odd sizes and paddings 0-1, 1x1 ones on 1-2
+    channels (the shortest weight rows), then ``count``
+    random small ones (kernels 1-7, strides 1-3, odd channel counts), some grouped and some with more
+    than the ARM kernel's patch bound (both run the reference kernel there)."""
+    rng = np.random.default_rng(seed)
+    shapes = [
+        Shape("stem0", "dense", 9, 7, 3, 16, 3, 2, 1),
+        Shape("stem1", "dense", 10, 12, 3, 5, 3, 2, 1),
+        Shape("stem2", "dense", 8, 9, 3, 1, 3, 2, 0),
+        Shape("stem3", "dense", 11, 11, 3, 7, 3, 1, 1),
+        Shape("tiny0", "dense", 5, 6, 1, 9, 1, 1, 0),
+        Shape("tiny1", "dense", 5, 5, 2, 7, 1, 2, 0),
+    ]
+    for i in range(count):
+        kernel = int(rng.choice([1, 2, 3, 3, 5, 7]))
+        padding = int(rng.integers(0, kernel // 2 + 1))
+        in_h, in_w = (int(v) for v in rng.integers(max(kernel - 2 * padding, 1), 12, size=2))
+        groups = 2 if i % 5 == 4 else 1
+        in_c = groups * int(rng.integers(1, 10 if i % 7 != 6 else 24))
+        out_c = groups * int(rng.integers(1, 20))
+        shapes.append(Shape(f"dense{i}", "dense", in_h, in_w, in_c, out_c, kernel, int(rng.integers(1, 4)), padding,
+                            groups))  # fmt: skip
+    return shapes
+
+
 def shapes_source(shapes: Iterable[Shape]) -> str:
     """The C file of ``kernel_shapes`` (boards/programs/kernel_shapes.h)."""
     rows = [
         f'    {{"{s.name}", KERNEL_{s.kind.upper()}, {s.in_h}, {s.in_w}, {s.in_c}, {s.out_c}, '
-        f"{s.kernel}, {s.stride}, {s.padding}}},"
+        f"{s.kernel}, {s.stride}, {s.padding}, {s.conv_groups}}},"
         for s in shapes
     ]
     return (
@@ -145,7 +182,7 @@ def _per_mac(rows: Sequence[dict], key: str) -> float | None:
 
 def bench(build_dir: Path, model: Path, cmsis_nn: Path | None = CMSIS_NN_DIR) -> str:
     """Instructions per MAC of the reference kernels, the selected (optimized) kernels and CMSIS-NN on
-    ``model``'s pointwise and depthwise conv shapes, by kernel type, under QEMU Cortex-M7 and M4."""
+    ``model``'s pointwise, depthwise and dense conv shapes, by kernel type, under QEMU Cortex-M7 and M4."""
     shapes = model_shapes(model)
     if cmsis_nn is not None and not (cmsis_nn / "Include" / "arm_nnfunctions.h").is_file():
         note = f"CMSIS-NN skipped: {cmsis_nn} is absent (the anchors live in ../shared/anchors)\n"
@@ -158,7 +195,7 @@ def bench(build_dir: Path, model: Path, cmsis_nn: Path | None = CMSIS_NN_DIR) ->
     for board, core in cores.items():
         build = build_programs(board, build_dir / board, shapes, cmsis_nn)
         by_core[core] = _bench_counts(build, board)
-    types = sorted(set(labels.values()), key=lambda t: (t != "pointwise", t))
+    types = sorted(set(labels.values()), key=lambda t: (t != "pointwise", t.startswith("dense"), t))
     header = ["kernel type", "layers", "MACs"]
     for core in cores.values():
         header += [f"{core} ref", f"{core} tte", f"{core} CMSIS-NN", f"{core} tte/CMSIS-NN"]
@@ -169,7 +206,7 @@ def bench(build_dir: Path, model: Path, cmsis_nn: Path | None = CMSIS_NN_DIR) ->
             rows = [
                 r for r in by_core[core]
                 if kind == "all" or labels[r["name"]] == kind
-                or (kind == "depthwise (all)" and labels[r["name"]] != "pointwise")
+                or (kind == "depthwise (all)" and labels[r["name"]].startswith("depthwise"))
             ]  # fmt: skip
             if i == 0:
                 row += [len(rows), sum(r["macs"] for r in rows)]
@@ -183,7 +220,7 @@ def bench(build_dir: Path, model: Path, cmsis_nn: Path | None = CMSIS_NN_DIR) ->
         table.append(row)
 
     return (
-        f"{model.stem}: pointwise and depthwise int8 forward convs, instructions per MAC, "
+        f"{model.stem}: pointwise, depthwise and dense int8 forward convs, instructions per MAC, "
         f"QEMU -icount shift=0 (M7: mps2-an500, M4: mps2-an386)\n{note}{_table(header, table)}"
     )
 

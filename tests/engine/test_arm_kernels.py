@@ -1,7 +1,9 @@
 """The ARMv7E-M forward kernels (engine/src/kernels/arm) against their reference twins (tte/tte_ref.h)
 under QEMU Cortex-M7 and M4: boards/programs/kernel_check_main.c runs both on the same data and
 compares statuses, outputs and masks byte for byte, on random shapes (odd sizes and channel counts,
-kernels 1-7, strides 1-3) and on MCUNet-5fps's pointwise and depthwise convs, six variants each
+kernels 1-7, strides 1-3), dense ones (the 3x3 stride-2 stem on 3 channels, 1x1 on 1-2 channels, grouped
+ones and ones beyond the patch bound, which run the reference kernel) and on MCUNet-5fps's pointwise,
+depthwise and dense convs, six variants each
 (extreme zero points, ties, +-2^31 biases, huge and non-finite multipliers, masks, row bands,
 trained slices)."""
 
@@ -29,7 +31,7 @@ def _shapes(model) -> list[kernel_bench.Shape]:
     mcunet = [
         dataclasses.replace(s, in_h=min(s.in_h, 12), in_w=min(s.in_w, 11)) for s in kernel_bench.model_shapes(model)
     ]
-    return kernel_bench.random_shapes(1, 40) + mcunet
+    return kernel_bench.random_shapes(1, 40) + kernel_bench.dense_shapes(1, 24) + mcunet
 
 
 def _build(board, tmp_path, shapes):
@@ -41,12 +43,13 @@ def _build(board, tmp_path, shapes):
         pytest.fail(f"building {board} failed:\n{error.stdout}\n{error.stderr}")
 
 
-@pytest.mark.slow  # a board build and 486 checks under QEMU: about 20 s per board
+@pytest.mark.slow  # a board build and 672 checks under QEMU: about 20 s per board
 @pytest.mark.shared
 @pytest.mark.parametrize("board", list(QEMU_BOARDS))
 def test_arm_kernels_equal_the_reference_kernels(board, seed_model_path, tmp_path) -> None:
     shapes = _shapes(seed_model_path("mcunet-5fps"))
     assert {s.kernel for s in shapes if s.kind == "depthwise"} >= {3, 5, 7}
+    assert any(s.kind == "dense" and (s.in_c, s.kernel, s.stride) == (3, 3, 2) for s in shapes)
     status, results = kernel_bench.run_check(_build(board, tmp_path, shapes), board)
     expected = {(s.name, v) for s in shapes for v in range(VARIANTS)}
     assert set(results) == expected
@@ -69,3 +72,23 @@ def test_shapes_source_lists_every_shape() -> None:
     assert all(
         f'"{s.name}", KERNEL_{s.kind.upper()}, {s.in_h}, {s.in_w}, {s.in_c}, {s.out_c},' in source for s in shapes
     )
+
+
+def test_dense_shapes_cover_the_stem_and_the_fallbacks() -> None:
+    shapes = kernel_bench.dense_shapes(1, 24)
+    patch = [s.kernel * s.kernel * s.in_c // s.groups for s in shapes]
+    assert any((s.in_c, s.kernel, s.stride, s.padding) == (3, 3, 2, 1) for s in shapes)
+    assert {s.groups for s in shapes} == {1, 2} and {s.stride for s in shapes} == {1, 2, 3}
+    assert min(patch) == 1 and any(k % 4 for k in patch)
+    assert any(k > 160 for k, s in zip(patch, shapes, strict=True) if s.groups == 1)  # beyond TTE_ARM_CONV_PATCH
+    assert any(s.out_c % 2 for s in shapes if s.groups == 1)
+
+
+def test_shapes_source_writes_the_group_count() -> None:
+    shapes = [
+        kernel_bench.Shape("g", "dense", 4, 4, 6, 4, 3, 1, 1, 2),
+        kernel_bench.Shape("d", "depthwise", 4, 4, 5, 5, 3),
+    ]
+    source = kernel_bench.shapes_source(shapes)
+    assert '{"g", KERNEL_DENSE, 4, 4, 6, 4, 3, 1, 1, 2},' in source
+    assert '{"d", KERNEL_DEPTHWISE, 4, 4, 5, 5, 3, 1, 0, 5},' in source

@@ -16,6 +16,11 @@
 extern "C" {
 #endif
 
+size_t tte_ref_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p);
+tte_status tte_ref_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int8_t *w_train,
+                                 const int32_t *bias, const float *multiplier, int8_t *y, uint8_t *mask,
+                                 const tte_row_band *rows, void *scratch);
+
 size_t tte_ref_depthwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p);
 tte_status tte_ref_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
                                            const int8_t *w_train, const int32_t *bias, const float *multiplier,

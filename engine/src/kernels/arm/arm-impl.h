@@ -52,14 +52,19 @@ static inline int32_t tte_arm_rne(float v) {
     return i;
 }
 
-/* tte_conv_store's result and mask bit from the exact sum of products `acc`. The reference clamps v
+/* tte_conv_store's result and mask bit from the exact sum of products `acc` (tte_arm_scale: the code
+ * before the clamp, rne(v) + y_zero saturated to int32). The reference clamps v
  * to one code beyond [lo, hi] before it rounds; rounding first and clamping the integer gives the same
  * code and bit for every non-NaN v, because rounding is monotone and the bounds are integers: VCVTR
  * saturates huge v and QADD keeps r + y_zero on the same side of the range. A NaN v (a NaN or
  * infinite multiplier) would differ: tte_arm_multipliers_finite sends such calls to the reference. */
+static inline int32_t tte_arm_scale(int32_t acc, int32_t bias, float multiplier, int32_t y_zero) {
+    return __qadd(tte_arm_rne((float)__qadd(acc, bias) * multiplier), y_zero);
+}
+
 static inline int tte_arm_requantize(int32_t acc, int32_t bias, float multiplier, int32_t y_zero, int32_t lo,
                                      int32_t hi, int8_t *y) {
-    const int32_t s = __qadd(tte_arm_rne((float)__qadd(acc, bias) * multiplier), y_zero);
+    const int32_t s = tte_arm_scale(acc, bias, multiplier, y_zero);
     const int32_t q = s < lo ? lo : (s > hi ? hi : s);
     *y = (int8_t)q;
     return q == s;
@@ -74,6 +79,48 @@ static inline int tte_arm_multipliers_finite(const float *multiplier, int32_t n)
         }
     }
     return 1;
+}
+
+/* tte_arm_requantize for the full clamp [-128, 127] without a mask: SSAT is that clamp. */
+static inline void tte_arm_requantize_plain(int32_t acc, int32_t bias, float multiplier, int32_t y_zero, int8_t *y) {
+    *y = (int8_t)__ssat(tte_arm_scale(acc, bias, multiplier, y_zero), 8);
+}
+
+/* What the epilogue of a 2x2 block needs: the conv's output constants. */
+typedef struct tte_arm_out {
+    const int32_t *bias;
+    const float *multiplier;
+    int32_t y_zero, lo, hi;
+    int32_t out_c; /* y's pixel stride and the mask's */
+    uint8_t *mask; /* NULL: no mask */
+} tte_arm_out;
+
+/* Output channels o and ob (o, or o + 1) of pixels a and b (ya, yb: their outputs; ia, ib: their
+ * whole-output pixel indices, for the mask) from acc = {a.o, a.ob, b.o, b.ob}. With `plain`
+ * constant 1 (the clamp is [-128, 127] and there is no mask) each output costs a dozen
+ * instructions. */
+static inline __attribute__((always_inline)) void tte_arm_store_2x2(const tte_arm_out *d, const int32_t acc[4],
+                                                                    int32_t o, int32_t ob, int plain, int8_t *ya,
+                                                                    int8_t *yb, int32_t ia, int32_t ib) {
+    const int32_t bias_a = d->bias[o], bias_b = d->bias[ob], y_zero = d->y_zero;
+    const float m_a = d->multiplier[o], m_b = d->multiplier[ob];
+    if (plain) {
+        tte_arm_requantize_plain(acc[0], bias_a, m_a, y_zero, &ya[o]);
+        tte_arm_requantize_plain(acc[1], bias_b, m_b, y_zero, &ya[ob]);
+        tte_arm_requantize_plain(acc[2], bias_a, m_a, y_zero, &yb[o]);
+        tte_arm_requantize_plain(acc[3], bias_b, m_b, y_zero, &yb[ob]);
+        return;
+    }
+    const int in_aa = tte_arm_requantize(acc[0], bias_a, m_a, y_zero, d->lo, d->hi, &ya[o]);
+    const int in_ab = tte_arm_requantize(acc[1], bias_b, m_b, y_zero, d->lo, d->hi, &ya[ob]);
+    const int in_ba = tte_arm_requantize(acc[2], bias_a, m_a, y_zero, d->lo, d->hi, &yb[o]);
+    const int in_bb = tte_arm_requantize(acc[3], bias_b, m_b, y_zero, d->lo, d->hi, &yb[ob]);
+    if (d->mask != NULL) {
+        tte_mask_put(d->mask, ia * d->out_c + o, in_aa);
+        tte_mask_put(d->mask, ia * d->out_c + ob, in_ab);
+        tte_mask_put(d->mask, ib * d->out_c + o, in_ba);
+        tte_mask_put(d->mask, ib * d->out_c + ob, in_bb);
+    }
 }
 
 #endif /* TTE_ARM_IMPL_H */

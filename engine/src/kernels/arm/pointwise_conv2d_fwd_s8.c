@@ -1,6 +1,9 @@
 /* Pointwise (1x1) int8 convolution for ARMv7E-M: a register-blocked matrix product, two output
  * pixels x two output channels per step, four input channels per load, two MACs per SMLAD; the input
- * zero point enters as -x_zero * sum(w[o]) per output channel, summed once per call. Results equal
+ * zero point enters as -x_zero * sum(w[o]) per output channel, summed once per output channel pair.
+ * With stride 1 the two pixels, like the two weight rows, lie in_c bytes apart, so one register
+ * offset reaches both and the step fits the 14 registers in assembly (20 instructions per 16 MACs);
+ * other strides and the odd last pixel or channel run the same product in C. Results equal
  * tte_ref_pointwise_conv2d_fwd_s8's bit for bit (the int32 sums are exact in any order; the epilogue
  * is tte_arm_requantize). A call with a trained slice or a non-finite multiplier runs the
  * reference kernel. */
@@ -11,11 +14,11 @@ size_t tte_pointwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
     return 0;
 }
 
-/* The four sums of products of pixels xa, xb [in_c] with the rows wa, wb [in_c] of w, without the
- * input zero point (the caller adds it per output channel): acc = {xa.wa, xa.wb, xb.wa, xb.wb}. */
+/* The four sums of products of pixels xa, xb [in_c] with the rows wa, wb [in_c] of w, added to acc
+ * (which holds the input zero point's part): acc += {xa.wa, xa.wb, xb.wa, xb.wb}. */
 static void dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *wa, const int8_t *wb, int32_t in_c,
                     int32_t acc[4]) {
-    int32_t aa = 0, ab = 0, ba = 0, bb = 0;
+    int32_t aa = acc[0], ab = acc[1], ba = acc[2], bb = acc[3];
     int32_t n = in_c >> 2;
     while (n-- > 0) {
         /* Channels {c, c+2} in the even halves, {c+1, c+3} in the odd ones, for x and w alike. */
@@ -49,6 +52,65 @@ static void dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *wa, const 
     acc[3] = bb;
 }
 
+/* One group of four input channels of the stride-1 2x2 product: pixel a from xa, b from xa + off
+ * after xa's post-increment (off = in_c - 4), rows a and b of w likewise from wa; two MACs per
+ * SMLAD into aa, ab, ba, bb. 20 instructions, 13 registers and the count. */
+#define PW_GROUP                                                                                                      \
+    "ldr %[x0], [%[xa]], #4\n\t"                                                                                      \
+    "ldr %[x1], [%[xa], %[off]]\n\t"                                                                                  \
+    "sxtb16 %[x2], %[x0]\n\t"                                                                                         \
+    "sxtb16 %[x0], %[x0], ror #8\n\t"                                                                                 \
+    "sxtb16 %[x3], %[x1]\n\t"                                                                                         \
+    "sxtb16 %[x1], %[x1], ror #8\n\t"                                                                                 \
+    "ldr %[w], [%[wa]], #4\n\t"                                                                                       \
+    "sxtb16 %[t], %[w]\n\t"                                                                                           \
+    "smlad %[aa], %[x2], %[t], %[aa]\n\t"                                                                             \
+    "smlad %[ba], %[x3], %[t], %[ba]\n\t"                                                                             \
+    "sxtb16 %[w], %[w], ror #8\n\t"                                                                                   \
+    "smlad %[aa], %[x0], %[w], %[aa]\n\t"                                                                             \
+    "smlad %[ba], %[x1], %[w], %[ba]\n\t"                                                                             \
+    "ldr %[w], [%[wa], %[off]]\n\t"                                                                                   \
+    "sxtb16 %[t], %[w]\n\t"                                                                                           \
+    "smlad %[ab], %[x2], %[t], %[ab]\n\t"                                                                             \
+    "smlad %[bb], %[x3], %[t], %[bb]\n\t"                                                                             \
+    "sxtb16 %[w], %[w], ror #8\n\t"                                                                                   \
+    "smlad %[ab], %[x0], %[w], %[ab]\n\t"                                                                             \
+    "smlad %[bb], %[x1], %[w], %[bb]\n\t"
+
+#define PW_OPERANDS                                                                                                   \
+    [aa] "+r"(aa), [ab] "+r"(ab), [ba] "+r"(ba), [bb] "+r"(bb), [xa] "+r"(xa), [wa] "+r"(wa), [x0] "=&r"(x0),       \
+        [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3), [w] "=&r"(w), [t] "=&r"(t)
+
+/* dot_2x2 for pixels xa, xa + in_c and rows wa, wa + in_c, the sums starting from acc. */
+static inline __attribute__((always_inline)) void dot_2x2_adjacent(const int8_t *xa, const int8_t *wa, int32_t in_c,
+                                                                   int32_t acc[4]) {
+    int32_t aa = acc[0], ab = acc[1], ba = acc[2], bb = acc[3];
+    int32_t x0, x1, x2, x3, w, t;
+    const int32_t off = in_c - 4;
+    int32_t pairs = in_c >> 3;
+    if (pairs > 0) {
+        __asm__("1:\n\t" PW_GROUP PW_GROUP "subs %[n], %[n], #1\n\t"
+                "bne 1b\n\t"
+                : PW_OPERANDS, [n] "+r"(pairs)
+                : [off] "r"(off)
+                : "cc", "memory");
+    }
+    if (in_c & 4) {
+        __asm__(PW_GROUP : PW_OPERANDS : [off] "r"(off) : "memory");
+    }
+    for (int32_t c = 0; c < (in_c & 3); ++c) {
+        const int32_t xac = xa[c], xbc = xa[in_c + c], wac = wa[c], wbc = wa[in_c + c];
+        aa += xac * wac;
+        ab += xac * wbc;
+        ba += xbc * wac;
+        bb += xbc * wbc;
+    }
+    acc[0] = aa;
+    acc[1] = ab;
+    acc[2] = ba;
+    acc[3] = bb;
+}
+
 /* -x_zero * sum(w_row [in_c]): the input zero point's part of every sum of products of output
  * channel w_row (|sum| <= 127 * TTE_MAX_REDUCTION, so the product fits int32). */
 static int32_t zero_term(const int8_t *w_row, int32_t in_c, int32_t x_zero) {
@@ -66,6 +128,45 @@ static inline const int8_t *pixel_at(const tte_conv2d_params *p, const tte_conv2
     return x + ((size_t)(oy * p->stride - win->x_row) * p->in_w + (size_t)ox * p->stride) * p->in_c;
 }
 
+/* Output channels o, ob (o or o + 1) of every pixel of the band; `plain` as tte_arm_store_2x2's,
+ * constant in each copy. */
+static inline __attribute__((always_inline)) void channel_pair(const tte_conv2d_params *p,
+                                                               const tte_conv2d_window *win, const tte_arm_out *d,
+                                                               const int8_t *x, const int8_t *w, int32_t o,
+                                                               int32_t ob, int plain, int8_t *y) {
+    const int32_t in_c = p->in_c, out_c = p->out_c;
+    const int32_t pixels = (win->oy_end - win->oy_begin) * win->out_w;
+    const int32_t first = win->oy_begin * win->out_w; /* the whole output's pixel index of y's first pixel */
+    const int8_t *wa = w + (size_t)o * in_c, *wb = w + (size_t)ob * in_c;
+    const int32_t za = zero_term(wa, in_c, p->x_zero), zb = ob == o ? za : zero_term(wb, in_c, p->x_zero);
+    int32_t k = 0;
+    if (p->stride == 1 && ob == o + 1) {
+        const int8_t *xa = pixel_at(p, win, x, 0);
+        for (; k + 1 < pixels; k += 2, xa += 2 * in_c) {
+            int32_t acc[4] = {za, zb, za, zb};
+            dot_2x2_adjacent(xa, wa, in_c, acc);
+            tte_arm_store_2x2(d, acc, o, ob, plain, y + (size_t)k * out_c, y + (size_t)(k + 1) * out_c, first + k,
+                              first + k + 1);
+        }
+    }
+    for (; k < pixels; k += 2) {
+        const int32_t kb = k + 1 < pixels ? k + 1 : k;
+        int32_t acc[4] = {za, zb, za, zb};
+        dot_2x2(pixel_at(p, win, x, k), pixel_at(p, win, x, kb), wa, wb, in_c, acc);
+        tte_arm_store_2x2(d, acc, o, ob, plain, y + (size_t)k * out_c, y + (size_t)kb * out_c, first + k, first + kb);
+    }
+}
+
+static void channel_pair_plain(const tte_conv2d_params *p, const tte_conv2d_window *win, const tte_arm_out *d,
+                               const int8_t *x, const int8_t *w, int32_t o, int32_t ob, int8_t *y) {
+    channel_pair(p, win, d, x, w, o, ob, 1, y);
+}
+
+static void channel_pair_any(const tte_conv2d_params *p, const tte_conv2d_window *win, const tte_arm_out *d,
+                             const int8_t *x, const int8_t *w, int32_t o, int32_t ob, int8_t *y) {
+    channel_pair(p, win, d, x, w, o, ob, 0, y);
+}
+
 tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
                                        const int8_t *w_train, const int32_t *bias, const float *multiplier, int8_t *y,
                                        uint8_t *mask, const tte_row_band *rows, void *scratch) {
@@ -78,35 +179,16 @@ tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
     if (p->train_count != 0 || !tte_arm_multipliers_finite(multiplier, p->out_c)) {
         return tte_ref_pointwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
-    const int32_t in_c = p->in_c, out_c = p->out_c;
-    const int32_t y_zero = p->y_zero, lo = p->act_min, hi = p->act_max;
-    const int32_t pixels = (win.oy_end - win.oy_begin) * win.out_w;
-    const int32_t first = win.oy_begin * win.out_w; /* the whole output's pixel index of y's first pixel */
+    const tte_arm_out d = {bias, multiplier, p->y_zero, p->act_min, p->act_max, p->out_c, mask};
+    const int plain = mask == NULL && p->act_min == -128 && p->act_max == 127;
     /* Output channels two by two, outermost, so that each pair's zero-point terms are summed once;
      * inside, pixels two by two. An odd last channel or pixel is paired with itself. */
-    for (int32_t o = 0; o < out_c; o += 2) {
-        const int32_t ob = o + 1 < out_c ? o + 1 : o;
-        const int8_t *wa = w + (size_t)o * in_c, *wb = w + (size_t)ob * in_c;
-        const int32_t za = zero_term(wa, in_c, p->x_zero), zb = ob == o ? za : zero_term(wb, in_c, p->x_zero);
-        const int32_t bias_a = bias[o], bias_b = bias[ob];
-        const float m_a = multiplier[o], m_b = multiplier[ob];
-        for (int32_t k = 0; k < pixels; k += 2) {
-            const int32_t kb = k + 1 < pixels ? k + 1 : k;
-            const int8_t *xa = pixel_at(p, &win, x, k), *xb = pixel_at(p, &win, x, kb);
-            int32_t acc[4];
-            dot_2x2(xa, xb, wa, wb, in_c, acc);
-            int8_t *ya = y + (size_t)k * out_c, *yb = y + (size_t)kb * out_c;
-            const int in_aa = tte_arm_requantize(acc[0] + za, bias_a, m_a, y_zero, lo, hi, &ya[o]);
-            const int in_ab = tte_arm_requantize(acc[1] + zb, bias_b, m_b, y_zero, lo, hi, &ya[ob]);
-            const int in_ba = tte_arm_requantize(acc[2] + za, bias_a, m_a, y_zero, lo, hi, &yb[o]);
-            const int in_bb = tte_arm_requantize(acc[3] + zb, bias_b, m_b, y_zero, lo, hi, &yb[ob]);
-            if (mask != NULL) {
-                const int32_t mask_a = (first + k) * out_c, mask_b = (first + kb) * out_c;
-                tte_mask_put(mask, mask_a + o, in_aa);
-                tte_mask_put(mask, mask_a + ob, in_ab);
-                tte_mask_put(mask, mask_b + o, in_ba);
-                tte_mask_put(mask, mask_b + ob, in_bb);
-            }
+    for (int32_t o = 0; o < p->out_c; o += 2) {
+        const int32_t ob = o + 1 < p->out_c ? o + 1 : o;
+        if (plain) {
+            channel_pair_plain(p, &win, &d, x, w, o, ob, y);
+        } else {
+            channel_pair_any(p, &win, &d, x, w, o, ob, y);
         }
     }
     return TTE_OK;
