@@ -44,18 +44,30 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+# What `nox -s fuzz` runs: (test file, share of the cases). The .tte reader reports every case it ran;
+# the scheme and data-file properties run their share each (hypothesis statistics in the log).
+FUZZ_SHARES = (
+    ("tests/ir/test_format_fuzz.py", 0.6),
+    ("tests/ir/test_scheme_fuzz.py", 0.15),  # two properties: 0.3 of the cases
+    ("tests/codegen/test_data_fuzz.py", 0.1),
+)
+
+
 @nox.session
 def fuzz(session: nox.Session) -> None:
-    """The .tte reader fuzzed (tests/ir/test_format_fuzz.py) with 100,000 mutated files in total (posargs:
-    another count); prints the cases run and how they ended. Any uncaught exception or hang fails it."""
-    install_packages(session, "tte-ir")
-    examples = session.posargs[0] if session.posargs else "100000"
+    """The input paths fuzzed with 100,000 mutated cases in all (posargs: another total): .tte files
+    (tests/ir/test_format_fuzz.py), schemes (test_scheme_fuzz.py) and tte run data files
+    (tests/codegen/test_data_fuzz.py). Prints the cases run and how they ended; any uncaught exception or
+    hang fails it."""
+    install_packages(session, "tte-ir", "tte-codegen", "tte-engine")
+    total = int(session.posargs[0]) if session.posargs else 100_000
     report = Path(session.create_tmp()) / "fuzz.json"
     report.unlink(missing_ok=True)
-    env = {"TTE_FUZZ_EXAMPLES": examples, "TTE_FUZZ_REPORT": str(report), "TTE_FUZZ_TIMEOUT": "10"}
-    session.run("pytest", "tests/ir/test_format_fuzz.py", "-q", "-p", "no:cacheprovider", env=env)
+    for test, share in FUZZ_SHARES:
+        env = {"TTE_FUZZ_EXAMPLES": str(int(total * share)), "TTE_FUZZ_REPORT": str(report), "TTE_FUZZ_TIMEOUT": "10"}
+        session.run("pytest", test, "-q", "-p", "no:cacheprovider", "--hypothesis-show-statistics", env=env)
     result = json.loads(report.read_text())
-    session.log(f"fuzz: {result['cases']} cases, 0 uncaught exceptions, 0 hangs (over 10 s); outcomes:")
+    session.log(f"fuzz: .tte reader {result['cases']} cases, 0 uncaught exceptions, 0 hangs (over 10 s); outcomes:")
     for outcome, count in sorted(result["outcomes"].items()):
         session.log(f"  {count:>7}  {outcome}")
     for warning, count in sorted(result["warnings"].items()):
