@@ -120,7 +120,10 @@ def twin_loss(train_graph, values: dict, label: int, override: dict | None = Non
         if y is None or y in (override or {}):
             continue
         if node.op is Op.RESHAPE:
-            cur[y] = cur[ins["x"]].reshape(g.tensors[y].shape)
+            x = cur[ins["x"]]
+            if node_attrs(node)["order"] == "hwc" and x.ndim == 4:  # the engine's channels-last flatten
+                x = x.transpose(0, 2, 3, 1)
+            cur[y] = x.reshape(g.tensors[y].shape)
         elif node.op is Op.LINEAR and g.tensors[ins["w"]].dtype is DType.FLOAT32:
             xq = g.tensors[ins["x"]].quant
             cur[y] = (cur[ins["b"]] + cur[ins["w"]] @ (xq.tensor_scale * (cur[ins["x"]][0] - xq.zero_point)))[None]

@@ -20,6 +20,11 @@ Head precision: a scheme with ``head: fp32`` on a graph with an int8 head conver
 compile time (:func:`tte_ir.quant.dequantize_linear`): ``W_f = s_w*w``, ``b_f = s_x*s_w*b``, so the fp32
 logits are the real value of the int8 head's accumulator, before its output rounding and clamp.
 A scheme with ``head: int8`` trains the int8 head as a 1x1 conv (QAS, conv index ``n_convs``).
+
+Linear layers before the head (LeNet's 120-84-10) are int8 and become the 1x1 convs they are
+(:func:`_linear_as_conv`) whatever the scheme: their weights and biases train with QAS under the conv
+indices :func:`tte_ir.scheme.conv_nodes` gives them, and gradients pass through them to the layers
+before (the input gradient of a linear layer is its 1x1 conv's transposed conv).
 """
 
 from __future__ import annotations
@@ -92,10 +97,10 @@ def training_info(graph: Graph) -> dict[str, Any]:
 
 
 def _head(graph: Graph) -> Node:
-    linears = [n for n in graph.nodes if n.op is Op.LINEAR]
-    if len(linears) != 1 or graph.nodes[-1] is not linears[0] or graph.outputs != linears[0].outputs:
-        raise SchemeError(f"graph '{graph.name}' must end in one linear classifier head whose output is the logits")
-    return linears[0]
+    head = graph.nodes[-1]
+    if head.op is not Op.LINEAR or graph.outputs != head.outputs:
+        raise SchemeError(f"graph '{graph.name}' must end in a linear classifier head whose output is the logits")
+    return head
 
 
 def fp32_head(graph: Graph) -> Graph:
@@ -121,37 +126,47 @@ def fp32_head(graph: Graph) -> Graph:
     return verify(graph.replace(nodes=nodes, tensors=tensors, constants=constants))
 
 
-def _prepare_head(graph: Graph, scheme: Scheme) -> tuple[Graph, str | None]:
-    """Apply the scheme's head precision; return the graph and the int8 head's conv name (if any)."""
-    head = _head(graph)
-    x, w, b = (graph.tensors[n] for n in head.inputs)
-    logits = graph.tensors[head.outputs[0]]
-    if w.dtype is DType.FLOAT32:
-        if scheme.head == "int8":
-            raise SchemeError(f"graph '{graph.name}' has an fp32 head; a scheme with head 'int8' needs an int8 head")
-        return graph, None
-    if scheme.head == "fp32":
-        return fp32_head(graph), None
-    nodes = list(graph.nodes[:-1])
-    tensors = dict(graph.tensors)
-    constants = dict(graph.constants)
-    # int8 head trained with QAS: the same arithmetic as a 1x1 conv (reference.linear_s8 is one).
+def _linear_as_conv(node: Node, tensors: dict[str, TensorSpec], constants: dict[str, np.ndarray]) -> list[Node]:
+    """The int8 linear ``node`` as reshape -> 1x1 conv -> reshape (reference.linear_s8 is a 1x1 conv
+    on a 1x1 map, so the codes are the same): the conv trains with QAS and passes gradients like any
+    pointwise conv. The conv keeps the linear layer's name; ``tensors`` and ``constants`` are updated
+    (the weight becomes ``<name>.w4`` [O, I, 1, 1])."""
+    x, w = tensors[node.inputs[0]], tensors[node.inputs[1]]
+    y = tensors[node.outputs[0]]
     out_channels, in_channels = w.shape
-    x4 = f"{head.name}.x4"
-    y4 = f"{head.name}.y4"
-    w4 = f"{head.name}.w4"
-    tensors[x4] = x.__class__(x4, (1, in_channels, 1, 1), DType.INT8, x.quant)
-    tensors[y4] = x.__class__(y4, (1, out_channels, 1, 1), DType.INT8, logits.quant)
-    tensors[w4] = w.__class__(w4, (out_channels, in_channels, 1, 1), DType.INT8, w.quant)
+    x4, y4, w4 = f"{node.name}.x4", f"{node.name}.y4", f"{node.name}.w4"
+    tensors[x4] = TensorSpec(x4, (1, in_channels, 1, 1), DType.INT8, x.quant)
+    tensors[y4] = TensorSpec(y4, (1, out_channels, 1, 1), DType.INT8, y.quant)
+    tensors[w4] = TensorSpec(w4, (out_channels, in_channels, 1, 1), DType.INT8, w.quant)
     constants[w4] = constants.pop(w.name).reshape(out_channels, in_channels, 1, 1)
     del tensors[w.name]
-    attrs = {k: v for k, v in head.attrs.items() if k in ("act_min", "act_max")}
-    nodes += [
-        Node(f"{head.name}.in", Op.RESHAPE, (x.name,), (x4,), {"shape": [1, in_channels, 1, 1]}),
-        Node(head.name, Op.CONV2D, (x4, w4, b.name), (y4,), attrs),
-        Node(f"{head.name}.out", Op.RESHAPE, (y4,), (logits.name,), {"shape": [1, out_channels]}),
+    attrs = {k: v for k, v in node.attrs.items() if k in ("act_min", "act_max")}
+    return [
+        Node(f"{node.name}.in", Op.RESHAPE, (x.name,), (x4,), {"shape": [1, in_channels, 1, 1]}),
+        Node(node.name, Op.CONV2D, (x4, w4, node.inputs[2]), (y4,), attrs),
+        Node(f"{node.name}.out", Op.RESHAPE, (y4,), (y.name,), {"shape": [1, out_channels]}),
     ]
-    return verify(graph.replace(nodes=nodes, tensors=tensors, constants=constants)), head.name
+
+
+def _prepare_linears(graph: Graph, scheme: Scheme) -> tuple[Graph, str | None]:
+    """Apply the scheme's head precision and turn every int8 linear layer (the hidden ones, and the head
+    when it trains as int8) into its 1x1 conv; return the graph and the int8 head's conv name (if any)."""
+    head = _head(graph)
+    if graph.tensors[head.inputs[1]].dtype is DType.FLOAT32:
+        if scheme.head == "int8":
+            raise SchemeError(f"graph '{graph.name}' has an fp32 head; a scheme with head 'int8' needs an int8 head")
+    elif scheme.head == "fp32":
+        graph = fp32_head(graph)
+    int8 = {n.name for n in graph.nodes if n.op is Op.LINEAR and graph.tensors[n.inputs[1]].dtype is DType.INT8}
+    if not int8:
+        return graph, None
+    tensors = dict(graph.tensors)
+    constants = dict(graph.constants)
+    nodes: list[Node] = []
+    for node in graph.nodes:
+        nodes += _linear_as_conv(node, tensors, constants) if node.name in int8 else [node]
+    converted = verify(graph.replace(nodes=nodes, tensors=tensors, constants=constants))
+    return converted, head.name if head.name in int8 else None
 
 
 def _trained_layers(forward: Graph, graph: Graph, scheme: Scheme, int8_head: str | None) -> dict[str, TrainedLayer]:
@@ -163,7 +178,7 @@ def _trained_layers(forward: Graph, graph: Graph, scheme: Scheme, int8_head: str
         if ratio:
             w = forward.constants[node.inputs[1]]
             depthwise = is_depthwise(forward, node)
-            if node_attrs(node)["groups"] != 1 and not depthwise:
+            if node.op is Op.CONV2D and node_attrs(node)["groups"] != 1 and not depthwise:
                 raise SchemeError(f"conv {index} ('{node.name}') is grouped; only dense, pointwise and depthwise train")
             channels = tuple(int(c) for c in select_channels(w, ratio, depthwise))
         bias = scheme.trains_bias(index, len(convs))
@@ -426,7 +441,7 @@ def _grad_reshape(e: _Emitter, node: Node, g: str) -> None:
 def _grad_linear(e: _Emitter, node: Node, g: str) -> None:
     x, w, b = node.inputs
     if e.spec(w).dtype is not DType.FLOAT32:
-        raise SchemeError(f"{node.describe()}: an int8 linear layer trains as a 1x1 conv (see _prepare_head)")
+        raise SchemeError(f"{node.describe()}: an int8 linear layer trains as a 1x1 conv (see _linear_as_conv)")
     layer = e.layers.get(node.name)
     outputs = []
     if layer is not None:
@@ -562,7 +577,7 @@ def build_training_graph(forward: Graph, scheme: Scheme) -> Graph:
         raise SchemeError(f"rounding '{scheme.rounding}' is simulation only; the device rounds nearest or stochastic")
     if scheme.momentum:
         raise SchemeError("momentum is not compiled yet (plain SGD, the paper's on-device setting); set momentum 0")
-    graph, int8_head = _prepare_head(forward, scheme)
+    graph, int8_head = _prepare_linears(forward, scheme)
     layers = _trained_layers(forward, graph, scheme, int8_head)
     e = _Emitter(graph, scheme, layers)
     e.forward()

@@ -17,7 +17,11 @@ A scheme is a small versioned JSON object::
 the classifier head excluded; this is the seed paper's ``manual_weight_idx`` convention, so its
 published schemes (``../shared/schemes/seed-schemes.json``) load unchanged through
 :func:`load_scheme` (``n_bias_update``, ``manual_weight_idx``, ``weight_update_ratio``). A seed ratio
-of 0 means "no weights" and is dropped.
+of 0 means "no weights" and is dropped. **Linear layers before the head count as convs** (a linear
+layer is a 1x1 conv on a 1x1 map and trains as one): LeNet-5's conv, conv, fc120, fc84, head are
+convs 0-3 and the head, so ``n_bias: 2`` trains the biases of fc120 and fc84, and ``{"conv": 3}``
+fc84's weights (ratio over its input features). :func:`conv_nodes` is the one numbering; the
+compiler, the simulated training, ``scheme_last_convs`` and the search all read it.
 
 **Ratios** are in {1/8, 1/4, 1/2, 1}, over **input** channels of a dense or pointwise conv and over
 the channels of a depthwise conv. ``ceil(ratio * C)`` channels train, chosen by
@@ -41,7 +45,7 @@ import numpy as np
 from tte_ir._ir import Graph, Node, Op, TteError
 from tte_ir.cli_args import bounded_float, bounded_int, learning_rate, seed_value
 from tte_ir.constants import INT32_MAX
-from tte_ir.kernels import DEPTHWISE, conv_family
+from tte_ir.kernels import DEPTHWISE, POINTWISE, conv_family
 from tte_ir.ops import node_attrs
 
 __all__ = [
@@ -312,8 +316,11 @@ def save_scheme(scheme: Scheme, path: str | os.PathLike[str]) -> Path:
 
 
 def conv_nodes(graph: Graph) -> list[Node]:
-    """The graph's conv2d nodes in schedule order: index 0 is the stem; the head (linear) is not one."""
-    return [node for node in graph.nodes if node.op is Op.CONV2D]
+    """The layers a scheme numbers (module docstring), in schedule order: the graph's conv2d nodes and
+    its linear layers before the head; index 0 is the stem. The head, the linear layer that writes the
+    graph's output, is not one."""
+    head = graph.producer(graph.outputs[0]) if graph.outputs else None
+    return [node for node in graph.nodes if node.op is Op.CONV2D or (node.op is Op.LINEAR and node is not head)]
 
 
 def is_depthwise(graph: Graph, node: Node) -> bool:
@@ -322,7 +329,10 @@ def is_depthwise(graph: Graph, node: Node) -> bool:
 
 
 def conv_node_family(graph: Graph, node: Node) -> str:
-    """The kernel family (dense, depthwise, pointwise) of a conv2d node."""
+    """The kernel family (dense, depthwise, pointwise) of a conv2d node; a linear layer is pointwise
+    (it trains as a 1x1 conv)."""
+    if node.op is Op.LINEAR:
+        return POINTWISE
     attrs = node_attrs(node)
     channels = graph.tensors[node.inputs[0]].shape[1]
     return conv_family(graph.tensors[node.inputs[1]].shape, channels, attrs["padding"], attrs["groups"])

@@ -51,7 +51,7 @@ import numpy as np
 
 from tte_algo.search.evolution import RATIOS, Contributions, SearchError
 from tte_algo.search.executor import Executor, JobCache, LocalExecutor, job_key
-from tte_ir import Graph, Node, Op, Scheme, WeightUpdate, conv_nodes
+from tte_ir import Graph, Node, Scheme, WeightUpdate, conv_nodes
 from tte_ir.kernels import POINTWISE
 from tte_ir.scheme import conv_node_family
 from tte_ir.serialize import graph_from_json, graph_to_json
@@ -206,7 +206,8 @@ def split_graph(graph: Graph, first_conv: int) -> tuple[list[Node], Graph, int]:
         inputs=(frontier[0],),
         constants={n: a for n, a in graph.constants.items() if n in used},
     )
-    offset = sum(1 for node in prefix if node.op is Op.CONV2D)
+    cut = {node.name for node in prefix}
+    offset = sum(1 for node in convs if node.name in cut)  # hidden linear layers count as convs
     return prefix, sub, offset
 
 
