@@ -86,7 +86,8 @@ def pack_hwc(mask_ir: np.ndarray) -> np.ndarray:
 def ctx_decl(ctx: _core.TrainContext) -> str:
     """The C declaration of a step context equal to ``ctx`` (status OK)."""
     return (
-        f"tte_train_ctx ctx = {{{{{c_float(ctx.lr)}, {c_float(ctx.head_lr)}}}, {ctx.step}u, {ctx.seed}u, TTE_STEP_OK}};"
+        f"tte_train_ctx ctx = {{{{{c_float(ctx.lr)}, {c_float(ctx.head_lr)}}}, {ctx.step}u, {ctx.seed}u, TTE_STEP_OK, "
+        f"{int(ctx.batch_end)}}};"
     )
 
 

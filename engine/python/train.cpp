@@ -386,17 +386,20 @@ py::array map_f32(float (*fn)(float), const py::object &x_obj) {
 void bind_train(py::module_ &m) {
     py::class_<tte_train_ctx>(m, "TrainContext",
                               "The step context (tte_train_ctx): learning rates per lr group, the step counter and "
-                              "seed of the rounding hash, and the step status, which update kernels change.")
-        .def(py::init([](float lr, float head_lr, uint32_t step, uint32_t seed) {
+                              "seed of the rounding hash, the step status, which update kernels change, and "
+                              "batch_end, set on a mini-batch's last sample (the accumulating updates apply).")
+        .def(py::init([](float lr, float head_lr, uint32_t step, uint32_t seed, bool batch_end) {
                  tte_train_ctx c{};
                  c.lr[TTE_LR_BODY] = lr;
                  c.lr[TTE_LR_HEAD] = head_lr;
                  c.step = step;
                  c.seed = seed;
                  c.status = TTE_STEP_OK;
+                 c.batch_end = batch_end ? 1 : 0;
                  return c;
              }),
-             py::kw_only(), py::arg("lr"), py::arg("head_lr"), py::arg("step") = 0, py::arg("seed") = 0)
+             py::kw_only(), py::arg("lr"), py::arg("head_lr"), py::arg("step") = 0, py::arg("seed") = 0,
+             py::arg("batch_end") = true)
         .def_property(
             "lr", [](const tte_train_ctx &c) { return c.lr[TTE_LR_BODY]; },
             [](tte_train_ctx &c, float v) { c.lr[TTE_LR_BODY] = v; })
@@ -405,6 +408,9 @@ void bind_train(py::module_ &m) {
             [](tte_train_ctx &c, float v) { c.lr[TTE_LR_HEAD] = v; })
         .def_readwrite("step", &tte_train_ctx::step)
         .def_readwrite("seed", &tte_train_ctx::seed)
+        .def_property(
+            "batch_end", [](const tte_train_ctx &c) { return c.batch_end != 0; },
+            [](tte_train_ctx &c, bool v) { c.batch_end = v ? 1 : 0; })
         .def_property(
             "status", [](const tte_train_ctx &c) { return step_status_name(c.status); },
             [](tte_train_ctx &c, const std::string &s) { c.status = step_status_of(s); });

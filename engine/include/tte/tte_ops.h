@@ -28,6 +28,9 @@ typedef enum tte_op {
     TTE_OP_LUT_BWD = 21,
     TTE_OP_MUL = 22,
     TTE_OP_MUL_BWD = 23,
+    TTE_OP_CONV2D_BWD_W_ACCUMULATE = 28,
+    TTE_OP_BIAS_ACCUMULATE = 29,
+    TTE_OP_LINEAR_F32_ACCUMULATE = 30,
 } tte_op;
 
 /* Element type ids. */

@@ -49,10 +49,20 @@
  *   are still indexed by the full tensor's channel. NULL means the whole tensor. Tiling keeps every
  *   float sum in its order, so the tiled result is bit-identical to the untiled one.
  * - Row-tiled execution (axis "rows") concerns the frozen forward prefix: see tte_row_band in tte.h.
+ * - Mini-batch updates (a scheme's batch B > 1): each update kernel above has an accumulating twin
+ *   (*_bwd_w_acc_s8, bias_acc_s32, linear_acc_f32) that keeps a float32 accumulator acc of its
+ *   parameter's gradient, in the parameter's layout, zero at the start, persistent across steps.
+ *   Each call adds this sample's gradient: acc = acc + grad, one rounding, the gradient summed in
+ *   the order stated per kernel (frozen and dead channels accumulate nothing); the call is gated
+ *   like every update (nothing added after a failure or on a non-finite gradient, which fails the
+ *   step). When ctx->batch_end is set (the batch's last sample), it then applies the update from the
+ *   mean acc / B (one float32 division, exact for a power of two) by the rules above, unless the
+ *   step has failed, all values checked before any is written, and sets acc back to 0 in every case.
+ *   The step counter ctx->step is the update's index t = samples / B (NUMERICS.md 5), not the sample's.
  *
  * A training step, as generated code runs it (buffers from the planned arena):
  *
- *     tte_train_ctx ctx = {.lr = {0.01f, 0.01f}, .step = t, .seed = 0, .status = TTE_STEP_OK};
+ *     tte_train_ctx ctx = {.lr = {0.01f, 0.01f}, .step = t, .seed = 0, .status = TTE_STEP_OK, .batch_end = 1};
  *     ... forward kernels, saving masks and tte_gather_channels_s8 of trained inputs ...
  *     tte_softmax_ce_f32(&ce, &ctx, logits, label, &loss, g_logits);
  *     tte_linear_bwd_update_f32(&head, &ctx, TTE_LR_HEAD, x_head, g_logits, w_head, b_head,
@@ -102,6 +112,7 @@ typedef struct tte_train_ctx {
     uint32_t step;           /* training-step counter t of the rounding hash */
     uint32_t seed;           /* seed of the rounding hash (the scheme's seed) */
     tte_step_status status;  /* TTE_STEP_OK at the start of a step */
+    int32_t batch_end;       /* nonzero on a mini-batch's last sample: the accumulating updates apply */
 } tte_train_ctx;
 
 /* The attributes of one update node (conv2d_bwd_w_update, bias_update). */
@@ -267,6 +278,38 @@ tte_status tte_lut_bwd_f32(const tte_lut_params *p, const float *g, const int8_t
  * gb [channels] float32. ga or gb may be NULL (that input needs no gradient), not both. */
 tte_status tte_mul_bwd_f32(const tte_mul_params *p, const float *g, const uint8_t *mask, const int8_t *a,
                            const int8_t *b, float *ga, float *gb);
+
+/* conv2d_bwd_w_acc: the mini-batch twin of conv2d_bwd_w_update (see Conventions, "Mini-batch
+ * updates"). The gradient of each trained weight is summed from 0 over the output positions (ascending,
+ * row-major) of gh[p][o] * float32(x - x_zero), one rounding per multiply and per add, padded taps
+ * skipped (tte_ir.reference_train.conv2d_weight_grad's order, bit for bit), and added to acc; at a
+ * batch's end the QAS step of acc / batch is applied (element indices as conv2d_bwd_w_update's) and acc
+ * is zeroed. Arguments as conv2d_bwd_w_update's, plus batch (B >= 1) and acc, float32 in w_train's
+ * slice layout, in/out. With a gh band only the band's rows (dense, pointwise) or the trained channels
+ * inside it (depthwise) take part. */
+tte_status tte_conv2d_bwd_w_acc_s8(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_update_params *u,
+                                   int32_t batch, const int8_t *x_saved, const float *gh, const float *inv_w,
+                                   float *acc, int8_t *w_train, const tte_channel_band *gh_band);
+tte_status tte_depthwise_conv2d_bwd_w_acc_s8(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_update_params *u,
+                                             int32_t batch, const int8_t *x_saved, const float *gh, const float *inv_w,
+                                             float *acc, int8_t *w_train, const tte_channel_band *gh_band);
+tte_status tte_pointwise_conv2d_bwd_w_acc_s8(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_update_params *u,
+                                             int32_t batch, const int8_t *x_saved, const float *gh, const float *inv_w,
+                                             float *acc, int8_t *w_train, const tte_channel_band *gh_band);
+
+/* bias_acc: the mini-batch twin of bias_update: acc[o] += (the sum over pixels, ascending, of
+ * gh[p][o]); at a batch's end the QAS step of acc[o] / batch, then acc = 0. Arguments as bias_update's,
+ * plus batch (B >= 1) and acc [channels] float32, in/out. */
+tte_status tte_bias_acc_s32(const tte_hwc_params *p, tte_train_ctx *ctx, const tte_update_params *u, int32_t batch,
+                            const float *gh, const float *inv_b, float *acc, int32_t *b, const tte_channel_band *band);
+
+/* linear_acc: the mini-batch twin of the fp32 head's update (its input gradient stays with
+ * linear_f32_bwd_update, without update): acc_w[o][i] += g[o] * x_f[i], acc_b[o] += g[o]; at a batch's
+ * end, with lr = ctx->lr[lr_group], w[o][i] -= lr * (acc_w[o][i] / batch) and b[o] -= lr * (acc_b[o] /
+ * batch) (all new values checked finite before any is written), then both accumulators = 0.
+ * x [I] int8; g [O] float32; acc_w, w [O][I] and acc_b, b [O] float32, in/out. */
+tte_status tte_linear_acc_f32(const tte_linear_f32_params *p, tte_train_ctx *ctx, tte_lr_group lr_group, int32_t batch,
+                              const int8_t *x, const float *g, float *acc_w, float *acc_b, float *w, float *b);
 
 #ifdef __cplusplus
 }

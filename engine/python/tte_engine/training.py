@@ -30,7 +30,8 @@ __all__ = ["EngineStep", "train_step"]
 @dataclass(frozen=True)
 class EngineStep:
     """One training step through the engine: loss, step status (``tte_ir.reference_train``'s names)
-    and the trained parameters after it (IR layout, keyed like ``reference_train.initial_state``)."""
+    and the trained parameters (and a mini-batch's gradient accumulators) after it (IR layout, keyed
+    like ``reference_train.initial_state``)."""
 
     loss: float
     status: str
@@ -56,11 +57,13 @@ def train_step(
 
     info = training_info(graph)
     scheme = info["scheme"]
+    batch = int(scheme.get("batch", 1))  # step counts samples; the rounding's t counts updates
     ctx = _core.TrainContext(
         lr=scheme["lr"] if lr is None else lr,
         head_lr=scheme["head_lr"] if head_lr is None else head_lr,
-        step=step,
+        step=step // batch,
         seed=scheme["seed"],
+        batch_end=step % batch == batch - 1,
     )
     spec = graph.tensors[info["input"]]
     x = np.asarray(x)
@@ -77,7 +80,6 @@ def train_step(
         run_call(kernel_call(graph, node), graph, values, ctx=ctx)
         if node.op is Op.SOFTMAX_CE:
             loss = float(values[node_roles(node)[1]["loss"]][0])
-    new_state = {
-        param: np.asarray(values[nxt]).reshape(graph.tensors[nxt].shape) for param, nxt in info["state"].items()
-    }
+    carried = {**info["state"], **info.get("accumulators", {})}  # a mini-batch's accumulators persist too
+    new_state = {name: np.asarray(values[nxt]).reshape(graph.tensors[nxt].shape) for name, nxt in carried.items()}
     return EngineStep(loss, ctx.status, new_state)

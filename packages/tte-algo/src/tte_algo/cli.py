@@ -198,7 +198,13 @@ def register_train(subparsers: Any) -> None:
         "--split-seed", type=int, default=0, help="seed of the held-out split, independent of --seed (default 0)"
     )
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=1, help="1 is device-faithful (default); larger is faster")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="samples per update (default: the scheme's batch, 1 unless it sets one; a scheme's batch B > 1 is the "
+        "device's update, the mean of B gradients, and only B is accepted then); larger batches of a batch-1 scheme "
+        "are a faster simulation",
+    )
     p.add_argument("--lr", type=float, help="learning rate (default: the scheme's)")
     p.add_argument("--head-lr", type=float, help="learning rate of the head (default: the scheme's)")
     p.add_argument("--momentum", type=float, help="SGD momentum (default: the scheme's, 0)")
@@ -224,7 +230,8 @@ def _check_train_arguments(args: argparse.Namespace) -> Path:
     bounded_float(args.test_fraction, "--test-fraction", 0.0, 1.0, low_open=True, high_open=True)
     seed_value(args.split_seed, "--split-seed")
     bounded_int(args.epochs, "--epochs", 1)
-    bounded_int(args.batch_size, "--batch-size", 1)
+    if args.batch_size is not None:
+        bounded_int(args.batch_size, "--batch-size", 1)
     for name, value in (("--lr", args.lr), ("--head-lr", args.head_lr)):
         if value is not None:
             learning_rate(value, name)
@@ -276,9 +283,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"--test-fraction {args.test_fraction} splits the {len(data)} images into {len(train)} to train on and "
             f"{len(test)} to test; both need at least one"
         )
+    if scheme.batch > 1 and args.batch_size not in (None, scheme.batch):
+        raise TteError(
+            f"--batch-size {args.batch_size}: the scheme updates once per batch of {scheme.batch} samples, as the "
+            f"device will; leave --batch-size out or pass {scheme.batch}"
+        )
     config = TrainConfig(
         epochs=args.epochs,
-        batch_size=args.batch_size,
+        batch_size=scheme.batch if args.batch_size is None else args.batch_size,
         qas=not args.no_qas,
         schedule=args.schedule,
         device=default_device() if args.device == "auto" else args.device,

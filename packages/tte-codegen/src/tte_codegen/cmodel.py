@@ -99,6 +99,7 @@ class CModel:
     head_lr: float
     seed: int
     kernels: tuple[str, ...] = field(default=())
+    batch: int = 1  # samples per update (the scheme's batch): train_step applies the updates every batch-th call
 
     @property
     def param_bytes(self) -> int:

@@ -72,7 +72,8 @@ class Emitter:
         self.declared = declared
         self.owner = _aliases(graph)
         self.buffer_of = {t: buf.name for buf in self.report.plan.buffers for t in buf.tensors}
-        self.state = set(self.info["state"])
+        # trained parameters and a mini-batch's gradient accumulators: writable arrays (SRAM)
+        self.state = set(self.info["state"]) | set(self.info.get("accumulators", {}))
         self.arrays: dict[str, CArray] = {}
         self.array_of: dict[str, str] = {}
         self.by_content: dict[tuple[str, bytes], str] = {}

@@ -98,4 +98,5 @@ def lower(graph: Graph, *, name: str = "model", declared: frozenset[str] | None 
         head_lr=float(scheme["head_lr"]),
         seed=int(scheme["seed"]),
         kernels=tuple(em.kernels),
+        batch=int(scheme.get("batch", 1)),
     )

@@ -89,6 +89,9 @@ class Op(enum.Enum):
     LUT_BWD = 21  # its input gradient: g * slope[x] (a float32 slope table over the input codes)
     MUL = 22  # int8 multiply of a feature map by a per-channel vector (squeeze-and-excite)
     MUL_BWD = 23  # its gradients with respect to both inputs
+    CONV2D_BWD_W_ACCUMULATE = 28  # mini-batch: weight gradient summed into an accumulator, QAS update at batch end
+    BIAS_ACCUMULATE = 29  # mini-batch: bias gradient summed into an accumulator, QAS update at batch end
+    LINEAR_F32_ACCUMULATE = 30  # mini-batch: fp32 head gradients summed, SGD update at batch end
 
     @classmethod
     def from_name(cls, name: str) -> Op:

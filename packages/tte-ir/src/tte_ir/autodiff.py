@@ -9,6 +9,13 @@ output in place over the parameter (the op table's ``inplace``), so one step on 
 over the nodes. ``metadata["training"]`` records the scheme, the parameter -> next mapping and the
 conv index of every trained layer.
 
+Mini-batches (a scheme's ``batch`` B > 1): each update op is replaced by its accumulating twin
+(``conv2d_bwd_w_accumulate``, ``bias_accumulate``, ``linear_f32_accumulate``) at the same place in
+the schedule. It adds the sample's gradient to a float32 accumulator of the parameter's shape (a zero
+constant named ``<param>.acc``, written in place like the parameter; ``metadata["training"]
+["accumulators"]`` maps it to its next value) and, on the last sample of a batch (the step
+context's ``batch_end``), applies one update from ``acc / B`` and zeroes the accumulator.
+
 Only what the scheme's gradients need is emitted (pruning by construction): a tensor gets a
 gradient only when a trained parameter lies upstream of it, a node saves its mask only when the
 gradient passes through it, and a trained conv saves only its trained input channels.
@@ -208,6 +215,7 @@ class _Emitter:
         self.saved: dict[str, str] = {}
         self.slices: dict[str, str] = {}
         self.state: dict[str, str] = {}
+        self.accumulators: dict[str, str] = {}
         self.needs = self._needs_grad()
 
     def _needs_grad(self) -> dict[str, bool]:
@@ -261,6 +269,21 @@ class _Emitter:
         self.state[param] = name
         self.b.output(name)
         return name
+
+    @property
+    def batch(self) -> int:
+        """Samples per update (the scheme's ``batch``); above 1 every update accumulates first."""
+        return self.scheme.batch
+
+    def accumulator(self, param: str) -> tuple[str, str]:
+        """The float32 gradient accumulator of ``param`` (a zero constant: persistent state beside the
+        parameters, like them outside the arena) and its value after the step, a graph output."""
+        spec = self.spec(param)
+        acc = self.b.constant(f"{param}.acc", np.zeros(spec.shape, np.float32))
+        nxt = self.b.tensor(f"{acc}.next", spec.shape, DType.FLOAT32)
+        self.accumulators[acc] = nxt
+        self.b.output(nxt)
+        return acc, nxt
 
     # -- forward -------------------------------------------------------------------------------
 
@@ -363,13 +386,13 @@ def _grad_conv2d(e: _Emitter, node: Node, g: str) -> None:
         inv_w, inv_b = qas_divisors(xs.quant.tensor_scale, ws.quant.scale_array(), bias)
     if layer is not None and layer.bias:
         inv = e.const(f"{node.name}.inv_b", inv_b)
-        e.b.node(
-            f"{node.name}.bias_update",
-            Op.BIAS_UPDATE,
-            (gh, b, inv),
-            (e.next_state(b),),
-            **e.update_attrs(layer, bias_tensor_id(layer.index)),
-        )
+        attrs_b = e.update_attrs(layer, bias_tensor_id(layer.index))
+        if e.batch > 1:
+            acc, acc_next = e.accumulator(b)
+            outs = (e.next_state(b), acc_next)
+            e.b.node(f"{node.name}.bias_acc", Op.BIAS_ACCUMULATE, (gh, b, inv, acc), outs, batch=e.batch, **attrs_b)
+        else:
+            e.b.node(f"{node.name}.bias_update", Op.BIAS_UPDATE, (gh, b, inv), (e.next_state(b),), **attrs_b)
     geometry = {k: attrs[k] for k in ("stride", "padding", "groups")}
     w_train = e.slices.get(node.name)
     if e.need(x):
@@ -387,16 +410,19 @@ def _grad_conv2d(e: _Emitter, node: Node, g: str) -> None:
         e.grads[x] = gx
     if w_train:
         inv = e.const(f"{node.name}.inv_w", inv_w)
-        e.b.node(
-            f"{node.name}.w_update",
-            Op.CONV2D_BWD_W_UPDATE,
-            (e.saved[node.name], gh, w_train, inv),
-            (e.next_state(w_train),),
-            channels=list(layer.channels or ()),
-            weight_shape=list(ws.shape),
+        attrs_w = {
+            "channels": list(layer.channels or ()),
+            "weight_shape": list(ws.shape),
             **geometry,
             **e.update_attrs(layer, weight_tensor_id(layer.index)),
-        )
+        }
+        ins_w = (e.saved[node.name], gh, w_train, inv)
+        if e.batch > 1:
+            acc, acc_next = e.accumulator(w_train)
+            outs_w = (e.next_state(w_train), acc_next)
+            e.b.node(f"{node.name}.w_acc", Op.CONV2D_BWD_W_ACCUMULATE, (*ins_w, acc), outs_w, batch=e.batch, **attrs_w)
+        else:
+            e.b.node(f"{node.name}.w_update", Op.CONV2D_BWD_W_UPDATE, ins_w, (e.next_state(w_train),), **attrs_w)
 
 
 def _grad_add(e: _Emitter, node: Node, g: str) -> None:
@@ -443,21 +469,32 @@ def _grad_linear(e: _Emitter, node: Node, g: str) -> None:
     if e.spec(w).dtype is not DType.FLOAT32:
         raise SchemeError(f"{node.describe()}: an int8 linear layer trains as a 1x1 conv (see _linear_as_conv)")
     layer = e.layers.get(node.name)
+    fused = layer is not None and e.batch == 1  # a mini-batch accumulates in its own node, after gx
     outputs = []
-    if layer is not None:
+    if fused:
         outputs += [e.next_state(w), e.next_state(b)]
     need_x = e.need(x)
     if need_x:
         gx = e.grad_tensor(e.fresh(f"{x}.grad"), e.spec(x).shape)
         outputs.append(gx)
-    e.b.node(
-        f"{node.name}.bwd_update",
-        Op.LINEAR_F32_BWD_UPDATE,
-        (x, w, b, g),
-        outputs,
-        update=layer is not None,
-        input_grad=need_x,
-    )
+    if outputs:
+        e.b.node(
+            f"{node.name}.bwd_update",
+            Op.LINEAR_F32_BWD_UPDATE,
+            (x, w, b, g),
+            outputs,
+            update=fused,
+            input_grad=need_x,
+        )
+    if layer is not None and not fused:
+        (acc_w, acc_w_next), (acc_b, acc_b_next) = e.accumulator(w), e.accumulator(b)
+        e.b.node(
+            f"{node.name}.acc",
+            Op.LINEAR_F32_ACCUMULATE,
+            (x, g, w, b, acc_w, acc_b),
+            (e.next_state(w), e.next_state(b), acc_w_next, acc_b_next),
+            batch=e.batch,
+        )
     if need_x:
         e.contribute(x, gx)
 
@@ -545,6 +582,7 @@ NOT_DIFFERENTIABLE = frozenset(
         Op.CONV2D_BWD_W_UPDATE, Op.BIAS_UPDATE, Op.LINEAR_F32_BWD_UPDATE, Op.ACCUMULATE, Op.MAX_POOL_BWD,
         Op.AVG_POOL_BWD,
         Op.LUT_BWD, Op.MUL_BWD,
+        Op.CONV2D_BWD_W_ACCUMULATE, Op.BIAS_ACCUMULATE, Op.LINEAR_F32_ACCUMULATE,
     }
 )  # fmt: skip
 """The training ops: :func:`build_training_graph` emits them and never differentiates them (their
@@ -590,6 +628,7 @@ def build_training_graph(forward: Graph, scheme: Scheme) -> Graph:
         "loss": LOSS,
         "logits": graph.outputs[0],
         "state": dict(e.state),
+        "accumulators": dict(e.accumulators),
         "layers": {
             name: {"index": layer.index, "bias": layer.bias, "channels": list(layer.channels or []), "head": layer.head}
             for name, layer in layers.items()

@@ -41,6 +41,7 @@ __all__ = [
     "OP_KERNELS",
     "PARAM_STRUCTS",
     "POINTWISE",
+    "SCRATCH_KERNELS",
     "SIGNATURES",
     "Arg",
     "CEnum",
@@ -200,6 +201,12 @@ _BWD_W = (
     ("inv_w", _CF32), ("w_train", _S8), ("gh_band", _BAND),
 )  # fmt: skip
 
+# mini-batch weight update: the gradient summed into acc, the QAS step from acc / batch at a batch's end
+_BWD_W_ACC = (
+    ("p", f"const {_CONV} *"), ("ctx", _CTX), ("u", "const tte_update_params *"), ("batch", _I32), ("x_saved", _CS8),
+    ("gh", _CF32), ("inv_w", _CF32), ("acc", _PF32), ("w_train", _S8), ("gh_band", _BAND),
+)  # fmt: skip
+
 SIGNATURES: Mapping[str, tuple[tuple[str, str], ...]] = {
     **{f"{_FAMILY_PREFIX[f]}_fwd_s8": _conv_fwd_signature(_CONV) for f in FAMILIES},
     "add_fwd_s8": (
@@ -254,6 +261,15 @@ SIGNATURES: Mapping[str, tuple[tuple[str, str], ...]] = {
     "mul_bwd_f32": (
         ("p", "const tte_mul_params *"), ("g", _CF32), ("mask", _CMASK), ("a", _CS8), ("b", _CS8), ("ga", _PF32),
         ("gb", _PF32),
+    ),
+    **{f"{_FAMILY_PREFIX[f]}_bwd_w_acc_s8": _BWD_W_ACC for f in FAMILIES},
+    "bias_acc_s32": (
+        ("p", "const tte_hwc_params *"), ("ctx", _CTX), ("u", "const tte_update_params *"), ("batch", _I32),
+        ("gh", _CF32), ("inv_b", _CF32), ("acc", _PF32), ("b", _S32), ("band", _BAND),
+    ),
+    "linear_acc_f32": (
+        ("p", "const tte_linear_f32_params *"), ("ctx", _CTX), ("lr_group", "tte_lr_group"), ("batch", _I32),
+        ("x", _CS8), ("g", _CF32), ("acc_w", _PF32), ("acc_b", _PF32), ("w", _PF32), ("b", _PF32),
     ),
 }  # fmt: skip
 """Every kernel's C parameters in order (name, C type), as the engine's headers declare them; a
@@ -727,6 +743,66 @@ def _mul_bwd(graph: Graph, node: Node) -> KernelCall:
     return _call(node, "mul_bwd_f32", params, args)
 
 
+def _conv2d_bwd_w_accumulate(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    attrs = node_attrs(node)
+    x = graph.tensors[ins["x_saved"]]
+    full = tuple(int(d) for d in attrs["weight_shape"])
+    in_c = full[1] * attrs["groups"]
+    family = conv_family(full, in_c, attrs["padding"], attrs["groups"])
+    params = _conv_params(attrs, size=x.shape[2:], in_c=in_c, w_shape=full, x_zero=_zero(x))
+    args = [
+        Arg("ctx", "ctx"),
+        _update_params(attrs),
+        Arg("batch", "int", value=int(attrs["batch"])),
+        _read("x_saved", ins["x_saved"]),
+        _read("gh", ins["gh"]),
+        _read("inv_w", ins["inv_w"]),
+        _write("acc", outs["acc_next"], reads=ins["acc"], layout=family),  # the slice's layout, float32
+        _write("w_train", outs["w_next"], reads=ins["w_train"], layout=family),
+        Arg("gh_band", "band", reads=ins["gh"]),
+    ]
+    return _call(node, f"{_FAMILY_PREFIX[family]}_bwd_w_acc_s8", params, args, family)
+
+
+def _bias_accumulate(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    attrs = node_attrs(node)
+    args = [
+        Arg("ctx", "ctx"),
+        _update_params(attrs),
+        Arg("batch", "int", value=int(attrs["batch"])),
+        _read("gh", ins["gh"]),
+        _read("inv_b", ins["inv_b"]),
+        _write("acc", outs["acc_next"], reads=ins["acc"]),
+        _write("b", outs["b_next"], reads=ins["b"]),
+        Arg("band", "band", reads=ins["gh"]),
+    ]
+    return _call(node, "bias_acc_s32", _hwc(graph.tensors[ins["gh"]]), args)
+
+
+def _linear_f32_accumulate(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    attrs = node_attrs(node)
+    x, w = graph.tensors[ins["x"]], graph.tensors[ins["w"]]
+    params = {
+        "in_features": w.shape[1], "out_features": w.shape[0], "x_scale": np.float32(x.quant.tensor_scale),
+        "x_zero": _zero(x),
+    }  # fmt: skip
+    args = [
+        Arg("ctx", "ctx"),
+        Arg("lr_group", "int", value=LR_GROUPS[attrs["lr_group"]]),
+        Arg("batch", "int", value=int(attrs["batch"])),
+        _read("x", ins["x"]),
+        _read("g", ins["g"]),
+        _write("acc_w", outs["acc_w_next"], reads=ins["acc_w"]),
+        _write("acc_b", outs["acc_b_next"], reads=ins["acc_b"]),
+        _write("w", outs["w_next"], reads=ins["w"]),
+        _write("b", outs["b_next"], reads=ins["b"]),
+    ]
+    return _call(node, "linear_acc_f32", params, args)
+
+
 KERNEL_CALLS: Mapping[Op, Callable[[Graph, Node], KernelCall]] = {
     Op.CONV2D: _conv2d,
     Op.ADD: _add,
@@ -751,6 +827,9 @@ KERNEL_CALLS: Mapping[Op, Callable[[Graph, Node], KernelCall]] = {
     Op.LUT_BWD: _lut_bwd,
     Op.MUL: _mul,
     Op.MUL_BWD: _mul_bwd,
+    Op.CONV2D_BWD_W_ACCUMULATE: _conv2d_bwd_w_accumulate,
+    Op.BIAS_ACCUMULATE: _bias_accumulate,
+    Op.LINEAR_F32_ACCUMULATE: _linear_f32_accumulate,
 }
 
 
@@ -780,6 +859,9 @@ OP_KERNELS: Mapping[Op, tuple[str | None, ...]] = {
     Op.LUT_BWD: ("lut_bwd_f32",),
     Op.MUL: ("mul_fwd_s8",),
     Op.MUL_BWD: ("mul_bwd_f32",),
+    Op.CONV2D_BWD_W_ACCUMULATE: tuple(f"{_FAMILY_PREFIX[f]}_bwd_w_acc_s8" for f in FAMILIES),
+    Op.BIAS_ACCUMULATE: ("bias_acc_s32",),
+    Op.LINEAR_F32_ACCUMULATE: ("linear_acc_f32",),
 }
 """The kernels a node of each op may become (None: a view, no call); :func:`kernel_call` picks one."""
 

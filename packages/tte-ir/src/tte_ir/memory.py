@@ -15,8 +15,9 @@ Planners assign offsets behind one small interface, :class:`Planner`:
 
 The report (ARCHITECTURE.md, "Memory accounting") gives the arena peak and the op at the peak (the
 node where the live bytes are highest), the trainable state (trained weight slices, biases, fp32 head,
-optimizer state: parameters that live in SRAM), the I/O buffers (graph inputs: image and label) and
-their total.
+optimizer state: parameters that live in SRAM; with a mini-batch scheme also the float32 gradient
+accumulators, reported on their own line next to the batch-1 figure), the I/O buffers (graph inputs:
+image and label) and their total.
 """
 
 from __future__ import annotations
@@ -280,6 +281,8 @@ class MemoryReport:
     nodes: tuple[str, ...]
     plan: Plan
     input_in_arena: bool = False
+    accumulator_bytes: int = 0  # part of trainable_bytes: a mini-batch's float32 gradient accumulators
+    batch: int = 1
 
     @property
     def layout(self) -> str:
@@ -306,16 +309,26 @@ class MemoryReport:
             "total_bytes": self.total_bytes,
             "flash_bytes": self.flash_bytes,
             "input_in_arena": self.input_in_arena,
+            "batch": self.batch,
+            "accumulator_bytes": self.accumulator_bytes,
         }
 
     def lines(self) -> list[str]:
         """The human-readable report."""
         kb = 1024
+        batch = []
+        if self.batch > 1:
+            params = self.trainable_bytes - self.accumulator_bytes
+            batch = [
+                f"    of which batch-{self.batch} gradient accumulators {self.accumulator_bytes:,} B "
+                f"(batch 1: trainable state {params:,} B, no accumulators)"
+            ]
         return [
             f"memory of '{self.graph}' (planner {self.planner}; {self.layout}):",
             f"  arena peak      {self.arena_peak_bytes:>9,} B  {self.arena_peak_bytes / kb:7.1f} KB  "
             f"(live peak {self.peak_live_bytes:,} B at '{self.peak_op}')",
             f"  trainable state {self.trainable_bytes:>9,} B  {self.trainable_bytes / kb:7.1f} KB",
+            *batch,
             f"  I/O             {self.io_bytes:>9,} B  {self.io_bytes / kb:7.1f} KB",
             f"  total           {self.total_bytes:>9,} B  {self.total_bytes / kb:7.1f} KB",
             f"  flash (frozen constants) {self.flash_bytes:,} B",
@@ -335,7 +348,8 @@ def memory_report(
     plan = planner.plan(buffers)
     live = live_bytes(buffers, len(graph.nodes))
     peak_index = max(range(len(live)), key=lambda i: (live[i], -i)) if live else 0
-    state = set(info["state"])
+    accumulators = set(info.get("accumulators", {}))
+    state = set(info["state"]) | accumulators  # both live in SRAM, outside the arena, across steps
     trainable = sum(graph.tensors[name].nbytes for name in state)
     io = sum(graph.tensors[name].nbytes for name in graph.inputs if not (input_in_arena and name == info["input"]))
     flash = sum(graph.tensors[name].nbytes for name in graph.constants if name not in state)
@@ -352,4 +366,6 @@ def memory_report(
         tuple(n.name for n in graph.nodes),
         plan,
         input_in_arena,
+        sum(graph.tensors[name].nbytes for name in accumulators),
+        int(info["scheme"].get("batch", 1)),
     )

@@ -99,6 +99,7 @@ from tte_ir.quant import LUT_FUNCTIONS
 
 __all__ = [
     "ATTR_TYPES",
+    "MAX_BATCH",
     "MAX_POOL_TAPS",
     "MAX_RANK",
     "OP_TABLE",
@@ -498,6 +499,41 @@ def _infer_accumulate(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Infer
     return [(acc.shape, DType.FLOAT32)]
 
 
+# -- mini-batch updates (scheme "batch" > 1): each keeps a float32 gradient accumulator ------------
+
+
+def _expect_accumulator(node: Node, role: str, acc: TensorSpec, param: TensorSpec, batch: Any) -> None:
+    """A float32 accumulator of ``param``'s shape, and a batch of at least 2 samples."""
+    _expect_dtype(node, role, acc, (DType.FLOAT32,))
+    _expect_shape(node, role, acc, param.shape)
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 2:
+        raise _fail(node, f"batch {batch!r} must be an integer >= 2 (batch 1 is the fused per-sample update)")
+
+
+def _infer_conv2d_bwd_w_accumulate(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    out = _infer_conv2d_bwd_w_update(node, ins, attrs)
+    _expect_accumulator(node, "acc", ins["acc"], ins["w_train"], attrs["batch"])
+    return [*out, (ins["acc"].shape, DType.FLOAT32)]
+
+
+def _infer_bias_accumulate(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    out = _infer_bias_update(node, ins, attrs)
+    _expect_accumulator(node, "acc", ins["acc"], ins["b"], attrs["batch"])
+    return [*out, (ins["acc"].shape, DType.FLOAT32)]
+
+
+def _infer_linear_f32_accumulate(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    _infer_linear_f32_bwd(node, ins, {**attrs, "update": True, "input_grad": False})
+    _expect_accumulator(node, "acc_w", ins["acc_w"], ins["w"], attrs["batch"])
+    _expect_accumulator(node, "acc_b", ins["acc_b"], ins["b"], attrs["batch"])
+    w, b = ins["w"], ins["b"]
+    return [(w.shape, DType.FLOAT32), (b.shape, DType.FLOAT32), (w.shape, DType.FLOAT32), (b.shape, DType.FLOAT32)]
+
+
+def _macs_linear_f32_accumulate(node: Node, ins: Specs, outs: Sequence[TensorSpec]) -> int:
+    return ins["w"].numel
+
+
 MAX_POOL_TAPS = 256  # a max pool's arg-max index is one byte per output
 
 
@@ -786,6 +822,36 @@ OP_TABLE: Mapping[Op, OpDef] = {
         optional={"ga": "grad_a", "gb": "grad_b"},
         inplace={"ga": "g"},
     ),
+    Op.CONV2D_BWD_W_ACCUMULATE: OpDef(
+        Op.CONV2D_BWD_W_ACCUMULATE,
+        ("x_saved", "gh", "w_train", "inv_w", "acc"),
+        ("w_next", "acc_next"),
+        {"stride": 1, "padding": 0, "groups": 1, **_UPDATE},
+        ("channels", "weight_shape", "tensor_id", "batch"),
+        _infer_conv2d_bwd_w_accumulate,
+        _macs_conv2d_bwd_w,
+        inplace={"w_next": "w_train", "acc_next": "acc"},
+    ),
+    Op.BIAS_ACCUMULATE: OpDef(
+        Op.BIAS_ACCUMULATE,
+        ("gh", "b", "inv_b", "acc"),
+        ("b_next", "acc_next"),
+        dict(_UPDATE),
+        ("tensor_id", "batch"),
+        _infer_bias_accumulate,
+        _no_macs,
+        inplace={"b_next": "b", "acc_next": "acc"},
+    ),
+    Op.LINEAR_F32_ACCUMULATE: OpDef(
+        Op.LINEAR_F32_ACCUMULATE,
+        ("x", "g", "w", "b", "acc_w", "acc_b"),
+        ("w_next", "b_next", "acc_w_next", "acc_b_next"),
+        {"lr_group": "head"},
+        ("batch",),
+        _infer_linear_f32_accumulate,
+        _macs_linear_f32_accumulate,
+        inplace={"w_next": "w", "b_next": "b", "acc_w_next": "acc_w", "acc_b_next": "acc_b"},
+    ),
 }
 
 
@@ -887,6 +953,9 @@ _UPDATE_TYPES = {
     "tile": _TILE,
 }
 
+MAX_BATCH = 4096  # samples per update (a scheme's "batch"): a bound on what one may ask, far above device settings
+_BATCH = AttrType("int", 2, MAX_BATCH)  # samples per update of the mini-batch ops
+
 _POOL_TYPES = {"kernel": AttrType("int", 1, 16), "stride": _STRIDE, "padding": _PADDING}
 
 # The type of every attribute of every op (defaults and required ones alike), next to the table.
@@ -939,6 +1008,15 @@ ATTR_TYPES: Mapping[Op, Mapping[str, AttrType]] = {
     Op.LUT_BWD: {},
     Op.MUL: {"act_min": _INT8, "act_max": _INT8, "save_mask": _BOOL},
     Op.MUL_BWD: {"m": _MULTIPLIER, "grad_a": _BOOL, "grad_b": _BOOL},
+    Op.CONV2D_BWD_W_ACCUMULATE: {
+        **_GEOMETRY,
+        **_UPDATE_TYPES,
+        "channels": AttrType("ints", 0, _I32),
+        "weight_shape": AttrType("ints", 1, _I32, length=4),
+        "batch": _BATCH,
+    },
+    Op.BIAS_ACCUMULATE: {**_UPDATE_TYPES, "batch": _BATCH},
+    Op.LINEAR_F32_ACCUMULATE: {"lr_group": AttrType("str", choices=("body", "head")), "batch": _BATCH},
 }
 
 

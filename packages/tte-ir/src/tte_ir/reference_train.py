@@ -10,6 +10,12 @@ with a C build (and within rtol 1e-5 with PyTorch, which sums in its own order):
 - ``conv2d_bwd_x``: each ``gx[c,y,x]`` starts at ``acc`` (or 0) and adds ``w[o,c,u,v] * gh[o,oy,ox]`` in
   ascending ``(o, u, v)`` order; this is the order in which a channel-tiled schedule adds them, too.
 - ``linear_f32_bwd_update``: ``gx[i] = s_x * sum_o W[o,i]*g[o]`` in ascending ``o``.
+- the mini-batch twins of the updates (``conv2d_bwd_w_accumulate``, ``bias_accumulate``,
+  ``linear_f32_accumulate``): the sample's gradient (a bias's as above; a weight's by
+  :func:`batch_weight_grad`, one rounding per multiply and per add; the head's ``g[o] * x_f[i]``, one
+  product) is added to the accumulator (``acc = acc + grad``, one rounding; frozen channels keep
+  0); on the last sample of a batch the update runs on ``acc / B`` (one float32 division) and the
+  accumulator returns to 0.
 - ``mul_bwd``: ``gb[c] = sum_p (mask ? g*m : 0) * (a[c,p] - z_a)`` over pixels ``p`` in ascending row-major
   order, from 0.
 
@@ -42,6 +48,7 @@ __all__ = [
     "TRAINING_KERNELS",
     "StepResult",
     "avg_pool2d_bwd",
+    "batch_weight_grad",
     "bias_grad",
     "conv2d_bwd_x",
     "conv2d_weight_grad",
@@ -206,14 +213,26 @@ def qas_round(
 
 
 def initial_state(graph: Graph) -> dict[str, np.ndarray]:
-    """The trained parameters' initial values (writable copies), keyed by parameter name."""
-    return {name: np.array(graph.constants[name], copy=True) for name in training_info(graph)["state"]}
+    """The trained parameters' initial values (writable copies), keyed by parameter name, and, for a
+    mini-batch graph (scheme ``batch`` > 1), its zero gradient accumulators, keyed by their names."""
+    info = training_info(graph)
+    names = [*info["state"], *info.get("accumulators", {})]
+    return {name: np.array(graph.constants[name], copy=True) for name in names}
 
 
 class _Step:
-    def __init__(self, graph: Graph, state: Mapping[str, np.ndarray], step: int, lr: float, head_lr: float) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        state: Mapping[str, np.ndarray],
+        step: int,
+        lr: float,
+        head_lr: float,
+        batch_end: bool = True,
+    ) -> None:
         self.graph = graph
         self.step = step
+        self.batch_end = batch_end
         self.seed = int(training_info(graph)["scheme"]["seed"])
         self.lrs = {LR_GROUPS["body"].value: lr, LR_GROUPS["head"].value: head_lr}
         self.values: dict[str, np.ndarray] = dict(graph.constants)
@@ -471,6 +490,128 @@ def _mul_bwd(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
     return _written(call, ga=ga, gb=gb)
 
 
+def batch_weight_grad(
+    x_saved: np.ndarray,
+    gh: np.ndarray,
+    *,
+    channels: Any,
+    kernel: tuple[int, int],
+    stride: int,
+    padding: int,
+    x_zero: int,
+    depthwise: bool,
+) -> np.ndarray:
+    """``dL/dw`` of the trained slice as the mini-batch kernels sum it (``tte/tte_train.h``,
+    ``*_bwd_w_acc_s8``): from 0 over the output positions in ascending order, one float32 rounding per
+    multiply and per add (float32, the slice's shape)."""
+    k = x_saved.shape[1]
+    kh, kw = kernel
+    _, out_channels, ho, wo = gh.shape
+    centered = x_saved[0].astype(np.float32) - np.float32(x_zero)
+    padded = np.pad(centered, ((0, 0), (padding, padding), (padding, padding)))
+    cols = np.empty((k, kh, kw, ho * wo), dtype=np.float32)
+    for u in range(kh):
+        for v in range(kw):
+            tap = padded[:, u : u + stride * (ho - 1) + 1 : stride, v : v + stride * (wo - 1) + 1 : stride]
+            cols[:, u, v] = tap.reshape(k, -1)
+    g = gh[0].reshape(out_channels, -1)
+    if depthwise:
+        g = g[list(channels)]
+        acc = np.zeros((k, kh, kw), dtype=np.float32)
+        for p in range(ho * wo):
+            acc = acc + g[:, p][:, None, None] * cols[..., p]
+        return acc[:, None]
+    acc = np.zeros((out_channels, k, kh, kw), dtype=np.float32)
+    for p in range(ho * wo):
+        acc = acc + g[:, p][:, None, None, None] * cols[None, ..., p]
+    return acc
+
+
+def _live_rows(inv: np.ndarray, ndim: int) -> np.ndarray:
+    """Where the QAS update of a parameter with per-row (axis 0) inverses ``inv`` is live (not frozen),
+    broadcastable over an array of ``ndim`` axes."""
+    inv = np.asarray(inv, dtype=np.float32)
+    return ((inv != 0) & np.isfinite(inv)).reshape((-1,) + (1,) * (ndim - 1))
+
+
+def _conv_bwd_w_accumulate(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    p = call.params
+    w_train, acc, gh = s.read(call, "w_train"), s.read(call, "acc"), s.read(call, "gh")
+    full = (p["out_c"], p["in_c"] // p["groups"], p["kernel_h"], p["kernel_w"])
+    depthwise = call.family == DEPTHWISE
+    chans = list(p["train_channels"])
+    inv = s.read(call, "inv_w")
+    o, j, u, q = np.indices(w_train.shape)
+    channel = np.asarray(chans)[o if depthwise else j]
+    if depthwise:
+        index = ((channel * full[1] + j) * full[2] + u) * full[3] + q
+        inv = inv[chans]
+    else:
+        index = ((o * full[1] + channel) * full[2] + u) * full[3] + q
+    if s.grad_ok(gh):
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum fails the update in qas_round
+            grad = batch_weight_grad(
+                s.read(call, "x_saved"), gh, channels=chans, kernel=full[2:], stride=p["stride"],
+                padding=p["padding"], x_zero=p["x_zero"], depthwise=depthwise,
+            )  # fmt: skip
+            acc = np.where(_live_rows(inv, acc.ndim), acc + grad, acc).astype(np.float32)
+    if s.batch_end:
+        steps = _batch_steps(s, call, acc, inv, index)
+        if steps is not None:
+            w_train = np.clip(w_train.astype(np.int64) + steps, -127, 127).astype(np.int8)
+        acc = np.zeros_like(acc)
+    return _written(call, acc=acc, w_train=w_train)
+
+
+def _batch_steps(s: _Step, call: KernelCall, acc: np.ndarray, inv: np.ndarray, index: np.ndarray) -> np.ndarray | None:
+    """The QAS steps of a mini-batch update from its accumulated gradient (mean ``acc / B``); None when
+    the step already failed or a step value is not finite (the step then fails)."""
+    if s.status != STATUS_OK:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = (acc / np.float32(call.arg("batch").value)).astype(np.float32)
+    return _qas_step(s, call, mean, inv, index)
+
+
+def _bias_accumulate(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    b, acc, gh = s.read(call, "b"), s.read(call, "acc"), s.read(call, "gh")
+    inv = np.where((b == INT32_MIN) | (b == INT32_MAX), np.float32(0), s.read(call, "inv_b"))
+    if s.grad_ok(gh):
+        with np.errstate(over="ignore", invalid="ignore"):
+            acc = np.where(_live_rows(inv, 1), acc + bias_grad(gh), acc).astype(np.float32)
+    if s.batch_end:
+        steps = _batch_steps(s, call, acc, inv, np.arange(b.shape[0]))
+        if steps is not None:
+            b = sat32(b.astype(np.int64) + steps).astype(np.int32)
+        acc = np.zeros_like(acc)
+    return _written(call, acc=acc, b=b)
+
+
+def _linear_f32_accumulate(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    p = call.params
+    w, b, g = s.read(call, "w"), s.read(call, "b"), s.read(call, "g")[0]
+    acc_w, acc_b = s.read(call, "acc_w"), s.read(call, "acc_b")
+    if s.grad_ok(g):
+        xf = dequantize_input(s.read(call, "x")[0], p["x_scale"], p["x_zero"])
+        with np.errstate(over="ignore", invalid="ignore"):
+            acc_w = (acc_w + g[:, None] * xf[None, :]).astype(np.float32)
+            acc_b = (acc_b + g).astype(np.float32)
+    if s.batch_end:
+        if s.status == STATUS_OK:
+            batch = np.float32(call.arg("batch").value)
+            lr = np.float32(s.lrs[call.arg("lr_group").value.value])
+            with np.errstate(over="ignore", invalid="ignore"):
+                w_next = (w - lr * (acc_w / batch)).astype(np.float32)
+                b_next = (b - lr * (acc_b / batch)).astype(np.float32)
+            # no value written is computed from a non-finite one (tte/tte_train.h): all or nothing
+            if np.all(np.isfinite(w_next)) and np.all(np.isfinite(b_next)):
+                w, b = w_next, b_next
+            else:
+                s.status = STATUS_NONFINITE_GRAD
+        acc_w, acc_b = np.zeros_like(acc_w), np.zeros_like(acc_b)
+    return _written(call, acc_w=acc_w, acc_b=acc_b, w=w, b=b)
+
+
 TRAINING_KERNELS: Mapping[Op, Callable[[_Step, KernelCall], dict[str, np.ndarray]]] = {
     Op.GATHER_CHANNELS: _gather,
     Op.SOFTMAX_CE: _softmax_ce,
@@ -486,6 +627,9 @@ TRAINING_KERNELS: Mapping[Op, Callable[[_Step, KernelCall], dict[str, np.ndarray
     Op.AVG_POOL_BWD: _avg_pool_bwd,
     Op.LUT_BWD: _lut_bwd,
     Op.MUL_BWD: _mul_bwd,
+    Op.CONV2D_BWD_W_ACCUMULATE: _conv_bwd_w_accumulate,
+    Op.BIAS_ACCUMULATE: _bias_accumulate,
+    Op.LINEAR_F32_ACCUMULATE: _linear_f32_accumulate,
 }
 """The training ops' reference kernels (the forward ops are :data:`tte_ir.reference.FORWARD`)."""
 
@@ -504,9 +648,12 @@ def train_step(
     """Run one training step of ``graph`` on one input and label.
 
     ``state`` holds the trained parameters (:func:`initial_state`, or the previous step's
-    ``StepResult.state``); ``step`` is the step counter of the stochastic rounding; ``lr`` and
-    ``head_lr`` default to the compiled scheme's. A non-finite loss, gradient or update value leaves
-    every parameter untouched from that point on and is reported in ``StepResult.status``.
+    ``StepResult.state``; with a mini-batch, the gradient accumulators too); ``step`` counts the
+    samples trained before this one; ``lr`` and ``head_lr`` default to the compiled scheme's. With the
+    scheme's ``batch`` B, sample ``step`` ends a batch (and its updates apply) when ``step % B == B - 1``,
+    and the stochastic rounding's counter is the update's index ``step // B`` (``step`` itself for
+    B = 1). A non-finite loss, gradient or update value leaves every parameter untouched from that
+    point on and is reported in ``StepResult.status``.
     """
     info = training_info(graph)
     scheme = info["scheme"]
@@ -517,16 +664,19 @@ def train_step(
             f"graph '{graph.name}': input '{spec.name}' must be {spec.dtype.name.lower()}{list(spec.shape)}, "
             f"got {x.dtype}{list(x.shape)}"
         )
+    batch = int(scheme.get("batch", 1))
     run = _Step(
         graph,
         state,
-        step,
+        step // batch,
         scheme["lr"] if lr is None else lr,
         scheme["head_lr"] if head_lr is None else head_lr,
+        batch_end=step % batch == batch - 1,
     )
     run.values[info["input"]] = x
     run.values[info["label"]] = np.array([label], dtype=np.int32)
     for node in graph.nodes:
         run.run(node)
-    new_state = {param: run.values[nxt] for param, nxt in info["state"].items()}
+    carried = {**info["state"], **info.get("accumulators", {})}
+    new_state = {name: run.values[nxt] for name, nxt in carried.items()}
     return StepResult(run.loss, run.status, new_state, run.values if return_all else None)

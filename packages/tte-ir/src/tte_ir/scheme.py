@@ -10,7 +10,8 @@ A scheme is a small versioned JSON object::
       "head": "fp32",                                # classifier head precision while training: "fp32" or "int8"
       "train_head": true,                            # the head's weights and bias train
       "rounding": "stochastic",                      # "stochastic", "nearest" or "float-master" (simulation only)
-      "lr": 0.05, "head_lr": 0.05, "momentum": 0.0, "seed": 0
+      "lr": 0.05, "head_lr": 0.05, "momentum": 0.0, "seed": 0,
+      "batch": 1                                     # samples whose gradients are summed before one update
     }
 
 **Conv indices** count the convolutions of the forward graph in schedule order, 0 = the stem,
@@ -26,6 +27,11 @@ compiler, the simulated training, ``scheme_last_convs`` and the search all read 
 **Ratios** are in {1/8, 1/4, 1/2, 1}, over **input** channels of a dense or pointwise conv and over
 the channels of a depthwise conv. ``ceil(ratio * C)`` channels train, chosen by
 :func:`select_channels`; the same list serves the simulator, the reference and the engine.
+
+**Batch** ``B`` (1 to :data:`MAX_BATCH`): the device sums the trained tensors' gradients over ``B``
+samples in float32 accumulators (persistent state beside the parameters, reported by the memory plan)
+and applies one update from their mean on every ``B``-th sample; the stochastic-rounding counter ``t``
+counts updates (NUMERICS.md §5). ``B`` = 1 is the fused per-sample update.
 """
 
 from __future__ import annotations
@@ -46,10 +52,11 @@ from tte_ir._ir import Graph, Node, Op, TteError
 from tte_ir.cli_args import bounded_float, bounded_int, learning_rate, seed_value
 from tte_ir.constants import INT32_MAX
 from tte_ir.kernels import DEPTHWISE, POINTWISE, conv_family
-from tte_ir.ops import node_attrs
+from tte_ir.ops import MAX_BATCH, node_attrs
 
 __all__ = [
     "ALLOWED_RATIOS",
+    "MAX_BATCH",
     "ROUNDING_MODES",
     "Scheme",
     "SchemeError",
@@ -135,6 +142,7 @@ class Scheme:
     head_lr: float = 0.05
     momentum: float = 0.0
     seed: int = 0
+    batch: int = 1
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -162,6 +170,7 @@ class Scheme:
         momentum = bounded_float(self.momentum, '"momentum"', 0.0, 1.0, high_open=True, error=SchemeError)
         object.__setattr__(self, "momentum", momentum)
         object.__setattr__(self, "seed", seed_value(self.seed, '"seed"', SchemeError))
+        object.__setattr__(self, "batch", bounded_int(self.batch, '"batch"', 1, MAX_BATCH, SchemeError))
         if not isinstance(self.metadata, Mapping):
             raise SchemeError(f'"metadata" must be a JSON object, got {reprlib.repr(self.metadata)}')
         _check_metadata(self.metadata, 0)
@@ -208,6 +217,7 @@ class Scheme:
             "head_lr": self.head_lr,
             "momentum": self.momentum,
             "seed": self.seed,
+            "batch": self.batch,
             "metadata": dict(self.metadata),
         }
 
