@@ -98,7 +98,7 @@ def test_bench_program_profiles_the_generated_mcunet_forward(seed_model_path, tm
     counted = sum(count for *_, count in run["blocks"])
     assert run["unit"] == "instructions"
     assert 0 <= run["total"] - counted <= 1000  # only the copy of the logits is outside the blocks
-    assert run["total"] / run["macs"] > 5  # a count of the kernels, not of the hook
+    assert run["total"] / run["macs"] > 1  # a count of the kernels (2.7 per MAC with the arm ones), not of the hook
 
     host = HostModel(project, tmp_path / "host").infer(image)
     assert run["logits"] == host.view(np.uint32).tolist()

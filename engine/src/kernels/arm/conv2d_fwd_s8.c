@@ -183,19 +183,19 @@ static inline __attribute__((always_inline)) void pixel_pair(const conv_call *c,
                    (y) + (size_t)k * (c)->out_c, (y) + (size_t)kb * (c)->out_c, ia, ib);                             \
     }
 
-static void run_stem_plain(const conv_call *c, int8_t *y, int32_t first, int32_t pixels) {
+static __attribute__((noinline)) void run_stem_plain(const conv_call *c, int8_t *y, int32_t first, int32_t pixels) {
     PIXEL_PAIRS(c, 3, 3, 3, 7, 1, y, first, pixels)
 }
 
-static void run_stem(const conv_call *c, int8_t *y, int32_t first, int32_t pixels) {
+static __attribute__((noinline)) void run_stem(const conv_call *c, int8_t *y, int32_t first, int32_t pixels) {
     PIXEL_PAIRS(c, 3, 3, 3, 7, 0, y, first, pixels)
 }
 
-static void run_any_plain(const conv_call *c, int8_t *y, int32_t first, int32_t pixels) {
+static __attribute__((noinline)) void run_any_plain(const conv_call *c, int8_t *y, int32_t first, int32_t pixels) {
     PIXEL_PAIRS(c, c->kh, c->kw, c->in_c, c->quads, 1, y, first, pixels)
 }
 
-static void run_any(const conv_call *c, int8_t *y, int32_t first, int32_t pixels) {
+static __attribute__((noinline)) void run_any(const conv_call *c, int8_t *y, int32_t first, int32_t pixels) {
     PIXEL_PAIRS(c, c->kh, c->kw, c->in_c, c->quads, 0, y, first, pixels)
 }
 

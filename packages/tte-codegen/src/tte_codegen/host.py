@@ -4,12 +4,19 @@
 ``int8 [1, C, H, W]`` (permuted to the engine's HWC on the way in) and parameters by tensor name
 (read back from the exported blob with the layouts in ``manifest.json``). The arithmetic is the
 device's: the same C sources as the firmware, compiled for the host.
+
+An export (``<name>_export_params``) is a 24-byte header (magic, format version, model digest,
+payload length, CRC-32; ``model.h`` and docs/c-api.md give the layout) followed by the payload, the
+trained parameters in the manifest's layouts. :func:`frame_params` writes that header in Python, so
+parameters from the IR go through the same checks in ``<name>_import_params`` as a blob from flash.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import struct
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,9 +27,23 @@ from tte_codegen.generate import GeneratedProject
 from tte_ir import TteError
 from tte_ir.layout import to_engine_layout
 
-__all__ = ["STEP_STATUS", "HostModel", "params_from_blob"]
+__all__ = [
+    "EXPORT_HEADER_BYTES",
+    "EXPORT_MAGIC",
+    "EXPORT_VERSION",
+    "IMPORT_STATUS",
+    "STEP_STATUS",
+    "HostModel",
+    "frame_params",
+    "params_from_blob",
+]
 
 STEP_STATUS = ("ok", "nonfinite-loss", "nonfinite-grad", "error")  # <name>_step_status, as tte_ir names them
+# <name>_import_status, in its order
+IMPORT_STATUS = ("ok", "null", "bad-length", "not-an-export", "other-model", "bad-crc", "nonfinite")
+EXPORT_MAGIC = 0x4D455454  # "TTEM" in memory order
+EXPORT_VERSION = 1
+EXPORT_HEADER_BYTES = 24
 
 
 class _Lr(ctypes.Structure):
@@ -52,6 +73,7 @@ class HostModel:
             "error": ((), ctypes.c_char_p),
             "export_params": ((ctypes.c_void_p, ctypes.c_size_t), ctypes.c_size_t),
             "import_params": ((ctypes.c_void_p, ctypes.c_size_t), ctypes.c_int),
+            "import_status_str": ((ctypes.c_int,), ctypes.c_char_p),
         }
         self._api: dict[str, Any] = {}
         for function, (argtypes, restype) in signatures.items():
@@ -65,6 +87,8 @@ class HostModel:
         self._logits_dtype = np.dtype(manifest["logits_dtype"])
         self.default_lr = (float(manifest["lr"]), float(manifest["head_lr"]))
         self.param_bytes = int(manifest["param_bytes"])
+        self.export_bytes = EXPORT_HEADER_BYTES + self.param_bytes
+        self.digest = int(ctypes.c_uint64.in_dll(self._lib, f"{self.name}_digest").value)
 
     def _image(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
@@ -114,17 +138,38 @@ class HostModel:
     def step(self, value: int) -> None:
         self._api["set_step"](int(value))
 
-    def export_blob(self) -> bytes:
-        """The trained parameters exactly as ``<name>_export_params`` writes them."""
-        blob = ctypes.create_string_buffer(self.param_bytes)
-        written = self._api["export_params"](blob, self.param_bytes)
-        if written != self.param_bytes:
-            raise TteError(f"{self.name}_export_params wrote {written} of {self.param_bytes} bytes")
+    def export_framed(self) -> bytes:
+        """Exactly what ``<name>_export_params`` writes: the header and the parameters."""
+        blob = ctypes.create_string_buffer(self.export_bytes)
+        written = self._api["export_params"](blob, self.export_bytes)
+        if written != self.export_bytes:
+            raise TteError(f"{self.name}_export_params wrote {written} of {self.export_bytes} bytes")
         return blob.raw
+
+    def export_blob(self) -> bytes:
+        """The trained parameters without the header: an export's payload, what the firmware's
+        ``tte_params.bin`` holds and :func:`params_from_blob` reads."""
+        return self.export_framed()[EXPORT_HEADER_BYTES:]
 
     def export_params(self) -> dict[str, np.ndarray]:
         """The trained parameters by tensor name, in the IR's layouts."""
         return params_from_blob(self.project, self.export_blob())
+
+    def _import(self, blob: bytes) -> int:
+        buffer = ctypes.create_string_buffer(bytes(blob), len(blob))
+        return int(self._api["import_params"](buffer, len(blob)))
+
+    def import_status(self, blob: bytes) -> str:
+        """Hand ``blob`` to ``<name>_import_params``; its verdict, one of :data:`IMPORT_STATUS`
+        (anything but ``ok`` left the parameters untouched)."""
+        return IMPORT_STATUS[self._import(blob)]
+
+    def import_framed(self, blob: bytes) -> None:
+        """Load an export (header and parameters) through ``<name>_import_params``; raise when it refuses."""
+        status = self._import(blob)
+        if status != 0:
+            reason = self._api["import_status_str"](status).decode()
+            raise TteError(f"{self.name}_import_params refused the parameters: {reason}")
 
     def import_params(self, params: Mapping[str, np.ndarray]) -> None:
         """Load parameters (by tensor name, IR layouts); every trained parameter must be given."""
@@ -133,9 +178,14 @@ class HostModel:
             if layout.tensor not in params:
                 raise TteError(f"import_params: parameter '{layout.tensor}' is missing")
             blob[layout.offset : layout.offset + layout.nbytes] = layout.to_engine(params[layout.tensor])
-        buffer = ctypes.create_string_buffer(bytes(blob), self.param_bytes)
-        if self._api["import_params"](buffer, self.param_bytes) != 0:
-            raise TteError(f"{self.name}_import_params refused the parameters")
+        self.import_framed(frame_params(self.digest, bytes(blob)))
+
+
+def frame_params(digest: int, payload: bytes) -> bytes:
+    """An export of ``payload`` (the trained parameters) for the model of ``digest``: the header
+    ``<name>_import_params`` checks, then the payload (the CRC is zlib's, as ``tte_crc32``)."""
+    head = struct.pack("<IIQI", EXPORT_MAGIC, EXPORT_VERSION, digest, len(payload))
+    return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
 
 
 def params_from_blob(project: GeneratedProject, blob: bytes) -> dict[str, np.ndarray]:

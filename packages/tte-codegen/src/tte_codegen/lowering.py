@@ -22,6 +22,7 @@ from tte_codegen.cnames import CTYPES, c_ident, c_literal, c_values
 from tte_codegen.emit import Emitter
 from tte_codegen.groups import channel_group, emit_node, row_group, schedule_runs
 from tte_ir import Graph, Op, node_macs
+from tte_ir.digest import graph_digest
 
 __all__ = [
     "CArray",
@@ -97,6 +98,6 @@ def lower(graph: Graph, *, name: str = "model", declared: frozenset[str] | None 
         lr=float(scheme["lr"]),
         head_lr=float(scheme["head_lr"]),
         seed=int(scheme["seed"]),
+        digest=graph_digest(graph),
         kernels=tuple(em.kernels),
-        batch=int(scheme.get("batch", 1)),
     )
