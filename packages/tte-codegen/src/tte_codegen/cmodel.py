@@ -100,6 +100,7 @@ class CModel:
     seed: int
     digest: int  # tte_ir.digest.graph_digest: stamped into exports and flash saves
     kernels: tuple[str, ...] = field(default=())
+    batch: int = 1  # samples per update (the scheme's batch): train_step applies the updates every batch-th call
 
     @property
     def param_bytes(self) -> int:

@@ -100,4 +100,5 @@ def lower(graph: Graph, *, name: str = "model", declared: frozenset[str] | None 
         seed=int(scheme["seed"]),
         digest=graph_digest(graph),
         kernels=tuple(em.kernels),
+        batch=int(scheme.get("batch", 1)),
     )
