@@ -7,7 +7,10 @@
  * - Gradients are float32, with respect to integer codes, in the layout of the tensor they belong
  *   to: [H][W][C] for a feature map, [C] for a vector. One kernel call is one tte_ir training node.
  * - Float sums run in one fixed order, stated per kernel (ascending index), and every target builds
- *   with -ffp-contract=off: the host and every Cortex-M give the same bits. numpy may sum in another
+ *   with -ffp-contract=off: the host and every Cortex-M give the same bits. Where a kernel says
+ *   "fmaf", that step is a fused multiply-add the source asks for explicitly (rounded once: the same
+ *   bits on VFMA, x86 FMA and a correct software fmaf, NUMERICS.md 4). The blocked kernels keep one
+ *   chain per output element, so no blocking or band split changes a bit. numpy may sum in another
  *   order: compare with it by tolerance (NUMERICS.md 7), except where a kernel says it is bit-exact.
  *   The one exception between targets: a NaN result's sign and payload are the FPU's choice (x86
  *   and Arm differ); that a value is NaN is the same everywhere.
@@ -192,8 +195,8 @@ tte_status tte_global_avg_pool_bwd_f32(const tte_global_avg_pool_bwd_params *p, 
 /* conv2d_bwd_x: the input gradient gx = conv_transpose(gh, w) of a conv described by p (the forward's
  * descriptor; zero points and clamp are not used). Each gx[y][x][c] starts at 0, or at its value on
  * entry when `accumulate` (fan-out sums: gx then holds the other contribution, the IR's `acc`), and
- * adds w[o][c][u][v] * gh[oy][ox][o] in ascending (o, u, v) order, one float32 rounding per multiply
- * and per add; padded taps are skipped. Channel tiles: gh_band says which output channels gh holds
+ * adds w[o][c][u][v] * gh[oy][ox][o] in ascending (o, u, v) order, each step gx = fmaf(w, gh, gx)
+ * (one rounding); padded taps are skipped. Channel tiles: gh_band says which output channels gh holds
  * (gh [out_h][out_w][gh_band->count]; only their contributions are added), gx_band which input
  * channels gx holds (gx [in_h][in_w][gx_band->count]). Running the gh bands of a tensor in
  * ascending order with accumulate set for every band after the first (or for all, with `acc`)
@@ -213,7 +216,8 @@ tte_status tte_pointwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const floa
 
 /* conv2d_bwd_w_update: for every weight of the trained slice, its gradient
  *     dL/dw[o][c][u][v] = sum over output positions p (ascending, row-major) of gh[p][o] * (x[c][p*s+u-pad] - x_zero)
- * (padded taps skipped), then at once the QAS step of that weight (see Conventions); no gradient
+ * from 0, each step g = fmaf(gh, float32(x - x_zero), g) (padded taps skipped), then at once the
+ * QAS step of that weight (see Conventions); no gradient
  * buffer. p: the forward's descriptor with train_channels (x_zero is x_saved's zero point). Channel
  * tiles: gh_band says which output channels gh holds (dense/pointwise: those rows of w_train
  * update; depthwise: the trained channels inside the band update).

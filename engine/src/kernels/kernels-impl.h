@@ -15,6 +15,7 @@
 #endif
 
 #include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -27,6 +28,26 @@
  * extended precision would round twice. */
 #if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
 #error "tte needs FLT_EVAL_METHOD == 0 (float arithmetic evaluated in float)"
+#endif
+
+/* A fused multiply-add where a kernel asks for one (NUMERICS.md 4): a * b + c rounded once, so the same
+ * bits on an FPU with VFMA (Cortex-M4/M7: GCC and Clang expand fmaf to vfma.f32), on x86-64 (glibc's
+ * fmaf: the FMA instruction where the core has it, else a correctly rounded software fmaf) and anywhere
+ * fmaf is correctly rounded. newlib's software fmaf, which an Arm core without VFMA would call, rounds
+ * twice (through double): refused here rather than giving other bits. */
+#if defined(__arm__) && !defined(__FP_FAST_FMAF)
+#error "tte needs a fused multiply-add instruction on Arm (VFMA: FPv4 or later); newlib's software fmaf rounds twice"
+#endif
+static inline float tte_fma(float a, float b, float c) {
+    return fmaf(a, b, c);
+}
+
+/* The blocked float kernels' inner blocks are written as loops over small constant counts: inlined at
+ * each call, they unroll into register accumulators. */
+#if defined(__GNUC__)
+#define TTE_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define TTE_ALWAYS_INLINE static inline
 #endif
 
 /* sat32(a + b): real models carry biases of exactly +-2^31 in dead channels,
@@ -307,31 +328,75 @@ static inline int32_t tte_qas_round(float v, const tte_train_ctx *ctx, const tte
     return (int32_t)(r > s ? r - 1.0f : r);
 }
 
-/* dL/dw of one weight tap (NUMERICS.md 4): the sum, in ascending (oy, ox)
- * order, of gh[oy][ox][gh_col] * (x - x_zero) at tap (ky, kx) of trained input
- * channel j; padded taps contribute 0. x_saved [in_h][in_w][train_count] holds
- * only the trained channels; gh is [out_h][out_w][gh_stride]. Written once for
- * the three weight-update kernels, so their float summation order is one. */
-static inline float tte_tap_weight_grad(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved,
-                                        int32_t j, const float *gh, int32_t gh_stride, int32_t gh_col, int32_t ky,
-                                        int32_t kx) {
+/* The output positions o in [*lo, *hi) whose tap k reads an input position o*stride + k - pad inside
+ * [0, n_in): the bounds of a tap computed once, so that the loops over positions test nothing. */
+static inline void tte_tap_range(int32_t n_in, int32_t n_out, int32_t stride, int32_t pad, int32_t k, int32_t *lo,
+                                 int32_t *hi) {
+    const int32_t first = pad - k;           /* o * stride >= first */
+    const int32_t last = n_in - 1 + pad - k; /* o * stride <= last */
+    int32_t h = last < 0 ? 0 : last / stride + 1;
+    h = h < n_out ? h : n_out;
+    const int32_t l = first <= 0 ? 0 : (first + stride - 1) / stride;
+    *lo = l < h ? l : h;
+    *hi = h;
+}
+
+/* Output channels x trained input channels per block of the dense and pointwise weight gradients. */
+#define TTE_WG_BLOCK 4
+
+/* dL/dw of a block of na x nb weights at tap (ky, kx) (NUMERICS.md 4): for gh columns col0 + a (a < na)
+ * and trained input channels j0 + b (b < nb),
+ *     g[a * nb + b] = sum over output positions (oy, ox), ascending row-major, from 0, of
+ *                     fmaf(gh[oy][ox][col0 + a], float32(x[iy][ix][j0 + b] - x_zero), partial sum)
+ * (iy = oy*stride + ky - padding, likewise ix); positions whose tap is padding are skipped. Each weight is
+ * one chain, one rounding per step, so any blocking gives the same bits. x_saved [in_h][in_w][train_count]
+ * holds only the trained channels; gh is [out_h][out_w][gh_stride]. na and nb are 1 or TTE_WG_BLOCK,
+ * constants at every call, so the loops unroll into na*nb register accumulators that share each gh value
+ * and each converted x value. Written once for the three weight-update kernels. */
+TTE_ALWAYS_INLINE void tte_weight_grad_block(const tte_conv2d_params *p, int32_t out_h, int32_t out_w,
+                                             const int8_t *x_saved, int32_t j0, int32_t nb, const float *gh,
+                                             int32_t gh_stride, int32_t col0, int32_t na, int32_t ky, int32_t kx,
+                                             float *g) {
+    float acc[TTE_WG_BLOCK * TTE_WG_BLOCK];
+    for (int32_t i = 0; i < na * nb; ++i) {
+        acc[i] = 0.0f;
+    }
+    int32_t oy_lo, oy_hi, ox_lo, ox_hi;
+    tte_tap_range(p->in_h, out_h, p->stride, p->padding, ky, &oy_lo, &oy_hi);
+    tte_tap_range(p->in_w, out_w, p->stride, p->padding, kx, &ox_lo, &ox_hi);
     const int32_t k = p->train_count;
-    float grad = 0.0f;
-    for (int32_t oy = 0; oy < out_h; ++oy) {
+    const size_t x_step = (size_t)p->stride * k;
+    for (int32_t oy = oy_lo; oy < oy_hi; ++oy) {
         const int32_t iy = oy * p->stride + ky - p->padding;
-        if (iy < 0 || iy >= p->in_h) {
-            continue;
-        }
-        for (int32_t ox = 0; ox < out_w; ++ox) {
-            const int32_t ix = ox * p->stride + kx - p->padding;
-            if (ix < 0 || ix >= p->in_w) {
-                continue;
+        const int8_t *xp = x_saved + ((size_t)iy * p->in_w + (ox_lo * p->stride + kx - p->padding)) * k + j0;
+        const float *gp = gh + ((size_t)oy * out_w + ox_lo) * gh_stride + col0;
+        for (int32_t ox = ox_lo; ox < ox_hi; ++ox, xp += x_step, gp += gh_stride) {
+            float xf[TTE_WG_BLOCK];
+            for (int32_t b = 0; b < nb; ++b) {
+                xf[b] = (float)((int32_t)xp[b] - p->x_zero);
             }
-            const int32_t xv = (int32_t)x_saved[((size_t)iy * p->in_w + ix) * k + j] - p->x_zero;
-            grad = grad + gh[((size_t)oy * out_w + ox) * gh_stride + gh_col] * (float)xv;
+            for (int32_t a = 0; a < na; ++a) {
+                const float gv = gp[a];
+                for (int32_t b = 0; b < nb; ++b) {
+                    acc[a * nb + b] = tte_fma(gv, xf[b], acc[a * nb + b]);
+                }
+            }
         }
     }
-    return grad;
+    for (int32_t i = 0; i < na * nb; ++i) {
+        g[i] = acc[i];
+    }
+}
+
+/* The blocks along one axis of n elements (the blocked float kernels): block size `block` when n holds
+ * one, else 1; a loop covers [0, n) with whole blocks, the last one starting at n - size, overlapping
+ * the one before it. tte_block_start gives the block that covers elements [done, ...): the elements of
+ * [start, done) it overlaps are computed again but not written twice. */
+static inline int32_t tte_block_size(int32_t n, int32_t block) {
+    return n >= block ? block : 1;
+}
+static inline int32_t tte_block_start(int32_t done, int32_t n, int32_t size) {
+    return done + size <= n ? done : n - size;
 }
 
 /* An int8 weight code after a step: clamp(w + step, -127, 127) (|step| <= 2^30, no overflow). */

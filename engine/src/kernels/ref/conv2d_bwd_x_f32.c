@@ -1,7 +1,9 @@
 /* conv2d_bwd_x: the input gradient of a dense conv, any kernel size, stride,
  * padding and group count: the transposed convolution of gh with the weights
- * (NUMERICS.md 4), written as a gather so that each gx element sums its terms
- * in ascending (o, u, v) order. Reference kernel. */
+ * (NUMERICS.md 4), written as a gather so that each gx element adds its terms
+ * fmaf(w, gh, gx) in ascending (o, u, v) order. Only the stem is dense, and
+ * no input gradient flows into it: this kernel stays simple. The portable
+ * kernel of every target. */
 #include "kernels-impl.h"
 
 tte_status tte_conv2d_bwd_x_f32(const tte_conv2d_params *p, const float *gh, const int8_t *w, const int8_t *w_train,
@@ -54,7 +56,7 @@ tte_status tte_conv2d_bwd_x_f32(const tte_conv2d_params *p, const float *gh, con
                             const size_t tap = ((size_t)o * p->kernel_h + ky) * p->kernel_w + kx;
                             const int32_t wv = j < 0 ? w[tap * group_in + ci] : w_train[tap * p->train_count + j];
                             const size_t at = ((size_t)(ty / p->stride) * out_w + tx / p->stride) * hn + (o - hb);
-                            acc = acc + (float)wv * gh[at];
+                            acc = tte_fma((float)wv, gh[at], acc);
                         }
                     }
                 }

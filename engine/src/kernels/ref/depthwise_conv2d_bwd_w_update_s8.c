@@ -1,7 +1,8 @@
 /* depthwise conv2d_bwd_w_update: the fused weight gradient and QAS update of
  * a depthwise conv's trained channels (NUMERICS.md 4-5), no weight-gradient
- * buffer. With a gh band, only the trained channels inside it update.
- * Reference kernel. */
+ * buffer. With a gh band, only the trained channels inside it update. Each
+ * tap's gradient is one chain (tte_weight_grad_block), its bounds computed
+ * once. The portable kernel of every target. */
 #include "kernels-impl.h"
 
 /* One pass over the trained channels inside the band. apply 0: checks every
@@ -24,7 +25,8 @@ static int sweep(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_updat
             for (int32_t kx = 0; kx < p->kernel_w; ++kx) {
                 int32_t step = 0;
                 if (!frozen) {
-                    const float grad = tte_tap_weight_grad(p, out_h, out_w, x_saved, j, gh, count, c - begin, ky, kx);
+                    float grad;
+                    tte_weight_grad_block(p, out_h, out_w, x_saved, j, 1, gh, count, c - begin, 1, ky, kx, &grad);
                     const float v = tte_qas_value(grad, inv_w[c], ctx, u);
                     if (!apply) {
                         if (!tte_step_value_ok(ctx, v)) {

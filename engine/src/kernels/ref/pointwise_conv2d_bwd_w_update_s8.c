@@ -1,38 +1,72 @@
 /* pointwise conv2d_bwd_w_update: the fused weight gradient and QAS update of
  * a 1x1 conv's trained input channels (NUMERICS.md 4-5), any stride, no
- * weight-gradient buffer. Reference kernel. */
+ * weight-gradient buffer: 4 x 4 blocks of weights whose gradients share each
+ * gh value and each converted input code (tte_weight_grad_block), then each
+ * weight's step. The portable kernel of every target. */
 #include "kernels-impl.h"
 
-/* One pass over the trained slice. apply 0: checks every live element's step
- * value, failing the step at the first non-finite one (returns 0); apply 1:
- * writes every element's step (returns 1). */
+/* The gradients of a block of na x nb weights: output channels begin + ol0 + a, trained channels j0 + b
+ * (tte_weight_grad_block; na and nb are 1 or TTE_WG_BLOCK). */
+static void block_grads(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved,
+                        const float *gh, int32_t count, int32_t ol0, int32_t na, int32_t j0, int32_t nb, float *g) {
+    if (na == TTE_WG_BLOCK && nb == TTE_WG_BLOCK) {
+        tte_weight_grad_block(p, out_h, out_w, x_saved, j0, TTE_WG_BLOCK, gh, count, ol0, TTE_WG_BLOCK, 0, 0, g);
+    } else if (na == TTE_WG_BLOCK) {
+        tte_weight_grad_block(p, out_h, out_w, x_saved, j0, 1, gh, count, ol0, TTE_WG_BLOCK, 0, 0, g);
+    } else if (nb == TTE_WG_BLOCK) {
+        tte_weight_grad_block(p, out_h, out_w, x_saved, j0, TTE_WG_BLOCK, gh, count, ol0, 1, 0, 0, g);
+    } else {
+        tte_weight_grad_block(p, out_h, out_w, x_saved, j0, 1, gh, count, ol0, 1, 0, 0, g);
+    }
+}
+
+/* One pass over the trained slice, in blocks of output x trained channels whose gradients are summed
+ * together. apply 0: checks every live element's step value, failing the step at the first non-finite
+ * one (returns 0); apply 1: writes every element's step (returns 1). */
 static int sweep(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_update_params *u, const int8_t *x_saved,
                  const float *gh, const float *inv_w, int8_t *w_train, int32_t out_h, int32_t out_w, int32_t begin,
                  int32_t count, int apply) {
     const int32_t k = p->train_count;
-    for (int32_t ol = 0; ol < count; ++ol) {
-        const int32_t o = begin + ol;
-        const int frozen = tte_qas_frozen(inv_w[o]);
-        if (frozen && !apply) {
-            continue;
+    const int32_t na = tte_block_size(count, TTE_WG_BLOCK), nb = tte_block_size(k, TTE_WG_BLOCK);
+    float g[TTE_WG_BLOCK * TTE_WG_BLOCK] = {0.0f};
+    for (int32_t o_done = 0; o_done < count;) {
+        const int32_t ol0 = tte_block_start(o_done, count, na);
+        int live = 0;
+        for (int32_t a = 0; a < na; ++a) {
+            live |= !tte_qas_frozen(inv_w[begin + ol0 + a]);
         }
-        for (int32_t j = 0; j < k; ++j) {
-            int32_t step = 0;
-            if (!frozen) {
-                const float grad = tte_tap_weight_grad(p, out_h, out_w, x_saved, j, gh, count, ol, 0, 0);
-                const float v = tte_qas_value(grad, inv_w[o], ctx, u);
-                if (!apply) {
-                    if (!tte_step_value_ok(ctx, v)) {
-                        return 0;
-                    }
+        for (int32_t j_done = 0; j_done < k;) {
+            const int32_t j0 = tte_block_start(j_done, k, nb);
+            if (live) {
+                block_grads(p, out_h, out_w, x_saved, gh, count, ol0, na, j0, nb, g);
+            }
+            for (int32_t ol = o_done; ol < ol0 + na; ++ol) {
+                const int32_t o = begin + ol;
+                const int frozen = tte_qas_frozen(inv_w[o]);
+                if (frozen && !apply) {
                     continue;
                 }
-                /* The element's index in the IR layout [O][C][1][1] names its rounding noise. */
-                step = tte_qas_round(v, ctx, u, (uint32_t)o * (uint32_t)p->in_c + (uint32_t)p->train_channels[j]);
+                for (int32_t j = j_done; j < j0 + nb; ++j) {
+                    int32_t step = 0;
+                    if (!frozen) {
+                        const float v = tte_qas_value(g[(ol - ol0) * nb + (j - j0)], inv_w[o], ctx, u);
+                        if (!apply) {
+                            if (!tte_step_value_ok(ctx, v)) {
+                                return 0;
+                            }
+                            continue;
+                        }
+                        /* The element's index in the IR layout [O][C][1][1] names its rounding noise. */
+                        step =
+                            tte_qas_round(v, ctx, u, (uint32_t)o * (uint32_t)p->in_c + (uint32_t)p->train_channels[j]);
+                    }
+                    int8_t *wp = &w_train[(size_t)o * k + j];
+                    *wp = tte_weight_add(*wp, step);
+                }
             }
-            int8_t *wp = &w_train[(size_t)o * k + j];
-            *wp = tte_weight_add(*wp, step);
+            j_done = j0 + nb;
         }
+        o_done = ol0 + na;
     }
     return 1;
 }

@@ -1,8 +1,47 @@
 /* pointwise conv2d_bwd_x: the input gradient of a 1x1 conv, any stride
- * (NUMERICS.md 4): gx[c] sums w[o][c] * gh[o] in ascending o at the input
- * pixels a stride-s output reads, and is 0 (or its entry value) elsewhere.
- * Reference kernel. */
+ * (NUMERICS.md 4): gx[c] = fmaf(w[o][c], gh[o], gx[c]) for o ascending at the
+ * input pixels a stride-s output reads, starting at 0 (or its entry value);
+ * 0 (or its entry value) elsewhere. Blocked: PW_CB input channels x PW_PB
+ * pixels held in registers while o runs over a tile of weights converted to
+ * float once per call. The portable kernel of every target. */
 #include "kernels-impl.h"
+
+#define PW_CB 4  /* input channels per block */
+#define PW_PB 4  /* pixels per block */
+#define PW_OT 64 /* output channels per weight tile: wf holds PW_OT x PW_CB floats (1 KB of stack) */
+
+/* The input pixel that output pixel q reads. */
+static inline size_t in_pixel(const tte_conv2d_params *p, int32_t out_w, int32_t q) {
+    if (p->stride == 1) {
+        return (size_t)q;
+    }
+    return (size_t)(q / out_w) * p->stride * p->in_w + (size_t)(q % out_w) * p->stride;
+}
+
+/* One block: PW_PB pixels' rows of gh (g[i] [no]) and gx (x[i] [PW_CB]), `store` of them written back
+ * (the others duplicate a pixel to fill the block), `store_c` channels of each; wf [no][PW_CB]. */
+static void pw_block(const float *wf, int32_t no, const float *const *g, float *const *x, int32_t store,
+                     int32_t store_c, int zero) {
+    float a[PW_PB][PW_CB];
+    for (int32_t i = 0; i < PW_PB; ++i) {
+        for (int32_t ci = 0; ci < PW_CB; ++ci) {
+            a[i][ci] = zero ? 0.0f : x[i][ci < store_c ? ci : store_c - 1];
+        }
+    }
+    for (int32_t o = 0; o < no; ++o, wf += PW_CB) {
+        for (int32_t i = 0; i < PW_PB; ++i) {
+            const float gv = g[i][o];
+            for (int32_t ci = 0; ci < PW_CB; ++ci) {
+                a[i][ci] = tte_fma(wf[ci], gv, a[i][ci]);
+            }
+        }
+    }
+    for (int32_t i = 0; i < store; ++i) {
+        for (int32_t ci = 0; ci < store_c; ++ci) {
+            x[i][ci] = a[i][ci];
+        }
+    }
+}
 
 tte_status tte_pointwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const float *gh, const int8_t *w,
                                           const int8_t *w_train, float *gx, int accumulate,
@@ -25,22 +64,50 @@ tte_status tte_pointwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const floa
     if (status != TTE_OK) {
         return status;
     }
-    for (int32_t iy = 0; iy < p->in_h; ++iy) {
-        for (int32_t ix = 0; ix < p->in_w; ++ix) {
-            /* Only pixels on the stride grid are read by an output (oy = iy / stride < out_h always). */
-            const int read = iy % p->stride == 0 && ix % p->stride == 0;
-            const float *gp = gh + ((size_t)(iy / p->stride) * out_w + ix / p->stride) * hn; /* [hn] */
-            int32_t next = 0;
-            for (int32_t jl = 0; jl < xn; ++jl) {
-                const int32_t c = xb + jl;
+    if (!accumulate && p->stride > 1) {
+        /* Pixels off the stride grid get 0; the grid's are then accumulated onto 0, which adds the same
+         * bits as starting from 0. */
+        memset(gx, 0, (size_t)p->in_h * p->in_w * xn * sizeof *gx);
+        accumulate = 1;
+    }
+    const int32_t pixels = out_h * out_w;
+    float wf[PW_OT * PW_CB];
+    int32_t next = 0;
+    for (int32_t c0 = 0; c0 < xn; c0 += PW_CB) {
+        const int32_t nc = xn - c0 < PW_CB ? xn - c0 : PW_CB;
+        /* Each column's weights: column c of w [O][in_c], or column j of w_train [O][k]; the block's
+         * missing columns repeat its last one. */
+        const int8_t *src[PW_CB];
+        size_t step[PW_CB];
+        for (int32_t ci = 0; ci < PW_CB; ++ci) {
+            if (ci < nc) {
+                const int32_t c = xb + c0 + ci;
                 const int32_t j = tte_slice_index(p->train_channels, p->train_count, c, &next);
-                float *out = &gx[((size_t)iy * p->in_w + ix) * xn + jl];
-                float acc = accumulate ? *out : 0.0f;
-                for (int32_t o = hb; read && o < hb + hn; ++o) {
-                    const int32_t wv = j < 0 ? w[(size_t)o * p->in_c + c] : w_train[(size_t)o * p->train_count + j];
-                    acc = acc + (float)wv * gp[o - hb];
+                src[ci] = j < 0 ? w + c : w_train + j;
+                step[ci] = j < 0 ? (size_t)p->in_c : (size_t)p->train_count;
+            } else {
+                src[ci] = src[nc - 1];
+                step[ci] = step[nc - 1];
+            }
+        }
+        for (int32_t o0 = 0; o0 < hn; o0 += PW_OT) {
+            const int32_t no = hn - o0 < PW_OT ? hn - o0 : PW_OT;
+            for (int32_t ol = 0; ol < no; ++ol) {
+                for (int32_t ci = 0; ci < PW_CB; ++ci) {
+                    wf[ol * PW_CB + ci] = (float)src[ci][(size_t)(hb + o0 + ol) * step[ci]];
                 }
-                *out = acc;
+            }
+            const int zero = !accumulate && o0 == 0;
+            for (int32_t q = 0; q < pixels; q += PW_PB) {
+                const float *g[PW_PB];
+                float *x[PW_PB];
+                const int32_t store = pixels - q < PW_PB ? pixels - q : PW_PB;
+                for (int32_t i = 0; i < PW_PB; ++i) {
+                    const int32_t qi = q + (i < store ? i : store - 1);
+                    g[i] = gh + (size_t)qi * hn + o0;
+                    x[i] = gx + in_pixel(p, out_w, qi) * xn + c0;
+                }
+                pw_block(wf, no, g, x, store, nc, zero);
             }
         }
     }

@@ -6,9 +6,10 @@ with a C build (and within rtol 1e-5 with PyTorch, which sums in its own order):
 - ``softmax_ce``: the exponentials are summed in ascending class index.
 - ``bias_update``: ``dL/db[o] = sum_p gh[o,p]`` over output positions ``p`` in ascending row-major order.
 - ``conv2d_bwd_w_update``: ``dL/dw[o,i,u,v] = sum_p gh[o,p] * (x[i, p*s+u-pad] - z_x)``, ``p`` ascending,
-  padded taps skipped (they contribute 0).
+  each term a fused multiply-add (``fmaf``: one rounding), padded taps skipped (they contribute 0).
 - ``conv2d_bwd_x``: each ``gx[c,y,x]`` starts at ``acc`` (or 0) and adds ``w[o,c,u,v] * gh[o,oy,ox]`` in
-  ascending ``(o, u, v)`` order; this is the order in which a channel-tiled schedule adds them, too.
+  ascending ``(o, u, v)`` order, each a fused multiply-add; this is the order in which a channel-tiled
+  schedule adds them, too.
 - ``linear_f32_bwd_update``: ``gx[i] = s_x * sum_o W[o,i]*g[o]`` in ascending ``o``.
 - the mini-batch twins of the updates (``conv2d_bwd_w_accumulate``, ``bias_accumulate``,
   ``linear_f32_accumulate``): the sample's gradient (a bias's as above; a weight's by
@@ -81,6 +82,22 @@ def _unpack(packed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.unpackbits(packed, bitorder="little")[:count].astype(bool).reshape(shape)
 
 
+def _fmaf(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """C's ``fmaf`` on float32 arrays: ``a*b + c`` rounded once to float32. The product of two float32 values
+    is exact in float64; the sum is rounded to odd in float64 (its exact error from TwoSum decides), and a
+    round-to-odd value with more than 24 + 1 bits rounds to float32 as the exact value would."""
+    p = np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)
+    c64 = np.asarray(c, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = np.asarray(p + c64)
+        back = s - c64
+        error = (p - back) + (c64 - (s - back))
+        even = (s.view(np.int64) & 1) == 0
+        inexact = np.isfinite(s) & (error != 0) & even
+        s = np.where(inexact, np.nextafter(s, np.where(error > 0, np.inf, -np.inf)), s)
+        return s.astype(np.float32)
+
+
 def _seq_sum_last(a: np.ndarray) -> np.ndarray:
     """Sum over the last axis in ascending index, in float32 (one rounding per addition)."""
     acc = np.zeros(a.shape[:-1], dtype=np.float32)
@@ -146,7 +163,8 @@ def conv2d_bwd_x(
     if groups == channels and in_per_group == 1 and out_channels == channels:
         for u in range(kh):
             for v in range(kw):
-                padded[:, u : u + span_h : stride, v : v + span_w : stride] += g * wf[:, 0, u, v][:, None, None]
+                view = padded[:, u : u + span_h : stride, v : v + span_w : stride]
+                view[...] = _fmaf(wf[:, 0, u, v][:, None, None], g, view)
     else:
         out_per_group = out_channels // groups
         for o in range(out_channels):
@@ -154,7 +172,7 @@ def conv2d_bwd_x(
             for u in range(kh):
                 for v in range(kw):
                     view = padded[c0 : c0 + in_per_group, u : u + span_h : stride, v : v + span_w : stride]
-                    view += wf[o, :, u, v][:, None, None] * g[o][None]
+                    view[...] = _fmaf(wf[o, :, u, v][:, None, None], g[o][None], view)
     return padded[None, :, padding : padding + height, padding : padding + width].astype(np.float32)
 
 
@@ -185,11 +203,11 @@ def conv2d_weight_grad(
         g = g[list(channels)]
         acc = np.zeros((k, kh, kw), dtype=np.float32)
         for p in range(ho * wo):
-            acc = acc + g[:, p][:, None, None] * cols[..., p]
+            acc = _fmaf(g[:, p][:, None, None], cols[..., p], acc)
         return acc[:, None]
     acc = np.zeros((out_channels, k, kh, kw), dtype=np.float32)
     for p in range(ho * wo):
-        acc = acc + g[:, p][:, None, None, None] * cols[None, ..., p]
+        acc = _fmaf(g[:, p][:, None, None, None], cols[None, ..., p], acc)
     return acc
 
 
