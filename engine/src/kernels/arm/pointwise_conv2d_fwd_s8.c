@@ -5,9 +5,15 @@
  * offset reaches both and the step fits the 14 registers in assembly (20 instructions per 16 MACs);
  * other strides and the odd last pixel or channel run the same product in C. Results equal
  * tte_ref_pointwise_conv2d_fwd_s8's bit for bit (the int32 sums are exact in any order; the epilogue
- * is tte_arm_requantize). A call with a trained slice or a non-finite multiplier runs the
+ * is tte_arm_requantize). With a trained slice each output channel pair's two weight rows are first
+ * merged with their slices on the stack (2 * TTE_ARM_PW_SLICE_CHANNELS bytes, kept off planned
+ * scratch because the planner sizes scratch from the host build). A call with a non-finite
+ * multiplier, or a trained slice on more than TTE_ARM_PW_SLICE_CHANNELS input channels, runs the
  * reference kernel. */
 #include "arm-impl.h"
+
+/* The most input channels of a call with a trained slice that this kernel runs itself. */
+#define TTE_ARM_PW_SLICE_CHANNELS 384
 
 size_t tte_pointwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
     (void)p; /* x and w are read in place */
@@ -114,8 +120,14 @@ static inline __attribute__((always_inline)) void dot_2x2_adjacent(const int8_t 
 /* -x_zero * sum(w_row [in_c]): the input zero point's part of every sum of products of output
  * channel w_row (|sum| <= 127 * TTE_MAX_REDUCTION, so the product fits int32). */
 static int32_t zero_term(const int8_t *w_row, int32_t in_c, int32_t x_zero) {
-    int32_t sum = 0;
-    for (int32_t c = 0; c < in_c; ++c) {
+    const int16x2_t ones = 0x00010001; /* SMLAD by it adds both halves: four codes in four instructions */
+    int32_t sum = 0, c = 0;
+    for (; c + 4 <= in_c; c += 4) {
+        const int8x4_t v = tte_arm_read4(w_row + c);
+        sum = __smlad(__sxtb16(v), ones, sum);
+        sum = __smlad(tte_arm_sxtb16_odd(v), ones, sum);
+    }
+    for (; c < in_c; ++c) {
         sum += w_row[c];
     }
     return -x_zero * sum;
@@ -128,16 +140,34 @@ static inline const int8_t *pixel_at(const tte_conv2d_params *p, const tte_conv2
     return x + ((size_t)(oy * p->stride - win->x_row) * p->in_w + (size_t)ox * p->stride) * p->in_c;
 }
 
+/* One output channel's weights [in_c] with its trained slice [train_count] in place of the listed
+ * channels: the weights tte_ref_pointwise_conv2d_fwd_s8 reads. */
+static void merge_row(const tte_conv2d_params *p, const int8_t *w_row, const int8_t *slice, int8_t *row) {
+    memcpy(row, w_row, (size_t)p->in_c);
+    for (int32_t j = 0; j < p->train_count; ++j) {
+        row[p->train_channels[j]] = slice[j];
+    }
+}
+
 /* Output channels o, ob (o or o + 1) of every pixel of the band; `plain` as tte_arm_store_2x2's,
  * constant in each copy. */
 static inline __attribute__((always_inline)) void channel_pair(const tte_conv2d_params *p,
                                                                const tte_conv2d_window *win, const tte_arm_out *d,
-                                                               const int8_t *x, const int8_t *w, int32_t o,
-                                                               int32_t ob, int plain, int8_t *y) {
+                                                               const int8_t *x, const int8_t *w,
+                                                               const int8_t *w_train, int32_t o, int32_t ob,
+                                                               int plain, int8_t *y) {
     const int32_t in_c = p->in_c, out_c = p->out_c;
     const int32_t pixels = (win->oy_end - win->oy_begin) * win->out_w;
     const int32_t first = win->oy_begin * win->out_w; /* the whole output's pixel index of y's first pixel */
     const int8_t *wa = w + (size_t)o * in_c, *wb = w + (size_t)ob * in_c;
+    int8_t merged[2 * TTE_ARM_PW_SLICE_CHANNELS];
+    if (p->train_count != 0) {
+        /* Rows o and ob with the trained channels from w_train, side by side as the adjacent step reads them. */
+        merge_row(p, wa, w_train + (size_t)o * p->train_count, merged);
+        merge_row(p, wb, w_train + (size_t)ob * p->train_count, merged + in_c);
+        wa = merged;
+        wb = ob == o ? merged : merged + in_c;
+    }
     const int32_t za = zero_term(wa, in_c, p->x_zero), zb = ob == o ? za : zero_term(wb, in_c, p->x_zero);
     int32_t k = 0;
     if (p->stride == 1 && ob == o + 1) {
@@ -158,13 +188,15 @@ static inline __attribute__((always_inline)) void channel_pair(const tte_conv2d_
 }
 
 static void channel_pair_plain(const tte_conv2d_params *p, const tte_conv2d_window *win, const tte_arm_out *d,
-                               const int8_t *x, const int8_t *w, int32_t o, int32_t ob, int8_t *y) {
-    channel_pair(p, win, d, x, w, o, ob, 1, y);
+                               const int8_t *x, const int8_t *w, const int8_t *w_train, int32_t o, int32_t ob,
+                               int8_t *y) {
+    channel_pair(p, win, d, x, w, w_train, o, ob, 1, y);
 }
 
 static void channel_pair_any(const tte_conv2d_params *p, const tte_conv2d_window *win, const tte_arm_out *d,
-                             const int8_t *x, const int8_t *w, int32_t o, int32_t ob, int8_t *y) {
-    channel_pair(p, win, d, x, w, o, ob, 0, y);
+                             const int8_t *x, const int8_t *w, const int8_t *w_train, int32_t o, int32_t ob,
+                             int8_t *y) {
+    channel_pair(p, win, d, x, w, w_train, o, ob, 0, y);
 }
 
 tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
@@ -176,7 +208,10 @@ tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
     if (status != TTE_OK) {
         return status;
     }
-    if (p->train_count != 0 || !tte_arm_multipliers_finite(multiplier, p->out_c)) {
+    if (p->in_c > TTE_ARM_PW_SLICE_CHANNELS && p->train_count != 0) {
+        return tte_ref_pointwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
+    }
+    if (!tte_arm_multipliers_finite(multiplier, p->out_c)) {
         return tte_ref_pointwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
     const tte_arm_out d = {bias, multiplier, p->y_zero, p->act_min, p->act_max, p->out_c, mask};
@@ -186,9 +221,9 @@ tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
     for (int32_t o = 0; o < p->out_c; o += 2) {
         const int32_t ob = o + 1 < p->out_c ? o + 1 : o;
         if (plain) {
-            channel_pair_plain(p, &win, &d, x, w, o, ob, y);
+            channel_pair_plain(p, &win, &d, x, w, w_train, o, ob, y);
         } else {
-            channel_pair_any(p, &win, &d, x, w, o, ob, y);
+            channel_pair_any(p, &win, &d, x, w, w_train, o, ob, y);
         }
     }
     return TTE_OK;
