@@ -3,8 +3,8 @@
  * test: each output pixel reads the rectangle of its taps that lies inside the input, computed once
  * per pixel. Interior pixels of 3x3, 5x5 and 7x7 kernels (any stride) run a copy of the loop with
  * the kernel size a constant, fully unrolled; border pixels and other kernel sizes the same loop with
- * run-time bounds. Results equal tte_ref_depthwise_conv2d_fwd_s8's bit for bit (exact int32 sums,
- * tte_arm_requantize). A call with a trained slice or a non-finite multiplier runs the reference
+ * run-time bounds; each also in a copy whose epilogue is one SSAT (full clamp, no mask). Results
+ * equal tte_ref_depthwise_conv2d_fwd_s8's bit for bit (exact int32 sums, tte_arm_requantize). A call with a trained slice or a non-finite multiplier runs the reference
  * kernel. */
 #include "arm-impl.h"
 
@@ -26,9 +26,10 @@ typedef struct dw_call {
 
 /* One output pixel: the taps [rows) x [cols) of each channel, x at its first tap, w at the weights of
  * that tap; y the pixel's C outputs, mask_index its first mask bit. Inlined with constant rows and
- * cols for the interior of the common kernels. */
+ * cols for the interior of the common kernels, and with `plain` constant: 1 when the clamp is
+ * [-128, 127] and there is no mask (tte_arm_requantize_plain). */
 static inline __attribute__((always_inline)) void dw_pixel(const dw_call *d, const int8_t *x, const int8_t *w,
-                                                             int32_t rows, int32_t cols, int8_t *y,
+                                                             int32_t rows, int32_t cols, int plain, int8_t *y,
                                                              int32_t mask_index) {
     const int32_t channels = d->channels;
     const int16x2_t zero = tte_arm_zero_pair(d->x_zero);
@@ -51,6 +52,10 @@ static inline __attribute__((always_inline)) void dw_pixel(const dw_call *d, con
         }
         const int32_t acc[4] = {a0, a1, a2, a3};
         for (int32_t i = 0; i < 4; ++i) {
+            if (plain) {
+                tte_arm_requantize_plain(acc[i], d->bias[c + i], d->multiplier[c + i], d->y_zero, &y[c + i]);
+                continue;
+            }
             const int in_range = tte_arm_requantize(acc[i], d->bias[c + i], d->multiplier[c + i], d->y_zero, d->lo,
                                                     d->hi, &y[c + i]);
             if (d->mask != NULL) {
@@ -74,23 +79,27 @@ static inline __attribute__((always_inline)) void dw_pixel(const dw_call *d, con
     }
 }
 
-/* The interior pixel of a square kernel of size k. */
-static void dw_pixel_3(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y, int32_t mask_index) {
-    dw_pixel(d, x, w, 3, 3, y, mask_index);
-}
+/* The interior pixel of a square kernel of size k, and any pixel; each with and without `plain`. */
+#define DW_PIXEL_VARIANTS(suffix, plain)                                                                              \
+    static void dw_pixel_3##suffix(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y,                     \
+                                   int32_t mask_index) {                                                             \
+        dw_pixel(d, x, w, 3, 3, plain, y, mask_index);                                                                \
+    }                                                                                                                 \
+    static void dw_pixel_5##suffix(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y,                     \
+                                   int32_t mask_index) {                                                             \
+        dw_pixel(d, x, w, 5, 5, plain, y, mask_index);                                                                \
+    }                                                                                                                 \
+    static void dw_pixel_7##suffix(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y,                     \
+                                   int32_t mask_index) {                                                             \
+        dw_pixel(d, x, w, 7, 7, plain, y, mask_index);                                                                \
+    }                                                                                                                 \
+    static void dw_pixel_any##suffix(const dw_call *d, const int8_t *x, const int8_t *w, int32_t rows, int32_t cols, \
+                                     int8_t *y, int32_t mask_index) {                                                \
+        dw_pixel(d, x, w, rows, cols, plain, y, mask_index);                                                          \
+    }
 
-static void dw_pixel_5(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y, int32_t mask_index) {
-    dw_pixel(d, x, w, 5, 5, y, mask_index);
-}
-
-static void dw_pixel_7(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y, int32_t mask_index) {
-    dw_pixel(d, x, w, 7, 7, y, mask_index);
-}
-
-static void dw_pixel_any(const dw_call *d, const int8_t *x, const int8_t *w, int32_t rows, int32_t cols, int8_t *y,
-                         int32_t mask_index) {
-    dw_pixel(d, x, w, rows, cols, y, mask_index);
-}
+DW_PIXEL_VARIANTS(, 0)
+DW_PIXEL_VARIANTS(_plain, 1)
 
 /* The taps [*first, *end) of a kernel of size k whose first tap lands at input index `at` that lie
  * inside [0, size). */
@@ -125,6 +134,7 @@ tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
         .mask = mask,
     };
     const int32_t square = kh == kw && (kh == 3 || kh == 5 || kh == 7) ? kh : 0;
+    const int plain = mask == NULL && p->act_min == -128 && p->act_max == 127;
     for (int32_t oy = win.oy_begin; oy < win.oy_end; ++oy) {
         const int32_t iy = oy * stride - pad;
         int32_t ky0, ky1;
@@ -140,7 +150,15 @@ tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
             int8_t *yp = y_line + ox * channels;
             const int32_t mask_index = (oy * win.out_w + ox) * channels;
             const int full = ky0 == 0 && ky1 == kh && kx0 == 0 && kx1 == kw;
-            if (full && square == 3) {
+            if (plain && full && square == 3) {
+                dw_pixel_3_plain(&d, xp, wp, yp, mask_index);
+            } else if (plain && full && square == 5) {
+                dw_pixel_5_plain(&d, xp, wp, yp, mask_index);
+            } else if (plain && full && square == 7) {
+                dw_pixel_7_plain(&d, xp, wp, yp, mask_index);
+            } else if (plain) {
+                dw_pixel_any_plain(&d, xp, wp, ky1 - ky0, kx1 - kx0, yp, mask_index);
+            } else if (full && square == 3) {
                 dw_pixel_3(&d, xp, wp, yp, mask_index);
             } else if (full && square == 5) {
                 dw_pixel_5(&d, xp, wp, yp, mask_index);
