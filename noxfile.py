@@ -107,15 +107,23 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def device(session: nox.Session) -> None:
     """MCUNet-5fps with the seed's "49kb" scheme as Cortex-M7 firmware: the memory table of the linked image
-    (an500 run under QEMU, stm32f746g-disco linked) and QEMU instructions per training step and per MAC."""
+    (an500 run under QEMU, stm32f746g-disco linked) and QEMU instructions per training step and per MAC, for
+    the smallest-peak schedule and compiled within DEVICE_BUDGET (row tiles grown: a faster step that still
+    fits 128 KB of firmware RAM)."""
     install_packages(session, "tte-ir", "tte-codegen")
     model = shared_dir() / "models" / "mcunet-5fps.pkl"
     if not model.exists():
         session.error(f"{model} not found (the seed models live in ../shared)")
     scheme = f"{shared_dir() / 'schemes' / 'seed-schemes.json'}:mcunet-5fps/49kb"
-    out = ROOT / "out" / "device"
-    session.run("python", "-m", "tte_codegen.bench", "--model", str(model), "--scheme", scheme, "--out", str(out),
-                "--json", str(out / "device.json"), *session.posargs, env={"TTE_ROOT": str(ROOT)})  # fmt: skip
+    for name, budget in (("device", ()), ("device-budget", ("--budget", DEVICE_BUDGET))):
+        out = ROOT / "out" / name
+        session.run("python", "-m", "tte_codegen.bench", "--model", str(model), "--scheme", scheme, "--out", str(out),
+                    "--json", str(out / "device.json"), *budget, *session.posargs, env={"TTE_ROOT": str(ROOT)})  # fmt: skip
+
+
+# The planned total that keeps the firmware within 128 KB of RAM: the image adds about 4.6 KB to the plan
+# (its own .data/.bss and the measured stack; `nox -s device` prints both).
+DEVICE_BUDGET = "123KB"
 
 
 @nox.session
