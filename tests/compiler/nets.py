@@ -127,6 +127,8 @@ def twin_loss(train_graph, values: dict, label: int, override: dict | None = Non
         elif node.op is Op.LINEAR and g.tensors[ins["w"]].dtype is DType.FLOAT32:
             xq = g.tensors[ins["x"]].quant
             cur[y] = (cur[ins["b"]] + cur[ins["w"]] @ (xq.tensor_scale * (cur[ins["x"]][0] - xq.zero_point)))[None]
+        elif node.op in (Op.CONCAT, Op.CHANNEL_SPLIT, Op.CHANNEL_SHUFFLE):  # exact copies: linear in the codes
+            cur[y] = _channel_op(node, [cur[t] for t in node.inputs])
         elif node.op is Op.MAX_POOL:  # the arg-max taps of the int8 run, held fixed like the masks
             cur[y] = _max_pool_at(cur[ins["x"]], values[outs["index"]], node_attrs(node))
         elif "mask" in outs:
@@ -139,6 +141,18 @@ def twin_loss(train_graph, values: dict, label: int, override: dict | None = Non
         f = q.tensor_scale * (f - q.zero_point)
     m = f.max()
     return float(np.log(np.exp(f - m).sum()) - (f[label] - m))
+
+
+def _channel_op(node, xs) -> np.ndarray:
+    """A concat, channel split or channel shuffle of float64 values (the reference's, on floats)."""
+    from tte_ir import reference
+
+    attrs = node_attrs(node)
+    if node.op is Op.CONCAT:
+        return reference.concat(*xs)
+    if node.op is Op.CHANNEL_SPLIT:
+        return reference.channel_split(xs[0], attrs["start"], attrs["count"])
+    return reference.channel_shuffle(xs[0], attrs["groups"])
 
 
 def _pool_taps(x, attrs, fill=0.0) -> np.ndarray:

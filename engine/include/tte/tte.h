@@ -227,6 +227,40 @@ tte_status tte_max_pool2d_fwd_s8(const tte_pool2d_params *p, const int8_t *x, in
 tte_status tte_avg_pool2d_fwd_s8(const tte_pool2d_params *p, const int8_t *x, const float *multiplier, int8_t *y,
                                  uint8_t *mask);
 
+/* Channel ops (ShuffleNet; NUMERICS.md 2 and 4): codes, or float32 gradients in a training step, copied
+ * unchanged between [pixels][channels] buffers (a map of one pixel is a [C] vector). Each has an int8
+ * (_s8) and a float32 (_f32) twin; int8 inputs and outputs share one scale and zero point. Outputs must
+ * not overlap inputs (a code generator runs a concat or split of one-pixel maps as a view instead:
+ * tte_ir.views). */
+typedef struct tte_concat_params {
+    int32_t pixels;                 /* H*W of a, b and y */
+    int32_t a_channels, b_channels; /* a [pixels][a_channels], b [pixels][b_channels] */
+} tte_concat_params;
+
+/* concat: y [pixels][a_channels + b_channels], y[p] = a[p] then b[p]. */
+tte_status tte_concat_s8(const tte_concat_params *p, const int8_t *a, const int8_t *b, int8_t *y);
+tte_status tte_concat_f32(const tte_concat_params *p, const float *a, const float *b, float *y);
+
+typedef struct tte_channel_split_params {
+    int32_t pixels;       /* H*W */
+    int32_t in_c;         /* channels of the whole map */
+    int32_t start, count; /* the range [start, start + count) inside [0, in_c) */
+} tte_channel_split_params;
+
+/* channel_split: x [pixels][in_c]; y [pixels][count], y[p][k] = x[p][start + k]. */
+tte_status tte_channel_split_s8(const tte_channel_split_params *p, const int8_t *x, int8_t *y);
+tte_status tte_channel_split_f32(const tte_channel_split_params *p, const float *x, float *y);
+
+typedef struct tte_channel_shuffle_params {
+    int32_t pixels, channels; /* x and y: [pixels][channels] */
+    int32_t groups;           /* >= 1, divides channels */
+} tte_channel_shuffle_params;
+
+/* channel_shuffle: y[p][j*groups + i] = x[p][i*(channels/groups) + j] (PyTorch's
+ * view(N, g, C/g, H, W).transpose(1, 2)); the shuffle with channels/groups groups is its inverse. */
+tte_status tte_channel_shuffle_s8(const tte_channel_shuffle_params *p, const int8_t *x, int8_t *y);
+tte_status tte_channel_shuffle_f32(const tte_channel_shuffle_params *p, const float *x, float *y);
+
 #ifdef __cplusplus
 }
 #endif

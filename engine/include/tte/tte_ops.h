@@ -31,6 +31,10 @@ typedef enum tte_op {
     TTE_OP_CONV2D_BWD_W_ACCUMULATE = 28,
     TTE_OP_BIAS_ACCUMULATE = 29,
     TTE_OP_LINEAR_F32_ACCUMULATE = 30,
+    TTE_OP_CONCAT = 32,
+    TTE_OP_CHANNEL_SPLIT = 33,
+    TTE_OP_CHANNEL_SHUFFLE = 34,
+    TTE_OP_CHANNEL_INSERT = 35,
 } tte_op;
 
 /* Element type ids. */

@@ -315,6 +315,11 @@ tte_status tte_bias_acc_s32(const tte_hwc_params *p, tte_train_ctx *ctx, const t
 tte_status tte_linear_acc_f32(const tte_linear_f32_params *p, tte_train_ctx *ctx, tte_lr_group lr_group, int32_t batch,
                               const int8_t *x, const float *g, float *acc_w, float *acc_b, float *w, float *b);
 
+/* channel_insert: a channel split's backward (p: the split's descriptor). g [pixels][count] float32;
+ * gx [pixels][in_c] float32. accumulate 0: gx[p][start + k] = g[p][k], 0 on every other channel;
+ * accumulate 1: gx holds the gradient so far and gx[p][start + k] += g[p][k] (one float32 add each). */
+tte_status tte_channel_insert_f32(const tte_channel_split_params *p, const float *g, float *gx, int accumulate);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,6 +10,7 @@ Forward (NUMERICS.md §2) is bit-exact with :mod:`tte_ir.reference` on every int
 - the residual add does two float32 multiplies and one add, as separate tensor ops (no FMA);
 - a LUT activation indexes its int8 table (the kernel call's) with the input codes; the channel-wise
   multiply forms the exact integer product ``(a - z_a) * (b[c] - z_b)`` in float32, then one multiply by ``m``;
+- concat, channel split and channel shuffle move codes unchanged (torch's cat, slice and permutation);
 - on CUDA the float64 accumulation runs without cuDNN (whose FFT/Winograd paths are not exact) and
   float32 gradients without TF32.
 
@@ -17,7 +18,8 @@ Backward (NUMERICS.md §4) is float32 with gradients with respect to the integer
 ``gh = g * mask * M``; ``db = sum gh``; ``dW = sum gh * (x - z_x)`` (zero-point correct, zero
 padding contributes 0); ``dX = conv_transpose(gh, W)``; add ``g*mask*m1`` / ``g*mask*m2``; pool
 ``g*mask*m`` spread over H*W; LUT ``g * slope[x]``; mul ``gm = g*mask*m``, ``gm*(b[c]-z_b)`` and
-``sum_p gm*(a-z_a)``; max pool ``g`` added at each window's arg-max; average pool
+``sum_p gm*(a-z_a)``; concat, channel split and shuffle route ``g`` unchanged (autograd of the copies);
+max pool ``g`` added at each window's arg-max; average pool
 ``g*mask*m[count]`` spread over each window's input pixels; the fp32 head is ordinary autograd
 (``dL/dq = s_x W^T g``). A tensor read by two ops gets the sum of both gradients (autograd
 accumulates fan-out).
@@ -438,6 +440,21 @@ def _sim_mul(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]
     return _Mul.apply(ins[0], ins[1], sim.scalar(p["m"]), p["a_zero"], p["b_zero"], sim.requant(p))
 
 
+def _sim_concat(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(ins, dim=1)
+
+
+def _sim_channel_split(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
+    p = call.params
+    return ins[0][:, p["start"] : p["start"] + p["count"]]
+
+
+def _sim_channel_shuffle(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
+    x, groups = ins[0], call.params["groups"]
+    n, channels, *spatial = x.shape
+    return x.reshape(n, groups, channels // groups, *spatial).transpose(1, 2).reshape(x.shape)
+
+
 SIM_KERNELS: Mapping[Op, Callable[[Int8Sim, Node, KernelCall, list[torch.Tensor]], torch.Tensor]] = {
     Op.CONV2D: _sim_conv2d,
     Op.ADD: _sim_add,
@@ -448,6 +465,9 @@ SIM_KERNELS: Mapping[Op, Callable[[Int8Sim, Node, KernelCall, list[torch.Tensor]
     Op.AVG_POOL: _sim_avg_pool,
     Op.LUT: _sim_lut,
     Op.MUL: _sim_mul,
+    Op.CONCAT: _sim_concat,
+    Op.CHANNEL_SPLIT: _sim_channel_split,
+    Op.CHANNEL_SHUFFLE: _sim_channel_shuffle,
 }
 """The simulation's batched, differentiable kernel of every forward op (training ops are the compiler's:
 the simulation differentiates with autograd instead)."""

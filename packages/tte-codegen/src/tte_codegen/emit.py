@@ -32,6 +32,7 @@ from tte_ir.kernels import (
 )
 from tte_ir.memory import memory_report
 from tte_ir.ops import OP_TABLE, node_roles
+from tte_ir.views import storage
 
 __all__ = ["Emitter", "Tile"]
 
@@ -72,6 +73,9 @@ class Emitter:
         self.declared = declared
         self.owner = _aliases(graph)
         self.buffer_of = {t: buf.name for buf in self.report.plan.buffers for t in buf.tensors}
+        # channel views (tte_ir.views): no call; the tensor lies at its byte offset inside its buffer
+        self.views = storage(graph).views
+        self.view_offset = {t: off for buf in self.report.plan.buffers for t, off in buf.views}
         # trained parameters and a mini-batch's gradient accumulators: writable arrays (SRAM)
         self.state = set(self.info["state"]) | set(self.info.get("accumulators", {}))
         self.arrays: dict[str, CArray] = {}
@@ -156,7 +160,7 @@ class Emitter:
             raise CodegenError(f"tensor '{tensor}' has no place in the memory plan")
         spec = self.graph.tensors[tensor]
         shape = "][".join(map(str, buffer_shape(spec)))
-        offset = self.report.plan.offsets[buffer]
+        offset = self.report.plan.offsets[buffer] + self.view_offset.get(tensor, 0)
         ident = self.unique(f"T_{c_ident(tensor)}")
         comment = f"{tensor}: {spec.dtype.name.lower()} [{shape}], {spec.nbytes} B at arena offset {offset}"
         self.tensors[tensor] = CTensor(ident, CTYPES[spec.dtype], offset, comment)
@@ -255,6 +259,8 @@ class Emitter:
     def emit(self, node: Node, tile: Tile | None = None, overrides: Mapping[str, str] | None = None) -> str:
         """The C statement of ``node``'s kernel call; ``overrides`` replaces arguments by name (a tile's
         row band and output offset, a band's accumulate flag; ``p`` the descriptor)."""
+        if node.name in self.views:
+            return f"/* {node.name}: a channel view, its tensors share one buffer at their offsets (tte_ir.views) */"
         call = self.describe(node)
         if call.kernel is None:
             return f"/* {node.name}: a view, the output shares the input's storage */"

@@ -92,6 +92,10 @@ class Op(enum.Enum):
     CONV2D_BWD_W_ACCUMULATE = 28  # mini-batch: weight gradient summed into an accumulator, QAS update at batch end
     BIAS_ACCUMULATE = 29  # mini-batch: bias gradient summed into an accumulator, QAS update at batch end
     LINEAR_F32_ACCUMULATE = 30  # mini-batch: fp32 head gradients summed, SGD update at batch end
+    CONCAT = 32  # two maps joined along channels (int8 forward, float32 for gradients); a copy or a view
+    CHANNEL_SPLIT = 33  # a contiguous channel range of a map (int8 or float32); a copy or a view
+    CHANNEL_SHUFFLE = 34  # ShuffleNet's channel permutation over `groups` (int8 or float32)
+    CHANNEL_INSERT = 35  # channel split backward: g written (or added) into a channel range of gx
 
     @classmethod
     def from_name(cls, name: str) -> Op:

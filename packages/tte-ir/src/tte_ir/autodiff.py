@@ -216,6 +216,7 @@ class _Emitter:
         self.slices: dict[str, str] = {}
         self.state: dict[str, str] = {}
         self.accumulators: dict[str, str] = {}
+        self.split_pieces: dict[str, list[tuple[int, str]]] = {}  # channel splits' gradients awaiting their input's
         self.needs = self._needs_grad()
 
     def _needs_grad(self) -> dict[str, bool]:
@@ -564,6 +565,62 @@ def _grad_mul(e: _Emitter, node: Node, g: str) -> None:
         e.contribute(b, gb)
 
 
+def _grad_concat(e: _Emitter, node: Node, g: str) -> None:
+    """Each input's gradient is its channel range of ``g`` (a float32 channel split: a copy, or a view)."""
+    a, b = node.inputs
+    a_channels = e.spec(a).shape[1]
+    for x, start in ((a, 0), (b, a_channels)):
+        if not e.need(x):
+            continue
+        shape = e.spec(x).shape
+        gx = e.grad_tensor(e.fresh(f"{x}.grad"), shape)
+        e.b.node(
+            f"{node.name}.bwd_{'a' if x == a else 'b'}", Op.CHANNEL_SPLIT, (g,), (gx,), start=start, count=shape[1]
+        )
+        e.contribute(x, gx)
+
+
+def _grad_channel_shuffle(e: _Emitter, node: Node, g: str) -> None:
+    """The inverse permutation: the shuffle with ``C / groups`` groups."""
+    x = node.inputs[0]
+    shape = e.spec(x).shape
+    gx = e.grad_tensor(e.fresh(f"{x}.grad"), shape)
+    e.b.node(f"{node.name}.bwd", Op.CHANNEL_SHUFFLE, (g,), (gx,), groups=shape[1] // node_attrs(node)["groups"])
+    e.contribute(x, gx)
+
+
+def _grad_channel_split(e: _Emitter, node: Node, g: str) -> None:
+    """The splits of one input are differentiated together, when the earliest of them with a gradient
+    comes up: two that tile the input (``x.chunk(2, dim=1)``) give its gradient as one concat of theirs;
+    anything else writes each range into the input's gradient (``channel_insert``, the first into zeros
+    or into the gradient the input already has, the others added in place)."""
+    x = node.inputs[0]
+    pieces = e.split_pieces.setdefault(x, [])
+    pieces.append((int(node_attrs(node)["start"]), g))
+    earlier = e.graph.nodes[: e.graph.nodes.index(node)]
+    if any(n.op is Op.CHANNEL_SPLIT and n.inputs[0] == x and n.outputs[0] in e.grads for n in earlier):
+        return
+    del e.split_pieces[x]
+    pieces.sort()
+    shape = e.spec(x).shape
+    counts = [e.spec(piece).shape[1] for _, piece in pieces]
+    if len(pieces) == 2 and pieces[0][0] == 0 and pieces[1][0] == counts[0] and sum(counts) == shape[1]:
+        gx = e.grad_tensor(e.fresh(f"{x}.grad"), shape)
+        e.b.node(f"{node.name}.bwd", Op.CONCAT, (pieces[0][1], pieces[1][1]), (gx,))
+        e.contribute(x, gx)
+        return
+    existing = e.grads.pop(x, None)
+    for k, (start, piece) in enumerate(pieces):
+        ins, extra = [piece], {}
+        if existing is not None:
+            ins.append(existing)
+            extra["accumulate"] = True
+        gx = e.grad_tensor(e.fresh(f"{x}.grad"), shape)
+        e.b.node(f"{node.name}.bwd{k}", Op.CHANNEL_INSERT, ins, (gx,), start=start, channels=shape[1], **extra)
+        existing = gx
+    e.grads[x] = existing
+
+
 GRAD_RULES: Mapping[Op, Callable[[_Emitter, Node, str], None]] = {
     Op.CONV2D: _grad_conv2d,
     Op.ADD: _grad_add,
@@ -574,6 +631,9 @@ GRAD_RULES: Mapping[Op, Callable[[_Emitter, Node, str], None]] = {
     Op.AVG_POOL: _grad_avg_pool,
     Op.LUT: _grad_lut,
     Op.MUL: _grad_mul,
+    Op.CONCAT: _grad_concat,
+    Op.CHANNEL_SPLIT: _grad_channel_split,
+    Op.CHANNEL_SHUFFLE: _grad_channel_shuffle,
 }
 
 NOT_DIFFERENTIABLE = frozenset(
@@ -583,6 +643,7 @@ NOT_DIFFERENTIABLE = frozenset(
         Op.AVG_POOL_BWD,
         Op.LUT_BWD, Op.MUL_BWD,
         Op.CONV2D_BWD_W_ACCUMULATE, Op.BIAS_ACCUMULATE, Op.LINEAR_F32_ACCUMULATE,
+        Op.CHANNEL_INSERT,
     }
 )  # fmt: skip
 """The training ops: :func:`build_training_graph` emits them and never differentiates them (their

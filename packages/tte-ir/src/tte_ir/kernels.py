@@ -176,6 +176,9 @@ PARAM_STRUCTS: Mapping[str, tuple[tuple[str, str], ...]] = {
         ("pixels", _I32), ("channels", _I32), ("m", _F32), ("a_zero", _I32), ("b_zero", _I32), ("y_zero", _I32),
         ("act_min", _I32), ("act_max", _I32),
     ),
+    "tte_concat_params": (("pixels", _I32), ("a_channels", _I32), ("b_channels", _I32)),
+    "tte_channel_split_params": (("pixels", _I32), ("in_c", _I32), ("start", _I32), ("count", _I32)),
+    "tte_channel_shuffle_params": (("pixels", _I32), ("channels", _I32), ("groups", _I32)),
 }  # fmt: skip
 """Every kernel descriptor's fields and C types, as ``tte/tte.h`` and ``tte/tte_train.h`` declare them."""
 
@@ -270,6 +273,21 @@ SIGNATURES: Mapping[str, tuple[tuple[str, str], ...]] = {
     "linear_acc_f32": (
         ("p", "const tte_linear_f32_params *"), ("ctx", _CTX), ("lr_group", "tte_lr_group"), ("batch", _I32),
         ("x", _CS8), ("g", _CF32), ("acc_w", _PF32), ("acc_b", _PF32), ("w", _PF32), ("b", _PF32),
+    ),
+    **{
+        f"concat_{t}": (("p", "const tte_concat_params *"), ("a", c), ("b", c), ("y", w))
+        for t, c, w in (("s8", _CS8, _S8), ("f32", _CF32, _PF32))
+    },
+    **{
+        f"channel_split_{t}": (("p", "const tte_channel_split_params *"), ("x", c), ("y", w))
+        for t, c, w in (("s8", _CS8, _S8), ("f32", _CF32, _PF32))
+    },
+    **{
+        f"channel_shuffle_{t}": (("p", "const tte_channel_shuffle_params *"), ("x", c), ("y", w))
+        for t, c, w in (("s8", _CS8, _S8), ("f32", _CF32, _PF32))
+    },
+    "channel_insert_f32": (
+        ("p", "const tte_channel_split_params *"), ("g", _CF32), ("gx", _PF32), ("accumulate", "int"),
     ),
 }  # fmt: skip
 """Every kernel's C parameters in order (name, C type), as the engine's headers declare them; a
@@ -803,6 +821,60 @@ def _linear_f32_accumulate(graph: Graph, node: Node) -> KernelCall:
     return _call(node, "linear_acc_f32", params, args)
 
 
+def _channel_kernel(base: str, spec: TensorSpec) -> str:
+    """The dtype twin of a channel op's kernel: ``_s8`` on int8 codes, ``_f32`` on float32 gradients."""
+    return f"{base}_{'s8' if spec.dtype is DType.INT8 else 'f32'}"
+
+
+def _same_quant(node: Node, specs: list[TensorSpec]) -> None:
+    """Channel ops copy codes: every int8 operand must share one quantization."""
+    if any(spec.quant != specs[-1].quant for spec in specs):
+        names = ", ".join(f"'{spec.name}'" for spec in specs)
+        raise TteError(
+            f"{node.describe()}: tensors {names} must share one scale and zero point (the op copies codes; "
+            "tte quantize gives a concat's inputs and output one quantization)"
+        )
+
+
+def _concat(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    a, b, y = (graph.tensors[t] for t in (ins["a"], ins["b"], outs["y"]))
+    _same_quant(node, [a, b, y])
+    params = {"pixels": _hwc(y)["pixels"], "a_channels": a.shape[1], "b_channels": b.shape[1]}
+    args = [_read("a", ins["a"]), _read("b", ins["b"]), _write("y", outs["y"])]
+    return _call(node, _channel_kernel("concat", y), params, args)
+
+
+def _channel_split(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    attrs = node_attrs(node)
+    x, y = graph.tensors[ins["x"]], graph.tensors[outs["y"]]
+    _same_quant(node, [x, y])
+    params = {"pixels": _hwc(x)["pixels"], "in_c": x.shape[1], "start": attrs["start"], "count": attrs["count"]}
+    return _call(node, _channel_kernel("channel_split", x), params, [_read("x", ins["x"]), _write("y", outs["y"])])
+
+
+def _channel_shuffle(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    x, y = graph.tensors[ins["x"]], graph.tensors[outs["y"]]
+    _same_quant(node, [x, y])
+    params = {**_hwc(x), "groups": node_attrs(node)["groups"]}
+    return _call(node, _channel_kernel("channel_shuffle", x), params, [_read("x", ins["x"]), _write("y", outs["y"])])
+
+
+def _channel_insert(graph: Graph, node: Node) -> KernelCall:
+    ins, outs = node_roles(node)
+    attrs = node_attrs(node)
+    g = graph.tensors[ins["g"]]
+    params = {"pixels": _hwc(g)["pixels"], "in_c": attrs["channels"], "start": attrs["start"], "count": g.shape[1]}
+    args = [
+        _read("g", ins["g"]),
+        _write("gx", outs["gx"], reads=ins.get("acc")),
+        Arg("accumulate", "int", value=int(bool(attrs["accumulate"]))),
+    ]
+    return _call(node, "channel_insert_f32", params, args)
+
+
 KERNEL_CALLS: Mapping[Op, Callable[[Graph, Node], KernelCall]] = {
     Op.CONV2D: _conv2d,
     Op.ADD: _add,
@@ -830,6 +902,10 @@ KERNEL_CALLS: Mapping[Op, Callable[[Graph, Node], KernelCall]] = {
     Op.CONV2D_BWD_W_ACCUMULATE: _conv2d_bwd_w_accumulate,
     Op.BIAS_ACCUMULATE: _bias_accumulate,
     Op.LINEAR_F32_ACCUMULATE: _linear_f32_accumulate,
+    Op.CONCAT: _concat,
+    Op.CHANNEL_SPLIT: _channel_split,
+    Op.CHANNEL_SHUFFLE: _channel_shuffle,
+    Op.CHANNEL_INSERT: _channel_insert,
 }
 
 
@@ -862,6 +938,10 @@ OP_KERNELS: Mapping[Op, tuple[str | None, ...]] = {
     Op.CONV2D_BWD_W_ACCUMULATE: tuple(f"{_FAMILY_PREFIX[f]}_bwd_w_acc_s8" for f in FAMILIES),
     Op.BIAS_ACCUMULATE: ("bias_acc_s32",),
     Op.LINEAR_F32_ACCUMULATE: ("linear_acc_f32",),
+    Op.CONCAT: ("concat_s8", "concat_f32"),
+    Op.CHANNEL_SPLIT: ("channel_split_s8", "channel_split_f32"),
+    Op.CHANNEL_SHUFFLE: ("channel_shuffle_s8", "channel_shuffle_f32"),
+    Op.CHANNEL_INSERT: ("channel_insert_f32",),
 }
 """The kernels a node of each op may become (None: a view, no call); :func:`kernel_call` picks one."""
 

@@ -1,8 +1,10 @@
 """Static memory planning of a training graph, and its memory report.
 
 Every tensor that is neither a constant nor a graph input lives in one static arena. Tensors an op
-writes in place (the op table's ``inplace``) share one buffer; a buffer lives from the node that first
-writes it to the node that last reads it, over the graph's schedule (its node order). A row-tiled group
+writes in place (the op table's ``inplace``) share one buffer, and so do the channel splits and concats
+of one-pixel maps that run as views, each tensor at its byte offset (:mod:`tte_ir.views`); a buffer
+lives from the node that first writes it to the node that last reads it, over the graph's schedule
+(its node order). A row-tiled group
 (:mod:`tte_ir.tiling`) runs as one loop, so its nodes share one time span, and a tensor produced and
 consumed inside the group holds only one row band. Each kernel's scratch (:mod:`tte_ir.scratch`)
 lives for its node only.
@@ -28,8 +30,8 @@ from typing import Any, Protocol
 
 from tte_ir._ir import Graph, TteError
 from tte_ir.autodiff import training_info
-from tte_ir.ops import OP_TABLE, node_roles
 from tte_ir.scratch import scratch_bytes
+from tte_ir.views import storage
 
 __all__ = [
     "ALIGN",
@@ -53,13 +55,15 @@ def _align(n: int) -> int:
 
 @dataclass(frozen=True)
 class Buffer:
-    """One arena buffer: the tensors sharing it, its size and its inclusive life span in node indices."""
+    """One arena buffer: the tensors sharing it, its size and its inclusive life span in node indices;
+    a channel view (:mod:`tte_ir.views`) lies at its byte offset in ``views``, every other tensor at 0."""
 
     name: str
     size: int
     start: int
     end: int
     tensors: tuple[str, ...] = ()
+    views: tuple[tuple[str, int], ...] = ()  # (tensor, byte offset) of tensors not at the buffer's start
 
     def overlaps(self, other: Buffer) -> bool:
         """Whether the two buffers are live at a common node."""
@@ -195,18 +199,7 @@ def arena_buffers(graph: Graph, *, use_engine: bool = True, input_in_arena: bool
     spans = _group_spans(graph)
     image = training_info(graph)["input"] if input_in_arena else None
     outside = (set(graph.constants) | set(graph.inputs)) - {image}
-    parent: dict[str, str] = {}
-
-    def root(t: str) -> str:
-        while parent.get(t, t) != t:
-            t = parent[t]
-        return t
-
-    for node in graph.nodes:
-        ins, outs = node_roles(node)
-        for out_role, in_role in OP_TABLE[node.op].inplace.items():
-            if out_role in outs and in_role in ins:
-                parent[root(outs[out_role])] = root(ins[in_role])
+    place = storage(graph)  # in-place outputs and channel views share their input's buffer (tte_ir.views)
     start: dict[str, int] = {} if image is None else {image: 0}
     end: dict[str, int] = {}
     for i, node in enumerate(graph.nodes):
@@ -222,14 +215,15 @@ def arena_buffers(graph: Graph, *, use_engine: bool = True, input_in_arena: bool
     band = _band_sizes(graph)
     groups: dict[str, list[str]] = {}
     for t in start:
-        groups.setdefault(root(t), []).append(t)
+        groups.setdefault(place.of(t)[0], []).append(t)
     buffers = []
     for r, members in groups.items():
         if r in outside or any(m in outside for m in members):
             continue  # works in place on a parameter (SRAM state) or an input (I/O)
-        size = max(band.get(m, graph.tensors[m].nbytes) for m in members)
+        size = max(place.of(m)[1] + band.get(m, graph.tensors[m].nbytes) for m in members)
+        views = tuple(sorted((m, place.of(m)[1]) for m in members if place.of(m)[1]))
         buffers.append(
-            Buffer(r, size, min(start[m] for m in members), max(end[m] for m in members), tuple(sorted(members)))
+            Buffer(r, size, min(start[m] for m in members), max(end[m] for m in members), tuple(sorted(members)), views)
         )
     for i, node in enumerate(graph.nodes):
         scratch = scratch_bytes(graph, node, use_engine=use_engine)

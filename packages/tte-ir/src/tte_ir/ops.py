@@ -25,6 +25,9 @@ max_pool         x[1,C,H,W] s8                    y[1,C,Ho,Wo] s8,      kernel, 
 avg_pool         x[1,C,H,W] s8                    y[1,C,Ho,Wo] s8,      kernel, stride, padding (0),
                                                   mask? u8              count_include_pad (true),
                                                                         save_mask
+concat           a[1,Ca,H,W], b[1,Cb,H,W] (s8|f32) y[1,Ca+Cb,H,W]
+channel_split    x[1,C,H,W] s8|f32                y[1,count,H,W]        start, count
+channel_shuffle  x[1,C,H,W] s8|f32                y (same shape)        groups
 ================ ================================ ===================== ===========================
 
 ``lut`` applies ``function`` (hard_swish, hard_sigmoid or sigmoid) through a 256-entry table over the
@@ -32,6 +35,15 @@ input codes, computed at compile time from the function and both tensors' quanti
 (:func:`tte_ir.quant.lut_tables`); the table holds the output clamp, so the node keeps no mask. ``mul``
 multiplies every pixel of channel ``c`` of ``a`` by ``b[c]`` (squeeze-and-excite's gate); NUMERICS.md
 gives both ops' rounding.
+
+Channel ops (ShuffleNet): ``concat`` joins ``a`` and ``b`` along channels (``a``'s first), ``channel_split``
+takes channels ``[start, start+count)``, ``channel_shuffle`` sends channel ``i*(C/groups) + j`` to
+``j*groups + i`` (PyTorch's ``view(N, g, C/g, H, W).transpose(1, 2)``; its inverse is the shuffle with
+``C/groups`` groups). All three move codes (or float32 gradients) unchanged: int8 inputs and outputs share
+one quantization. Maps of a ``[1, C]`` vector or ``[1, C, 1, 1]`` are one pixel, so a channel range is
+contiguous in the engine's HWC layout; :mod:`tte_ir.views` decides which of these nodes run as views.
+``channel_insert`` (the split's backward) writes ``g`` into channels ``[start, start+k)`` of a
+``channels``-channel gradient that is 0 elsewhere, or adds it into ``acc`` in place (``accumulate``).
 
 Pooling (``max_pool``, ``avg_pool`` and their backward ops): square ``kernel`` x ``kernel`` windows
 (at most 256 taps), ``Ho = (H + 2*padding - kernel) // stride + 1``, ``padding <= kernel // 2`` (as in
@@ -79,6 +91,8 @@ mul_bwd               g f32, mask u8, a s8, b s8 -> ga? (g), gb?   ga = mask ? (
 max_pool_bwd          g f32 [1,C,Ho,Wo], index u8 -> gx [1,C,H,W]  gx[arg-max of each window] += g
 avg_pool_bwd          g f32 [1,C,Ho,Wo], mask u8, m f32 [K*K+1]    gx[each input tap] += mask ? g*m[count] : 0
                       -> gx [1,C,H,W]
+channel_insert        g f32 [1,k,H,W], acc? f32 -> gx [1,C,H,W]     gx = acc (or 0); gx[:, start:start+k] += g
+                      (acc)
 ===================== ============================================ ==================================
 
 Update ops read the step context (learning rate of their ``lr_group``, step counter, status): they
@@ -659,6 +673,61 @@ def _macs_mul_bwd(node: Node, ins: Specs, outs: Sequence[TensorSpec]) -> int:
     return ins["g"].numel * len(outs)
 
 
+# -- channel concat, split, shuffle (ShuffleNet) and the split's backward --------------------------
+
+
+def _expect_channel_map(node: Node, role: str, spec: TensorSpec, dtypes: tuple[DType, ...]) -> None:
+    """A ``[1, C, H, W]`` map or a ``[1, C]`` vector (a map of one pixel)."""
+    _expect_dtype(node, role, spec, dtypes)
+    if len(spec.shape) not in (2, 4) or spec.shape[0] != 1:
+        raise _fail(node, f"input '{role}' tensor '{spec.name}' has shape {list(spec.shape)}, expected [1,C(,H,W)]")
+
+
+def _with_channels(spec: TensorSpec, channels: int) -> Shape:
+    return (1, channels, *spec.shape[2:])
+
+
+def _infer_concat(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    a, b = ins["a"], ins["b"]
+    _expect_channel_map(node, "a", a, (DType.INT8, DType.FLOAT32))
+    _expect_channel_map(node, "b", b, (a.dtype,))
+    if a.shape[2:] != b.shape[2:] or len(a.shape) != len(b.shape):
+        raise _fail(node, f"inputs '{a.name}' {list(a.shape)} and '{b.name}' {list(b.shape)} differ beyond channels")
+    return [(_with_channels(a, a.shape[1] + b.shape[1]), a.dtype)]
+
+
+def _check_range(node: Node, start: int, count: int, channels: int) -> None:
+    if start < 0 or count < 1 or start + count > channels:
+        raise _fail(node, f"channels [{start}, {start + count}) are not inside [0, {channels})")
+
+
+def _infer_channel_split(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    x = ins["x"]
+    _expect_channel_map(node, "x", x, (DType.INT8, DType.FLOAT32))
+    _check_range(node, attrs["start"], attrs["count"], x.shape[1])
+    return [(_with_channels(x, attrs["count"]), x.dtype)]
+
+
+def _infer_channel_shuffle(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    x = ins["x"]
+    _expect_channel_map(node, "x", x, (DType.INT8, DType.FLOAT32))
+    groups = attrs["groups"]
+    if groups < 1 or x.shape[1] % groups:
+        raise _fail(node, f"groups {groups} does not divide the {x.shape[1]} channels of '{x.name}'")
+    return [(x.shape, x.dtype)]
+
+
+def _infer_channel_insert(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
+    g = ins["g"]
+    _expect_grad(node, "g", g)
+    _check_range(node, attrs["start"], g.shape[1], attrs["channels"])
+    out = _with_channels(g, attrs["channels"])
+    if "acc" in ins:
+        _expect_dtype(node, "acc", ins["acc"], (DType.FLOAT32,))
+        _expect_shape(node, "acc", ins["acc"], out)
+    return [(out, DType.FLOAT32)]
+
+
 _ACT = {"act_min": -128, "act_max": 127}
 _MASKED = {"save_mask": False}
 _UPDATE = {"rounding": "stochastic", "seed": 0, "lr_group": "body", "tile": None}
@@ -852,6 +921,20 @@ OP_TABLE: Mapping[Op, OpDef] = {
         _macs_linear_f32_accumulate,
         inplace={"w_next": "w", "b_next": "b", "acc_w_next": "acc_w", "acc_b_next": "acc_b"},
     ),
+    Op.CONCAT: OpDef(Op.CONCAT, ("a", "b"), ("y",), {}, (), _infer_concat, _no_macs),
+    Op.CHANNEL_SPLIT: OpDef(Op.CHANNEL_SPLIT, ("x",), ("y",), {}, ("start", "count"), _infer_channel_split, _no_macs),
+    Op.CHANNEL_SHUFFLE: OpDef(Op.CHANNEL_SHUFFLE, ("x",), ("y",), {}, ("groups",), _infer_channel_shuffle, _no_macs),
+    Op.CHANNEL_INSERT: OpDef(
+        Op.CHANNEL_INSERT,
+        ("g", "acc"),
+        ("gx",),
+        {"accumulate": False},
+        ("start", "channels"),
+        _infer_channel_insert,
+        _no_macs,
+        optional={"acc": "accumulate"},
+        inplace={"gx": "acc"},
+    ),
 }
 
 
@@ -1017,6 +1100,14 @@ ATTR_TYPES: Mapping[Op, Mapping[str, AttrType]] = {
     },
     Op.BIAS_ACCUMULATE: {**_UPDATE_TYPES, "batch": _BATCH},
     Op.LINEAR_F32_ACCUMULATE: {"lr_group": AttrType("str", choices=("body", "head")), "batch": _BATCH},
+    Op.CONCAT: {},
+    Op.CHANNEL_SPLIT: {"start": AttrType("int", 0, _I32), "count": AttrType("int", 1, _I32)},
+    Op.CHANNEL_SHUFFLE: {"groups": _GROUPS},
+    Op.CHANNEL_INSERT: {
+        "start": AttrType("int", 0, _I32),
+        "channels": AttrType("int", 1, _I32),
+        "accumulate": _BOOL,
+    },
 }
 
 

@@ -32,6 +32,9 @@ __all__ = [
     "FORWARD",
     "add",
     "avg_pool2d",
+    "channel_shuffle",
+    "channel_split",
+    "concat",
     "conv2d",
     "effective_weight",
     "forward_node",
@@ -440,6 +443,37 @@ def _avg_pool(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
     return _outputs(call, y, mask)
 
 
+def concat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a`` then ``b`` along channels (axis 1), codes or float32 values unchanged."""
+    return np.concatenate([np.asarray(a), np.asarray(b)], axis=1)
+
+
+def channel_split(x: np.ndarray, start: int, count: int) -> np.ndarray:
+    """Channels ``[start, start+count)`` of ``x`` (axis 1), unchanged."""
+    return np.ascontiguousarray(np.asarray(x)[:, start : start + count])
+
+
+def channel_shuffle(x: np.ndarray, groups: int) -> np.ndarray:
+    """ShuffleNet's shuffle: channel ``i*(C/groups) + j`` of ``x`` becomes channel ``j*groups + i``."""
+    x = np.asarray(x)
+    n, channels, *spatial = x.shape
+    grouped = x.reshape(n, groups, channels // groups, *spatial)
+    return np.ascontiguousarray(grouped.swapaxes(1, 2)).reshape(x.shape)
+
+
+def _concat(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
+    return {call.arg("y").writes: concat(_value(call, "a", values), _value(call, "b", values))}
+
+
+def _channel_split(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
+    p = call.params
+    return {call.arg("y").writes: channel_split(_value(call, "x", values), p["start"], p["count"])}
+
+
+def _channel_shuffle(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
+    return {call.arg("y").writes: channel_shuffle(_value(call, "x", values), call.params["groups"])}
+
+
 FORWARD: Mapping[Op, Callable[[KernelCall, Values], dict[str, np.ndarray]]] = {
     Op.CONV2D: _conv2d,
     Op.ADD: _add,
@@ -449,9 +483,13 @@ FORWARD: Mapping[Op, Callable[[KernelCall, Values], dict[str, np.ndarray]]] = {
     Op.AVG_POOL: _avg_pool,
     Op.LUT: _lut,
     Op.MUL: _mul,
+    Op.CONCAT: _concat,
+    Op.CHANNEL_SPLIT: _channel_split,
+    Op.CHANNEL_SHUFFLE: _channel_shuffle,
 }
 """The forward ops' reference kernels: a node's kernel call and the values so far -> its written tensors
-(int8 outputs, and bit-packed clamp masks where the node keeps them). Reshape is a view."""
+(int8 outputs, and bit-packed clamp masks where the node keeps them). Reshape is a view. The channel ops
+(concat, split, shuffle) copy int8 codes or, in a training graph, float32 gradients."""
 
 
 def forward_node(graph: Graph, node: Node, values: Values) -> dict[str, np.ndarray]:

@@ -19,10 +19,12 @@ with a C build (and within rtol 1e-5 with PyTorch, which sums in its own order):
   accumulator returns to 0.
 - ``mul_bwd``: ``gb[c] = sum_p (mask ? g*m : 0) * (a[c,p] - z_a)`` over pixels ``p`` in ascending row-major
   order, from 0.
-
 - ``max_pool_bwd`` / ``avg_pool_bwd``: each ``gx[c,y,x]`` starts at 0 and adds the contribution of every
   window holding it in ascending row-major window order ``(oy, ox)``: ``g[c,oy,ox]`` from a window whose
   saved arg-max it is (max), ``mask ? g[c,oy,ox] * m[count] : 0`` (one rounding) from every window (avg).
+- ``channel_insert`` (a channel split's backward): ``gx = acc + g`` on the split's channels (one rounding per
+  element) and ``acc`` elsewhere; without ``acc`` a copy into zeros. The channel ops on float32 gradients
+  (``concat``, ``channel_split``, ``channel_shuffle``) are copies: no arithmetic.
 
 Masks are stored bit-packed (element ``i`` of the tensor in IR order is bit ``i % 8`` of byte ``i // 8``).
 """
@@ -51,6 +53,7 @@ __all__ = [
     "avg_pool2d_bwd",
     "batch_weight_grad",
     "bias_grad",
+    "channel_insert",
     "conv2d_bwd_x",
     "conv2d_weight_grad",
     "initial_state",
@@ -630,6 +633,24 @@ def _linear_f32_accumulate(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
     return _written(call, acc_w=acc_w, acc_b=acc_b, w=w, b=b)
 
 
+def channel_insert(g: np.ndarray, start: int, channels: int, acc: np.ndarray | None = None) -> np.ndarray:
+    """A channel split's backward: ``acc`` (or zeros) of ``channels`` channels with ``g`` added into
+    channels ``[start, start + k)`` (one float32 add per element; into zeros, a copy)."""
+    g = np.asarray(g, dtype=np.float32)
+    if acc is None:
+        gx = np.zeros((1, channels, *g.shape[2:]), dtype=np.float32)
+        gx[:, start : start + g.shape[1]] = g
+        return gx
+    gx = np.array(acc, dtype=np.float32, copy=True)
+    gx[:, start : start + g.shape[1]] += g
+    return gx
+
+
+def _channel_insert(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
+    p = call.params
+    return _written(call, gx=channel_insert(s.read(call, "g"), p["start"], p["in_c"], s.read(call, "gx")))
+
+
 TRAINING_KERNELS: Mapping[Op, Callable[[_Step, KernelCall], dict[str, np.ndarray]]] = {
     Op.GATHER_CHANNELS: _gather,
     Op.SOFTMAX_CE: _softmax_ce,
@@ -648,6 +669,7 @@ TRAINING_KERNELS: Mapping[Op, Callable[[_Step, KernelCall], dict[str, np.ndarray
     Op.CONV2D_BWD_W_ACCUMULATE: _conv_bwd_w_accumulate,
     Op.BIAS_ACCUMULATE: _bias_accumulate,
     Op.LINEAR_F32_ACCUMULATE: _linear_f32_accumulate,
+    Op.CHANNEL_INSERT: _channel_insert,
 }
 """The training ops' reference kernels (the forward ops are :data:`tte_ir.reference.FORWARD`)."""
 
