@@ -146,3 +146,77 @@ def test_other_commands_refuse_in_one_line(graph_file, tmp_path, capsys, command
     argv = [a.replace("{tmp}", str(tmp_path)).replace("{graph}", str(graph_file)) for a in argv]
     err = _refused(capsys, [command, *argv])
     assert re.search(message, err), err
+
+
+def tiny_kws():
+    """A keyword-spotting-shaped model: 1 x 49 x 10 input (audio features; digits stretched as a stand-in)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, stride=2, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 5),
+    ).eval()
+
+
+def test_gray_non_square_inputs_quantize_and_train_from_digits(tmp_path, capsys):
+    graph_file, trained = tmp_path / "kws.tte", tmp_path / "kws-trained.tte"
+    argv = ["--input-shape", "1x49x10", "--data", "digits", "--data-classes", "0-4", "--calib", "32"]
+    assert main(["quantize", f"{__name__}:tiny_kws", "-o", str(graph_file), *argv]) == 0, capsys.readouterr().err
+    from tte_ir import load
+
+    graph = load(graph_file)
+    assert graph.tensors[graph.inputs[0]].shape == (1, 1, 49, 10)
+    assert "32 inputs [1, 49, 10] of digits" in graph.metadata["calibration"]
+    argv = ["--data", "digits", "--classes", "5-9", "--epochs", "1", "--batch-size", "32", "--quiet", "--device", "cpu"]
+    assert main(["train", str(graph_file), "-o", str(trained), *argv]) == 0, capsys.readouterr().err
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_float_npz_calibrates_at_its_own_shape(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "kws.npz", x=rng.uniform(-1, 1, (8, 1, 49, 10)).astype(np.float32), y=np.arange(8) % 5)
+    graph_file = tmp_path / "kws.tte"
+    assert main(["quantize", f"{__name__}:tiny_kws", "-o", str(graph_file), "--data", str(tmp_path / "kws.npz")]) == 0
+    from tte_ir import load
+
+    graph = load(graph_file)
+    assert graph.tensors[graph.inputs[0]].shape == (1, 1, 49, 10)
+    np.savez(tmp_path / "wide.npz", x=np.zeros((4, 1, 10, 49), np.float32), y=np.zeros(4, np.int64))
+    err = _refused(
+        capsys, ["train", str(graph_file), "-o", str(tmp_path / "t.tte"), "--data", str(tmp_path / "wide.npz")]
+    )
+    assert "x is [4, 1, 10, 49]; the model takes [N, 1, 49, 10] (its input is [1, 1, 49, 10])" in err, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["plain-cnn", "--random-weights", "--input-shape", "1x8x8"],
+            r"takes 3-channel inputs; the data are \[1, 8, 8\]",
+        ),
+        (["plain-cnn", "--random-weights", "--input-shape", "1x8"], r"--input-shape '1x8': expected C x H x W"),
+        (["plain-cnn", "--random-weights", "--input-shape", "3x8x8", "--resolution", "8"], "exclude each other"),
+        (["plain-cnn", "--random-weights", "--input-shape", "2x8x8"], r"digits: the model takes \[N, 2, 8, 8\]"),
+        (["plain-cnn", "--random-weights", "--data", "{tmp}/none.npz"], r"none.npz: no such file"),
+    ],
+)
+def test_quantize_refuses_shapes_in_one_line(tmp_path, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    err = _refused(capsys, ["quantize", *argv, "-o", str(tmp_path / "q.tte")])
+    assert re.search(message, err), err
+
+
+def test_train_and_analyze_name_the_head_when_the_data_has_more_classes(graph_file, tmp_path, capsys):
+    err = _refused(capsys, ["train", str(graph_file), "-o", str(tmp_path / "t.tte")])
+    assert "digits: the data has 10 classes, the graph's head 3; pass --classes (e.g. 0-2)" in err, err
+    err = _refused(capsys, ["analyze", str(graph_file), "-o", str(tmp_path / "c.json")])
+    assert "digits: the data has 10 classes, the graph's head 3; pass --classes" in err, err

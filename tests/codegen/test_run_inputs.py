@@ -152,3 +152,33 @@ def test_arguments_are_refused_in_one_line(training, forward, graph_file, tmp_pa
     argv = [a.replace("{tmp}", str(tmp_path)).replace("{data}", str(data)) for a in argv]
     err = _run(graph_file, tmp_path, capsys, "--data", str(data), *argv)
     assert re.search(message, err), err
+
+
+def test_digits_and_float_inputs_become_the_graphs_input_codes(training, tmp_path):
+    pytest.importorskip("sklearn")
+    from tte_codegen.training import load_data
+    from tte_ir.datasets import load_digits, to_codes
+
+    image = training.tensors[training_info(training)["input"]]
+    data = load_data("digits", training, [0, 1, 2, 3])
+    digits = load_digits(image.shape[1:], [0, 1, 2, 3])
+    assert data.x.dtype == np.int8 and data.x.shape == (len(digits), *image.shape[1:])
+    assert np.array_equal(data.x, to_codes(digits.x, image.quant)) and np.array_equal(data.y, digits.y)
+    np.savez(tmp_path / "f.npz", x=digits.x[:5], y=digits.y[:5])
+    assert np.array_equal(load_data(str(tmp_path / "f.npz"), training).x, data.x[:5])
+
+
+def test_digits_with_more_classes_than_the_head_are_refused_before_the_build(graph_file, tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    err = _run(graph_file, tmp_path, capsys, "--data", "digits")
+    assert "digits: the data has 10 classes, the graph's head 4; pass --classes (e.g. 0-3)" in err, err
+    err = _run(graph_file, tmp_path, capsys, "--data", "digits", "--classes", "0-3", "--test", str(tmp_path / "t.npz"))
+    assert "t.npz: no such file" in err, err
+
+
+def test_run_trains_on_digits(graph_file, tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    code = main(["run", str(graph_file), "--data", "digits", "--classes", "5-8", "--steps", "3", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "trained 3 steps on the host" in captured.out

@@ -57,8 +57,19 @@ def register_quantize(subparsers: Any) -> None:
     p.add_argument("--classes", type=int, help="classes of a zoo model's head (default: the data's classes)")
     p.add_argument("--width", type=float, default=0.35, help="width multiplier of the mbv2 zoo model (default 0.35)")
     p.add_argument("--new-head", type=int, metavar="N", help="replace the final Linear by a fresh N-class head")
-    p.add_argument("--resolution", type=int, default=32, help="input resolution (default 32)")
-    p.add_argument("--data", default="digits", help="calibration data: 'digits' (built in) or an image folder")
+    p.add_argument("--resolution", type=int, help="input resolution R: inputs 3 x R x R (default 32)")
+    p.add_argument(
+        "--input-shape",
+        metavar="CxHxW",
+        help="the model's input shape, e.g. 1x49x10 or 1x28x28 (instead of --resolution; default: an .npz's own, "
+        "else 3x32x32)",
+    )
+    p.add_argument(
+        "--data",
+        default="digits",
+        help="calibration data: 'digits' (built in, resized to the input shape), an image folder (one sub-folder per "
+        "class), or an .npz with x (float inputs [N, C, H, W] in the model's input scale) and y (labels [N])",
+    )
     p.add_argument("--data-classes", help="restrict the data to these classes, e.g. 0-4")
     p.add_argument("--calib", type=int, default=256, help="calibration images (default 256)")
     p.add_argument("--head", choices=("fp32", "int8"), default="fp32", help="classifier precision (default fp32)")
@@ -113,11 +124,31 @@ def _check_quantize_arguments(args: argparse.Namespace) -> None:
     for name, value in (("--classes", args.classes), ("--new-head", args.new_head)):
         if value is not None:
             bounded_int(value, name, 1)
-    bounded_int(args.resolution, "--resolution", 1, 4096)
+    if args.resolution is not None:
+        bounded_int(args.resolution, "--resolution", 1, 4096)
     bounded_int(args.calib, "--calib", 1)
     bounded_float(args.width, "--width", 0.0, 16.0, low_open=True)
     seed_value(args.seed, "--seed")
     output_file(args.output, "-o")
+
+
+def _input_shape(args: argparse.Namespace) -> tuple[int, int, int] | None:
+    """The input shape ``(C, H, W)`` of ``tte quantize``'s model from --input-shape or --resolution;
+    None leaves it to the data (an .npz's own shape, else 3 x 32 x 32)."""
+    if args.input_shape is not None and args.resolution is not None:
+        raise TteError("--input-shape and --resolution exclude each other: give one")
+    if args.resolution is not None:
+        return (3, args.resolution, args.resolution)
+    if args.input_shape is None:
+        return None
+    parts = args.input_shape.lower().replace(",", "x").split("x")
+    try:
+        shape = tuple(int(part) for part in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or not all(1 <= d <= 4096 for d in shape):
+        raise TteError(f"--input-shape '{args.input_shape}': expected C x H x W, each 1..4096, e.g. 1x49x10")
+    return shape  # type: ignore[return-value]
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
@@ -138,8 +169,16 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
             f"zoo model '{args.model}' has no trained weights: pass --checkpoint FILE (your float state_dict), "
             "or --random-weights to quantize random ones"
         )
-    classes = parse_classes(args.data_classes)
-    data = load_data(args.data, args.resolution, classes)
+    shape = _input_shape(args)
+    if shape is None and not args.data.endswith(".npz"):
+        shape = (3, 32, 32)
+    data = load_data(args.data, shape, parse_classes(args.data_classes))
+    shape = tuple(data.codes.shape[1:])
+    if args.model in ZOO and shape[0] != 3:
+        raise TteError(
+            f"zoo model '{args.model}' takes 3-channel inputs; the data are {list(shape)}: pass 3 channels "
+            "or your own model (package.module:function)"
+        )
     if args.model in ZOO:
         model = build_model(args.model, args.classes or len(data.classes), args.width, args.seed)
     elif ":" in args.model:
@@ -163,7 +202,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
             "source": args.model,
             "checkpoint": args.checkpoint,
             "random_weights": args.random_weights,
-            "calibration": f"{len(calib)} images of {args.data}",
+            "calibration": f"{len(calib)} inputs {list(shape)} of {args.data}",
         },
     )
     save(graph, args.output)
@@ -191,7 +230,12 @@ def register_train(subparsers: Any) -> None:
     p.add_argument(
         "--head", choices=("fp32", "int8"), help="head precision while training (default: the scheme's, fp32)"
     )
-    p.add_argument("--data", default="digits", help="'digits' (built in) or an image folder (one sub-folder per class)")
+    p.add_argument(
+        "--data",
+        default="digits",
+        help="'digits' (built in, resized to the graph's input), an image folder (one sub-folder per class), or an "
+        ".npz with x (float inputs [N, C, H, W] in the model's input scale) and y (labels [N])",
+    )
     p.add_argument("--classes", help="restrict the data to these classes, e.g. 5-9 (relabelled 0..)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="held-out fraction for accuracy (0.25)")
     p.add_argument(
@@ -270,13 +314,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None
     }
     scheme = replace(scheme, **overrides)
-    _, channels, height, width = graph.tensors[graph.inputs[0]].shape
-    if channels != 3 or height != width:
-        raise TteError(f"{args.graph}: input {channels}x{height}x{width}; the image loaders give 3 x R x R")
-    data = load_data(args.data, height, parse_classes(args.classes))
     n_out = graph.tensors[head_node(graph).outputs[0]].shape[1]
-    if len(data.classes) > n_out:
-        raise TteError(f"the data has {len(data.classes)} classes, the graph's head {n_out}; pass --classes")
+    shape = graph.tensors[graph.inputs[0]].shape[1:]
+    data = load_data(args.data, shape, parse_classes(args.classes), quant=graph, head=n_out)
     train, test = data.split(args.test_fraction, args.split_seed)
     if len(train) == 0 or len(test) == 0:
         raise DataError(

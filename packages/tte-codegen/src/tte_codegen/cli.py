@@ -81,8 +81,14 @@ def register_run(subparsers: Any) -> None:
         "`tte train` uses), evaluate, and write the trained parameters back into a .tte.",
     )
     p.add_argument("graph", help="a training graph (.tte) from `tte compile`")
-    p.add_argument("--data", required=True, help=".npz with x (int8 [N, C, H, W] codes) and y (labels [N])")
-    p.add_argument("--test", help="held-out .npz for accuracy before and after (host only)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="'digits' (built in, resized to the model's input), an image folder (one sub-folder per class), or an "
+        ".npz with x (float inputs [N, C, H, W] in the model's input scale, or its int8 codes) and y (labels [N])",
+    )
+    p.add_argument("--classes", help="restrict --data and --test to these classes, e.g. 5-9 (relabelled 0..)")
+    p.add_argument("--test", help="held-out data, in --data's formats, for accuracy before and after (host only)")
     p.add_argument("--board", choices=BOARDS, default="host", help="where to run (default host)")
     p.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1)")
     p.add_argument("--steps", type=int, help="stop after STEPS steps (default: all the epochs' steps)")
@@ -138,12 +144,14 @@ def _check_run_arguments(args: argparse.Namespace) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from tte_codegen.generate import generate
-    from tte_codegen.training import load_npz
+    from tte_codegen.training import load_data
+    from tte_ir.datasets import parse_classes
 
     _check_run_arguments(args)
     graph = _load_training(args.graph)
-    data = load_npz(args.data, graph)
-    test = load_npz(args.test, graph) if args.test else None
+    classes = parse_classes(args.classes)
+    data = load_data(args.data, graph, classes)
+    test = load_data(args.test, graph, classes) if args.test else None
     with tempfile.TemporaryDirectory(prefix="tte-run-") as tmp:
         folder = Path(args.project) if args.project else Path(tmp) / "model"
         project = generate(graph, folder, root=args.root)

@@ -60,7 +60,12 @@ def register_analyze(subparsers: Any) -> None:
     )
     p.add_argument("model", help="a .tte forward graph (tte quantize / tte import-pkl)")
     p.add_argument("-o", "--output", required=True, help="the contribution table (JSON) to write")
-    p.add_argument("--data", default="digits", help="'digits' (built in) or an image folder (one sub-folder per class)")
+    p.add_argument(
+        "--data",
+        default="digits",
+        help="'digits' (built in, resized to the model's input), an image folder (one sub-folder per class), or an "
+        ".npz with x (float inputs [N, C, H, W] in the model's input scale) and y (labels [N])",
+    )
     p.add_argument("--classes", help="restrict the data to these classes, e.g. 5-9 (relabelled 0..)")
     p.add_argument(
         "--test-fraction",
@@ -119,9 +124,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
     _check_analyze_arguments(args)
     graph = load(args.model)
-    _, channels, height, width = graph.tensors[graph.inputs[0]].shape
-    if channels != 3 or height != width:
-        raise TteError(f"{args.model}: input {channels}x{height}x{width}; the image loaders give 3 x R x R")
     settings = AnalysisSettings(
         window=args.window,
         bias_points=args.bias_points,
@@ -141,10 +143,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from tte_algo.data import load_data, parse_classes
     from tte_algo.sim import head_node
 
-    data = load_data(args.data, height, parse_classes(args.classes))
     n_out = graph.tensors[head_node(graph).outputs[0]].shape[1]
-    if len(data.classes) > n_out:
-        raise TteError(f"the data has {len(data.classes)} classes, the graph's head {n_out}; pass --classes")
+    shape = graph.tensors[graph.inputs[0]].shape[1:]
+    data = load_data(args.data, shape, parse_classes(args.classes), quant=graph, head=n_out)
     train, _ = data.split(args.test_fraction, args.split_seed)
     cache = JobCache(Path(args.cache) if args.cache else Path(args.output).resolve().parent / ".tte-cache")
     executor = make_executor(args.address, args.workers)
