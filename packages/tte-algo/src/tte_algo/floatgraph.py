@@ -1,11 +1,13 @@
 """The float form of a network between import and quantization: BN already folded, activations
 attached to their producers, only the ops the IR has (:class:`tte_ir.Op`: conv2d, add, global
-average pool, reshape as flatten, linear, lut activations, the channel-wise mul, max and average pooling). :class:`FloatNet` runs it in float32 for calibration and for the fp32 training baseline.
+average pool, reshape as flatten, linear, lut activations, the channel-wise mul, max and average pooling,
+channel concat, split and shuffle). :class:`FloatNet` runs it in float32 for calibration and for the fp32 training baseline.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +16,7 @@ from torch.nn import functional as F
 
 from tte_ir import Op
 
-__all__ = ["ACTIVATIONS", "FloatGraph", "FloatNet", "FloatOp"]
+__all__ = ["ACTIVATIONS", "FloatGraph", "FloatNet", "FloatOp", "channel_range", "channel_shuffle"]
 
 ACTIVATIONS = (None, "relu", "relu6")
 INPUT = "input"
@@ -33,6 +35,9 @@ class FloatOp:
     ``padding``, ``groups``. linear: ``weight`` [O, I], ``bias`` [O].
     max / average pool (``MAX_POOL``, ``AVG_POOL``): square ``kernel``, ``stride``, ``padding``, and for an
     average pool ``count_include_pad`` (PyTorch's divisor, or the window's input pixels only).
+    channel ops: ``CONCAT`` joins its two inputs along channels; ``CHANNEL_SPLIT`` takes the channel range
+    ``section`` names (:func:`channel_range`: ``("chunk", n, i)`` is ``x.chunk(n, 1)[i]``, ``("range", a, b)``
+    is ``x[:, a:b]``); ``CHANNEL_SHUFFLE`` shuffles ``groups`` groups (ShuffleNet).
     """
 
     kind: Op
@@ -48,6 +53,7 @@ class FloatOp:
     function: str | None = None
     kernel: int = 0
     count_include_pad: bool = True
+    section: tuple[Any, ...] | None = None
 
 
 @dataclass
@@ -61,6 +67,24 @@ class FloatGraph:
     def consumers(self, tensor: str) -> list[FloatOp]:
         """The ops that read ``tensor``."""
         return [op for op in self.ops if tensor in op.inputs]
+
+
+def channel_range(section: tuple[Any, ...], channels: int) -> tuple[int, int]:
+    """``(start, count)`` of a channel split's ``section`` on a map of ``channels`` channels: a chunk as
+    ``torch.chunk`` cuts it (pieces of ``ceil(C/n)``), or a range with Python's slice rules."""
+    if section[0] == "chunk":
+        _, pieces, index = section
+        size = -(-channels // pieces)
+        start, stop = index * size, min((index + 1) * size, channels)
+    else:
+        start, stop, _ = slice(section[1], section[2]).indices(channels)
+    return start, max(stop - start, 0)
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's shuffle: ``view(N, g, C/g, ...).transpose(1, 2)`` back to ``x``'s shape."""
+    n, channels, *spatial = x.shape
+    return x.reshape(n, groups, channels // groups, *spatial).transpose(1, 2).reshape(x.shape)
 
 
 _LUT_FUNCTIONS = {"hard_swish": F.hardswish, "hard_sigmoid": F.hardsigmoid, "sigmoid": torch.sigmoid}
@@ -116,6 +140,13 @@ class FloatNet(nn.Module):
                 y = F.max_pool2d(ins[0], op.kernel, op.stride, op.padding)
             elif op.kind is Op.AVG_POOL:
                 y = F.avg_pool2d(ins[0], op.kernel, op.stride, op.padding, count_include_pad=op.count_include_pad)
+            elif op.kind is Op.CONCAT:
+                y = torch.cat(ins, dim=1)
+            elif op.kind is Op.CHANNEL_SPLIT:
+                start, count = channel_range(op.section, ins[0].shape[1])
+                y = ins[0][:, start : start + count]
+            elif op.kind is Op.CHANNEL_SHUFFLE:
+                y = channel_shuffle(ins[0], op.groups)
             else:  # flatten
                 y = ins[0].flatten(1)
             if op.act == "relu":

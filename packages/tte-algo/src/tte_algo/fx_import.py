@@ -17,6 +17,12 @@ Supported (everything the IR can express):
 - ``nn.MaxPool2d`` / ``F.max_pool2d`` and ``nn.AvgPool2d`` / ``F.avg_pool2d`` (square kernel and
   stride, symmetric padding, no dilation, no ``ceil_mode``, no ``divisor_override``); a ReLU right after a
   max pool moves before it (they commute), one after an average pool folds into its output range;
+- channel concat, split and shuffle (ShuffleNet): ``torch.cat([a, b, ...], dim=1)`` (more than two
+  inputs become a chain of two-input concats), ``x.chunk(n, dim=1)`` / ``torch.chunk``, ``torch.split`` /
+  ``x.split(size_or_sizes, dim=1)`` and ``x[:, a:b]``, and the channel shuffle
+  ``x.view(N, g, C // g, H, W)`` -> ``transpose(1, 2)`` (-> ``contiguous()``) -> ``view`` / ``reshape`` to
+  ``[N, C, H, W]`` or ``flatten(1, 2)`` (torchvision's ``channel_shuffle`` traces to exactly this; ``x.size()``
+  and arithmetic on sizes are followed, ``g`` must be a Python int);
 - ``nn.Dropout`` and ``nn.Identity`` (identity at inference).
 
 Anything else raises one :class:`UnsupportedModelError` naming every unsupported module path (or
@@ -28,6 +34,7 @@ running statistics.
 
 from __future__ import annotations
 
+import itertools
 import operator
 from typing import Any
 
@@ -44,7 +51,7 @@ __all__ = ["SUPPORTED", "UnsupportedModelError", "import_fx"]
 SUPPORTED = (
     "Conv2d (any groups), BatchNorm2d (after a conv), ReLU, ReLU6, Hardswish, Hardsigmoid, Sigmoid, residual add, "
     "squeeze-excite multiply (map * per-channel gate), AdaptiveAvgPool2d(1) or mean over (H, W), Flatten, Linear, "
-    "MaxPool2d, AvgPool2d, Dropout, Identity"
+    "MaxPool2d, AvgPool2d, Dropout, Identity, torch.cat / chunk / split / x[:, a:b] along channels, channel shuffle"
 )
 
 
@@ -91,7 +98,6 @@ _FUNCTION_HINTS: dict[Any, str] = {
     **dict.fromkeys((torch.clamp, torch.clip, F.hardtanh, "clamp", "clamp_", "clip"), _CLAMP),
     **dict.fromkeys((torch.tanh, F.silu, F.gelu, "tanh"), _ACTIVATION),
     **dict.fromkeys((F.adaptive_max_pool2d,), _ADAPTIVE_MAX_POOL),
-    **dict.fromkeys((torch.cat,), "is not supported yet (no concatenation)"),
 }
 
 
@@ -113,6 +119,10 @@ class _Importer:
         self.names: dict[fx.Node, str] = {}  # fx value -> FloatGraph tensor
         self.producer: dict[str, FloatOp] = {}  # tensor -> the op that writes it
         self.uses: dict[fx.Node, int] = {}
+        self.shape_values: set[fx.Node] = set()  # x.size(), x.shape and arithmetic on them (a shuffle's sizes)
+        # chunk / split -> (input, its pieces' sections, or a split's piece size)
+        self.sections: dict[fx.Node, tuple[str, list[tuple[Any, ...]] | int]] = {}
+        self.done: set[fx.Node] = set()  # nodes a recognized pattern (the channel shuffle) already imported
 
     def fail(self, node: fx.Node, what: str, *, follows: bool = False) -> _Problem:
         if node.op == "call_module":
@@ -133,6 +143,8 @@ class _Importer:
         for node in traced.graph.nodes:
             if node.op == "placeholder":
                 self.names[node] = INPUT
+                continue
+            if node in self.done:
                 continue
             if node.op == "output":
                 out = node.args[0]
@@ -210,7 +222,19 @@ class _Importer:
 
     def function(self, node: fx.Node) -> None:
         target = node.target
-        if target in _ADD_FUNCTIONS or target in ("add", "add_", "__add__", "__iadd__"):
+        if self.shape_value(node):
+            self.shape_values.add(node)
+        elif target is operator.getitem:
+            self.getitem(node)
+        elif target in (torch.cat, torch.concat, "cat"):
+            self.cat(node)
+        elif target in (torch.chunk, "chunk", torch.split, "split"):
+            self.sectioned(node)
+        elif target in ("view", "reshape", torch.reshape) and len(self.sizes(node)) == 5:
+            self.shuffle(node)
+        elif target == "contiguous":
+            self.names[node] = self.arg(node)
+        elif target in _ADD_FUNCTIONS or target in ("add", "add_", "__add__", "__iadd__"):
             self.add(node)
         elif target in _RELU_FUNCTIONS or target in ("relu", "relu_"):
             self.attach_act(node, _RELU_FUNCTIONS.get(target, "relu"))
@@ -237,6 +261,124 @@ class _Importer:
             self.emit(node, FloatOp(Op.RESHAPE, node.name, (self.arg(node),), node.name))
         else:
             raise self.fail(node, _function_hint(target))
+
+    def shape_value(self, node: fx.Node) -> bool:
+        """``x.size()``, ``x.shape``, an item of one, or integer arithmetic on them."""
+        if node.target == "size" or (node.target is getattr and node.args[1:] == ("shape",)):
+            return True
+        nodes = [a for a in node.args if isinstance(a, fx.Node)]
+        return (
+            node.target in (operator.getitem, operator.floordiv, operator.mul, operator.add, operator.sub)
+            and bool(nodes)
+            and all(a in self.shape_values for a in nodes)
+        )
+
+    def dim(self, node: fx.Node, index: int, default: Any = 0) -> Any:
+        return node.args[index] if len(node.args) > index else node.kwargs.get("dim", default)
+
+    def cat(self, node: fx.Node) -> None:
+        tensors = node.args[0] if node.args else node.kwargs.get("tensors")
+        if self.dim(node, 1) != 1:
+            raise self.fail(node, "only a concatenation along channels (dim=1) is supported")
+        if not isinstance(tensors, (list, tuple)) or len(tensors) < 2:
+            raise self.fail(node, "concatenate a list of at least two tensors")
+        names = []
+        for value in tensors:
+            if not isinstance(value, fx.Node) or value not in self.names:
+                raise self.fail(node, "an input is not a tensor computed by a supported layer", follows=True)
+            names.append(self.names[value])
+        left = names[0]
+        for k, right in enumerate(names[1:], start=1):  # two inputs per concat, left to right
+            name = node.name if k == len(names) - 1 else f"{node.name}.{k}"
+            op = FloatOp(Op.CONCAT, name, (left, right), name)
+            self.graph.ops.append(op)
+            self.producer[name] = op
+            left = name
+        self.names[node] = left
+
+    def sectioned(self, node: fx.Node) -> None:
+        """``chunk`` or ``split`` along channels: its pieces are imported where they are indexed."""
+        source = self.arg(node)
+        if self.dim(node, 2) != 1:
+            raise self.fail(node, f"only a {node.target if isinstance(node.target, str) else node.target.__name__} "
+                            "along channels (dim=1) is supported")  # fmt: skip
+        spec = (
+            node.args[1] if len(node.args) > 1 else node.kwargs.get("chunks", node.kwargs.get("split_size_or_sections"))
+        )
+        if node.target in (torch.chunk, "chunk"):
+            if not isinstance(spec, int) or spec < 1:
+                raise self.fail(node, f"chunks {spec!r} must be a positive Python int")
+            pieces = [("chunk", spec, i) for i in range(spec)]
+        elif isinstance(spec, int) and spec >= 1:
+            pieces = spec  # pieces of `spec` channels: their count depends on the map's channels
+        elif isinstance(spec, (list, tuple)) and all(isinstance(v, int) and v >= 1 for v in spec):
+            bounds = np.cumsum([0, *spec]).tolist()
+            pieces = [("range", a, b) for a, b in itertools.pairwise(bounds)]
+        else:
+            raise self.fail(node, f"split sizes {spec!r} must be a positive int or a list of them")
+        self.sections[node] = (source, pieces)
+
+    def getitem(self, node: fx.Node) -> None:
+        value, index = node.args
+        if value in self.sections:
+            if not node.users:  # an unpacked piece nothing reads (a, _ = x.chunk(2, 1)) becomes no op
+                return
+            source, pieces = self.sections[value]
+            if isinstance(pieces, int):  # torch.split(x, size, 1)[i]: channels [i*size, (i+1)*size)
+                if not isinstance(index, int) or index < 0:
+                    raise self.fail(node, f"index the pieces of a split by size with ints >= 0, not {index!r}")
+                section = ("range", index * pieces, (index + 1) * pieces)
+            elif isinstance(index, int) and -len(pieces) <= index < len(pieces):
+                section = pieces[index]
+            else:
+                raise self.fail(node, f"piece {index!r} of a chunk or split is not a Python int in range")
+            self.emit(node, FloatOp(Op.CHANNEL_SPLIT, node.name, (source,), node.name, section=section))
+            return
+        source = self.arg(node)
+        index = index if isinstance(index, tuple) else (index,)
+        rest = [i for i in index[2:] if i is not Ellipsis and i != slice(None)]
+        if len(index) < 2 or index[0] != slice(None) or not isinstance(index[1], slice) or rest:
+            raise self.fail(node, "only indexing a channel range, x[:, a:b], is supported")
+        channels = index[1]
+        bounds = (channels.start, channels.stop)
+        if channels.step not in (None, 1) or not all(b is None or isinstance(b, int) for b in bounds):
+            raise self.fail(node, "a channel range x[:, a:b] needs int bounds and step 1")
+        self.emit(node, FloatOp(Op.CHANNEL_SPLIT, node.name, (source,), node.name, section=("range", *bounds)))
+
+    def sizes(self, node: fx.Node) -> tuple[Any, ...]:
+        """The target sizes of a ``view`` / ``reshape`` call."""
+        sizes = tuple(node.args[1:]) or tuple(node.kwargs.get("shape", ()))
+        return tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)) else sizes
+
+    def shuffle(self, node: fx.Node) -> None:
+        """``view(N, g, C/g, H, W)`` -> ``transpose(1, 2)`` -> (``contiguous``) -> back to 4-D: the shuffle."""
+        groups = self.sizes(node)[1]
+        what = "a 5-D view is supported only as a channel shuffle: view(N, g, C // g, H, W), transpose(1, 2), view(N, C, H, W)"
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+            raise self.fail(node, f"{what}, with g a Python int (got {groups!r})")
+        chain, current = [], node
+        steps = [
+            lambda n: n.target in ("transpose", torch.transpose) and tuple(n.args[1:]) in ((1, 2), (2, 1)),
+            lambda n: n.target == "contiguous",
+            lambda n: (
+                (n.target in ("view", "reshape", torch.reshape) and len(self.sizes(n)) == 4)
+                or (n.target in ("flatten", torch.flatten) and tuple(n.args[1:]) == (1, 2))
+            ),
+        ]
+        for k, step in enumerate(steps):
+            users = list(current.users)
+            if len(users) != 1 or not step(users[0]):
+                if k == 1:  # contiguous() is optional
+                    continue
+                raise self.fail(node, what)
+            current = users[0]
+            chain.append(current)
+        self.done.update(chain)
+        op = FloatOp(Op.CHANNEL_SHUFFLE, current.name, (self.arg(node),), current.name, groups=groups)
+        self.graph.ops.append(op)
+        self.producer[op.output] = op
+        for n in (node, *chain):
+            self.names[n] = op.output
 
     def add(self, node: fx.Node) -> None:
         if len(node.args) != 2 or node.kwargs:

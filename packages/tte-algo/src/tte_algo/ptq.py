@@ -16,6 +16,12 @@ data -> a verified ``tte_ir`` forward graph.
   requantized); an average pool gets its own calibrated range, and one whose window covers the
   whole map without padding (``AvgPool2d(8)`` on an 8x8 map) becomes the global average pool, the
   same op as ``AdaptiveAvgPool2d(1)``.
+- A concat copies codes, so its inputs and output share one quantization: every tensor joined to a
+  concat through copies (concat, channel split and shuffle, max pool, reshape) takes one calibrated
+  range, the union of theirs (the graph input's quantization when it is one of them), and the producers
+  of those tensors requantize into it; a ReLU (ReLU6) producer then clamps at the code of 0 (and of 6)
+  with ``act_min`` (``act_max``) where the shared zero point is not -128. A channel split or shuffle
+  keeps its input's quantization.
 - Table activations (hard-swish, hard-sigmoid, sigmoid) and the squeeze-and-excite multiply get their
   own calibrated output range (asymmetric, containing 0); their input keeps its producer's range.
 """
@@ -28,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tte_algo.floatgraph import INPUT, FloatGraph, FloatNet, FloatOp
+from tte_algo.floatgraph import INPUT, FloatGraph, FloatNet, FloatOp, channel_range
 from tte_ir import DType, Graph, GraphBuilder, Op, QuantParams, TensorSpec, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.layout_passes import flatten_channels_last
@@ -88,6 +94,7 @@ class _Exporter:
         self.head = head
         self.quant: dict[str, QuantParams] = {}
         self.tensor: dict[str, str] = {}
+        self.shared, self.clamps = _shared_quant(fgraph, ranges)
 
     def range_of(self, op: FloatOp) -> tuple[float, float]:
         if op.output not in self.ranges:
@@ -105,6 +112,10 @@ class _Exporter:
                 quant = self.quant[op.inputs[0]]
                 y = b.tensor(f"{op.name}.y", shape, DType.INT8, quant)
                 b.node(op.name, Op.RESHAPE, ins, (y,), shape=list(shape))
+            elif op.kind in _CHANNEL_OPS:  # codes are copied: one quantization for inputs and output
+                quant = self.quant[op.inputs[0]]
+                y = b.tensor(f"{op.name}.y", shape, DType.INT8, quant)
+                b.node(op.name, op.kind, ins, (y,), **_channel_attrs(op, shapes))
             elif op.kind is Op.MAX_POOL:  # codes are copied: the output keeps the input's quantization
                 quant = self.quant[op.inputs[0]]
                 y = b.tensor(f"{op.name}.y", shape, DType.INT8, quant)
@@ -119,7 +130,7 @@ class _Exporter:
                 lo, hi = self.range_of(op)
                 if op is last:
                     lo, hi = min(lo, -HEAD_MIN_RANGE), max(hi, HEAD_MIN_RANGE)
-                quant = activation_quant(lo, hi, op.act)
+                quant = self.shared.get(op.output) or activation_quant(lo, hi, op.act)
                 y = b.tensor("logits" if op is last else f"{op.name}.y", shape, DType.INT8, quant)
                 self.node(b, op, ins, y)
             self.tensor[op.output] = y
@@ -128,6 +139,12 @@ class _Exporter:
         b.output(self.tensor[self.fgraph.output])
 
     def node(self, b: GraphBuilder, op: FloatOp, ins: list[str], y: str) -> None:
+        clamp = self.clamps.get(op.output, {})
+        if clamp and op.kind not in (Op.CONV2D, Op.LINEAR, Op.ADD, Op.MUL):
+            raise TteError(
+                f"op '{op.name}': its {op.act} output feeds a concat, whose shared quantization needs a clamp that "
+                f"a {op.kind.name.lower()} has no range for; put the activation on a conv, linear or add"
+            )
         if op.kind in (Op.CONV2D, Op.LINEAR):
             x_scale = self.quant[op.inputs[0]].tensor_scale
             codes, scales, bias = quantize_weights(op.weight, op.bias, x_scale)
@@ -135,12 +152,13 @@ class _Exporter:
             bb = b.constant(f"{op.name}.b", bias)
             if op.kind is Op.CONV2D:
                 b.node(
-                    op.name, Op.CONV2D, (ins[0], w, bb), (y,), stride=op.stride, padding=op.padding, groups=op.groups
-                )
+                    op.name, Op.CONV2D, (ins[0], w, bb), (y,), stride=op.stride, padding=op.padding, groups=op.groups,
+                    **clamp,
+                )  # fmt: skip
             else:
-                b.node(op.name, Op.LINEAR, (ins[0], w, bb), (y,))
+                b.node(op.name, Op.LINEAR, (ins[0], w, bb), (y,), **clamp)
         elif op.kind is Op.ADD:
-            b.node(op.name, Op.ADD, ins, (y,))
+            b.node(op.name, Op.ADD, ins, (y,), **clamp)
         elif op.kind is Op.GLOBAL_AVG_POOL:
             b.node(op.name, Op.GLOBAL_AVG_POOL, ins, (y,))
         elif op.kind is Op.AVG_POOL:
@@ -155,9 +173,72 @@ class _Exporter:
         elif op.kind is Op.LUT:
             b.node(op.name, Op.LUT, ins, (y,), function=op.function)
         elif op.kind is Op.MUL:
-            b.node(op.name, Op.MUL, _map_and_gate(op, [b.spec(name) for name in ins]), (y,))
+            b.node(op.name, Op.MUL, _map_and_gate(op, [b.spec(name) for name in ins]), (y,), **clamp)
         else:
             raise TteError(f"op '{op.name}': kind '{op.kind.name.lower()}' has no int8 form")
+
+
+_CHANNEL_OPS = (Op.CONCAT, Op.CHANNEL_SPLIT, Op.CHANNEL_SHUFFLE)
+_COPIES = (*_CHANNEL_OPS, Op.MAX_POOL, Op.RESHAPE)  # ops whose output codes are input codes
+
+
+def _channel_attrs(op: FloatOp, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Any]:
+    if op.kind is Op.CHANNEL_SPLIT:
+        start, count = channel_range(op.section, shapes[op.inputs[0]][1])
+        if count < 1:
+            raise TteError(
+                f"op '{op.name}': the channel split {op.section} of {shapes[op.inputs[0]][1]} channels is empty"
+            )
+        return {"start": start, "count": count}
+    if op.kind is Op.CHANNEL_SHUFFLE:
+        return {"groups": op.groups}
+    return {}
+
+
+def _shared_quant(
+    fgraph: FloatGraph, ranges: Mapping[str, tuple[float, float]]
+) -> tuple[dict[str, QuantParams], dict[str, dict[str, int]]]:
+    """The one quantization of every tensor joined to a concat through copies (module docstring), and the
+    output clamps (``act_min``/``act_max``) its ReLU and ReLU6 producers need in it."""
+    parent: dict[str, str] = {}
+
+    def find(t: str) -> str:
+        while parent.get(t, t) != t:
+            t = parent[t]
+        return t
+
+    for op in fgraph.ops:
+        if op.kind in _COPIES:
+            for name in op.inputs:
+                parent[find(name)] = find(op.output)
+    roots = {find(op.output) for op in fgraph.ops if op.kind is Op.CONCAT}
+    producers = {op.output: op for op in fgraph.ops}
+    shared: dict[str, QuantParams] = {}
+    clamps: dict[str, dict[str, int]] = {}
+    tensors = {t for op in fgraph.ops for t in (*op.inputs, op.output)}
+    for root in roots:
+        members = [t for t in tensors if find(t) == root]
+        writers = [producers[t] for t in members if t in producers and producers[t].kind not in _COPIES]
+        if INPUT in members:
+            quant = QuantParams.per_tensor(INPUT_SCALE, 0)
+        else:
+            lo = min(ranges[t][0] for t in members if t in ranges)
+            hi = max(ranges[t][1] for t in members if t in ranges)
+            acts = {op.act for op in writers}
+            act = next(iter(acts)) if len(acts) == 1 else ("relu" if acts <= {"relu", "relu6"} else None)
+            quant = activation_quant(lo, hi, act)
+        scale, zero = quant.tensor_scale, quant.zero_point
+        for t in members:
+            shared[t] = quant
+        for op in writers:
+            clamp = {}
+            if op.act in ("relu", "relu6") and zero > -128:
+                clamp["act_min"] = zero
+            if op.act == "relu6" and zero + round(6.0 / scale) < 127:
+                clamp["act_max"] = int(zero + round(6.0 / scale))
+            if clamp:
+                clamps[op.output] = clamp
+    return shared, clamps
 
 
 def _map_and_gate(op: FloatOp, specs: list[TensorSpec]) -> tuple[str, str]:
