@@ -207,6 +207,10 @@ def test_float_npz_calibrates_at_its_own_shape(tmp_path, capsys):
         (["plain-cnn", "--random-weights", "--input-shape", "3x8x8", "--resolution", "8"], "exclude each other"),
         (["plain-cnn", "--random-weights", "--input-shape", "2x8x8"], r"digits: the model takes \[N, 2, 8, 8\]"),
         (["plain-cnn", "--random-weights", "--data", "{tmp}/none.npz"], r"none.npz: no such file"),
+        (
+            [f"{__name__}:tiny_kws", "--resolution", "16"],
+            r"tiny_kws' does not take inputs \[1, 3, 16, 16\] \(Given groups=1.*pass --input-shape C x H x W",
+        ),
     ],
 )
 def test_quantize_refuses_shapes_in_one_line(tmp_path, capsys, argv, message):

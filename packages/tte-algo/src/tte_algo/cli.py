@@ -119,6 +119,22 @@ def _final_linear(model: Any) -> tuple[Any, str, Any]:
     return model.get_submodule(parent_name) if parent_name else model, attr, layer
 
 
+def _check_takes(model: Any, spec: str, sample: Any) -> None:
+    """Refuse a model that cannot run on the data's input shape, in one line, before calibration."""
+    import torch
+
+    from tte_algo.data import dequantize_input
+
+    try:
+        with torch.no_grad():
+            model.eval()(dequantize_input(sample))
+    except RuntimeError as exc:  # torch reports a layer that does not fit its input this way
+        raise TteError(
+            f"'{spec}' does not take inputs {list(sample.shape)} ({str(exc).splitlines()[0]}); pass --input-shape "
+            "C x H x W of the model's input"
+        ) from None
+
+
 def _check_quantize_arguments(args: argparse.Namespace) -> None:
     """Refuse bad numbers and an unwritable output of ``tte quantize`` before torch or the data load."""
     for name, value in (("--classes", args.classes), ("--new-head", args.new_head)):
@@ -193,6 +209,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         setattr(parent, attr, nn.Linear(old.in_features, args.new_head))
     generator = torch.Generator().manual_seed(args.seed)
     calib = data.codes[torch.randperm(len(data), generator=generator)[: args.calib]]
+    _check_takes(model, args.model, calib[:1])
     graph = quantize_model(
         model,
         calib,
