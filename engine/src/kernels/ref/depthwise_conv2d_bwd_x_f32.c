@@ -2,8 +2,8 @@
  * channel (NUMERICS.md 4): each gx element starts at 0 (or its entry value)
  * and adds fmaf(w[u][v][c], gh[oy][ox][c], gx) over its taps in ascending
  * (u, v) order. Channel-separable, so a band of gh gives the same band of gx.
- * Blocked: DW_CB channels at a time, their weights converted to float once per
- * call (in tiles of DW_TAPS taps), each pixel's valid taps found once (no
+ * Blocked: DW_CB channels at a time (then DW_CB / 2, then 1), their weights converted to float once per
+ * call (in tiles of whole kernel rows), each pixel's valid taps found once (no
  * per-tap bounds tests). The portable kernel of every target. */
 #include "kernels-impl.h"
 
@@ -32,48 +32,76 @@ static inline void taps_of(int32_t i, int32_t n_out, int32_t stride, int32_t pad
     *hi = first < end ? end : first;
 }
 
-/* The cb (1 or DW_CB) channels from column `col` of gx and gh, taps [t0, t0 + nt) of the kernel; wf
- * [nt][cb]. zero: start at 0 instead of gx's value. Channels from `keep` on are written back (those
- * before it belong to the block before, which this one overlaps). */
+/* The cb (1, DW_CB / 2 or DW_CB) channels from column `col` of gx and gh, kernel rows [r0, r1) (wf
+ * [r1 - r0][kw][cb]). zero: start at 0 instead of gx's value. A pixel's taps in a row are consecutive kx of one
+ * parity class, visited ascending: the gh pointer steps back one column and the weight pointer s taps
+ * ahead; rows step back one gh row and s kernel rows ahead, so no index is recomputed inside a pixel. */
 TTE_ALWAYS_INLINE void dw_block(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, float *gx,
-                                int32_t count, int32_t col, int32_t cb, int32_t keep, const float *wf, int32_t t0,
-                                int32_t nt, int zero) {
+                                int32_t count, int32_t col, int32_t cb, const float *wf, int32_t r0,
+                                int32_t r1, int zero) {
     const int32_t s = p->stride, kw = p->kernel_w;
+    const size_t g_row = (size_t)out_w * count, w_row = (size_t)s * kw * cb, w_col = (size_t)s * cb;
     for (int32_t iy = 0; iy < p->in_h; ++iy) {
         int32_t ky_lo, ky_hi;
         taps_of(iy, out_h, s, p->padding, p->kernel_h, &ky_lo, &ky_hi);
-        for (int32_t ix = 0; ix < p->in_w; ++ix) {
+        if (ky_lo < r0) { /* the first row of the tile in this pixel row's parity class */
+            ky_lo += (r0 - ky_lo + s - 1) / s * s;
+        }
+        ky_hi = ky_hi < r1 ? ky_hi : r1;
+        const int32_t oy0 = (iy + p->padding - ky_lo) / s;
+        float *out = gx + (size_t)iy * p->in_w * count + col;
+        for (int32_t ix = 0; ix < p->in_w; ++ix, out += count) {
             int32_t kx_lo, kx_hi;
             taps_of(ix, out_w, s, p->padding, kw, &kx_lo, &kx_hi);
-            float *out = gx + ((size_t)iy * p->in_w + ix) * count + col;
             float a[DW_CB];
             for (int32_t ci = 0; ci < cb; ++ci) {
                 a[ci] = zero ? 0.0f : out[ci];
             }
-            for (int32_t ky = ky_lo; ky < ky_hi; ky += s) {
-                /* This row's taps inside the tile. */
-                const int32_t row = ky * kw - t0;
-                int32_t lo = kx_lo, hi = kx_hi;
-                if (row + lo < 0) {
-                    lo += (-(row + lo) + s - 1) / s * s;
-                }
-                if (row + hi > nt) {
-                    hi = nt - row;
-                }
-                if (lo >= hi) {
-                    continue;
-                }
-                const int32_t oy = (iy + p->padding - ky) / s;
-                const float *g = gh + ((size_t)oy * out_w + (ix + p->padding - lo) / s) * count + col;
-                const float *wp = wf + (size_t)(row + lo) * cb;
-                for (int32_t kx = lo; kx < hi; kx += s, g -= count, wp += (size_t)s * cb) {
+            const int32_t ntx = (kx_hi - kx_lo + s - 1) / s;
+            const float *g_first = gh + ((size_t)oy0 * out_w + (ix + p->padding - kx_lo) / s) * count + col;
+            const float *w_first = wf + ((size_t)(ky_lo - r0) * kw + kx_lo) * cb;
+            for (int32_t ky = ky_lo; ky < ky_hi; ky += s, g_first -= g_row, w_first += w_row) {
+                const float *g = g_first, *wp = w_first;
+                for (int32_t t = 0; t < ntx; ++t, g -= count, wp += w_col) {
                     for (int32_t ci = 0; ci < cb; ++ci) {
                         a[ci] = tte_fma(wp[ci], g[ci], a[ci]);
                     }
                 }
             }
-            for (int32_t ci = keep; ci < cb; ++ci) {
+            for (int32_t ci = 0; ci < cb; ++ci) {
                 out[ci] = a[ci];
+            }
+        }
+    }
+}
+
+/* One channel at a time, each weight converted where it is used: the same chains as dw_block, for kernel
+ * rows too wide for its weight tile. */
+static void dw_plain(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, const int8_t *w,
+                     const int8_t *w_train, float *gx, int32_t begin, int32_t count, int accumulate) {
+    const int32_t s = p->stride;
+    int32_t next = 0;
+    for (int32_t col = 0; col < count; ++col) {
+        const int32_t c = begin + col;
+        const int32_t j = tte_slice_index(p->train_channels, p->train_count, c, &next);
+        const int8_t *wc = j < 0 ? w + c : w_train + j;
+        const size_t wstride = j < 0 ? (size_t)p->in_c : (size_t)p->train_count;
+        for (int32_t iy = 0; iy < p->in_h; ++iy) {
+            int32_t ky_lo, ky_hi;
+            taps_of(iy, out_h, s, p->padding, p->kernel_h, &ky_lo, &ky_hi);
+            for (int32_t ix = 0; ix < p->in_w; ++ix) {
+                int32_t kx_lo, kx_hi;
+                taps_of(ix, out_w, s, p->padding, p->kernel_w, &kx_lo, &kx_hi);
+                float *out = gx + ((size_t)iy * p->in_w + ix) * count + col;
+                float a = accumulate ? *out : 0.0f;
+                for (int32_t ky = ky_lo; ky < ky_hi; ky += s) {
+                    const int32_t oy = (iy + p->padding - ky) / s;
+                    for (int32_t kx = kx_lo; kx < kx_hi; kx += s) {
+                        const float g = gh[((size_t)oy * out_w + (ix + p->padding - kx) / s) * count + col];
+                        a = tte_fma((float)wc[((size_t)ky * p->kernel_w + kx) * wstride], g, a);
+                    }
+                }
+                *out = a;
             }
         }
     }
@@ -100,36 +128,45 @@ tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const floa
     if (status != TTE_OK) {
         return status;
     }
-    const int32_t taps = p->kernel_h * p->kernel_w;
-    const int32_t cb = tte_block_size(count, DW_CB);
+    /* Whole kernel rows per weight tile: DW_CB channels while a row fits DW_TAPS taps, else one channel
+     * (rows up to DW_TAPS * DW_CB taps); wider rows convert each weight where it is used. */
+    if (p->kernel_w > DW_TAPS * DW_CB) {
+        dw_plain(p, out_h, out_w, gh, w, w_train, gx, begin, count, accumulate);
+        return TTE_OK;
+    }
     float wf[DW_TAPS * DW_CB];
-    for (int32_t done = 0; done < count;) {
-        const int32_t col = tte_block_start(done, count, cb);
+    int32_t next = 0;
+    for (int32_t col = 0, cb; col < count; col += cb) {
+        /* DW_CB channels while they last, then DW_CB / 2, then one: no block overlaps another. */
+        const int32_t left = count - col;
+        cb = p->kernel_w > DW_TAPS ? 1 : (left >= DW_CB ? DW_CB : (left >= DW_CB / 2 ? DW_CB / 2 : 1));
+        const int32_t rows = DW_TAPS * DW_CB / cb / p->kernel_w;
         /* Channel c's filter: column c of w [KH][KW][C], or column j of w_train [KH][KW][k]. */
         const int8_t *wc[DW_CB];
         size_t wstride[DW_CB];
-        int32_t next = 0;
         for (int32_t ci = 0; ci < cb; ++ci) {
             const int32_t c = begin + col + ci;
             const int32_t j = tte_slice_index(p->train_channels, p->train_count, c, &next);
             wc[ci] = j < 0 ? w + c : w_train + j;
             wstride[ci] = j < 0 ? (size_t)p->in_c : (size_t)p->train_count;
         }
-        for (int32_t t0 = 0; t0 < taps; t0 += DW_TAPS) {
-            const int32_t nt = taps - t0 < DW_TAPS ? taps - t0 : DW_TAPS;
+        for (int32_t r0 = 0; r0 < p->kernel_h; r0 += rows) {
+            const int32_t r1 = r0 + rows < p->kernel_h ? r0 + rows : p->kernel_h;
+            const int32_t t0 = r0 * p->kernel_w, nt = (r1 - r0) * p->kernel_w;
             for (int32_t t = 0; t < nt; ++t) {
                 for (int32_t ci = 0; ci < cb; ++ci) {
                     wf[t * cb + ci] = (float)wc[ci][(size_t)(t0 + t) * wstride[ci]];
                 }
             }
-            const int zero = !accumulate && t0 == 0;
+            const int zero = !accumulate && r0 == 0;
             if (cb == DW_CB) {
-                dw_block(p, out_h, out_w, gh, gx, count, col, DW_CB, done - col, wf, t0, nt, zero);
+                dw_block(p, out_h, out_w, gh, gx, count, col, DW_CB, wf, r0, r1, zero);
+            } else if (cb == DW_CB / 2) {
+                dw_block(p, out_h, out_w, gh, gx, count, col, DW_CB / 2, wf, r0, r1, zero);
             } else {
-                dw_block(p, out_h, out_w, gh, gx, count, col, 1, 0, wf, t0, nt, zero);
+                dw_block(p, out_h, out_w, gh, gx, count, col, 1, wf, r0, r1, zero);
             }
         }
-        done = col + cb;
     }
     return TTE_OK;
 }
