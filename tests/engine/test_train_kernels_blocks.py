@@ -1,6 +1,6 @@
 """The blocked depthwise backward kernels on the shapes the random property tests do not reach: 7x7
 kernels at stride 2 (the input gradient's weight tiles then hold a kernel's rows in two passes),
-kernels wider than a weight tile, channel counts that leave blocks of 4 and 1, with and without an
+kernels wider than a weight tile, channel counts that leave blocks of 16, 8, 4 and 1, with and without an
 entry gx, against the numpy reference bit for bit."""
 
 from __future__ import annotations
@@ -19,7 +19,15 @@ from .test_train_kernels import assert_matches_reference  # noqa: E402
 
 @pytest.mark.parametrize(
     ("c", "k", "stride", "padding", "size"),
-    [(13, 7, 2, 3, 8), (8, 7, 1, 3, 9), (21, 5, 2, 2, 7), (12, 3, 1, 1, 4), (3, 33, 1, 16, 3)],
+    [
+        (13, 7, 2, 3, 8),
+        (8, 7, 1, 3, 9),
+        (21, 5, 2, 2, 7),
+        (12, 3, 1, 1, 4),
+        (3, 33, 1, 16, 3),
+        (45, 3, 1, 1, 5),
+        (37, 3, 2, 1, 6),
+    ],
 )
 @pytest.mark.parametrize("entry", [False, True])
 def test_depthwise_bwd_x_blocks_match_reference(c: int, k: int, stride: int, padding: int, size: int,

@@ -9,6 +9,7 @@
 
 #define DW_CB 8    /* channels per block */
 #define DW_TAPS 32 /* taps per weight tile: wf holds DW_TAPS x DW_CB floats (1 KB of stack) */
+#define DW_WIDE 16 /* channels per block of a kernel of at most DW_TAPS / 2 taps (3x3), whose tile still fits */
 
 /* The depthwise kernel reads and writes the same channels: its two bands must agree. */
 static int same_band(const tte_channel_band *a, const tte_channel_band *b) {
@@ -32,7 +33,7 @@ static inline void taps_of(int32_t i, int32_t n_out, int32_t stride, int32_t pad
     *hi = first < end ? end : first;
 }
 
-/* The cb (1, DW_CB / 2 or DW_CB) channels from column `col` of gx and gh, kernel rows [r0, r1) (wf
+/* The cb (1, DW_CB / 2, DW_CB or DW_WIDE) channels from column `col` of gx and gh, kernel rows [r0, r1) (wf
  * [r1 - r0][kw][cb]). zero: start at 0 instead of gx's value. A pixel's taps in a row are consecutive kx of one
  * parity class, visited ascending: the gh pointer steps back one column and the weight pointer s taps
  * ahead; rows step back one gh row and s kernel rows ahead, so no index is recomputed inside a pixel. */
@@ -53,7 +54,7 @@ TTE_ALWAYS_INLINE void dw_block(const tte_conv2d_params *p, int32_t out_h, int32
         for (int32_t ix = 0; ix < p->in_w; ++ix, out += count) {
             int32_t kx_lo, kx_hi;
             taps_of(ix, out_w, s, p->padding, kw, &kx_lo, &kx_hi);
-            float a[DW_CB];
+            float a[DW_WIDE];
             for (int32_t ci = 0; ci < cb; ++ci) {
                 a[ci] = zero ? 0.0f : out[ci];
             }
@@ -137,13 +138,19 @@ tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const floa
     float wf[DW_TAPS * DW_CB];
     int32_t next = 0;
     for (int32_t col = 0, cb; col < count; col += cb) {
-        /* DW_CB channels while they last, then DW_CB / 2, then one: no block overlaps another. */
+        /* DW_WIDE or DW_CB channels while they last, then DW_CB / 2, then one: no block overlaps another. */
         const int32_t left = count - col;
-        cb = p->kernel_w > DW_TAPS ? 1 : (left >= DW_CB ? DW_CB : (left >= DW_CB / 2 ? DW_CB / 2 : 1));
+        if (p->kernel_w > DW_TAPS) {
+            cb = 1;
+        } else if (left >= DW_WIDE && p->kernel_h * p->kernel_w <= DW_TAPS * DW_CB / DW_WIDE) {
+            cb = DW_WIDE;
+        } else {
+            cb = left >= DW_CB ? DW_CB : (left >= DW_CB / 2 ? DW_CB / 2 : 1);
+        }
         const int32_t rows = DW_TAPS * DW_CB / cb / p->kernel_w;
         /* Channel c's filter: column c of w [KH][KW][C], or column j of w_train [KH][KW][k]. */
-        const int8_t *wc[DW_CB];
-        size_t wstride[DW_CB];
+        const int8_t *wc[DW_WIDE];
+        size_t wstride[DW_WIDE];
         for (int32_t ci = 0; ci < cb; ++ci) {
             const int32_t c = begin + col + ci;
             const int32_t j = tte_slice_index(p->train_channels, p->train_count, c, &next);
@@ -159,7 +166,9 @@ tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const floa
                 }
             }
             const int zero = !accumulate && r0 == 0;
-            if (cb == DW_CB) {
+            if (cb == DW_WIDE) {
+                dw_block(p, out_h, out_w, gh, gx, count, col, DW_WIDE, wf, r0, r1, zero);
+            } else if (cb == DW_CB) {
                 dw_block(p, out_h, out_w, gh, gx, count, col, DW_CB, wf, r0, r1, zero);
             } else if (cb == DW_CB / 2) {
                 dw_block(p, out_h, out_w, gh, gx, count, col, DW_CB / 2, wf, r0, r1, zero);
