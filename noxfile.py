@@ -136,6 +136,17 @@ def accuracy(session: nox.Session) -> None:
     session.run("python", "-m", "tte_algo.bench", "--out", str(out), *session.posargs, env={"OMP_NUM_THREADS": "2"})
 
 
+@nox.session
+def zoo(session: nox.Session) -> None:
+    """The users' model zoo (issue 12), one table per model: parameters, MACs, planned memory of a last-k
+    training step, its firmware RAM and QEMU instructions per step on qemu-mps2-an500 (skipped without the
+    ARM toolchain), and held-out accuracy before and after a short simulated transfer on digits."""
+    session.install(*CONSTRAINTS, "./packages/tte-ir", "./packages/tte-codegen", "./packages/tte-algo")
+    out = ROOT / "out" / "zoo"
+    session.run("python", "-m", "tte_algo.zoo_bench", "--out", str(out), *session.posargs,
+                env={"OMP_NUM_THREADS": "2", "TTE_ROOT": str(ROOT)})  # fmt: skip
+
+
 # ---- engine and boards (issue 3) ----------------------------------------------------------------------------------
 
 FIRMWARE_TOOL = str(ROOT / "boards" / "tools" / "firmware.py")
@@ -205,6 +216,18 @@ def bench_kernels(session: nox.Session) -> None:
     cmsis_nn = shared_dir() / "anchors" / "cmsis-nn"
     session.run("python", tool, "bench", str(ROOT / "build" / "bench_kernels"), "--model", str(model),
                 "--cmsis-nn", str(cmsis_nn))  # fmt: skip
+
+
+@nox.session
+def bench_host(session: nox.Session) -> None:
+    """Host milliseconds per training step of the generated C against PyTorch eager on one thread (the float
+    network with the same trainable subset, and the int8 simulation), the demo model and mcunet-5fps 49kb,
+    interleaved in one run (medians, ratios); callgrind instructions per C step where valgrind is installed."""
+    install_packages(session, "tte-ir", "tte-codegen", "tte-algo")
+    out = ROOT / "out" / "bench_host"
+    session.run("python", "-m", "tte_algo.host_bench", "--shared", str(shared_dir()), "--out", str(out),
+                "--json", str(out / "bench_host.json"), *session.posargs,
+                env={"OMP_NUM_THREADS": "1", "TTE_ROOT": str(ROOT)})  # fmt: skip
 
 
 @nox.session

@@ -1,0 +1,176 @@
+"""The users' model zoo benchmark (``nox -s zoo``): one table per model of :data:`tte_algo.user_models.USER_MODELS`.
+
+For each model: parameters and MACs of the float model, the planned memory of its training step
+(:func:`tte_ir.memory_report`, the input image in the arena) under a last-k scheme, the firmware RAM
+and QEMU ``-icount`` instructions per training step of that step generated as C and run on
+``qemu-mps2-an500`` (skipped, with the reason, without the ARM toolchain or QEMU), and the held-out
+accuracy before and after a short simulated transfer.
+
+The transfer is labelled as what it is: the weights are random (no digits 0-4 pretraining, which is too
+slow here), the graph is calibrated on digits 0-4, and the last-k scheme trains with
+:func:`tte_algo.train.train_int8` (simulated, QAS) on digits 5-9 resized to the model's input shape::
+
+    python -m tte_algo.zoo_bench --models lenet5 resnet8 --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tte_ir import TteError
+from tte_ir.cli_args import bounded_int
+
+__all__ = ["format_table", "main", "model_report"]
+
+_TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm")
+
+
+def _firmware(training: Any, out: Path, steps: int, classes: int) -> dict[str, Any]:
+    """Firmware RAM and QEMU instructions per step of ``training`` on qemu-mps2-an500, or why it was skipped."""
+    missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
+    if missing:
+        return {"skipped": f"{', '.join(missing)} not installed"}
+    from tte_codegen.firmware import run_firmware
+    from tte_codegen.generate import generate
+
+    project = generate(training, out)
+    rng = np.random.default_rng(0)
+    x = rng.integers(-128, 128, size=(steps, *project.input_shape[1:])).astype(np.int8)
+    y = rng.integers(0, classes, size=steps)
+    run = run_firmware(project, x, y, board="qemu-mps2-an500")
+    return {
+        "firmware_ram": run.memory["firmware_ram"],
+        "flash": run.memory["flash"],
+        "per_step": run.instructions_per_step,
+        "unit": run.unit,
+        "macs_per_step": project.manifest["macs_per_step"],
+        "losses_finite": bool(np.all(np.isfinite(run.losses))),
+    }
+
+
+def model_report(name: str, last_k: int, epochs: int, steps: int, out: Path, firmware: bool = True) -> dict[str, Any]:
+    """Every figure of model ``name``'s table (a refusal at import gives ``refused`` and nothing else)."""
+    from tte_algo.data import load_digits
+    from tte_algo.fx_import import UnsupportedModelError
+    from tte_algo.ptq import quantize_model
+    from tte_algo.train import TrainConfig, scheme_last_convs, train_int8
+    from tte_algo.user_models import USER_MODELS, build
+    from tte_ir import compile_training, conv_nodes, memory_report
+    from tte_ir.ops import node_macs
+
+    shape, source = USER_MODELS[name][1], USER_MODELS[name][2]
+    model = build(name, classes=5)
+    report: dict[str, Any] = {
+        "model": name,
+        "source": source,
+        "input": "x".join(map(str, shape)),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    calib = load_digits(shape, classes=range(5)).codes
+    generator = torch.Generator().manual_seed(0)
+    calib = calib[torch.randperm(len(calib), generator=generator)[:64]]
+    try:
+        graph = quantize_model(model, calib, head="fp32", name=name)
+    except UnsupportedModelError as exc:
+        report["refused"] = str(exc).split(" (supported:")[0]
+        return report
+    report["macs"] = sum(node_macs(graph, node) for node in graph.nodes)
+    k = min(last_k, len(conv_nodes(graph)))
+    scheme = scheme_last_convs(graph, k, head="fp32")
+    report["scheme"] = f"last {k} convs + head"
+    training = compile_training(graph, scheme)
+    planned = memory_report(training, input_in_arena=True)
+    report["planned"] = {
+        "arena": planned.arena_peak_bytes,
+        "trainable": planned.trainable_bytes,
+        "io": planned.io_bytes,
+        "total": planned.total_bytes,
+        "flash": planned.flash_bytes,
+    }
+    report["device"] = _firmware(training, out / name, steps, 5) if firmware else {"skipped": "--no-firmware"}
+    data = load_digits(shape, classes=range(5, 10))
+    train, test = data.split(0.3, 0)
+    result = train_int8(graph, scheme, train, test, TrainConfig(epochs=epochs, batch_size=16))
+    report["transfer"] = {
+        "before": result.metrics["test_accuracy_before"],
+        "after": result.metrics["test_accuracy"],
+        "epochs": epochs,
+        "train": len(train),
+        "test": len(test),
+    }
+    return report
+
+
+def _bytes(value: int | None) -> str:
+    return "-" if value is None else f"{value:,} B"
+
+
+def format_table(r: dict[str, Any]) -> str:
+    """One model's table as text."""
+    lines = [f"{r['model']} ({r['source']}), input {r['input']}", f"  parameters      {r['parameters']:,}"]
+    if "refused" in r:
+        return "\n".join([*lines, f"  refused: non-square kernel ({r['refused']})"])
+    p, d, t = r["planned"], r["device"], r["transfer"]
+    lines += [
+        f"  MACs/inference  {r['macs']:,}",
+        f"  scheme          {r['scheme']}",
+        f"  planned memory  {_bytes(p['total'])} (arena {p['arena']:,} + trainable {p['trainable']:,} + "
+        f"label {p['io']:,}; input image in the arena), frozen flash {p['flash']:,} B",
+    ]
+    if "skipped" in d:
+        lines.append(f"  firmware        skipped: {d['skipped']}")
+    else:
+        lines += [
+            f"  firmware RAM    {_bytes(d['firmware_ram'])} (qemu-mps2-an500: .data + .bss + measured stack), "
+            f"flash {d['flash']:,} B",
+            f"  QEMU per step   {d['per_step']:,.0f} {d['unit']} ({d['macs_per_step']:,} MACs; losses finite: "
+            f"{d['losses_finite']})",
+        ]
+    lines.append(
+        f"  accuracy        {100 * t['before']:.1f}% -> {100 * t['after']:.1f}% held-out (random-init weights "
+        f"calibrated on digits 0-4; {t['epochs']} simulated int8 epochs on digits 5-9 at {r['input']}, "
+        f"{t['train']} train / {t['test']} test)"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry (``python -m tte_algo.zoo_bench``)."""
+    from tte_algo.user_models import USER_MODELS
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=list(USER_MODELS), default=list(USER_MODELS))
+    parser.add_argument("--last-k", type=int, default=2, help="trained convs of the last-k scheme (default 2)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the simulated transfer (default 3)")
+    parser.add_argument("--steps", type=int, default=2, help="training steps under QEMU (default 2)")
+    parser.add_argument("--out", type=Path, default=Path("out/zoo"), help="folder for the generated projects")
+    parser.add_argument("--no-firmware", action="store_true", help="skip the C generation and the QEMU run")
+    args = parser.parse_args(argv)
+    try:
+        for flag in ("last_k", "epochs", "steps"):
+            bounded_int(getattr(args, flag), f"--{flag.replace('_', '-')}", 1)
+    except TteError as exc:
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    for name in args.models:
+        try:
+            report = model_report(name, args.last_k, args.epochs, args.steps, args.out, not args.no_firmware)
+        except TteError as exc:
+            # one model tte cannot take must not hide the others' tables
+            print(f"zoo: {name}: error: {exc}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
+        print(format_table(report), flush=True)
+    return 2 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
