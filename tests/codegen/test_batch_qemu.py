@@ -95,6 +95,11 @@ def test_tte_plan_reports_the_accumulators_next_to_batch_1(batch_training, tmp_p
     trained = sum(batch_training.tensors[p].numel for p in training_info(batch_training)["state"])
     assert report["batch"] == BATCH and report["accumulator_bytes"] == 4 * trained
     batch1 = report["trainable_bytes"] - report["accumulator_bytes"]
+    # the accumulating updates run band by band in the channel-tiled group: the arena is batch 1's
+    one = tmp_path / "one.tte"
+    save(compile_training(tiled_residual_net(), scheme()), one)
+    assert main(["plan", str(one), "--json"]) == 0
+    assert report["arena_peak_bytes"] == json.loads(capsys.readouterr().out)["arena_peak_bytes"]
     assert f"of which batch-8 gradient accumulators {4 * trained:,} B (batch 1: trainable state {batch1:,} B" in text, (
         text
     )

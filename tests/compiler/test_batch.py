@@ -81,6 +81,25 @@ def test_plan_counts_the_accumulators_as_trainable_state(graphs) -> None:
     assert r8.to_json()["accumulator_bytes"] == r8.accumulator_bytes
 
 
+def test_accumulators_are_channel_tiled_like_the_batch_1_updates(graphs) -> None:
+    """The accumulating updates join the inverted-residual block's channel-tiled backward group, band by
+    band, where the fused updates of batch 1 run, so the batch costs no arena: only its accumulators."""
+    one, eight = graphs
+    acc_name = {".bias_update": ".bias_acc", ".w_update": ".w_acc"}
+    tiles_one = {}
+    for node in one.nodes:
+        name = node.name
+        for fused, acc in acc_name.items():
+            name = name.removesuffix(fused) + acc if name.endswith(fused) else name
+        tiles_one[name] = node.attrs.get("tile")
+    tiles_eight = {n.name: n.attrs.get("tile") for n in eight.nodes if n.name in tiles_one}
+    assert tiles_eight == tiles_one
+    tiled = [n for n in eight.nodes if n.op in (Op.BIAS_ACCUMULATE, Op.CONV2D_BWD_W_ACCUMULATE) and n.attrs.get("tile")]
+    assert {n.name for n in tiled} == {"b1.dw.bias_acc", "b1.dw.w_acc", "b1.pw1.bias_acc", "b1.pw1.w_acc"}
+    arena = [memory_report(g, input_in_arena=True).arena_peak_bytes for g in graphs]
+    assert arena[1] == arena[0], arena
+
+
 def _node(graph, op, name_part=""):
     return next(n for n in graph.nodes if n.op is op and name_part in n.name)
 

@@ -300,7 +300,7 @@ def _chunk_group(graph: Graph, nodes: Sequence[Node], first: int) -> tuple[int, 
         ins, outs = node_roles(node)
         reads = [r for r, t in ins.items() if t in chunked]
         if not reads:
-            if node.op in (Op.BIAS_UPDATE, Op.CONV2D_BWD_W_UPDATE):
+            if node.op in (Op.BIAS_UPDATE, Op.CONV2D_BWD_W_UPDATE, Op.BIAS_ACCUMULATE, Op.CONV2D_BWD_W_ACCUMULATE):
                 deferred.append(stop)
                 stop += 1
                 continue
@@ -311,7 +311,13 @@ def _chunk_group(graph: Graph, nodes: Sequence[Node], first: int) -> tuple[int, 
             if node_attrs(node)["accumulate"]:
                 break
             chunked.add(outs["gx"])
-        elif node.op not in (Op.BIAS_UPDATE, Op.CONV2D_BWD_W_UPDATE, Op.CONV2D_BWD_X) or reads != ["gh"]:
+        elif node.op not in (
+            Op.BIAS_UPDATE,
+            Op.CONV2D_BWD_W_UPDATE,
+            Op.BIAS_ACCUMULATE,
+            Op.CONV2D_BWD_W_ACCUMULATE,
+            Op.CONV2D_BWD_X,
+        ) or reads != ["gh"]:
             break
         # a dense or pointwise input gradient reduces over the chunk: its output stays whole
         members.append(stop)
