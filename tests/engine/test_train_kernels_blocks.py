@@ -44,3 +44,27 @@ def test_depthwise_bwd_x_blocks_match_reference(c: int, k: int, stride: int, pad
             "depthwise", gh, w, size=(size, size), stride=stride, padding=padding, groups=c, acc=acc, **slice_args
         )
         assert_matches_reference(case)
+
+
+@pytest.mark.parametrize("kind", ["pointwise", "depthwise"])
+@pytest.mark.parametrize("bad", [np.nan, -np.nan, np.inf, -np.inf, -1e-45])
+def test_weight_update_gate_refuses_every_nonfinite_gradient(kind: str, bad: float) -> None:
+    """One pass finds both the largest |gh| and any NaN or infinity (either sign): a non-finite gh fails the
+    step and writes nothing; a tiny negative one (a denormal) steps."""
+    rng = np.random.default_rng(7)
+    c, o, k = 6, (6 if kind == "depthwise" else 9), (3 if kind == "depthwise" else 1)
+    channels = [0, 2, 5]
+    full = (c, 1, k, k) if kind == "depthwise" else (o, c, k, k)
+    w_train = rng.integers(-127, 128, size=(3, 1, k, k) if kind == "depthwise" else (o, 3, k, k), dtype=np.int8)
+    gh = (rng.standard_normal((1, o, 4, 4)) * 1e-3).astype(np.float32)
+    gh[0, o - 1, 3, 2] = np.float32(bad)
+    if np.isnan(bad):  # both signs of NaN: the sign bit must not hide it
+        bits = gh.view(np.uint32)
+        bits[0, o - 1, 3, 2] = 0xFFC00000 if np.signbit(bad) else 0x7FC00000
+    inv = np.full(o, 1e4, np.float32)
+    case = tc.conv_w_update_case(
+        "gate", kind, rng.integers(-128, 128, size=(1, 3, 4, 4), dtype=np.int8), gh, w_train, inv, full=full,
+        channels=channels, stride=1, padding=k // 2, x_zero=0, rounding="nearest", tensor_id=3,
+    )  # fmt: skip
+    assert case.step_status == ("ok" if bad == -1e-45 else "nonfinite-grad")
+    assert_matches_reference(case)

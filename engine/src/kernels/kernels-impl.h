@@ -289,6 +289,28 @@ static inline float tte_max_abs(const float *v, size_t n) {
     return m;
 }
 
+/* tte_update_gate and tte_max_abs in one pass: |v| as the bits of v without the sign orders like an
+ * unsigned integer, and a non-finite v has the largest (exponent all ones), so one integer maximum
+ * tells both whether every value is finite and, if so, the largest |v|, written to *max. */
+static inline int tte_update_gate_max(tte_train_ctx *ctx, const float *g, size_t n, float *max) {
+    if (ctx->status != TTE_STEP_OK) {
+        return 0;
+    }
+    uint32_t m = 0;
+    for (size_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        memcpy(&bits, &g[i], sizeof bits);
+        bits &= 0x7fffffffu;
+        m = bits > m ? bits : m;
+    }
+    if (m >= 0x7f800000u) {
+        ctx->status = TTE_STEP_NONFINITE_GRAD;
+        return 0;
+    }
+    memcpy(max, &m, sizeof *max);
+    return 1;
+}
+
 /* The largest finite |inv[o]| over channels [begin, begin + count) (frozen ones give step 0). */
 static inline float tte_max_inv(const float *inv, int32_t begin, int32_t count) {
     float m = 0.0f;
@@ -341,8 +363,11 @@ static inline void tte_tap_range(int32_t n_in, int32_t n_out, int32_t stride, in
     *hi = h;
 }
 
-/* Output channels x trained input channels per block of the dense and pointwise weight gradients. */
+/* Output channels x trained input channels per block of the dense weight gradient; a block of
+ * tte_weight_grad_block holds at most TTE_WG_ACC accumulators and TTE_WG_X converted input codes. */
 #define TTE_WG_BLOCK 4
+#define TTE_WG_ACC 24
+#define TTE_WG_X 4
 
 /* dL/dw of a block of na x nb weights at tap (ky, kx) (NUMERICS.md 4): for gh columns col0 + a (a < na)
  * and trained input channels j0 + b (b < nb),
@@ -350,14 +375,14 @@ static inline void tte_tap_range(int32_t n_in, int32_t n_out, int32_t stride, in
  *                     fmaf(gh[oy][ox][col0 + a], float32(x[iy][ix][j0 + b] - x_zero), partial sum)
  * (iy = oy*stride + ky - padding, likewise ix); positions whose tap is padding are skipped. Each weight is
  * one chain, one rounding per step, so any blocking gives the same bits. x_saved [in_h][in_w][train_count]
- * holds only the trained channels; gh is [out_h][out_w][gh_stride]. na and nb are 1 or TTE_WG_BLOCK,
- * constants at every call, so the loops unroll into na*nb register accumulators that share each gh value
- * and each converted x value. Written once for the three weight-update kernels. */
+ * holds only the trained channels; gh is [out_h][out_w][gh_stride]. na and nb (na * nb <= TTE_WG_ACC,
+ * nb <= TTE_WG_X) are constants at every call, so the loops unroll into na*nb register accumulators that
+ * share each gh value and each converted x value. Written once for the three weight-update kernels. */
 TTE_ALWAYS_INLINE void tte_weight_grad_block(const tte_conv2d_params *p, int32_t out_h, int32_t out_w,
                                              const int8_t *x_saved, int32_t j0, int32_t nb, const float *gh,
                                              int32_t gh_stride, int32_t col0, int32_t na, int32_t ky, int32_t kx,
                                              float *g) {
-    float acc[TTE_WG_BLOCK * TTE_WG_BLOCK];
+    float acc[TTE_WG_ACC];
     for (int32_t i = 0; i < na * nb; ++i) {
         acc[i] = 0.0f;
     }
@@ -371,7 +396,7 @@ TTE_ALWAYS_INLINE void tte_weight_grad_block(const tte_conv2d_params *p, int32_t
         const int8_t *xp = x_saved + ((size_t)iy * p->in_w + (ox_lo * p->stride + kx - p->padding)) * k + j0;
         const float *gp = gh + ((size_t)oy * out_w + ox_lo) * gh_stride + col0;
         for (int32_t ox = ox_lo; ox < ox_hi; ++ox, xp += x_step, gp += gh_stride) {
-            float xf[TTE_WG_BLOCK];
+            float xf[TTE_WG_X];
             for (int32_t b = 0; b < nb; ++b) {
                 xf[b] = (float)((int32_t)xp[b] - p->x_zero);
             }

@@ -1,20 +1,25 @@
 /* pointwise conv2d_bwd_w_update: the fused weight gradient and QAS update of
  * a 1x1 conv's trained input channels (NUMERICS.md 4-5), any stride, no
- * weight-gradient buffer: 4 x 4 blocks of weights whose gradients share each
+ * weight-gradient buffer: PW_NA x PW_NB blocks of weights whose gradients share each
  * gh value and each converted input code (tte_weight_grad_block), then each
  * weight's step. The portable kernel of every target. */
 #include "kernels-impl.h"
 
+/* Output channels x trained channels per block: 24 accumulators, each converted input code shared by 8
+ * of them, each gh value by 3 (fewer conversions per MAC than 4 x 4 at the same register count). */
+#define PW_NA 8
+#define PW_NB 3
+
 /* The gradients of a block of na x nb weights: output channels begin + ol0 + a, trained channels j0 + b
- * (tte_weight_grad_block; na and nb are 1 or TTE_WG_BLOCK). */
+ * (tte_weight_grad_block; na is 1 or PW_NA, nb 1 or PW_NB). */
 static void block_grads(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved,
                         const float *gh, int32_t count, int32_t ol0, int32_t na, int32_t j0, int32_t nb, float *g) {
-    if (na == TTE_WG_BLOCK && nb == TTE_WG_BLOCK) {
-        tte_weight_grad_block(p, out_h, out_w, x_saved, j0, TTE_WG_BLOCK, gh, count, ol0, TTE_WG_BLOCK, 0, 0, g);
-    } else if (na == TTE_WG_BLOCK) {
-        tte_weight_grad_block(p, out_h, out_w, x_saved, j0, 1, gh, count, ol0, TTE_WG_BLOCK, 0, 0, g);
-    } else if (nb == TTE_WG_BLOCK) {
-        tte_weight_grad_block(p, out_h, out_w, x_saved, j0, TTE_WG_BLOCK, gh, count, ol0, 1, 0, 0, g);
+    if (na == PW_NA && nb == PW_NB) {
+        tte_weight_grad_block(p, out_h, out_w, x_saved, j0, PW_NB, gh, count, ol0, PW_NA, 0, 0, g);
+    } else if (na == PW_NA) {
+        tte_weight_grad_block(p, out_h, out_w, x_saved, j0, 1, gh, count, ol0, PW_NA, 0, 0, g);
+    } else if (nb == PW_NB) {
+        tte_weight_grad_block(p, out_h, out_w, x_saved, j0, PW_NB, gh, count, ol0, 1, 0, 0, g);
     } else {
         tte_weight_grad_block(p, out_h, out_w, x_saved, j0, 1, gh, count, ol0, 1, 0, 0, g);
     }
@@ -27,8 +32,14 @@ static int sweep(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_updat
                  const float *gh, const float *inv_w, int8_t *w_train, int32_t out_h, int32_t out_w, int32_t begin,
                  int32_t count, int apply) {
     const int32_t k = p->train_count;
-    const int32_t na = tte_block_size(count, TTE_WG_BLOCK), nb = tte_block_size(k, TTE_WG_BLOCK);
-    float g[TTE_WG_BLOCK * TTE_WG_BLOCK] = {0.0f};
+    const int32_t na = tte_block_size(count, PW_NA), nb = tte_block_size(k, PW_NB);
+    /* Local copies: the weight stores below are int8 stores, which may alias any object whose address
+     * escapes, so the compiler would reload every field after each one. */
+    const tte_train_ctx c = *ctx;
+    const tte_update_params uc = *u;
+    const int32_t *train_channels = p->train_channels;
+    const uint32_t in_c = (uint32_t)p->in_c;
+    float g[PW_NA * PW_NB] = {0.0f};
     for (int32_t o_done = 0; o_done < count;) {
         const int32_t ol0 = tte_block_start(o_done, count, na);
         int live = 0;
@@ -42,14 +53,16 @@ static int sweep(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_updat
             }
             for (int32_t ol = o_done; ol < ol0 + na; ++ol) {
                 const int32_t o = begin + ol;
-                const int frozen = tte_qas_frozen(inv_w[o]);
+                const float inv = inv_w[o];
+                const int frozen = tte_qas_frozen(inv);
                 if (frozen && !apply) {
                     continue;
                 }
+                int8_t *wrow = &w_train[(size_t)o * k];
                 for (int32_t j = j_done; j < j0 + nb; ++j) {
                     int32_t step = 0;
                     if (!frozen) {
-                        const float v = tte_qas_value(g[(ol - ol0) * nb + (j - j0)], inv_w[o], ctx, u);
+                        const float v = tte_qas_value(g[(ol - ol0) * nb + (j - j0)], inv, &c, &uc);
                         if (!apply) {
                             if (!tte_step_value_ok(ctx, v)) {
                                 return 0;
@@ -57,11 +70,9 @@ static int sweep(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_updat
                             continue;
                         }
                         /* The element's index in the IR layout [O][C][1][1] names its rounding noise. */
-                        step =
-                            tte_qas_round(v, ctx, u, (uint32_t)o * (uint32_t)p->in_c + (uint32_t)p->train_channels[j]);
+                        step = tte_qas_round(v, &c, &uc, (uint32_t)o * in_c + (uint32_t)train_channels[j]);
                     }
-                    int8_t *wp = &w_train[(size_t)o * k + j];
-                    *wp = tte_weight_add(*wp, step);
+                    wrow[j] = tte_weight_add(wrow[j], step);
                 }
             }
             j_done = j0 + nb;
@@ -84,10 +95,11 @@ tte_status tte_pointwise_conv2d_bwd_w_update_s8(const tte_conv2d_params *p, tte_
         return status;
     }
     const size_t n = (size_t)out_h * out_w * count;
-    if (!tte_update_gate(ctx, gh, n)) {
+    float gh_max;
+    if (!tte_update_gate_max(ctx, gh, n, &gh_max)) {
         return TTE_OK;
     }
-    const int safe = tte_update_safe(ctx->lr[u->lr_group], tte_max_abs(gh, n), (int64_t)out_h * out_w, 255.0f,
+    const int safe = tte_update_safe(ctx->lr[u->lr_group], gh_max, (int64_t)out_h * out_w, 255.0f,
                                      tte_max_inv(inv_w, begin, count));
     if (safe || sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 0)) {
         (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1);
