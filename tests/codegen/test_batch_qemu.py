@@ -72,6 +72,26 @@ def test_host_batch_build_follows_the_reference(batch_project, batch_host, batch
     assert model.step == SAMPLES
 
 
+def test_a_deferred_accumulate_follows_the_reference(tmp_path) -> None:
+    """With b1.pw2's weights trained too, their accumulate reads no band and moves after the channel-tiled
+    group (tte_ir.tiling._chunk_group): the host still follows the reference over two batches."""
+    _host_tools()
+    graph = compile_training(
+        tiled_residual_net(), dataclasses.replace(scheme(weights=((4, 0.5), (5, 0.5), (6, 0.5))), batch=BATCH)
+    )
+    names = [n.name for n in graph.nodes]
+    group = [n.name for n in graph.nodes if n.attrs.get("tile", {}).get("axis") == "channels"]
+    assert "b1.pw1.w_acc" in group and "b1.pw2.w_acc" not in group
+    assert names.index("b1.pw2.w_acc") > names.index(group[-1])
+    project = generate(graph, tmp_path / "model")
+    build(project, "host")
+    model, losses, _, statuses = _host_run(project, graph)
+    assert set(statuses) == {"ok"}
+    ref_losses, states = reference_run(graph, *_data(graph))
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    assert_params_close(model.export_params(), {k: states[-1][k] for k in training_info(graph)["state"]})
+
+
 @pytest.mark.qemu
 @pytest.mark.slow
 def test_batch_host_and_cortex_m7_agree_bit_for_bit(batch_project, batch_host, batch_training, tmp_path) -> None:
