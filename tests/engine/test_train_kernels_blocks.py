@@ -68,3 +68,19 @@ def test_weight_update_gate_refuses_every_nonfinite_gradient(kind: str, bad: flo
     )  # fmt: skip
     assert case.step_status == ("ok" if bad == -1e-45 else "nonfinite-grad")
     assert_matches_reference(case)
+
+
+@pytest.mark.parametrize(("k", "padding", "size"), [(7, 3, 8), (7, 1, 9), (5, 0, 6), (3, 2, 4), (3, 1, 1)])
+def test_depthwise_weight_update_row_sums_match_reference(k: int, padding: int, size: int) -> None:
+    """Stride 1 sums a kernel row's taps side by side: the same chains, inside and at every border."""
+    rng = np.random.default_rng(k * 10 + padding)
+    c, channels = 5, [0, 3, 4]
+    out = size + 2 * padding - k + 1
+    case = tc.conv_w_update_case(
+        "rows", "depthwise", rng.integers(-128, 128, size=(1, 3, size, size), dtype=np.int8),
+        (rng.standard_normal((1, c, out, out)) * 1e-3).astype(np.float32),
+        rng.integers(-127, 128, size=(3, 1, k, k), dtype=np.int8), np.full(c, 1e4, np.float32), full=(c, 1, k, k),
+        channels=channels, stride=1, padding=padding, x_zero=-3, rounding="nearest", tensor_id=5,
+    )  # fmt: skip
+    assert case.step_status == "ok"
+    assert_matches_reference(case)
