@@ -3,8 +3,12 @@
  * built with TTE_BENCH_CMSIS_NN, CMSIS-NN's wrapper for the same layer (arm_convolve_wrapper_s8,
  * arm_depthwise_conv_wrapper_s8), compiled from ../shared/anchors/cmsis-nn by the board build, for
  * measurement only. Data are random; CMSIS-NN gets fixed-point multipliers of the same magnitude.
+ * On the shapes marked backward, also one call of each portable fp32 backward kernel (the same code on
+ * every target, so there is no reference twin to count): the input gradient and the fused weight gradient
+ * + QAS update of every other input channel (a trained slice of half the channels), nearest rounding.
  * Prints, for boards/tools/kernel_bench.py:
  *     BENCH <shape> kind=<pointwise|depthwise|dense> macs=<n> ref=<count> tte=<count> cmsis=<count or ->
+ *     BWD <shape> kind=<bwd_x|bwd_w_update> macs=<n> count=<count>
  *     DONE unit=<counter unit> */
 #include <stdio.h>
 
@@ -12,6 +16,7 @@
 #include "kernel_shapes.h"
 #include "tte/tte.h"
 #include "tte/tte_ref.h"
+#include "tte/tte_train.h"
 
 #ifdef TTE_BENCH_CMSIS_NN
 #include "arm_nnfunctions.h"
@@ -19,6 +24,7 @@
 
 #define MAX_BYTES (192 * 1024)
 #define MAX_CHANNELS 1024
+#define MAX_FLOATS (96 * 1024) /* gh and gx of a backward layer */
 
 typedef tte_status (*conv_kernel)(const tte_conv2d_params *, const int8_t *, const int8_t *, const int8_t *,
                                   const int32_t *, const float *, int8_t *, uint8_t *, const tte_row_band *, void *);
@@ -26,6 +32,8 @@ typedef tte_status (*conv_kernel)(const tte_conv2d_params *, const int8_t *, con
 static int8_t x[MAX_BYTES], w[MAX_BYTES], y[MAX_BYTES];
 static int32_t bias[MAX_CHANNELS], shift[MAX_CHANNELS], fixed_multiplier[MAX_CHANNELS];
 static float multiplier[MAX_CHANNELS];
+static float gh[MAX_FLOATS], gx[MAX_FLOATS], inv_w[MAX_CHANNELS];
+static int32_t train_channels[MAX_CHANNELS];
 static uint32_t rng = 0x2545f491u;
 
 #ifdef TTE_BENCH_CMSIS_NN
@@ -86,6 +94,48 @@ static uint64_t count_cmsis(const kernel_shape *s, const tte_conv2d_params *p, i
 }
 #endif
 
+/* The layer's input gradient and weight gradient + update (trained slice: every other input channel;
+ * its codes are the first ones of w). MACs: those of the forward conv, and of its trained weights. */
+static void count_backward(const kernel_shape *s, tte_conv2d_params p, int32_t out_h, int32_t out_w) {
+    const int depthwise = s->kind == KERNEL_DEPTHWISE;
+    const int32_t window = s->kernel * s->kernel;
+    if ((int64_t)out_h * out_w * s->out_c > MAX_FLOATS || (int64_t)s->in_h * s->in_w * s->in_c > MAX_FLOATS) {
+        printf("FAIL %s too large for the bench's float buffers\n", s->name);
+        return;
+    }
+    for (int32_t j = 0; j < out_h * out_w * s->out_c; ++j) {
+        gh[j] = (float)((int32_t)(next() % 2001u) - 1000) * 1e-6f;
+    }
+    for (int32_t o = 0; o < s->out_c; ++o) {
+        inv_w[o] = 1000.0f + (float)o;
+    }
+    const int32_t k = (s->in_c + 1) / 2;
+    for (int32_t j = 0; j < k; ++j) {
+        train_channels[j] = 2 * j;
+    }
+    const uint64_t macs = (uint64_t)out_h * out_w * s->out_c * window * (depthwise ? 1 : s->in_c);
+    board_counter_start();
+    tte_status status = depthwise ? tte_depthwise_conv2d_bwd_x_f32(&p, gh, w, NULL, gx, 0, NULL, NULL)
+                                  : tte_pointwise_conv2d_bwd_x_f32(&p, gh, w, NULL, gx, 0, NULL, NULL);
+    uint64_t count = board_counter_read();
+    printf("BWD %s kind=bwd_x macs=%lu count=%lu\n", s->name, (unsigned long)macs, (unsigned long)count);
+    p.train_channels = train_channels;
+    p.train_count = k;
+    tte_train_ctx ctx = {.lr = {0.01f, 0.01f}, .step = 1, .seed = 11, .status = TTE_STEP_OK};
+    const tte_update_params u = {TTE_ROUND_NEAREST, TTE_LR_BODY, 7};
+    board_counter_start();
+    const tte_status update =
+        depthwise ? tte_depthwise_conv2d_bwd_w_update_s8(&p, &ctx, &u, x, gh, inv_w, w, NULL)
+                  : tte_pointwise_conv2d_bwd_w_update_s8(&p, &ctx, &u, x, gh, inv_w, w, NULL);
+    count = board_counter_read();
+    const uint64_t w_macs = (uint64_t)out_h * out_w * window * k * (depthwise ? 1 : s->out_c);
+    printf("BWD %s kind=bwd_w_update macs=%lu count=%lu\n", s->name, (unsigned long)w_macs, (unsigned long)count);
+    if (status != TTE_OK || update != TTE_OK || ctx.status != TTE_STEP_OK) {
+        printf("FAIL %s %s %s\n", s->name, tte_status_str(status != TTE_OK ? status : update),
+               ctx.status != TTE_STEP_OK ? "step failed" : "");
+    }
+}
+
 int main(void) {
     for (uint32_t i = 0; i < kernel_shape_count; ++i) {
         const kernel_shape *s = &kernel_shapes[i];
@@ -137,6 +187,9 @@ int main(void) {
 #else
         printf("-\n");
 #endif
+        if (kernel_shape_backward[i] && !dense) {
+            count_backward(s, p, out_h, out_w);
+        }
     }
     printf("DONE unit=%s\n", board_counter_unit);
     return 0;

@@ -17,5 +17,7 @@ typedef struct kernel_shape {
 
 extern const kernel_shape kernel_shapes[];
 extern const uint32_t kernel_shape_count;
+/* Per shape: nonzero where kernel_bench_main.c also counts the layer's fp32 backward kernels. */
+extern const uint8_t kernel_shape_backward[];
 
 #endif /* TTE_KERNEL_SHAPES_H */

@@ -5,7 +5,8 @@ shapes that this module writes as C (:func:`shapes_source`): the pointwise, dept
 of a seed model (:func:`model_shapes`) or random ones (:func:`random_shapes`, :func:`dense_shapes`).
 ``bench`` builds ``tte_kernel_bench`` for QEMU Cortex-M7 (mps2-an500) and M4 (mps2-an386), with
 CMSIS-NN compiled from ``../shared/anchors/cmsis-nn`` by the same board build and toolchain file when
-that folder exists, runs it under ``-icount shift=0`` and prints instructions per MAC by kernel type::
+that folder exists, runs it under ``-icount shift=0`` and prints instructions per MAC by kernel type, then
+the fp32 backward kernels (input gradients, weight gradient + update) on the layers at 8x8 and below::
 
     python boards/tools/kernel_bench.py bench BUILD_DIR --model ../shared/models/mcunet-5fps.pkl
 """
@@ -31,6 +32,15 @@ __all__ = [
 CMSIS_NN_DIR = BOARDS_DIR.parent.parent / "shared" / "anchors" / "cmsis-nn"
 KINDS = {"pointwise_conv2d_fwd_s8": "pointwise", "depthwise_conv2d_fwd_s8": "depthwise", "conv2d_fwd_s8": "dense"}
 RAM_SIZE = "2M"  # QEMU's mps2 SSRAM holds the largest MCUNet-5fps layer twice over; no real board runs these
+BACKWARD_MAX_SIDE = 8  # the backward rows: the last blocks (8x8 and 4x4 inputs), the ones sparse updates train
+# Instructions per MAC of TinyEngine's backward kernels on the same layers (issue 11's table), for the ratio.
+TINYENGINE = {
+    "pointwise input gradient": 3.6,
+    "depthwise input gradient 3x3 s1": 4.0,
+    "depthwise input gradient 3x3 s2": 4.0,
+    "depthwise input gradient 7x7 s2": 2.5,
+    "pointwise weight gradient + update": 4.1,
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class Shape:
     stride: int = 1
     padding: int = 0
     groups: int = 1
+    backward: bool = False
 
     @property
     def kind_label(self) -> str:
@@ -55,6 +66,16 @@ class Shape:
         if self.kind == "dense":
             return f"dense {self.kernel}x{self.kernel} s{self.stride}, {self.in_c} in"
         return "pointwise" if self.kind == "pointwise" else f"depthwise {self.kernel}x{self.kernel}"
+
+    def backward_label(self, kind: str) -> str:
+        """The backward table's type of this layer's ``kind`` ('bwd_x' or 'bwd_w_update') kernel."""
+        what = "input gradient" if kind == "bwd_x" else "weight gradient + update"
+        if self.kind == "pointwise":
+            return f"pointwise {what}"
+        geometry = (
+            f" {self.kernel}x{self.kernel} s{self.stride}" if kind == "bwd_x" else f" {self.kernel}x{self.kernel}"
+        )
+        return f"depthwise {what}{geometry}"
 
     @property
     def conv_groups(self) -> int:
@@ -78,6 +99,7 @@ def model_shapes(model: Path) -> list[Shape]:
             Shape(
                 f"{node.name}", KINDS[call.kernel], q["in_h"], q["in_w"], q["in_c"], q["out_c"],
                 q["kernel_h"], q["stride"], q["padding"], q["groups"] if call.kernel == "conv2d_fwd_s8" else 1,
+                call.kernel != "conv2d_fwd_s8" and q["in_h"] <= BACKWARD_MAX_SIDE,
             )
         )  # fmt: skip
     return shapes
@@ -126,7 +148,8 @@ def dense_shapes(seed: int, count: int) -> list[Shape]:
 
 
 def shapes_source(shapes: Iterable[Shape]) -> str:
-    """The C file of ``kernel_shapes`` (boards/programs/kernel_shapes.h)."""
+    """The C file of ``kernel_shapes`` and ``kernel_shape_backward`` (boards/programs/kernel_shapes.h)."""
+    shapes = list(shapes)
     rows = [
         f'    {{"{s.name}", KERNEL_{s.kind.upper()}, {s.in_h}, {s.in_w}, {s.in_c}, {s.out_c}, '
         f"{s.kernel}, {s.stride}, {s.padding}, {s.conv_groups}}},"
@@ -137,6 +160,7 @@ def shapes_source(shapes: Iterable[Shape]) -> str:
         '#include "kernel_shapes.h"\n\n'
         "const kernel_shape kernel_shapes[] = {\n" + "\n".join(rows) + "\n};\n"
         f"const uint32_t kernel_shape_count = {len(rows)};\n"
+        f"const uint8_t kernel_shape_backward[] = {{{', '.join(str(int(s.backward)) for s in shapes) or '0'}}};\n"
     )
 
 
@@ -162,16 +186,42 @@ def run_check(build: Path, board: str, timeout: float = 300) -> tuple[int, dict[
     return status, results
 
 
-def _bench_counts(build: Path, board: str) -> list[dict]:
+def _bench_counts(build: Path, board: str) -> tuple[list[dict], list[dict]]:
     status, output = run_qemu(QEMU_MACHINES[board], build / "tte_kernel_bench.elf", icount=True, timeout=600)
     pattern = r"^BENCH (\S+) kind=(\w+) macs=(\d+) ref=(\d+) tte=(\d+) cmsis=(\d+|-)$"
     rows = [
         {"name": n, "macs": int(m), "ref": int(r), "tte": int(t), "cmsis": None if c == "-" else int(c)}
         for n, _, m, r, t, c in re.findall(pattern, output, re.MULTILINE)
     ]
-    if status != 0 or not rows or "DONE unit=instructions" not in output:
+    backward = [
+        {"name": n, "kind": k, "macs": int(m), "count": int(c)}
+        for n, k, m, c in re.findall(r"^BWD (\S+) kind=(\w+) macs=(\d+) count=(\d+)$", output, re.MULTILINE)
+    ]
+    if status != 0 or not rows or "DONE unit=instructions" not in output or re.search(r"^FAIL", output, re.M):
         raise RuntimeError(f"tte_kernel_bench did not finish under QEMU -icount:\n{output}")
-    return rows
+    return rows, backward
+
+
+def _backward_table(shapes: Sequence[Shape], by_core: dict[str, list[dict]]) -> str:
+    """Instructions per MAC of the fp32 backward kernels by type, each core, beside TinyEngine's figures."""
+    by_name = {s.name: s for s in shapes}
+    labels = {
+        (r["name"], r["kind"]): by_name[r["name"]].backward_label(r["kind"]) for r in next(iter(by_core.values()))
+    }
+    types = sorted(set(labels.values()), key=lambda t: (not t.startswith("pointwise"), "weight" in t, t))
+    header = ["backward kernel type", "layers", "MACs", *[f"{core} tte" for core in by_core], "TinyEngine", "M7/TE"]
+    table = []
+    for kind in types:
+        row: list[object] = [kind]
+        for i, rows in enumerate(by_core.values()):
+            rows = [r for r in rows if labels[(r["name"], r["kind"])] == kind]
+            if i == 0:
+                row += [len(rows), sum(r["macs"] for r in rows)]
+            row.append(f"{sum(r['count'] for r in rows) / sum(r['macs'] for r in rows):.2f}")
+        anchor = TINYENGINE.get(kind)
+        row += ["-", "-"] if anchor is None else [f"{anchor:.2f}", f"{float(row[3]) / anchor:.2f}"]
+        table.append(row)
+    return _table(header, table)
 
 
 def _per_mac(rows: Sequence[dict], key: str) -> float | None:
@@ -191,10 +241,10 @@ def bench(build_dir: Path, model: Path, cmsis_nn: Path | None = CMSIS_NN_DIR) ->
         note = f"CMSIS-NN: {cmsis_nn} built with the same toolchain file (measurement only)\n" if cmsis_nn else ""
     labels = {s.name: s.kind_label for s in shapes}
     cores = {"qemu-mps2-an500": "M7", "qemu-mps2-an386": "M4"}
-    by_core = {}
+    by_core, backward = {}, {}
     for board, core in cores.items():
         build = build_programs(board, build_dir / board, shapes, cmsis_nn)
-        by_core[core] = _bench_counts(build, board)
+        by_core[core], backward[core] = _bench_counts(build, board)
     types = sorted(set(labels.values()), key=lambda t: (t != "pointwise", t.startswith("dense"), t))
     header = ["kernel type", "layers", "MACs"]
     for core in cores.values():
@@ -221,7 +271,11 @@ def bench(build_dir: Path, model: Path, cmsis_nn: Path | None = CMSIS_NN_DIR) ->
 
     return (
         f"{model.stem}: pointwise, depthwise and dense int8 forward convs, instructions per MAC, "
-        f"QEMU -icount shift=0 (M7: mps2-an500, M4: mps2-an386)\n{note}{_table(header, table)}"
+        f"QEMU -icount shift=0 (M7: mps2-an500, M4: mps2-an386)\n{note}{_table(header, table)}\n"
+        f"fp32 backward kernels (portable C, the same on every target) on the layers of at most "
+        f"{BACKWARD_MAX_SIDE}x{BACKWARD_MAX_SIDE} inputs: input gradient (MACs of the forward conv), weight "
+        f"gradient + QAS update of half the input channels (MACs of the trained weights)\n"
+        f"{_backward_table(shapes, backward)}"
     )
 
 
