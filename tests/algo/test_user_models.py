@@ -88,10 +88,11 @@ def test_tte_quantize_takes_a_user_model_factory(tmp_path, capsys) -> None:
     assert err.count("\n") == 1 and re.search(r"features\.0.*\(10, 4\) is not square", err), err
 
 
+@pytest.mark.slow
 def test_zoo_bench_prints_a_table_per_model_and_the_refusal(capsys) -> None:
     from tte_algo.zoo_bench import main as zoo
 
-    assert zoo(["--models", "lenet5", "ds-cnn", "--no-firmware", "--epochs", "1"]) == 0
+    assert zoo(["--models", "lenet5", "ds-cnn", "--no-firmware", "--epochs", "1", "--pretrain-epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"lenet5 .*\n  parameters +61,281\n  MACs/inference +[\d,]+\n", out), out
     assert re.search(r"planned memory +[\d,]+ B .*input image in the arena", out), out

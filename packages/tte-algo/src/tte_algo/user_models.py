@@ -318,7 +318,7 @@ def mnasnet(classes: int = 10, alpha: float = 0.5, depth: int = 6, last: int = 1
     stacks of six and ``last`` sets the final 1x1 conv."""
     torch.manual_seed(seed)
     stem, sep = _divisible(32 * alpha), _divisible(16 * alpha)
-    rows = ((1, sep, 1, 1, 3), *tuple((t, _divisible(c * alpha), n, s, k) for t, c, n, s, k in _MNAS_ROWS[:depth]))
+    rows = ((1, sep, 1, 1, 3), *((t, _divisible(c * alpha), n, s, k) for t, c, n, s, k in _MNAS_ROWS[:depth]))
     return _seeded(_InvertedNet(classes, stem, rows, last, nn.ReLU), seed)
 
 
