@@ -9,7 +9,7 @@
 
 #define DW_CB 8    /* channels per block */
 #define DW_TAPS 32 /* taps per weight tile: wf holds DW_TAPS x DW_CB floats (1 KB of stack) */
-#define DW_WIDE 16 /* channels per block of a kernel of at most DW_TAPS / 2 taps (3x3), whose tile still fits */
+#define DW_WIDE 16 /* channels per block where a kernel row fits DW_TAPS / 2 taps (rows then take more tiles) */
 
 /* The depthwise kernel reads and writes the same channels: its two bands must agree. */
 static int same_band(const tte_channel_band *a, const tte_channel_band *b) {
@@ -142,7 +142,7 @@ tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const floa
         const int32_t left = count - col;
         if (p->kernel_w > DW_TAPS) {
             cb = 1;
-        } else if (left >= DW_WIDE && p->kernel_h * p->kernel_w <= DW_TAPS * DW_CB / DW_WIDE) {
+        } else if (left >= DW_WIDE && p->kernel_w <= DW_TAPS * DW_CB / DW_WIDE) {
             cb = DW_WIDE;
         } else {
             cb = left >= DW_CB ? DW_CB : (left >= DW_CB / 2 ? DW_CB / 2 : 1);
