@@ -124,9 +124,8 @@ static void count_backward(const kernel_shape *s, tte_conv2d_params p, int32_t o
     tte_train_ctx ctx = {.lr = {0.01f, 0.01f}, .step = 1, .seed = 11, .status = TTE_STEP_OK};
     const tte_update_params u = {TTE_ROUND_NEAREST, TTE_LR_BODY, 7};
     board_counter_start();
-    const tte_status update =
-        depthwise ? tte_depthwise_conv2d_bwd_w_update_s8(&p, &ctx, &u, x, gh, inv_w, w, NULL)
-                  : tte_pointwise_conv2d_bwd_w_update_s8(&p, &ctx, &u, x, gh, inv_w, w, NULL);
+    const tte_status update = depthwise ? tte_depthwise_conv2d_bwd_w_update_s8(&p, &ctx, &u, x, gh, inv_w, w, NULL)
+                                        : tte_pointwise_conv2d_bwd_w_update_s8(&p, &ctx, &u, x, gh, inv_w, w, NULL);
     count = board_counter_read();
     const uint64_t w_macs = (uint64_t)out_h * out_w * window * k * (depthwise ? 1 : s->out_c);
     printf("BWD %s kind=bwd_w_update macs=%lu count=%lu\n", s->name, (unsigned long)w_macs, (unsigned long)count);
@@ -141,9 +140,19 @@ int main(void) {
         const kernel_shape *s = &kernel_shapes[i];
         const int depthwise = s->kind == KERNEL_DEPTHWISE, dense = s->kind == KERNEL_DENSE;
         const tte_conv2d_params p = {
-            .in_h = s->in_h, .in_w = s->in_w, .in_c = s->in_c, .out_c = s->out_c,
-            .kernel_h = s->kernel, .kernel_w = s->kernel, .stride = s->stride, .padding = s->padding,
-            .groups = s->groups, .x_zero = -5, .y_zero = 3, .act_min = -128, .act_max = 127,
+            .in_h = s->in_h,
+            .in_w = s->in_w,
+            .in_c = s->in_c,
+            .out_c = s->out_c,
+            .kernel_h = s->kernel,
+            .kernel_w = s->kernel,
+            .stride = s->stride,
+            .padding = s->padding,
+            .groups = s->groups,
+            .x_zero = -5,
+            .y_zero = 3,
+            .act_min = -128,
+            .act_max = 127,
         };
         const int32_t out_h = tte_conv2d_out_dim(s->in_h, s->kernel, s->stride, s->padding);
         const int32_t out_w = tte_conv2d_out_dim(s->in_w, s->kernel, s->stride, s->padding);
@@ -168,15 +177,19 @@ int main(void) {
             shift[o] = -11;
         }
         const uint64_t macs = (uint64_t)out_h * out_w * s->out_c * reduction;
-        const conv_kernel ref = dense ? tte_ref_conv2d_fwd_s8
-                                : depthwise ? tte_ref_depthwise_conv2d_fwd_s8 : tte_ref_pointwise_conv2d_fwd_s8;
-        const conv_kernel opt = dense ? tte_conv2d_fwd_s8
-                                : depthwise ? tte_depthwise_conv2d_fwd_s8 : tte_pointwise_conv2d_fwd_s8;
+        const conv_kernel ref = dense       ? tte_ref_conv2d_fwd_s8
+                                : depthwise ? tte_ref_depthwise_conv2d_fwd_s8
+                                            : tte_ref_pointwise_conv2d_fwd_s8;
+        const conv_kernel opt = dense       ? tte_conv2d_fwd_s8
+                                : depthwise ? tte_depthwise_conv2d_fwd_s8
+                                            : tte_pointwise_conv2d_fwd_s8;
         const uint64_t count_ref = count_tte(ref, &p);
         const uint64_t count_opt = count_tte(opt, &p);
         printf("BENCH %s kind=%s macs=%lu ref=%lu tte=%lu cmsis=", s->name,
-               dense ? "dense" : depthwise ? "depthwise" : "pointwise", (unsigned long)macs, (unsigned long)count_ref,
-               (unsigned long)count_opt);
+               dense       ? "dense"
+               : depthwise ? "depthwise"
+                           : "pointwise",
+               (unsigned long)macs, (unsigned long)count_ref, (unsigned long)count_opt);
 #ifdef TTE_BENCH_CMSIS_NN
         const uint64_t count_nn = count_cmsis(s, &p, out_h, out_w);
         if (count_nn > 0) {

@@ -51,10 +51,19 @@ static void fill(int8_t *v, int32_t n) {
 static const char *check(const kernel_shape *s, int variant) {
     const int depthwise = s->kind == KERNEL_DEPTHWISE, dense = s->kind == KERNEL_DENSE;
     tte_conv2d_params p = {
-        .in_h = s->in_h, .in_w = s->in_w, .in_c = s->in_c, .out_c = s->out_c,
-        .kernel_h = s->kernel, .kernel_w = s->kernel, .stride = s->stride, .padding = s->padding,
+        .in_h = s->in_h,
+        .in_w = s->in_w,
+        .in_c = s->in_c,
+        .out_c = s->out_c,
+        .kernel_h = s->kernel,
+        .kernel_w = s->kernel,
+        .stride = s->stride,
+        .padding = s->padding,
         .groups = s->groups,
-        .x_zero = uniform(-128, 127), .y_zero = uniform(-128, 127), .act_min = -128, .act_max = 127,
+        .x_zero = uniform(-128, 127),
+        .y_zero = uniform(-128, 127),
+        .act_min = -128,
+        .act_max = 127,
     };
     const int32_t out_h = tte_conv2d_out_dim(p.in_h, p.kernel_h, p.stride, p.padding);
     const int32_t out_w = tte_conv2d_out_dim(p.in_w, p.kernel_w, p.stride, p.padding);
@@ -134,10 +143,12 @@ static const char *check(const kernel_shape *s, int variant) {
     memcpy(y_opt, y_ref, (size_t)written);
     fill((int8_t *)mask_ref, outputs / 8 + 1);
     memcpy(mask_opt, mask_ref, (size_t)outputs / 8 + 1);
-    const conv_kernel ref = dense ? tte_ref_conv2d_fwd_s8
-                            : depthwise ? tte_ref_depthwise_conv2d_fwd_s8 : tte_ref_pointwise_conv2d_fwd_s8;
-    const conv_kernel opt = dense ? tte_conv2d_fwd_s8
-                            : depthwise ? tte_depthwise_conv2d_fwd_s8 : tte_pointwise_conv2d_fwd_s8;
+    const conv_kernel ref = dense       ? tte_ref_conv2d_fwd_s8
+                            : depthwise ? tte_ref_depthwise_conv2d_fwd_s8
+                                        : tte_ref_pointwise_conv2d_fwd_s8;
+    const conv_kernel opt = dense       ? tte_conv2d_fwd_s8
+                            : depthwise ? tte_depthwise_conv2d_fwd_s8
+                                        : tte_pointwise_conv2d_fwd_s8;
     const tte_status sr = ref(&p, xb, w, wt, bias, multiplier, y_ref, mask != NULL ? mask_ref : NULL, rows, NULL);
     const tte_status so = opt(&p, xb, w, wt, bias, multiplier, y_opt, mask, rows, NULL);
     if (sr != TTE_OK) {

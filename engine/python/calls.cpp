@@ -206,8 +206,8 @@ struct ScratchEntry {
 
 #include "kernel_calls.inc"
 
-template <typename Entry, size_t N> const Entry &lookup(const Entry (&table)[N], const std::string &kernel,
-                                                       const char *what) {
+template <typename Entry, size_t N>
+const Entry &lookup(const Entry (&table)[N], const std::string &kernel, const char *what) {
     for (const Entry &e : table) {
         if (kernel == e.name) {
             return e;

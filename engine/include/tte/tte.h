@@ -191,10 +191,10 @@ tte_status tte_lut_s8(const tte_lut_params *p, const int8_t *x, const int8_t *ta
  *     v = m * float32((a[p][c] - a_zero) * (b[c] - b_zero))
  * the product exact in int32 (|product| <= 255*255), then one float32 multiply, requantized as a conv. */
 typedef struct tte_mul_params {
-    int32_t pixels, channels;         /* a and y: [pixels][channels]; b: [channels] */
-    float m;                          /* float32(s_a*s_b/s_y) */
-    int32_t a_zero, b_zero, y_zero;   /* zero points, [-128, 127] */
-    int32_t act_min, act_max;         /* output clamp */
+    int32_t pixels, channels;       /* a and y: [pixels][channels]; b: [channels] */
+    float m;                        /* float32(s_a*s_b/s_y) */
+    int32_t a_zero, b_zero, y_zero; /* zero points, [-128, 127] */
+    int32_t act_min, act_max;       /* output clamp */
 } tte_mul_params;
 
 /* a [pixels][channels] int8; b [channels] int8; y [pixels][channels] int8 (y may equal a);
@@ -207,11 +207,11 @@ tte_status tte_mul_fwd_s8(const tte_mul_params *p, const int8_t *a, const int8_t
  * out_w. At most 256 taps (kernel_h*kernel_w) and padding <= kernel/2 on both axes, so every window
  * holds at least one input pixel; padded taps are never read. */
 typedef struct tte_pool2d_params {
-    int32_t in_h, in_w, in_c;     /* input x: [in_h][in_w][in_c] */
-    int32_t kernel_h, kernel_w;   /* window */
-    int32_t stride, padding;      /* the same on both axes */
-    int32_t count_include_pad;    /* avg: 1 divides by kernel_h*kernel_w, 0 by the window's input pixels */
-    int32_t x_zero, y_zero;       /* avg: zero points, [-128, 127]; the output clamp is [-128, 127] */
+    int32_t in_h, in_w, in_c;   /* input x: [in_h][in_w][in_c] */
+    int32_t kernel_h, kernel_w; /* window */
+    int32_t stride, padding;    /* the same on both axes */
+    int32_t count_include_pad;  /* avg: 1 divides by kernel_h*kernel_w, 0 by the window's input pixels */
+    int32_t x_zero, y_zero;     /* avg: zero points, [-128, 127]; the output clamp is [-128, 127] */
 } tte_pool2d_params;
 
 /* Max pool: y = the largest code of each window (codes are copied: y has x's scale and zero point).

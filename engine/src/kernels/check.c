@@ -163,8 +163,8 @@ tte_status tte_conv2d_check_update(const tte_conv2d_params *p, const tte_train_c
 }
 
 tte_status tte_conv2d_fwd_check(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int8_t *w_train,
-                                const int32_t *bias, const float *multiplier, const int8_t *y,
-                                const tte_row_band *rows, tte_conv2d_kind kind, tte_conv2d_window *win) {
+                                const int32_t *bias, const float *multiplier, const int8_t *y, const tte_row_band *rows,
+                                tte_conv2d_kind kind, tte_conv2d_window *win) {
     if (p == NULL || x == NULL || w == NULL || bias == NULL || multiplier == NULL || y == NULL) {
         return TTE_ERR_NULL;
     }

@@ -144,8 +144,8 @@ typedef enum tte_conv2d_kind { TTE_CONV2D_DENSE, TTE_CONV2D_DEPTHWISE, TTE_CONV2
  * row band), in one order, so that the reference and the optimized kernels (src/kernels/arm) return
  * the same status for the same bad call; fills *win when it returns TTE_OK. */
 tte_status tte_conv2d_fwd_check(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int8_t *w_train,
-                                const int32_t *bias, const float *multiplier, const int8_t *y,
-                                const tte_row_band *rows, tte_conv2d_kind kind, tte_conv2d_window *win);
+                                const int32_t *bias, const float *multiplier, const int8_t *y, const tte_row_band *rows,
+                                tte_conv2d_kind kind, tte_conv2d_window *win);
 
 /* Checks the trained slice of p against w_train: none (train_count 0, w_train
  * NULL), or a valid channel list over the conv's `limit` channels (in_c/groups

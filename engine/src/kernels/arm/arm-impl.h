@@ -5,7 +5,8 @@
 #define TTE_ARM_IMPL_H
 
 #if !defined(__ARM_FEATURE_DSP) || !defined(__ARM_FP)
-#error "src/kernels/arm needs ARMv7E-M with the DSP extension and an FPU (Cortex-M4F/M7): configure with TTE_ENGINE_ARM_KERNELS=OFF"
+#error                                                                                                                 \
+    "src/kernels/arm needs ARMv7E-M with the DSP extension and an FPU (Cortex-M4F/M7): configure with TTE_ENGINE_ARM_KERNELS=OFF"
 #endif
 
 #include <arm_acle.h>

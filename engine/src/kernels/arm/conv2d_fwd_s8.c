@@ -85,26 +85,26 @@ static inline __attribute__((always_inline)) void expand(const int8_t *codes, in
  * incremented by 16), the weights of row a from wa (post-incremented by 4) and of row b from
  * wa + off after that increment; two MACs per SMLAD into aa, ab, ba, bb. 16 instructions, 13
  * registers: written in assembly because GCC spilled here. */
-#define CONV_GROUP                                                                                                    \
-    "ldrd %[p2], %[p3], [%[q], #8]\n\t"                                                                             \
-    "ldrd %[p0], %[p1], [%[q]], #16\n\t"                                                                            \
-    "ldr %[w], [%[wa]], #4\n\t"                                                                                      \
-    "sxtb16 %[t], %[w]\n\t"                                                                                          \
-    "smlad %[aa], %[p0], %[t], %[aa]\n\t"                                                                            \
-    "smlad %[ba], %[p2], %[t], %[ba]\n\t"                                                                            \
-    "sxtb16 %[w], %[w], ror #8\n\t"                                                                                  \
-    "smlad %[aa], %[p1], %[w], %[aa]\n\t"                                                                            \
-    "smlad %[ba], %[p3], %[w], %[ba]\n\t"                                                                            \
-    "ldr %[w], [%[wa], %[off]]\n\t"                                                                                  \
-    "sxtb16 %[t], %[w]\n\t"                                                                                          \
-    "smlad %[ab], %[p0], %[t], %[ab]\n\t"                                                                            \
-    "smlad %[bb], %[p2], %[t], %[bb]\n\t"                                                                            \
-    "sxtb16 %[w], %[w], ror #8\n\t"                                                                                  \
-    "smlad %[ab], %[p1], %[w], %[ab]\n\t"                                                                            \
+#define CONV_GROUP                                                                                                     \
+    "ldrd %[p2], %[p3], [%[q], #8]\n\t"                                                                                \
+    "ldrd %[p0], %[p1], [%[q]], #16\n\t"                                                                               \
+    "ldr %[w], [%[wa]], #4\n\t"                                                                                        \
+    "sxtb16 %[t], %[w]\n\t"                                                                                            \
+    "smlad %[aa], %[p0], %[t], %[aa]\n\t"                                                                              \
+    "smlad %[ba], %[p2], %[t], %[ba]\n\t"                                                                              \
+    "sxtb16 %[w], %[w], ror #8\n\t"                                                                                    \
+    "smlad %[aa], %[p1], %[w], %[aa]\n\t"                                                                              \
+    "smlad %[ba], %[p3], %[w], %[ba]\n\t"                                                                              \
+    "ldr %[w], [%[wa], %[off]]\n\t"                                                                                    \
+    "sxtb16 %[t], %[w]\n\t"                                                                                            \
+    "smlad %[ab], %[p0], %[t], %[ab]\n\t"                                                                              \
+    "smlad %[bb], %[p2], %[t], %[bb]\n\t"                                                                              \
+    "sxtb16 %[w], %[w], ror #8\n\t"                                                                                    \
+    "smlad %[ab], %[p1], %[w], %[ab]\n\t"                                                                              \
     "smlad %[bb], %[p3], %[w], %[bb]\n\t"
 
-#define CONV_OPERANDS                                                                                                 \
-    [aa] "+r"(aa), [ab] "+r"(ab), [ba] "+r"(ba), [bb] "+r"(bb), [q] "+r"(q), [wa] "+r"(wa), [p0] "=&r"(p0),         \
+#define CONV_OPERANDS                                                                                                  \
+    [aa] "+r"(aa), [ab] "+r"(ab), [ba] "+r"(ba), [bb] "+r"(bb), [q] "+r"(q), [wa] "+r"(wa), [p0] "=&r"(p0),            \
         [p1] "=&r"(p1), [p2] "=&r"(p2), [p3] "=&r"(p3), [w] "=&r"(w), [t] "=&r"(t)
 
 /* The four sums of products of the patches of pixels a, b (interleaved: a's two words of a group,
@@ -113,8 +113,8 @@ static inline __attribute__((always_inline)) void expand(const int8_t *codes, in
  * last group's weights are read from ta and ta + tail_row (TAIL_ROWS), or, when tail is 0, in
  * place like the others. */
 static inline __attribute__((always_inline)) void dot_2x2(const int16x2_t *q, const int8_t *wa, int32_t row,
-                                                          int32_t quads, int tail, const int8_t *ta,
-                                                          int32_t tail_row, int32_t acc[4]) {
+                                                          int32_t quads, int tail, const int8_t *ta, int32_t tail_row,
+                                                          int32_t acc[4]) {
     int32_t aa = 0, ab = 0, ba = 0, bb = 0;
     int32_t p0, p1, p2, p3, w, t;
     const int32_t off = row - 4, direct = tail ? quads - 1 : quads;
@@ -175,12 +175,12 @@ static inline __attribute__((always_inline)) void pixel_pair(const conv_call *c,
 
 /* Pixel pairs [k, k + 1] of the band's `pixels` (an odd last pixel paired with itself), the band's
  * first pixel being whole-output pixel `first`; each variant a copy of pixel_pair. */
-#define PIXEL_PAIRS(c, kh, kw, in_c, quads, plain, y, first, pixels)                                               \
-    for (int32_t k = 0; k < (pixels); k += 2) {                                                                       \
-        const int32_t kb = k + 1 < (pixels) ? k + 1 : k;                                                              \
-        const int32_t ia = (first) + k, ib = (first) + kb, out_w = (c)->out_w;                                       \
-        pixel_pair(c, kh, kw, in_c, quads, plain, ia / out_w, ia % out_w, ib / out_w, ib % out_w,                   \
-                   (y) + (size_t)k * (c)->out_c, (y) + (size_t)kb * (c)->out_c, ia, ib);                             \
+#define PIXEL_PAIRS(c, kh, kw, in_c, quads, plain, y, first, pixels)                                                   \
+    for (int32_t k = 0; k < (pixels); k += 2) {                                                                        \
+        const int32_t kb = k + 1 < (pixels) ? k + 1 : k;                                                               \
+        const int32_t ia = (first) + k, ib = (first) + kb, out_w = (c)->out_w;                                         \
+        pixel_pair(c, kh, kw, in_c, quads, plain, ia / out_w, ia % out_w, ib / out_w, ib % out_w,                      \
+                   (y) + (size_t)k * (c)->out_c, (y) + (size_t)kb * (c)->out_c, ia, ib);                               \
     }
 
 static __attribute__((noinline)) void run_stem_plain(const conv_call *c, int8_t *y, int32_t first, int32_t pixels) {
@@ -195,9 +195,8 @@ static __attribute__((noinline)) void run_any_plain(const conv_call *c, int8_t *
     PIXEL_PAIRS(c, c->kh, c->kw, c->in_c, c->quads, 1, y, first, pixels)
 }
 
-static __attribute__((noinline)) void run_any(const conv_call *c, int8_t *y, int32_t first, int32_t pixels) {
-    PIXEL_PAIRS(c, c->kh, c->kw, c->in_c, c->quads, 0, y, first, pixels)
-}
+static __attribute__((noinline)) void run_any(const conv_call *c, int8_t *y, int32_t first, int32_t pixels){
+    PIXEL_PAIRS(c, c -> kh, c->kw, c->in_c, c->quads, 0, y, first, pixels)}
 
 tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int8_t *w_train,
                              const int32_t *bias, const float *multiplier, int8_t *y, uint8_t *mask,
@@ -213,9 +212,21 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
         return tte_ref_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
     conv_call c = {
-        .in_h = p->in_h, .in_w = p->in_w, .in_c = p->in_c, .kh = p->kernel_h, .kw = p->kernel_w,
-        .stride = p->stride, .pad = p->padding, .x_row = win.x_row, .taps = taps, .quads = (taps + 3) / 4,
-        .out_c = p->out_c, .out_w = win.out_w, .x_zero = p->x_zero, .x = x, .w = w,
+        .in_h = p->in_h,
+        .in_w = p->in_w,
+        .in_c = p->in_c,
+        .kh = p->kernel_h,
+        .kw = p->kernel_w,
+        .stride = p->stride,
+        .pad = p->padding,
+        .x_row = win.x_row,
+        .taps = taps,
+        .quads = (taps + 3) / 4,
+        .out_c = p->out_c,
+        .out_w = win.out_w,
+        .x_zero = p->x_zero,
+        .x = x,
+        .w = w,
         .out = {bias, multiplier, p->y_zero, p->act_min, p->act_max, p->out_c, mask},
     };
     int8_t tails[TAIL_ROWS][4];

@@ -4,8 +4,8 @@
  * per pixel. Interior pixels of 3x3, 5x5 and 7x7 kernels (any stride) run a copy of the loop with
  * the kernel size a constant, fully unrolled; border pixels and other kernel sizes the same loop with
  * run-time bounds; each also in a copy whose epilogue is one SSAT (full clamp, no mask). Results
- * equal tte_ref_depthwise_conv2d_fwd_s8's bit for bit (exact int32 sums, tte_arm_requantize). A call with a trained slice or a non-finite multiplier runs the reference
- * kernel. */
+ * equal tte_ref_depthwise_conv2d_fwd_s8's bit for bit (exact int32 sums, tte_arm_requantize). A call with a trained
+ * slice or a non-finite multiplier runs the reference kernel. */
 #include "arm-impl.h"
 
 size_t tte_depthwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
@@ -15,9 +15,9 @@ size_t tte_depthwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
 
 /* What every output pixel of one call shares. */
 typedef struct dw_call {
-    int32_t channels;  /* C */
-    int32_t x_row;     /* bytes from one input row to the next: in_w * C */
-    int32_t w_row;     /* bytes from one weight row to the next: kernel_w * C */
+    int32_t channels; /* C */
+    int32_t x_row;    /* bytes from one input row to the next: in_w * C */
+    int32_t w_row;    /* bytes from one weight row to the next: kernel_w * C */
     int32_t x_zero, y_zero, lo, hi;
     const int32_t *bias;
     const float *multiplier;
@@ -29,8 +29,8 @@ typedef struct dw_call {
  * cols for the interior of the common kernels, and with `plain` constant: 1 when the clamp is
  * [-128, 127] and there is no mask (tte_arm_requantize_plain). */
 static inline __attribute__((always_inline)) void dw_pixel(const dw_call *d, const int8_t *x, const int8_t *w,
-                                                             int32_t rows, int32_t cols, int plain, int8_t *y,
-                                                             int32_t mask_index) {
+                                                           int32_t rows, int32_t cols, int plain, int8_t *y,
+                                                           int32_t mask_index) {
     const int32_t channels = d->channels;
     const int16x2_t zero = tte_arm_zero_pair(d->x_zero);
     int32_t c = 0;
@@ -40,7 +40,7 @@ static inline __attribute__((always_inline)) void dw_pixel(const dw_call *d, con
         for (int32_t ky = 0; ky < rows; ++ky) {
             for (int32_t kx = 0; kx < cols; ++kx) {
                 const int8x4_t xv = tte_arm_read4(xr + kx * channels), wv = tte_arm_read4(wr + kx * channels);
-                const int16x2_t xe = __sxtab16(zero, xv), we = __sxtb16(wv); /* channels c, c+2 */
+                const int16x2_t xe = __sxtab16(zero, xv), we = __sxtb16(wv);                     /* channels c, c+2 */
                 const int16x2_t xo = tte_arm_sxtab16_odd(zero, xv), wo = tte_arm_sxtb16_odd(wv); /* c+1, c+3 */
                 a0 = __smlabb(xe, we, a0);
                 a2 = __smlatt(xe, we, a2);
@@ -56,8 +56,8 @@ static inline __attribute__((always_inline)) void dw_pixel(const dw_call *d, con
                 tte_arm_requantize_plain(acc[i], d->bias[c + i], d->multiplier[c + i], d->y_zero, &y[c + i]);
                 continue;
             }
-            const int in_range = tte_arm_requantize(acc[i], d->bias[c + i], d->multiplier[c + i], d->y_zero, d->lo,
-                                                    d->hi, &y[c + i]);
+            const int in_range =
+                tte_arm_requantize(acc[i], d->bias[c + i], d->multiplier[c + i], d->y_zero, d->lo, d->hi, &y[c + i]);
             if (d->mask != NULL) {
                 tte_mask_put(d->mask, mask_index + c + i, in_range);
             }
@@ -71,8 +71,7 @@ static inline __attribute__((always_inline)) void dw_pixel(const dw_call *d, con
                 acc += (xv - d->x_zero) * w[ky * d->w_row + kx * channels + c];
             }
         }
-        const int in_range =
-            tte_arm_requantize(acc, d->bias[c], d->multiplier[c], d->y_zero, d->lo, d->hi, &y[c]);
+        const int in_range = tte_arm_requantize(acc, d->bias[c], d->multiplier[c], d->y_zero, d->lo, d->hi, &y[c]);
         if (d->mask != NULL) {
             tte_mask_put(d->mask, mask_index + c, in_range);
         }
@@ -80,22 +79,22 @@ static inline __attribute__((always_inline)) void dw_pixel(const dw_call *d, con
 }
 
 /* The interior pixel of a square kernel of size k, and any pixel; each with and without `plain`. */
-#define DW_PIXEL_VARIANTS(suffix, plain)                                                                              \
-    static void dw_pixel_3##suffix(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y,                     \
-                                   int32_t mask_index) {                                                             \
-        dw_pixel(d, x, w, 3, 3, plain, y, mask_index);                                                                \
-    }                                                                                                                 \
-    static void dw_pixel_5##suffix(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y,                     \
-                                   int32_t mask_index) {                                                             \
-        dw_pixel(d, x, w, 5, 5, plain, y, mask_index);                                                                \
-    }                                                                                                                 \
-    static void dw_pixel_7##suffix(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y,                     \
-                                   int32_t mask_index) {                                                             \
-        dw_pixel(d, x, w, 7, 7, plain, y, mask_index);                                                                \
-    }                                                                                                                 \
-    static void dw_pixel_any##suffix(const dw_call *d, const int8_t *x, const int8_t *w, int32_t rows, int32_t cols, \
-                                     int8_t *y, int32_t mask_index) {                                                \
-        dw_pixel(d, x, w, rows, cols, plain, y, mask_index);                                                          \
+#define DW_PIXEL_VARIANTS(suffix, plain)                                                                               \
+    static void dw_pixel_3##suffix(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y,                      \
+                                   int32_t mask_index) {                                                               \
+        dw_pixel(d, x, w, 3, 3, plain, y, mask_index);                                                                 \
+    }                                                                                                                  \
+    static void dw_pixel_5##suffix(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y,                      \
+                                   int32_t mask_index) {                                                               \
+        dw_pixel(d, x, w, 5, 5, plain, y, mask_index);                                                                 \
+    }                                                                                                                  \
+    static void dw_pixel_7##suffix(const dw_call *d, const int8_t *x, const int8_t *w, int8_t *y,                      \
+                                   int32_t mask_index) {                                                               \
+        dw_pixel(d, x, w, 7, 7, plain, y, mask_index);                                                                 \
+    }                                                                                                                  \
+    static void dw_pixel_any##suffix(const dw_call *d, const int8_t *x, const int8_t *w, int32_t rows, int32_t cols,   \
+                                     int8_t *y, int32_t mask_index) {                                                  \
+        dw_pixel(d, x, w, rows, cols, plain, y, mask_index);                                                           \
     }
 
 DW_PIXEL_VARIANTS(, 0)

@@ -61,30 +61,30 @@ static void dot_2x2(const int8_t *xa, const int8_t *xb, const int8_t *wa, const 
 /* One group of four input channels of the stride-1 2x2 product: pixel a from xa, b from xa + off
  * after xa's post-increment (off = in_c - 4), rows a and b of w likewise from wa; two MACs per
  * SMLAD into aa, ab, ba, bb. 20 instructions, 13 registers and the count. */
-#define PW_GROUP                                                                                                      \
-    "ldr %[x0], [%[xa]], #4\n\t"                                                                                      \
-    "ldr %[x1], [%[xa], %[off]]\n\t"                                                                                  \
-    "sxtb16 %[x2], %[x0]\n\t"                                                                                         \
-    "sxtb16 %[x0], %[x0], ror #8\n\t"                                                                                 \
-    "sxtb16 %[x3], %[x1]\n\t"                                                                                         \
-    "sxtb16 %[x1], %[x1], ror #8\n\t"                                                                                 \
-    "ldr %[w], [%[wa]], #4\n\t"                                                                                       \
-    "sxtb16 %[t], %[w]\n\t"                                                                                           \
-    "smlad %[aa], %[x2], %[t], %[aa]\n\t"                                                                             \
-    "smlad %[ba], %[x3], %[t], %[ba]\n\t"                                                                             \
-    "sxtb16 %[w], %[w], ror #8\n\t"                                                                                   \
-    "smlad %[aa], %[x0], %[w], %[aa]\n\t"                                                                             \
-    "smlad %[ba], %[x1], %[w], %[ba]\n\t"                                                                             \
-    "ldr %[w], [%[wa], %[off]]\n\t"                                                                                   \
-    "sxtb16 %[t], %[w]\n\t"                                                                                           \
-    "smlad %[ab], %[x2], %[t], %[ab]\n\t"                                                                             \
-    "smlad %[bb], %[x3], %[t], %[bb]\n\t"                                                                             \
-    "sxtb16 %[w], %[w], ror #8\n\t"                                                                                   \
-    "smlad %[ab], %[x0], %[w], %[ab]\n\t"                                                                             \
+#define PW_GROUP                                                                                                       \
+    "ldr %[x0], [%[xa]], #4\n\t"                                                                                       \
+    "ldr %[x1], [%[xa], %[off]]\n\t"                                                                                   \
+    "sxtb16 %[x2], %[x0]\n\t"                                                                                          \
+    "sxtb16 %[x0], %[x0], ror #8\n\t"                                                                                  \
+    "sxtb16 %[x3], %[x1]\n\t"                                                                                          \
+    "sxtb16 %[x1], %[x1], ror #8\n\t"                                                                                  \
+    "ldr %[w], [%[wa]], #4\n\t"                                                                                        \
+    "sxtb16 %[t], %[w]\n\t"                                                                                            \
+    "smlad %[aa], %[x2], %[t], %[aa]\n\t"                                                                              \
+    "smlad %[ba], %[x3], %[t], %[ba]\n\t"                                                                              \
+    "sxtb16 %[w], %[w], ror #8\n\t"                                                                                    \
+    "smlad %[aa], %[x0], %[w], %[aa]\n\t"                                                                              \
+    "smlad %[ba], %[x1], %[w], %[ba]\n\t"                                                                              \
+    "ldr %[w], [%[wa], %[off]]\n\t"                                                                                    \
+    "sxtb16 %[t], %[w]\n\t"                                                                                            \
+    "smlad %[ab], %[x2], %[t], %[ab]\n\t"                                                                              \
+    "smlad %[bb], %[x3], %[t], %[bb]\n\t"                                                                              \
+    "sxtb16 %[w], %[w], ror #8\n\t"                                                                                    \
+    "smlad %[ab], %[x0], %[w], %[ab]\n\t"                                                                              \
     "smlad %[bb], %[x1], %[w], %[bb]\n\t"
 
-#define PW_OPERANDS                                                                                                   \
-    [aa] "+r"(aa), [ab] "+r"(ab), [ba] "+r"(ba), [bb] "+r"(bb), [xa] "+r"(xa), [wa] "+r"(wa), [x0] "=&r"(x0),       \
+#define PW_OPERANDS                                                                                                    \
+    [aa] "+r"(aa), [ab] "+r"(ab), [ba] "+r"(ba), [bb] "+r"(bb), [xa] "+r"(xa), [wa] "+r"(wa), [x0] "=&r"(x0),          \
         [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3), [w] "=&r"(w), [t] "=&r"(t)
 
 /* dot_2x2 for pixels xa, xa + in_c and rows wa, wa + in_c, the sums starting from acc. */
@@ -151,11 +151,10 @@ static void merge_row(const tte_conv2d_params *p, const int8_t *w_row, const int
 
 /* Output channels o, ob (o or o + 1) of every pixel of the band; `plain` as tte_arm_store_2x2's,
  * constant in each copy. */
-static inline __attribute__((always_inline)) void channel_pair(const tte_conv2d_params *p,
-                                                               const tte_conv2d_window *win, const tte_arm_out *d,
-                                                               const int8_t *x, const int8_t *w,
-                                                               const int8_t *w_train, int32_t o, int32_t ob,
-                                                               int plain, int8_t *y) {
+static inline __attribute__((always_inline)) void channel_pair(const tte_conv2d_params *p, const tte_conv2d_window *win,
+                                                               const tte_arm_out *d, const int8_t *x, const int8_t *w,
+                                                               const int8_t *w_train, int32_t o, int32_t ob, int plain,
+                                                               int8_t *y) {
     const int32_t in_c = p->in_c, out_c = p->out_c;
     const int32_t pixels = (win->oy_end - win->oy_begin) * win->out_w;
     const int32_t first = win->oy_begin * win->out_w; /* the whole output's pixel index of y's first pixel */

@@ -38,8 +38,8 @@ static inline void taps_of(int32_t i, int32_t n_out, int32_t stride, int32_t pad
  * parity class, visited ascending: the gh pointer steps back one column and the weight pointer s taps
  * ahead; rows step back one gh row and s kernel rows ahead, so no index is recomputed inside a pixel. */
 TTE_ALWAYS_INLINE void dw_block(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, float *gx,
-                                int32_t count, int32_t col, int32_t cb, const float *wf, int32_t r0,
-                                int32_t r1, int zero) {
+                                int32_t count, int32_t col, int32_t cb, const float *wf, int32_t r0, int32_t r1,
+                                int zero) {
     const int32_t s = p->stride, kw = p->kernel_w;
     const size_t g_row = (size_t)out_w * count, w_row = (size_t)s * kw * cb, w_col = (size_t)s * cb;
     for (int32_t iy = 0; iy < p->in_h; ++iy) {

@@ -9,11 +9,12 @@ size_t tte_ref_depthwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) 
 }
 
 tte_status tte_ref_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
-                                       const int8_t *w_train, const int32_t *bias, const float *multiplier, int8_t *y,
-                                       uint8_t *mask, const tte_row_band *rows, void *scratch) {
+                                           const int8_t *w_train, const int32_t *bias, const float *multiplier,
+                                           int8_t *y, uint8_t *mask, const tte_row_band *rows, void *scratch) {
     (void)scratch; /* size 0, see tte_ref_depthwise_conv2d_fwd_s8_scratch_size */
     tte_conv2d_window win;
-    const tte_status status = tte_conv2d_fwd_check(p, x, w, w_train, bias, multiplier, y, rows, TTE_CONV2D_DEPTHWISE, &win);
+    const tte_status status =
+        tte_conv2d_fwd_check(p, x, w, w_train, bias, multiplier, y, rows, TTE_CONV2D_DEPTHWISE, &win);
     if (status != TTE_OK) {
         return status;
     }

@@ -99,8 +99,8 @@ tte_status tte_pointwise_conv2d_bwd_w_update_s8(const tte_conv2d_params *p, tte_
     if (!tte_update_gate_max(ctx, gh, n, &gh_max)) {
         return TTE_OK;
     }
-    const int safe = tte_update_safe(ctx->lr[u->lr_group], gh_max, (int64_t)out_h * out_w, 255.0f,
-                                     tte_max_inv(inv_w, begin, count));
+    const int safe =
+        tte_update_safe(ctx->lr[u->lr_group], gh_max, (int64_t)out_h * out_w, 255.0f, tte_max_inv(inv_w, begin, count));
     if (safe || sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 0)) {
         (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1);
     }

@@ -183,9 +183,7 @@ def _trained_tensors(graph: Graph, scheme: Scheme, qas: bool, device: torch.devi
             selected = np.zeros(codes.shape[0] if is_depthwise(graph, node) else codes.shape[1], dtype=np.float32)
             selected[channels] = 1.0
             # a hidden linear layer's weight [O, I] selects input features like a pointwise conv
-            mask = mask * (
-                selected.reshape(shape) if is_depthwise(graph, node) else selected.reshape(1, *shape[:-1])
-            )
+            mask = mask * (selected.reshape(shape) if is_depthwise(graph, node) else selected.reshape(1, *shape[:-1]))
         inv = (inv_b if is_bias else inv_w) if qas else np.ones_like(inv_w)
         inv = np.where(alive, inv, np.float32(0)).reshape(shape)  # without QAS too, a frozen channel's step is 0
         tensor_id = bias_tensor_id(index) if is_bias else weight_tensor_id(index)
