@@ -66,7 +66,7 @@ int main(int argc, char **argv) {{
         }}
         printf("%08lx %08lx\n", bits(la), bits(lb));
     }}
-    static uint8_t pa[{A}_PARAM_BYTES], pb[{B}_PARAM_BYTES];
+    static uint8_t pa[{A}_EXPORT_BYTES], pb[{B}_EXPORT_BYTES];
     write_params(argv[3], pa, {a_name}_export_params(pa, sizeof pa));
     write_params(argv[4], pb, {b_name}_export_params(pb, sizeof pb));
     return 0;
@@ -126,4 +126,5 @@ def test_two_models_link_into_one_program_and_both_train(project, training, host
     for name, proj, graph, xs in (("a", project, training, xa), ("b", beta, other, xb)):
         losses, blob = _alone(proj, graph, xs)
         assert together[name] == losses, name
-        assert (tmp_path / f"{name}.params").read_bytes() == blob, name
+        exported = (tmp_path / f"{name}.params").read_bytes()  # the export: a 24-byte header, then the payload
+        assert exported[:4] == b"TTEM" and exported[24:] == blob, name
