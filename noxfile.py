@@ -138,9 +138,10 @@ def accuracy(session: nox.Session) -> None:
 
 @nox.session
 def zoo(session: nox.Session) -> None:
-    """The users' model zoo (issue 12), one table per model: parameters, MACs, planned memory of a last-k
-    training step, its firmware RAM and QEMU instructions per step on qemu-mps2-an500 (skipped without the
-    ARM toolchain), and held-out accuracy before and after a short simulated transfer on digits."""
+    """The users' model zoo (issue 12), one table per model: parameters, MACs, and for a last-k and a searched
+    scheme (same memory budget) the planned memory of the training step, its firmware RAM and QEMU instructions
+    per step on qemu-mps2-an500 (skipped without the ARM toolchain), and held-out accuracy before and after a
+    short simulated transfer on digits."""
     session.install(*CONSTRAINTS, "./packages/tte-ir", "./packages/tte-codegen", "./packages/tte-algo")
     out = ROOT / "out" / "zoo"
     session.run("python", "-m", "tte_algo.zoo_bench", "--out", str(out), *session.posargs,

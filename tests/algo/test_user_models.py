@@ -97,7 +97,8 @@ def test_zoo_bench_prints_a_table_per_model_and_the_refusal(capsys) -> None:
     assert re.search(r"lenet5 .*\n  parameters +61,281\n  MACs/inference +[\d,]+\n", out), out
     assert re.search(r"planned memory +[\d,]+ B .*input image in the arena", out), out
     assert re.search(r"accuracy +[\d.]+% -> [\d.]+% held-out", out), out
-    assert "refused: non-square kernel (module 'features.0'" in out
+    assert re.search(r"\[searched\] biases of the last \d+ convs; weights: .*; head\n    planned memory", out), out
+    assert "refused: module 'features.0'" in out
     assert zoo(["--models", "lenet5", "--epochs", "0"]) == 2
     err = capsys.readouterr().err
     assert err == "zoo: error: --epochs must be an integer >= 1, got 0\n"

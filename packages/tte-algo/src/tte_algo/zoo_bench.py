@@ -1,13 +1,14 @@
 """The users' model zoo benchmark (``nox -s zoo``): one table per model of :data:`tte_algo.user_models.USER_MODELS`.
 
-For each model: parameters and MACs of the float model, the planned memory of its training step
-(:func:`tte_ir.memory_report`, the input image in the arena) under a last-k scheme, the firmware RAM
+For each model: parameters and MACs of the float model, and for two schemes (last-k, and the evolutionary
+search's under the same memory, from a short contribution analysis) the planned memory of the training step
+(:func:`tte_ir.memory_report`, the input image in the arena), the firmware RAM
 and QEMU ``-icount`` instructions per training step of that step generated as C and run on
 ``qemu-mps2-an500`` (skipped, with the reason, without the ARM toolchain or QEMU), and the held-out
 accuracy before and after a short simulated transfer.
 
 The transfer is labelled as what it is: the float model is pretrained briefly (``--pretrain-epochs``, Adam)
-on digits 0-4 resized to its input shape and calibrated there, then the last-k scheme trains with
+on digits 0-4 resized to its input shape and calibrated there, then each scheme trains with
 :func:`tte_algo.train.train_int8` (simulated, QAS, batch 16) on digits 5-9; accuracy is on a held-out 30 %::
 
     python -m tte_algo.zoo_bench --models lenet5 resnet8 --epochs 2
@@ -79,6 +80,34 @@ def _pretrain(model: torch.nn.Module, data: Any, epochs: int) -> None:
     model.eval()
 
 
+# a small contribution analysis per model (the paper's, shortened): biases at three depths of the last half of the
+# convs, weights of its pointwise convs at 1/4 and all channels, the best two refined at the other ratios
+ANALYSIS = {
+    "bias_points": 3,
+    "first_ratios": (0.25, 1.0),
+    "refine": 2,
+    "epochs": 1,
+    "batch_size": 16,
+    "candidates": "all",
+}
+
+
+def _searched(graph: Any, train: Any, like: Any, budget: int, cache: Path) -> Any:
+    """The scheme of the evolutionary search under ``budget`` bytes, from a contribution analysis on ``train``
+    that trains with the learning rates and rounding of the scheme ``like`` (so both schemes train alike)."""
+    from tte_algo.search import AnalysisSettings, Budgets, JobCache, LocalExecutor, analyze, search_scheme
+
+    settings = AnalysisSettings(**ANALYSIS, lr=like.lr, head_lr=like.head_lr, rounding=like.rounding)
+    contrib = analyze(graph, train, settings, cache=JobCache(cache), executor=LocalExecutor(1))
+    return search_scheme(graph, contrib, Budgets(budget), population=20, generations=10, seed=0).scheme
+
+
+def _describe(scheme: Any) -> str:
+    """``biases of the last k convs + weights conv@ratio ...`` of a scheme."""
+    weights = ", ".join(f"conv {w.conv} x{w.ratio:g}" for w in scheme.weights) or "none"
+    return f"biases of the last {scheme.n_bias} convs; weights: {weights}; head"
+
+
 def model_report(
     name: str, last_k: int, epochs: int, steps: int, out: Path, firmware: bool = True, pretrain_epochs: int = 2
 ) -> dict[str, Any]:
@@ -111,30 +140,40 @@ def model_report(
         report["refused"] = str(exc).split(" (supported:")[0]
         return report
     report["macs"] = sum(node_macs(graph, node) for node in graph.nodes)
-    k = min(last_k, len(conv_nodes(graph)))
-    scheme = scheme_last_convs(graph, k, head="fp32")
-    report["scheme"] = f"last {k} convs + head"
-    training = compile_training(graph, scheme)
-    planned = memory_report(training, input_in_arena=True)
-    report["planned"] = {
-        "arena": planned.arena_peak_bytes,
-        "trainable": planned.trainable_bytes,
-        "io": planned.io_bytes,
-        "total": planned.total_bytes,
-        "flash": planned.flash_bytes,
-    }
-    report["device"] = _firmware(training, out / name, steps, 5) if firmware else {"skipped": "--no-firmware"}
     data = load_digits(shape, classes=range(5, 10))
     train, test = data.split(0.3, 0)
-    result = train_int8(graph, scheme, train, test, TrainConfig(epochs=epochs, batch_size=16))
-    report["transfer"] = {
-        "before": result.metrics["test_accuracy_before"],
-        "after": result.metrics["test_accuracy"],
-        "epochs": epochs,
-        "train": len(train),
-        "test": len(test),
-        "pretrain_epochs": pretrain_epochs,
-    }
+    k = min(last_k, len(conv_nodes(graph)))
+    last = scheme_last_convs(graph, k, head="fp32")
+    # the search gets the memory the last-k step needs: the same SRAM, spent where the analysis says it pays
+    budget = memory_report(compile_training(graph, last), input_in_arena=True).total_bytes
+    schemes = {f"last {k} convs + head": last, "searched": _searched(graph, train, last, budget, out / name / "search")}
+    report["schemes"] = []
+    for label, scheme in schemes.items():
+        training = compile_training(graph, scheme)
+        planned = memory_report(training, input_in_arena=True)
+        result = train_int8(graph, scheme, train, test, TrainConfig(epochs=epochs, batch_size=16))
+        slug = "last-k" if label != "searched" else "searched"
+        device = _firmware(training, out / name / slug, steps, 5) if firmware else {"skipped": "--no-firmware"}
+        report["schemes"].append(
+            {
+                "label": label,
+                "describe": _describe(scheme),
+                "planned": {
+                    "arena": planned.arena_peak_bytes,
+                    "trainable": planned.trainable_bytes,
+                    "io": planned.io_bytes,
+                    "total": planned.total_bytes,
+                    "flash": planned.flash_bytes,
+                },
+                "device": device,
+                "transfer": {
+                    "before": result.metrics["test_accuracy_before"],
+                    "after": result.metrics["test_accuracy"],
+                },
+            }
+        )
+    report["transfer"] = {"epochs": epochs, "train": len(train), "test": len(test), "pretrain_epochs": pretrain_epochs}
+    report["budget"] = budget
     return report
 
 
@@ -143,31 +182,35 @@ def _bytes(value: int | None) -> str:
 
 
 def format_table(r: dict[str, Any]) -> str:
-    """One model's table as text."""
+    """One model's table as text: the model, then one block per scheme."""
     lines = [f"{r['model']} ({r['source']}), input {r['input']}", f"  parameters      {r['parameters']:,}"]
     if "refused" in r:
-        return "\n".join([*lines, f"  refused: non-square kernel ({r['refused']})"])
-    p, d, t = r["planned"], r["device"], r["transfer"]
-    lines += [
-        f"  MACs/inference  {r['macs']:,}",
-        f"  scheme          {r['scheme']}",
-        f"  planned memory  {_bytes(p['total'])} (arena {p['arena']:,} + trainable {p['trainable']:,} + "
-        f"label {p['io']:,}; input image in the arena), frozen flash {p['flash']:,} B",
-    ]
-    if "skipped" in d:
-        lines.append(f"  firmware        skipped: {d['skipped']}")
-    else:
+        return "\n".join([*lines, f"  refused: {r['refused']}"])
+    t = r["transfer"]
+    lines.append(f"  MACs/inference  {r['macs']:,}")
+    for s in r["schemes"]:
+        p, d = s["planned"], s["device"]
         lines += [
-            f"  firmware RAM    {_bytes(d['firmware_ram'])} (qemu-mps2-an500: .data + .bss + measured stack), "
-            f"flash {d['flash']:,} B",
-            f"  QEMU per step   {d['per_step']:,.0f} {d['unit']} ({d['macs_per_step']:,} MACs; losses finite: "
-            f"{d['losses_finite']})",
+            f"  [{s['label']}] {s['describe']}",
+            f"    planned memory  {_bytes(p['total'])} (arena {p['arena']:,} + trainable {p['trainable']:,} + "
+            f"label {p['io']:,}; input image in the arena), frozen flash {p['flash']:,} B",
         ]
+        if "skipped" in d:
+            lines.append(f"    firmware        skipped: {d['skipped']}")
+        else:
+            lines += [
+                f"    firmware RAM    {_bytes(d['firmware_ram'])} (qemu-mps2-an500: .data + .bss + measured stack), "
+                f"flash {d['flash']:,} B",
+                f"    QEMU per step   {d['per_step']:,.0f} {d['unit']} ({d['macs_per_step']:,} MACs; losses finite: "
+                f"{d['losses_finite']})",
+            ]
+        lines.append(
+            f"    accuracy        {100 * s['transfer']['before']:.1f}% -> {100 * s['transfer']['after']:.1f}% held-out"
+        )
     lines.append(
-        f"  accuracy        {100 * t['before']:.1f}% -> {100 * t['after']:.1f}% held-out (float weights pretrained "
-        f"{t['pretrain_epochs']} epochs on digits 0-4 and calibrated there; {t['epochs']} simulated int8 epochs of "
-        f"the last-k scheme on digits 5-9 at {r['input']}, "
-        f"{t['train']} train / {t['test']} test)"
+        f"  (float weights pretrained {t['pretrain_epochs']} epochs on digits 0-4 and calibrated there; "
+        f"{t['epochs']} simulated int8 epochs on digits 5-9 at {r['input']}, {t['train']} train / {t['test']} test; "
+        f"the search's budget: the last-k step's {r['budget']:,} B)"
     )
     return "\n".join(lines)
 
