@@ -2,7 +2,8 @@
  * reference twins (tte_ref_<kernel>, tte/tte_ref.h) on the shapes of kernel_shapes, several
  * variants each: random data and zero points, the extreme zero points -128 and 127, rounding ties
  * (power-of-two multipliers), biases of +-2^31, huge and non-finite multipliers, narrow clamps,
- * masks, row bands and trained slices. Both kernels start from the same output and mask contents;
+ * masks, row bands and trained slices, and fixed-point requantization (NUMERICS.md 2b: random and
+ * extreme multipliers and shifts, no float multipliers at all). Both kernels start from the same output and mask contents;
  * statuses, outputs and masks must agree byte for byte. Prints, for tests/engine/test_arm_kernels.py:
  *     CHECK <shape> <variant> PASS
  *     CHECK <shape> <variant> FAIL <what differs>
@@ -16,7 +17,7 @@
 #include "tte/tte.h"
 #include "tte/tte_ref.h"
 
-#define VARIANTS 6
+#define VARIANTS 9
 #define MAX_BYTES (192 * 1024) /* any activation or weight tensor of a checked shape */
 #define MAX_CHANNELS 1024
 
@@ -28,6 +29,7 @@ static int8_t y_ref[MAX_BYTES], y_opt[MAX_BYTES];
 static uint8_t mask_ref[MAX_BYTES / 8 + 1], mask_opt[MAX_BYTES / 8 + 1];
 static int32_t bias[MAX_CHANNELS], train_channels[MAX_CHANNELS];
 static float multiplier[MAX_CHANNELS];
+static int32_t qmult[MAX_CHANNELS], qshift[MAX_CHANNELS];
 static uint32_t rng = 0x9e3779b9u;
 
 static uint32_t next(void) { /* xorshift32 */
@@ -39,6 +41,27 @@ static uint32_t next(void) { /* xorshift32 */
 
 static int32_t uniform(int32_t lo, int32_t hi) { /* [lo, hi] */
     return lo + (int32_t)(next() % (uint32_t)(hi - lo + 1));
+}
+
+static int32_t floor_log2(int32_t v) { /* v >= 1 */
+    int32_t k = 0;
+    while (v > 1) {
+        v >>= 1;
+        ++k;
+    }
+    return k;
+}
+
+/* Fixed-point requantization with multipliers in [2^30, 2^31) and shifts that spread the outputs over
+ * the int8 range (like the float multipliers above), no float multipliers. */
+static void use_fixed(tte_conv2d_params *p, int32_t taps) {
+    p->requant = TTE_REQUANT_FIXED;
+    p->qmult = qmult;
+    p->qshift = qshift;
+    for (int32_t o = 0; o < p->out_c; ++o) {
+        qmult[o] = (int32_t)(0x40000000u | (next() & 0x3fffffffu));
+        qshift[o] = -4 - floor_log2(taps + 64) - uniform(0, 4);
+    }
 }
 
 static void fill(int8_t *v, int32_t n) {
@@ -83,6 +106,7 @@ static const char *check(const kernel_shape *s, int variant) {
         multiplier[o] = (float)uniform(1, 1000) * (1.0f / 65536.0f) * (128.0f / (float)(taps + 64));
     }
     uint8_t *mask = NULL;
+    const float *mp = multiplier;
     tte_row_band band, *rows = NULL;
     switch (variant) {
     case 1: /* extreme zero points, a narrow clamp, saturating biases, huge multipliers */
@@ -132,6 +156,53 @@ static const char *check(const kernel_shape *s, int variant) {
         multiplier[p.out_c / 3] = -INFINITY;
         multiplier[0] = NAN;
         break;
+    case 6: /* fixed requantization: extreme zero points, a narrow clamp, saturating biases */
+        use_fixed(&p, taps);
+        mp = NULL;
+        p.x_zero = -128;
+        p.y_zero = 127;
+        p.act_min = -20;
+        p.act_max = 90;
+        bias[0] = INT32_MIN;
+        bias[p.out_c - 1] = INT32_MAX;
+        mask = mask_opt;
+        break;
+    case 7: /* fixed: the extreme shifts and multipliers (left shifts that wrap, 0, 2^31 - 1, 2^30) */
+        use_fixed(&p, taps);
+        mp = NULL;
+        for (int32_t o = 0; o < p.out_c; ++o) {
+            static const int32_t shifts[] = {-31, -1, 0, 1, 30};
+            static const int32_t mults[] = {0, INT32_MAX, 0x40000000, 0x40000001};
+            if (o % 3 == 0) {
+                qshift[o] = shifts[(o / 3) % 5];
+            }
+            if (o % 4 == 1) {
+                qmult[o] = mults[(o / 4) % 4];
+            }
+        }
+        mask = mask_opt;
+        break;
+    case 8: /* fixed, with a row band and a trained slice where the conv has one */
+        use_fixed(&p, taps);
+        if (out_h >= 2) {
+            band.y_row = out_h / 2;
+            band.y_rows = out_h - out_h / 2;
+            const int32_t first = band.y_row * p.stride - p.padding;
+            const int32_t last = (band.y_row + band.y_rows - 1) * p.stride - p.padding + p.kernel_h;
+            band.x_row = first < 0 ? 0 : first;
+            band.x_rows = (last > p.in_h ? p.in_h : last) - band.x_row;
+            rows = &band;
+        }
+        if (p.groups == 1 || depthwise) {
+            p.train_count = 0;
+            for (int32_t c = 1; c < p.in_c; c += 2) {
+                train_channels[p.train_count++] = c;
+            }
+            p.train_channels = p.train_count > 0 ? train_channels : NULL;
+            fill(w_train, (depthwise ? taps : p.out_c * window) * p.train_count);
+        }
+        mask = mask_opt;
+        break;
     default:
         break;
     }
@@ -149,8 +220,8 @@ static const char *check(const kernel_shape *s, int variant) {
     const conv_kernel opt = dense       ? tte_conv2d_fwd_s8
                             : depthwise ? tte_depthwise_conv2d_fwd_s8
                                         : tte_pointwise_conv2d_fwd_s8;
-    const tte_status sr = ref(&p, xb, w, wt, bias, multiplier, y_ref, mask != NULL ? mask_ref : NULL, rows, NULL);
-    const tte_status so = opt(&p, xb, w, wt, bias, multiplier, y_opt, mask, rows, NULL);
+    const tte_status sr = ref(&p, xb, w, wt, bias, mp, y_ref, mask != NULL ? mask_ref : NULL, rows, NULL);
+    const tte_status so = opt(&p, xb, w, wt, bias, mp, y_opt, mask, rows, NULL);
     if (sr != TTE_OK) {
         return tte_status_str(sr);
     }

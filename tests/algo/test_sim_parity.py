@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="tte-algo needs torch (pip install torch==2.13.0 -c constraints.txt)")
 
-from tests.algo.helpers import random_graph  # noqa: E402
+from tests.algo.helpers import every_op_graph, random_graph  # noqa: E402
 from tests.conftest import SEED_MODELS  # noqa: E402
 from tte_algo.sim import Int8Sim  # noqa: E402
 from tte_ir import DType, GraphBuilder, Op, QuantParams, import_seed_pkl, reference  # noqa: E402
@@ -36,11 +36,21 @@ def assert_all_tensors_match(graph, inputs: np.ndarray) -> int:
     return compared
 
 
+@pytest.mark.parametrize("requant", ["float", "fixed"])
 @pytest.mark.parametrize("head", ["int8", "fp32"])
 @pytest.mark.parametrize("seed", range(8))
-def test_random_graphs_bit_exact(seed: int, head: str) -> None:
-    graph = random_graph(seed, head, size=int(np.random.default_rng(seed).choice([5, 6, 8])))
+def test_random_graphs_bit_exact(seed: int, head: str, requant: str) -> None:
+    graph = random_graph(seed, head, size=int(np.random.default_rng(seed).choice([5, 6, 8])), requant=requant)
     inputs = np.random.default_rng(100 + seed).integers(-128, 128, size=(4, *graph.tensors["input"].shape[1:]))
+    assert assert_all_tensors_match(graph, inputs.astype(np.int8)) == 4 * (len(graph.nodes) + 1)
+
+
+@pytest.mark.parametrize("requant", ["float", "fixed"])
+@pytest.mark.parametrize("seed", range(6))
+def test_every_op_graph_bit_exact(seed: int, requant: str) -> None:
+    """Every requantizing op (TFLite's integer kernels under requant fixed, NUMERICS.md §2b)."""
+    graph = every_op_graph(seed, size=int(np.random.default_rng(seed).choice([6, 7, 9])), requant=requant)
+    inputs = np.random.default_rng(200 + seed).integers(-128, 128, size=(4, *graph.tensors["input"].shape[1:]))
     assert assert_all_tensors_match(graph, inputs.astype(np.int8)) == 4 * (len(graph.nodes) + 1)
 
 

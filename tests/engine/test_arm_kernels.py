@@ -5,7 +5,8 @@ kernels 1-7, strides 1-3), dense ones (the 3x3 stride-2 stem on 3 channels, 1x1 
 ones and ones beyond the patch bound, which run the reference kernel) and on MCUNet-5fps's pointwise,
 depthwise and dense convs, six variants each
 (extreme zero points, ties, +-2^31 biases, huge and non-finite multipliers, masks, row bands,
-trained slices)."""
+trained slices), and three of fixed-point requantization (NUMERICS.md 2b: random and extreme
+multipliers and shifts, with masks, a row band and a trained slice)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import kernel_bench  # noqa: E402
 
 pytestmark = pytest.mark.qemu
 
-VARIANTS = 6  # kernel_check_main.c
+VARIANTS = 9  # kernel_check_main.c
 
 
 def _shapes(model) -> list[kernel_bench.Shape]:
@@ -43,7 +44,7 @@ def _build(board, tmp_path, shapes):
         pytest.fail(f"building {board} failed:\n{error.stdout}\n{error.stderr}")
 
 
-@pytest.mark.slow  # a board build and 672 checks under QEMU: about 20 s per board
+@pytest.mark.slow  # a board build and 1,008 checks under QEMU: about 25 s per board
 @pytest.mark.shared
 @pytest.mark.parametrize("board", list(QEMU_BOARDS))
 def test_arm_kernels_equal_the_reference_kernels(board, seed_model_path, tmp_path) -> None:

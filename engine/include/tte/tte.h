@@ -12,6 +12,13 @@
  * and on Cortex-M, provided everything is built with -ffp-contract=off and
  * without -ffast-math (the CMake target adds the former to its users).
  *
+ * Fixed-point requantization (NUMERICS.md section 2b): a descriptor whose
+ * `requant` field is TTE_REQUANT_FIXED computes TensorFlow Lite's reference
+ * integer arithmetic instead (QuantizeMultiplier's multipliers and shifts,
+ * gemmlowp's rounding doubling high multiply and rounding right shift), with
+ * no floating point in the forward; TTE_REQUANT_FLOAT (0, a zeroed descriptor)
+ * is the float32 rounding above.
+ *
  * Memory layouts (batch 1, row-major, last index fastest)
  * -------------------------------------------------------
  *   activations          [H][W][C]            int8   (HWC)
@@ -77,6 +84,13 @@ const char *tte_status_str(tte_status status);
 /* Output extent of a convolution along one axis; < 1 when the kernel does not fit. */
 int32_t tte_conv2d_out_dim(int32_t in, int32_t kernel, int32_t stride, int32_t padding);
 
+/* The requantization of a forward kernel's descriptor (its `requant` field, NUMERICS.md 2 and 2b):
+ * FLOAT, one float32 multiply and round half to even; FIXED, TFLite's integer arithmetic
+ *     v = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x * 2^max(shift, 0), qmult), max(-shift, 0))
+ * (MultiplyByQuantizedMultiplier; the left shift wraps in int32), y = clamp(v + y_zero, lo, hi), and
+ * the mask bit [lo <= v + y_zero <= hi]. Other values are TTE_ERR_QUANT. */
+enum { TTE_REQUANT_FLOAT = 0, TTE_REQUANT_FIXED = 1 };
+
 /* One descriptor for the dense, depthwise and pointwise int8 convolutions.
  * Output: [out_h][out_w][out_c] with out_h = tte_conv2d_out_dim(in_h, kernel_h,
  * stride, padding), likewise out_w. */
@@ -94,6 +108,12 @@ typedef struct tte_conv2d_params {
      * (depthwise). NULL and 0 when the conv has no trained slice. */
     const int32_t *train_channels;
     int32_t train_count;
+    /* Forward only: TTE_REQUANT_FLOAT (multiplier[o] used) or TTE_REQUANT_FIXED, which uses
+     * qmult[O] and qshift[O] (TFLite's per-channel QuantizeMultiplier of s_x*s_w[o]/s_y in float64,
+     * qshift in [-31, 30]) instead, with acc + bias as x; NULL under FLOAT. */
+    int32_t requant;
+    const int32_t *qmult;
+    const int32_t *qshift;
 } tte_conv2d_params;
 
 /* A band of output rows, for row-tiled execution of the frozen forward prefix (tte_ir.tiling,
@@ -132,22 +152,32 @@ tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
                                        uint8_t *mask, const tte_row_band *rows, void *scratch);
 
 /* Quantized residual add of two int8 tensors of `size` elements (any layout,
- * the same for both): v = m1*(q1 - z1) + m2*(q2 - z2) in float32. */
+ * the same for both): v = m1*(q1 - z1) + m2*(q2 - z2) in float32. Under TTE_REQUANT_FIXED, TFLite's
+ * int8 ADD (MBQM is MultiplyByQuantizedMultiplier, every value int32):
+ *     a = MBQM((q1 - z1) << left_shift, qm1, sh1); b = MBQM((q2 - z2) << left_shift, qm2, sh2)
+ *     v = MBQM(a + b, qmy, shy) */
 typedef struct tte_add_params {
     int32_t size;             /* elements of x1, x2 and y */
     float m1, m2;             /* float32(s1/s_y), float32(s2/s_y) */
     int32_t z1, z2, y_zero;   /* zero points, [-128, 127] */
     int32_t act_min, act_max; /* output clamp */
+    int32_t requant;          /* TTE_REQUANT_FLOAT or TTE_REQUANT_FIXED */
+    int32_t left_shift;       /* FIXED: 20 (tte_ir.quant.add_fixed_params), shifts in [-31, 0] */
+    int32_t qm1, sh1, qm2, sh2, qmy, shy;
 } tte_add_params;
 
 /* x1, x2, y [size] int8; mask NULL or bit-packed [ceil(size/8)]. */
 tte_status tte_add_fwd_s8(const tte_add_params *p, const int8_t *x1, const int8_t *x2, int8_t *y, uint8_t *mask);
 
-/* Global average pool [H][W][C] -> [C]: v = float32(sum(q - x_zero)) * multiplier. */
+/* Global average pool [H][W][C] -> [C]: v = float32(sum(q - x_zero)) * multiplier. Under
+ * TTE_REQUANT_FIXED, TFLite's int8 MEAN over H and W: v = MBQM(sum(q - x_zero), qm, sh), with 1/(H*W)
+ * folded into qm and sh (tte_ir.quant.mean_fixed_multiplier). */
 typedef struct tte_global_avg_pool_params {
     int32_t in_h, in_w, in_c; /* input x: [in_h][in_w][in_c] */
     float multiplier;         /* float32(s_x / (s_y*H*W)) */
     int32_t x_zero, y_zero;   /* zero points; the output clamp is [-128, 127] */
+    int32_t requant;          /* TTE_REQUANT_FLOAT or TTE_REQUANT_FIXED */
+    int32_t qm, sh;           /* FIXED: sh in [-31, 30] */
 } tte_global_avg_pool_params;
 
 /* x [in_h][in_w][in_c] int8; y [in_c] int8; mask NULL or bit-packed [ceil(in_c/8)]. */
@@ -158,6 +188,9 @@ typedef struct tte_linear_params {
     int32_t in_features, out_features; /* I, O */
     int32_t x_zero, y_zero;            /* zero points, [-128, 127] */
     int32_t act_min, act_max;          /* output clamp */
+    int32_t requant;                   /* as tte_conv2d_params: FIXED uses qmult[O], qshift[O] */
+    const int32_t *qmult;
+    const int32_t *qshift;
 } tte_linear_params;
 
 /* x [I] int8; w [O][I] int8; bias [O] int32; multiplier [O] float32; y [O] int8;
@@ -189,12 +222,15 @@ tte_status tte_lut_s8(const tte_lut_params *p, const int8_t *x, const int8_t *ta
 
 /* Channel-wise multiply of a map by a vector (squeeze-and-excite):
  *     v = m * float32((a[p][c] - a_zero) * (b[c] - b_zero))
- * the product exact in int32 (|product| <= 255*255), then one float32 multiply, requantized as a conv. */
+ * the product exact in int32 (|product| <= 255*255), then one float32 multiply, requantized as a conv.
+ * Under TTE_REQUANT_FIXED, TFLite's int8 MUL: v = MBQM((a[p][c] - a_zero) * (b[c] - b_zero), qm, sh). */
 typedef struct tte_mul_params {
     int32_t pixels, channels;       /* a and y: [pixels][channels]; b: [channels] */
     float m;                        /* float32(s_a*s_b/s_y) */
     int32_t a_zero, b_zero, y_zero; /* zero points, [-128, 127] */
     int32_t act_min, act_max;       /* output clamp */
+    int32_t requant;                /* TTE_REQUANT_FLOAT or TTE_REQUANT_FIXED */
+    int32_t qm, sh;                 /* FIXED: sh in [-31, 30] */
 } tte_mul_params;
 
 /* a [pixels][channels] int8; b [channels] int8; y [pixels][channels] int8 (y may equal a);
@@ -212,6 +248,14 @@ typedef struct tte_pool2d_params {
     int32_t stride, padding;    /* the same on both axes */
     int32_t count_include_pad;  /* avg: 1 divides by kernel_h*kernel_w, 0 by the window's input pixels */
     int32_t x_zero, y_zero;     /* avg: zero points, [-128, 127]; the output clamp is [-128, 127] */
+    /* avg, forward: TTE_REQUANT_FLOAT (the multiplier table) or TTE_REQUANT_FIXED: with qmult NULL,
+     * TFLite's int8 AVERAGE_POOL_2D (x and y share scale and zero point): v = the codes' sum s divided
+     * by count, rounded half away from zero ((s + count/2)/count, or (s - count/2)/count for s <= 0, C
+     * division), y = clamp(v); else v = MBQM(sum(q - x_zero), qmult[count], qshift[count]) and
+     * y = clamp(v + y_zero) (tables [kernel_h*kernel_w + 1], tte_ir.quant.avg_pool_fixed_multipliers). */
+    int32_t requant;
+    const int32_t *qmult;
+    const int32_t *qshift;
 } tte_pool2d_params;
 
 /* Max pool: y = the largest code of each window (codes are copied: y has x's scale and zero point).

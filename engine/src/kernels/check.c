@@ -165,10 +165,14 @@ tte_status tte_conv2d_check_update(const tte_conv2d_params *p, const tte_train_c
 tte_status tte_conv2d_fwd_check(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int8_t *w_train,
                                 const int32_t *bias, const float *multiplier, const int8_t *y, const tte_row_band *rows,
                                 tte_conv2d_kind kind, tte_conv2d_window *win) {
-    if (p == NULL || x == NULL || w == NULL || bias == NULL || multiplier == NULL || y == NULL) {
+    if (p == NULL || x == NULL || w == NULL || bias == NULL || y == NULL ||
+        (multiplier == NULL && p->requant != TTE_REQUANT_FIXED)) {
         return TTE_ERR_NULL;
     }
     tte_status status = tte_conv2d_check(p, &win->out_h, &win->out_w);
+    if (status == TTE_OK) {
+        status = tte_requant_check(p->requant, p->qmult, p->qshift, p->out_c);
+    }
     if (status == TTE_OK && kind == TTE_CONV2D_POINTWISE &&
         (p->kernel_h != 1 || p->kernel_w != 1 || p->padding != 0 || p->groups != 1)) {
         status = TTE_ERR_SHAPE;
@@ -186,4 +190,22 @@ tte_status tte_conv2d_fwd_check(const tte_conv2d_params *p, const int8_t *x, con
         status = tte_conv2d_row_window(p, win->out_h, rows, &win->oy_begin, &win->oy_end, &win->x_row);
     }
     return status;
+}
+
+tte_status tte_requant_check(int32_t requant, const int32_t *qmult, const int32_t *qshift, int32_t n) {
+    if (requant == TTE_REQUANT_FLOAT) {
+        return TTE_OK;
+    }
+    if (requant != TTE_REQUANT_FIXED) {
+        return TTE_ERR_QUANT;
+    }
+    if (qmult == NULL || qshift == NULL) {
+        return TTE_ERR_NULL;
+    }
+    for (int32_t i = 0; i < n; ++i) {
+        if (!tte_fixed_ok(qmult[i], qshift[i])) {
+            return TTE_ERR_QUANT;
+        }
+    }
+    return TTE_OK;
 }

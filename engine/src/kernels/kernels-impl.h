@@ -88,6 +88,64 @@ static inline int tte_requantize(float v, int32_t y_zero, int32_t lo, int32_t hi
     return r == q;
 }
 
+/* ---- fixed-point requantization (NUMERICS.md 2b): TFLite's reference integer arithmetic ---------
+ * These compute gemmlowp's and TFLite's functions exactly, in int64 where a product needs it. They
+ * assume what GCC, Clang and every Arm and x86 compiler do: an int32 right shift of a negative value
+ * is arithmetic, and a uint32 converted to int32 wraps. tte_ir.fixedpoint is their numpy twin. */
+
+/* SaturatingRoundingDoublingHighMul(a, b): a*b / 2^31 rounded half away from zero (gemmlowp adds a
+ * nudge of +-2^30 and truncates toward zero), INT32_MAX for the one overflow, INT32_MIN squared. */
+static inline int32_t tte_fixed_high_mul(int32_t a, int32_t b) {
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int64_t half = (int64_t)1 << 30;
+    /* Truncating (ab +- nudge) / 2^31 toward zero is a shift of its magnitude. */
+    return ab >= 0 ? (int32_t)((ab + half) >> 31) : (int32_t)(-((-ab + half - 1) >> 31));
+}
+
+/* RoundingDivideByPOT(x, exponent): x / 2^exponent rounded half away from zero, exponent in [0, 31]. */
+static inline int32_t tte_fixed_divide_pot(int32_t x, int32_t exponent) {
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* MultiplyByQuantizedMultiplier(x, qmult, shift), shift in [-31, 30]: the left shift wraps in int32
+ * as TFLite's does on these compilers. */
+static inline int32_t tte_fixed_multiply(int32_t x, int32_t qmult, int32_t shift) {
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t shifted = (int32_t)((uint32_t)x << left);
+    return tte_fixed_divide_pot(tte_fixed_high_mul(shifted, qmult), shift > 0 ? 0 : -shift);
+}
+
+/* Writes clamp(v + y_zero, lo, hi) to *y and returns the mask bit [lo <= v + y_zero <= hi] of an
+ * int32 v from tte_fixed_multiply (the sum in int64, so no y_zero overflows it). */
+static inline int tte_store_fixed(int32_t v, int32_t y_zero, int32_t lo, int32_t hi, int8_t *y) {
+    const int64_t r = (int64_t)v + y_zero;
+    const int64_t q = r < lo ? lo : (r > hi ? hi : r);
+    *y = (int8_t)q;
+    return r == q;
+}
+
+/* tte_store_fixed of MultiplyByQuantizedMultiplier(x, qmult, shift): the whole fixed epilogue. */
+static inline int tte_requantize_fixed(int32_t x, int32_t qmult, int32_t shift, int32_t y_zero, int32_t lo, int32_t hi,
+                                       int8_t *y) {
+    return tte_store_fixed(tte_fixed_multiply(x, qmult, shift), y_zero, lo, hi, y);
+}
+
+/* Checks the requantization of a descriptor with `n` per-channel multipliers and shifts (a conv or
+ * linear layer's, or an average pool's count table): FLOAT, or FIXED with both tables given,
+ * every qmult >= 0 and every shift in [-31, 30]. */
+tte_status tte_requant_check(int32_t requant, const int32_t *qmult, const int32_t *qshift, int32_t n);
+
+/* Whether one fixed multiplier and shift are valid (qmult >= 0, shift in [-31, 30]). */
+static inline int tte_fixed_ok(int32_t qmult, int32_t shift) {
+    return qmult >= 0 && shift >= -31 && shift <= 30;
+}
+
 /* Sets bit `index` of a bit-packed clamp mask (bit index%8 of byte index/8,
  * see tte.h); a NULL mask means the caller does not keep one. */
 static inline void tte_mask_put(uint8_t *mask, int32_t index, int bit) {
@@ -110,6 +168,19 @@ static inline void tte_conv_store(int32_t acc, int32_t bias, float multiplier, i
     const float v = (float)tte_sat32_add(acc, bias) * multiplier;
     const int in_range = tte_requantize(v, y_zero, lo, hi, y);
     tte_mask_put(mask, mask_index, in_range);
+}
+
+/* The epilogue of a conv-family output (o: its channel) under the descriptor's requantization:
+ * tte_conv_store (FLOAT) or TFLite's MultiplyByQuantizedMultiplier of sat32(acc + bias) (FIXED). */
+static inline void tte_conv_epilogue(const tte_conv2d_params *p, int32_t o, int32_t acc, const int32_t *bias,
+                                     const float *multiplier, int8_t *y, uint8_t *mask, int32_t mask_index) {
+    if (p->requant == TTE_REQUANT_FIXED) {
+        const int in_range = tte_requantize_fixed(tte_sat32_add(acc, bias[o]), p->qmult[o], p->qshift[o], p->y_zero,
+                                                  p->act_min, p->act_max, y);
+        tte_mask_put(mask, mask_index, in_range);
+        return;
+    }
+    tte_conv_store(acc, bias[o], multiplier[o], p->y_zero, p->act_min, p->act_max, y, mask, mask_index);
 }
 
 /* Reads bit `index` of a bit-packed mask. */

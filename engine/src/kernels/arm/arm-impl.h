@@ -1,6 +1,7 @@
 /* Helpers of the ARMv7E-M kernels (Cortex-M4 and M7): the DSP extension through ACLE, the FPU's
- * rounding conversion, and the requantization epilogue, which gives exactly tte_conv_store's result
- * (NUMERICS.md 2) in a dozen instructions. Not installed; the kernels of this folder include it. */
+ * rounding conversion, and the requantization epilogue, which gives exactly tte_conv_epilogue's result
+ * (NUMERICS.md 2; 2b for fixed requantization) in a dozen instructions. Not installed; the kernels of this
+ * folder include it. */
 #ifndef TTE_ARM_IMPL_H
 #define TTE_ARM_IMPL_H
 
@@ -63,17 +64,48 @@ static inline int32_t tte_arm_scale(int32_t acc, int32_t bias, float multiplier,
     return __qadd(tte_arm_rne((float)__qadd(acc, bias) * multiplier), y_zero);
 }
 
-static inline int tte_arm_requantize(int32_t acc, int32_t bias, float multiplier, int32_t y_zero, int32_t lo,
-                                     int32_t hi, int8_t *y) {
-    const int32_t s = tte_arm_scale(acc, bias, multiplier, y_zero);
+/* The fixed-point twin of tte_arm_scale (NUMERICS.md 2b): TFLite's MultiplyByQuantizedMultiplier of
+ * sat32(acc + bias) (SMULL and shifts, tte_fixed_multiply), then + y_zero with QADD, whose saturation
+ * keeps the sum on the same side of [lo, hi] as the reference's int64 sum. */
+static inline int32_t tte_arm_scale_fixed(int32_t acc, int32_t bias, int32_t qmult, int32_t qshift, int32_t y_zero) {
+    return __qadd(tte_fixed_multiply(__qadd(acc, bias), qmult, qshift), y_zero);
+}
+
+/* The constants of a conv's epilogue: float32 multipliers, or (qmult not NULL) fixed ones. */
+typedef struct tte_arm_scales {
+    const float *multiplier;
+    const int32_t *qmult, *qshift;
+} tte_arm_scales;
+
+/* The scales of a call: its fixed tables under TTE_REQUANT_FIXED, else its float multipliers. */
+static inline tte_arm_scales tte_arm_scales_of(const tte_conv2d_params *p, const float *multiplier) {
+    const int fixed = p->requant == TTE_REQUANT_FIXED;
+    const tte_arm_scales s = {multiplier, fixed ? p->qmult : NULL, fixed ? p->qshift : NULL};
+    return s;
+}
+
+/* Output channel o's code before the clamp (tte_arm_scale or tte_arm_scale_fixed). */
+static inline int32_t tte_arm_scale_at(const tte_arm_scales *m, int32_t o, int32_t acc, int32_t bias, int32_t y_zero) {
+    if (m->qmult != NULL) {
+        return tte_arm_scale_fixed(acc, bias, m->qmult[o], m->qshift[o], y_zero);
+    }
+    return tte_arm_scale(acc, bias, m->multiplier[o], y_zero);
+}
+
+static inline int tte_arm_requantize(const tte_arm_scales *m, int32_t o, int32_t acc, int32_t bias, int32_t y_zero,
+                                     int32_t lo, int32_t hi, int8_t *y) {
+    const int32_t s = tte_arm_scale_at(m, o, acc, bias, y_zero);
     const int32_t q = s < lo ? lo : (s > hi ? hi : s);
     *y = (int8_t)q;
     return q == s;
 }
 
 /* Whether every multiplier [n] is finite, read from the exponent bits (the compiler never writes
- * another; a call with one runs the reference kernel). */
-static inline int tte_arm_multipliers_finite(const float *multiplier, int32_t n) {
+ * another; a call with one runs the reference kernel); always under fixed requantization, which reads none. */
+static inline int tte_arm_multipliers_finite(const tte_conv2d_params *p, const float *multiplier, int32_t n) {
+    if (p->requant == TTE_REQUANT_FIXED) {
+        return 1;
+    }
     for (int32_t i = 0; i < n; ++i) {
         if (!tte_isfinite(multiplier[i])) {
             return 0;
@@ -83,14 +115,15 @@ static inline int tte_arm_multipliers_finite(const float *multiplier, int32_t n)
 }
 
 /* tte_arm_requantize for the full clamp [-128, 127] without a mask: SSAT is that clamp. */
-static inline void tte_arm_requantize_plain(int32_t acc, int32_t bias, float multiplier, int32_t y_zero, int8_t *y) {
-    *y = (int8_t)__ssat(tte_arm_scale(acc, bias, multiplier, y_zero), 8);
+static inline void tte_arm_requantize_plain(const tte_arm_scales *m, int32_t o, int32_t acc, int32_t bias,
+                                            int32_t y_zero, int8_t *y) {
+    *y = (int8_t)__ssat(tte_arm_scale_at(m, o, acc, bias, y_zero), 8);
 }
 
 /* What the epilogue of a 2x2 block needs: the conv's output constants. */
 typedef struct tte_arm_out {
     const int32_t *bias;
-    const float *multiplier;
+    tte_arm_scales scales;
     int32_t y_zero, lo, hi;
     int32_t out_c; /* y's pixel stride and the mask's */
     uint8_t *mask; /* NULL: no mask */
@@ -104,18 +137,18 @@ static inline __attribute__((always_inline)) void tte_arm_store_2x2(const tte_ar
                                                                     int32_t o, int32_t ob, int plain, int8_t *ya,
                                                                     int8_t *yb, int32_t ia, int32_t ib) {
     const int32_t bias_a = d->bias[o], bias_b = d->bias[ob], y_zero = d->y_zero;
-    const float m_a = d->multiplier[o], m_b = d->multiplier[ob];
+    const tte_arm_scales *m = &d->scales;
     if (plain) {
-        tte_arm_requantize_plain(acc[0], bias_a, m_a, y_zero, &ya[o]);
-        tte_arm_requantize_plain(acc[1], bias_b, m_b, y_zero, &ya[ob]);
-        tte_arm_requantize_plain(acc[2], bias_a, m_a, y_zero, &yb[o]);
-        tte_arm_requantize_plain(acc[3], bias_b, m_b, y_zero, &yb[ob]);
+        tte_arm_requantize_plain(m, o, acc[0], bias_a, y_zero, &ya[o]);
+        tte_arm_requantize_plain(m, ob, acc[1], bias_b, y_zero, &ya[ob]);
+        tte_arm_requantize_plain(m, o, acc[2], bias_a, y_zero, &yb[o]);
+        tte_arm_requantize_plain(m, ob, acc[3], bias_b, y_zero, &yb[ob]);
         return;
     }
-    const int in_aa = tte_arm_requantize(acc[0], bias_a, m_a, y_zero, d->lo, d->hi, &ya[o]);
-    const int in_ab = tte_arm_requantize(acc[1], bias_b, m_b, y_zero, d->lo, d->hi, &ya[ob]);
-    const int in_ba = tte_arm_requantize(acc[2], bias_a, m_a, y_zero, d->lo, d->hi, &yb[o]);
-    const int in_bb = tte_arm_requantize(acc[3], bias_b, m_b, y_zero, d->lo, d->hi, &yb[ob]);
+    const int in_aa = tte_arm_requantize(m, o, acc[0], bias_a, y_zero, d->lo, d->hi, &ya[o]);
+    const int in_ab = tte_arm_requantize(m, ob, acc[1], bias_b, y_zero, d->lo, d->hi, &ya[ob]);
+    const int in_ba = tte_arm_requantize(m, o, acc[2], bias_a, y_zero, d->lo, d->hi, &yb[o]);
+    const int in_bb = tte_arm_requantize(m, ob, acc[3], bias_b, y_zero, d->lo, d->hi, &yb[ob]);
     if (d->mask != NULL) {
         tte_mask_put(d->mask, ia * d->out_c + o, in_aa);
         tte_mask_put(d->mask, ia * d->out_c + ob, in_ab);

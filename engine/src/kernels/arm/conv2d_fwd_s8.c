@@ -208,7 +208,7 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
     }
     const int32_t taps = p->kernel_h * p->kernel_w * p->in_c;
     if (p->train_count != 0 || p->groups != 1 || taps > TTE_ARM_CONV_PATCH ||
-        !tte_arm_multipliers_finite(multiplier, p->out_c)) {
+        !tte_arm_multipliers_finite(p, multiplier, p->out_c)) {
         return tte_ref_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
     conv_call c = {
@@ -227,7 +227,7 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
         .x_zero = p->x_zero,
         .x = x,
         .w = w,
-        .out = {bias, multiplier, p->y_zero, p->act_min, p->act_max, p->out_c, mask},
+        .out = {bias, tte_arm_scales_of(p, multiplier), p->y_zero, p->act_min, p->act_max, p->out_c, mask},
     };
     int8_t tails[TAIL_ROWS][4];
     for (int32_t i = 0; i < TAIL_ROWS; ++i) {

@@ -20,7 +20,7 @@ typedef struct dw_call {
     int32_t w_row;    /* bytes from one weight row to the next: kernel_w * C */
     int32_t x_zero, y_zero, lo, hi;
     const int32_t *bias;
-    const float *multiplier;
+    tte_arm_scales scales;
     uint8_t *mask;
 } dw_call;
 
@@ -53,11 +53,11 @@ static inline __attribute__((always_inline)) void dw_pixel(const dw_call *d, con
         const int32_t acc[4] = {a0, a1, a2, a3};
         for (int32_t i = 0; i < 4; ++i) {
             if (plain) {
-                tte_arm_requantize_plain(acc[i], d->bias[c + i], d->multiplier[c + i], d->y_zero, &y[c + i]);
+                tte_arm_requantize_plain(&d->scales, c + i, acc[i], d->bias[c + i], d->y_zero, &y[c + i]);
                 continue;
             }
             const int in_range =
-                tte_arm_requantize(acc[i], d->bias[c + i], d->multiplier[c + i], d->y_zero, d->lo, d->hi, &y[c + i]);
+                tte_arm_requantize(&d->scales, c + i, acc[i], d->bias[c + i], d->y_zero, d->lo, d->hi, &y[c + i]);
             if (d->mask != NULL) {
                 tte_mask_put(d->mask, mask_index + c + i, in_range);
             }
@@ -71,7 +71,7 @@ static inline __attribute__((always_inline)) void dw_pixel(const dw_call *d, con
                 acc += (xv - d->x_zero) * w[ky * d->w_row + kx * channels + c];
             }
         }
-        const int in_range = tte_arm_requantize(acc, d->bias[c], d->multiplier[c], d->y_zero, d->lo, d->hi, &y[c]);
+        const int in_range = tte_arm_requantize(&d->scales, c, acc, d->bias[c], d->y_zero, d->lo, d->hi, &y[c]);
         if (d->mask != NULL) {
             tte_mask_put(d->mask, mask_index + c, in_range);
         }
@@ -116,7 +116,7 @@ tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
     if (status != TTE_OK) {
         return status;
     }
-    if (p->train_count != 0 || !tte_arm_multipliers_finite(multiplier, p->in_c)) {
+    if (p->train_count != 0 || !tte_arm_multipliers_finite(p, multiplier, p->in_c)) {
         return tte_ref_depthwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
     const int32_t channels = p->in_c, kh = p->kernel_h, kw = p->kernel_w, stride = p->stride, pad = p->padding;
@@ -129,7 +129,7 @@ tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
         .lo = p->act_min,
         .hi = p->act_max,
         .bias = bias,
-        .multiplier = multiplier,
+        .scales = tte_arm_scales_of(p, multiplier),
         .mask = mask,
     };
     const int32_t square = kh == kw && (kh == 3 || kh == 5 || kh == 7) ? kh : 0;

@@ -210,10 +210,10 @@ tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
     if (p->in_c > TTE_ARM_PW_SLICE_CHANNELS && p->train_count != 0) {
         return tte_ref_pointwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
-    if (!tte_arm_multipliers_finite(multiplier, p->out_c)) {
+    if (!tte_arm_multipliers_finite(p, multiplier, p->out_c)) {
         return tte_ref_pointwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
-    const tte_arm_out d = {bias, multiplier, p->y_zero, p->act_min, p->act_max, p->out_c, mask};
+    const tte_arm_out d = {bias, tte_arm_scales_of(p, multiplier), p->y_zero, p->act_min, p->act_max, p->out_c, mask};
     const int plain = mask == NULL && p->act_min == -128 && p->act_max == 127;
     /* Output channels two by two, outermost, so that each pair's zero-point terms are summed once;
      * inside, pixels two by two. An odd last channel or pixel is paired with itself. */

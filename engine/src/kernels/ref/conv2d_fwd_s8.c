@@ -47,8 +47,7 @@ tte_status tte_ref_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, co
                     }
                 }
                 const int32_t index = (oy * out_w + ox) * p->out_c + o;
-                tte_conv_store(acc, bias[o], multiplier[o], p->y_zero, p->act_min, p->act_max,
-                               &y[index - oy_begin * out_w * p->out_c], mask, index);
+                tte_conv_epilogue(p, o, acc, bias, multiplier, &y[index - oy_begin * out_w * p->out_c], mask, index);
             }
         }
     }

@@ -44,8 +44,7 @@ tte_status tte_ref_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int
                     }
                 }
                 const int32_t index = (oy * out_w + ox) * channels + c;
-                tte_conv_store(acc, bias[c], multiplier[c], p->y_zero, p->act_min, p->act_max,
-                               &y[index - oy_begin * out_w * channels], mask, index);
+                tte_conv_epilogue(p, c, acc, bias, multiplier, &y[index - oy_begin * out_w * channels], mask, index);
             }
         }
     }

@@ -1,5 +1,5 @@
-/* Fully connected int8 layer (NUMERICS.md 2): a pointwise convolution on a 1x1
- * map, so it delegates to that kernel and shares its arithmetic exactly. */
+/* Fully connected int8 layer (NUMERICS.md 2 and 2b): a pointwise convolution on
+ * a 1x1 map, so it delegates to that kernel and shares its arithmetic exactly. */
 #include "kernels-impl.h"
 
 tte_status tte_linear_fwd_s8(const tte_linear_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
@@ -21,6 +21,9 @@ tte_status tte_linear_fwd_s8(const tte_linear_params *p, const int8_t *x, const 
         .y_zero = p->y_zero,
         .act_min = p->act_min,
         .act_max = p->act_max,
+        .requant = p->requant,
+        .qmult = p->qmult,
+        .qshift = p->qshift,
     };
     return tte_pointwise_conv2d_fwd_s8(&conv, x, w, NULL, bias, multiplier, y, mask, NULL, NULL);
 }

@@ -12,7 +12,11 @@ Forward (NUMERICS.md §2) is bit-exact with :mod:`tte_ir.reference` on every int
   multiply forms the exact integer product ``(a - z_a) * (b[c] - z_b)`` in float32, then one multiply by ``m``;
 - concat, channel split and channel shuffle move codes unchanged (torch's cat, slice and permutation);
 - on CUDA the float64 accumulation runs without cuDNN (whose FFT/Winograd paths are not exact) and
-  float32 gradients without TF32.
+  float32 gradients without TF32;
+- under ``requant: fixed`` (NUMERICS.md §2b, the kernel call's ``requant`` field) the exact integer
+  pre-rounding value goes to int64 and TensorFlow Lite's integer arithmetic replaces the float32
+  multiply and rounding (:func:`_mbqm`, the torch twin of :func:`tte_ir.fixedpoint.mbqm`); the backward
+  and the float twin are unchanged (they use the float32 multipliers).
 
 Backward (NUMERICS.md §4) is float32 with gradients with respect to the integer codes:
 ``gh = g * mask * M``; ``db = sum gh``; ``dW = sum gh * (x - z_x)`` (zero-point correct, zero
@@ -42,7 +46,7 @@ from torch.nn import functional as F
 
 from tte_ir import DType, Graph, Node, Op, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
-from tte_ir.kernels import KernelCall, kernel_call
+from tte_ir.kernels import REQUANT, KernelCall, kernel_call
 from tte_ir.quant import node_multipliers
 from tte_ir.reference import pool_counts
 
@@ -68,6 +72,27 @@ def _requantize(v: torch.Tensor, q: _Requant) -> tuple[torch.Tensor, torch.Tenso
     return shifted.clamp(q.lo, q.hi), mask
 
 
+def _mbqm(x: torch.Tensor, qm: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """TFLite's MultiplyByQuantizedMultiplier on int64 tensors holding int32 values (broadcasting):
+    the wrapped left shift, SaturatingRoundingDoublingHighMul, RoundingDivideByPOT."""
+    left, right = shift.clamp(min=0), (-shift).clamp(min=0)
+    shifted = ((torch.bitwise_left_shift(x, left) - INT32_MIN) & 0xFFFFFFFF) + INT32_MIN
+    ab = shifted * qm  # |ab| <= 2^62
+    t = ab + torch.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    high = torch.where(t >= 0, t >> 31, -((-t) >> 31))  # truncation toward zero
+    high = torch.where((shifted == INT32_MIN) & (qm == INT32_MIN), INT32_MAX, high)
+    mask = torch.bitwise_left_shift(torch.ones_like(right), right) - 1
+    threshold = (mask >> 1) + (high < 0).to(torch.int64)
+    return torch.bitwise_right_shift(high, right) + ((high & mask) > threshold).to(torch.int64)
+
+
+def _requantize_fixed(v: torch.Tensor, q: _Requant, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes (as ``dtype``) and mask from the int64 results ``v`` of fixed-point requantization."""
+    shifted = v + q.y_zero
+    mask = (shifted >= q.lo) & (shifted <= q.hi)
+    return shifted.clamp(q.lo, q.hi).to(dtype), mask
+
+
 def _exact_float64(device: torch.device) -> contextlib.AbstractContextManager:
     """Where float64 convolutions must be exact: no cuDNN on CUDA (native kernels sum exactly)."""
     if device.type == "cuda":
@@ -88,6 +113,7 @@ class _ConvCfg:
     groups: int
     x_zero: int
     requant: _Requant
+    fixed: tuple[torch.Tensor, torch.Tensor] | None = None  # qmult [O], qshift [O] (int64) under requant fixed
 
 
 class _Conv(torch.autograd.Function):
@@ -102,10 +128,15 @@ class _Conv(torch.autograd.Function):
         acc = acc + b.to(torch.float64).view(1, -1, 1, 1)
         if twin:
             v = acc * multiplier.to(torch.float64).view(1, -1, 1, 1)
+            y, mask = _requantize(v, cfg.requant)
+        elif cfg.fixed is not None:
+            qm, sh = (t.view(1, -1, 1, 1) for t in cfg.fixed)
+            acc = acc.clamp(INT32_MIN, INT32_MAX).to(torch.int64)
+            y, mask = _requantize_fixed(_mbqm(acc, qm, sh), cfg.requant, torch.float32)
         else:
             acc = acc.clamp(INT32_MIN, INT32_MAX)  # sat32: real models carry +-2^31 biases in dead channels
             v = acc.to(torch.float32) * multiplier.view(1, -1, 1, 1)
-        y, mask = _requantize(v, cfg.requant)
+            y, mask = _requantize(v, cfg.requant)
         dtype = torch.float64 if twin else torch.float32
         ctx.save_for_backward(centered.to(dtype), w.to(dtype), mask, multiplier.to(dtype))
         ctx.cfg = cfg
@@ -133,9 +164,16 @@ class _Add(torch.autograd.Function):
     """Quantized residual add: ``v = m1*(q1 - z1) + m2*(q2 - z2)``."""
 
     @staticmethod
-    def forward(ctx, a, c, m1, m2, z1: int, z2: int, requant: _Requant):  # type: ignore[override]
-        v = m1 * (a - z1) + m2 * (c - z2)  # float32 codes minus zero points are exact; two multiplies, one add
-        y, mask = _requantize(v, requant)
+    def forward(ctx, a, c, m1, m2, z1: int, z2: int, requant: _Requant, fixed):  # type: ignore[override]
+        if fixed is not None and not requant.twin:  # TFLite's int8 ADD (tte_ir.reference.add)
+            t = {k: torch.tensor(v, dtype=torch.int64, device=a.device) for k, v in fixed.items()}
+            a1 = (a.to(torch.int64) - z1) << fixed["left_shift"]
+            a2 = (c.to(torch.int64) - z2) << fixed["left_shift"]
+            raw = _mbqm(a1, t["qm1"], t["sh1"]) + _mbqm(a2, t["qm2"], t["sh2"])
+            y, mask = _requantize_fixed(_mbqm(raw, t["qmy"], t["shy"]), requant, a.dtype)
+        else:
+            v = m1 * (a - z1) + m2 * (c - z2)  # float32 codes minus zero points are exact; two multiplies, one add
+            y, mask = _requantize(v, requant)
         ctx.save_for_backward(mask, m1, m2)
         return y
 
@@ -143,17 +181,21 @@ class _Add(torch.autograd.Function):
     def backward(ctx, g):  # type: ignore[override]
         mask, m1, m2 = ctx.saved_tensors
         gm = g * mask
-        return gm * m1, gm * m2, None, None, None, None, None
+        return gm * m1, gm * m2, None, None, None, None, None, None
 
 
 class _Pool(torch.autograd.Function):
     """Global average pool: ``v = float32(sum(q - z_x)) * m``; x [N, C, H, W] -> [N, C, 1, 1]."""
 
     @staticmethod
-    def forward(ctx, x, multiplier, x_zero: int, requant: _Requant):  # type: ignore[override]
+    def forward(ctx, x, multiplier, x_zero: int, requant: _Requant, fixed):  # type: ignore[override]
         sums = (x.to(torch.float64) - x_zero).sum(dim=(2, 3), keepdim=True)  # exact: integers below 2^53
-        v = sums * multiplier.to(torch.float64) if requant.twin else sums.to(torch.float32) * multiplier
-        y, mask = _requantize(v, requant)
+        if fixed is not None and not requant.twin:  # TFLite's MEAN
+            qm, sh = (torch.tensor(v, dtype=torch.int64, device=x.device) for v in fixed)
+            y, mask = _requantize_fixed(_mbqm(sums.to(torch.int64), qm, sh), requant, x.dtype)
+        else:
+            v = sums * multiplier.to(torch.float64) if requant.twin else sums.to(torch.float32) * multiplier
+            y, mask = _requantize(v, requant)
         ctx.save_for_backward(mask, multiplier)
         ctx.shape = x.shape
         return y
@@ -161,7 +203,7 @@ class _Pool(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         mask, multiplier = ctx.saved_tensors
-        return (g * mask * multiplier).expand(ctx.shape), None, None, None
+        return (g * mask * multiplier).expand(ctx.shape), None, None, None, None
 
 
 @dataclass(frozen=True)
@@ -169,6 +211,17 @@ class _PoolCfg:
     kernel: int
     stride: int
     padding: int
+
+
+@dataclass(frozen=True)
+class _AvgFixed:
+    """An average pool's fixed-point requantization: ``divide`` (TFLite's AVERAGE_POOL_2D, a rounded
+    division of the codes' sum by ``counts``) or per-window ``qmult`` / ``qshift`` maps [Ho, Wo]."""
+
+    counts: torch.Tensor
+    divide: bool
+    qmult: torch.Tensor | None
+    qshift: torch.Tensor | None
 
 
 class _MaxPool(torch.autograd.Function):
@@ -195,12 +248,21 @@ class _AvgPool(torch.autograd.Function):
     each window's multiplier); backward spreads ``g * mask * m[count]`` over each window's input pixels."""
 
     @staticmethod
-    def forward(ctx, x, m_map, x_zero: int, cfg: _PoolCfg, requant: _Requant):  # type: ignore[override]
-        centered = x.to(torch.float64) - x_zero
+    def forward(ctx, x, m_map, x_zero: int, cfg: _PoolCfg, requant: _Requant, fixed):  # type: ignore[override]
+        fixed = None if requant.twin else fixed
+        divide = fixed is not None and fixed.divide
+        centered = x.to(torch.float64) - (0 if divide else x_zero)
         # divisor 1: the exact integer window sums (padded taps add 0), in float64
         sums = F.avg_pool2d(centered, cfg.kernel, cfg.stride, cfg.padding, False, True, 1)
-        v = sums * m_map.to(torch.float64) if requant.twin else sums.to(torch.float32) * m_map
-        y, mask = _requantize(v, requant)
+        if divide:  # C integer division, truncating toward zero, of sum +- count/2
+            s, n = sums.to(torch.int64), fixed.counts
+            num = torch.where(s > 0, s + n // 2, s - n // 2)
+            y, mask = _requantize_fixed(torch.sign(num) * (num.abs() // n), _Requant(0, -128, 127, False), x.dtype)
+        elif fixed is not None:
+            y, mask = _requantize_fixed(_mbqm(sums.to(torch.int64), fixed.qmult, fixed.qshift), requant, x.dtype)
+        else:
+            v = sums * m_map.to(torch.float64) if requant.twin else sums.to(torch.float32) * m_map
+            y, mask = _requantize(v, requant)
         ctx.save_for_backward(mask, m_map)
         ctx.shape = x.shape
         ctx.cfg = cfg
@@ -214,7 +276,7 @@ class _AvgPool(torch.autograd.Function):
         gx = torch.ops.aten.avg_pool2d_backward(
             gh, gh.new_zeros(ctx.shape), [cfg.kernel] * 2, [cfg.stride] * 2, [cfg.padding] * 2, False, True, 1
         )
-        return gx, None, None, None, None
+        return gx, None, None, None, None, None
 
 
 def _lut_function(function: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -269,9 +331,13 @@ class _Mul(torch.autograd.Function):
     ``v = m * ((a - z_a) * (b - z_b))``, the product exact in float32 (integers below 2^24)."""
 
     @staticmethod
-    def forward(ctx, a, b, m, a_zero: int, b_zero: int, requant: _Requant):  # type: ignore[override]
+    def forward(ctx, a, b, m, a_zero: int, b_zero: int, requant: _Requant, fixed):  # type: ignore[override]
         ca, cb = a - a_zero, b - b_zero
-        y, mask = _requantize(m * (ca * cb), requant)
+        if fixed is not None and not requant.twin:  # TFLite's MUL
+            qm, sh = (torch.tensor(v, dtype=torch.int64, device=a.device) for v in fixed)
+            y, mask = _requantize_fixed(_mbqm((ca * cb).to(torch.int64), qm, sh), requant, a.dtype)
+        else:
+            y, mask = _requantize(m * (ca * cb), requant)
         ctx.save_for_backward(mask, ca, cb, m)
         return y
 
@@ -279,7 +345,12 @@ class _Mul(torch.autograd.Function):
     def backward(ctx, g):  # type: ignore[override]
         mask, ca, cb, m = ctx.saved_tensors
         gm = g * mask * m
-        return gm * cb, (gm * ca).sum(dim=(2, 3), keepdim=True), None, None, None, None
+        return gm * cb, (gm * ca).sum(dim=(2, 3), keepdim=True), None, None, None, None, None
+
+
+def _fixed(params: Mapping[str, Any]) -> bool:
+    """Whether a kernel call's descriptor asks for fixed-point requantization (NUMERICS.md §2b)."""
+    return params.get("requant", REQUANT["float"]) == REQUANT["fixed"]
 
 
 def head_node(graph: Graph) -> Node:
@@ -327,6 +398,13 @@ class Int8Sim(torch.nn.Module):
         """The output rounding of a kernel call's descriptor (zero point and clamp range)."""
         return _Requant(params["y_zero"], params.get("act_min", -128), params.get("act_max", 127), self.twin)
 
+    def fixed_tables(self, params: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A descriptor's ``qmult`` / ``qshift`` tables as int64 tensors (None under float requantization,
+        and for an average pool that divides)."""
+        if not _fixed(params) or params.get("qmult") is None:
+            return None
+        return tuple(torch.tensor(params[k], dtype=torch.int64, device=self.device) for k in ("qmult", "qshift"))
+
     def run(
         self,
         values: Mapping[str, torch.Tensor],
@@ -373,18 +451,21 @@ class Int8Sim(torch.nn.Module):
 
 def _sim_conv2d(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
     p = call.params
-    cfg = _ConvCfg(p["stride"], p["padding"], p["groups"], p["x_zero"], sim.requant(p))
+    cfg = _ConvCfg(p["stride"], p["padding"], p["groups"], p["x_zero"], sim.requant(p), sim.fixed_tables(p))
     return _Conv.apply(ins[0], ins[1], ins[2], sim.multipliers[node.name], cfg)
 
 
 def _sim_add(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
     p = call.params
-    return _Add.apply(ins[0], ins[1], sim.scalar(p["m1"]), sim.scalar(p["m2"]), p["z1"], p["z2"], sim.requant(p))
+    fixed = {k: p[k] for k in ("left_shift", "qm1", "sh1", "qm2", "sh2", "qmy", "shy")} if _fixed(p) else None
+    m1, m2 = sim.scalar(p["m1"]), sim.scalar(p["m2"])
+    return _Add.apply(ins[0], ins[1], m1, m2, p["z1"], p["z2"], sim.requant(p), fixed)
 
 
 def _sim_pool(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
     p = call.params
-    return _Pool.apply(ins[0], sim.scalar(p["multiplier"], torch.float32), p["x_zero"], sim.requant(p))
+    fixed = (p["qm"], p["sh"]) if _fixed(p) else None
+    return _Pool.apply(ins[0], sim.scalar(p["multiplier"], torch.float32), p["x_zero"], sim.requant(p), fixed)
 
 
 def _sim_linear(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
@@ -393,7 +474,7 @@ def _sim_linear(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tens
     if call.kernel == "linear_fwd_f32":
         xf = float(p["x_scale"]) * (x - p["x_zero"])  # float32 scalar times exact codes: x_f of NUMERICS §2
         return F.linear(xf, w, b)
-    cfg = _ConvCfg(1, 0, 1, p["x_zero"], sim.requant(p))
+    cfg = _ConvCfg(1, 0, 1, p["x_zero"], sim.requant(p), sim.fixed_tables(p))
     return _Conv.apply(x[:, :, None, None], w[:, :, None, None], b, sim.multipliers[node.name], cfg)[:, :, 0, 0]
 
 
@@ -423,8 +504,14 @@ def _sim_avg_pool(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Te
         (p["in_h"], p["in_w"]), kernel=cfg.kernel, stride=cfg.stride, padding=cfg.padding,
         count_include_pad=bool(p["count_include_pad"]),
     )  # fmt: skip
-    m_map = sim.multipliers[node.name][torch.as_tensor(counts, device=sim.device)]
-    return _AvgPool.apply(ins[0], m_map, p["x_zero"], cfg, sim.requant(p))
+    index = torch.as_tensor(counts, device=sim.device)
+    m_map = sim.multipliers[node.name][index]
+    fixed = None
+    if _fixed(p):
+        tables = sim.fixed_tables(p)
+        qmult, qshift = (t[index] for t in tables) if tables is not None else (None, None)
+        fixed = _AvgFixed(index.to(torch.int64), tables is None, qmult, qshift)
+    return _AvgPool.apply(ins[0], m_map, p["x_zero"], cfg, sim.requant(p), fixed)
 
 
 def _sim_lut(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
@@ -437,7 +524,8 @@ def _sim_lut(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]
 
 def _sim_mul(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
     p = call.params
-    return _Mul.apply(ins[0], ins[1], sim.scalar(p["m"]), p["a_zero"], p["b_zero"], sim.requant(p))
+    fixed = (p["qm"], p["sh"]) if _fixed(p) else None
+    return _Mul.apply(ins[0], ins[1], sim.scalar(p["m"]), p["a_zero"], p["b_zero"], sim.requant(p), fixed)
 
 
 def _sim_concat(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:

@@ -41,6 +41,7 @@ __all__ = [
     "OP_KERNELS",
     "PARAM_STRUCTS",
     "POINTWISE",
+    "REQUANT",
     "SCRATCH_KERNELS",
     "SIGNATURES",
     "Arg",
@@ -142,23 +143,32 @@ def derived_array(value: Any) -> np.ndarray:
 
 _I32, _F32, _U32 = "int32_t", "float", "uint32_t"
 _CHANNELS = "const int32_t *"
+# fixed-point requantization (NUMERICS.md 2b): the mode, and per-channel (or per-count) tables or one pair
+_FIXED_TABLES = (("requant", _I32), ("qmult", _CHANNELS), ("qshift", _CHANNELS))
+_FIXED_SCALAR = (("requant", _I32), ("qm", _I32), ("sh", _I32))
+
+REQUANT = {"float": 0, "fixed": 1}
+"""The ``requant`` descriptor field of each requantization mode (``TTE_REQUANT_*`` of ``tte/tte.h``)."""
 
 PARAM_STRUCTS: Mapping[str, tuple[tuple[str, str], ...]] = {
     "tte_conv2d_params": (
         ("in_h", _I32), ("in_w", _I32), ("in_c", _I32), ("out_c", _I32), ("kernel_h", _I32), ("kernel_w", _I32),
         ("stride", _I32), ("padding", _I32), ("groups", _I32), ("x_zero", _I32), ("y_zero", _I32),
         ("act_min", _I32), ("act_max", _I32), ("train_channels", _CHANNELS), ("train_count", _I32),
+        *_FIXED_TABLES,
     ),
     "tte_add_params": (
         ("size", _I32), ("m1", _F32), ("m2", _F32), ("z1", _I32), ("z2", _I32), ("y_zero", _I32),
-        ("act_min", _I32), ("act_max", _I32),
+        ("act_min", _I32), ("act_max", _I32), ("requant", _I32), ("left_shift", _I32), ("qm1", _I32), ("sh1", _I32),
+        ("qm2", _I32), ("sh2", _I32), ("qmy", _I32), ("shy", _I32),
     ),
     "tte_global_avg_pool_params": (
         ("in_h", _I32), ("in_w", _I32), ("in_c", _I32), ("multiplier", _F32), ("x_zero", _I32), ("y_zero", _I32),
+        *_FIXED_SCALAR,
     ),
     "tte_linear_params": (
         ("in_features", _I32), ("out_features", _I32), ("x_zero", _I32), ("y_zero", _I32), ("act_min", _I32),
-        ("act_max", _I32),
+        ("act_max", _I32), *_FIXED_TABLES,
     ),
     "tte_linear_f32_params": (("in_features", _I32), ("out_features", _I32), ("x_scale", _F32), ("x_zero", _I32)),
     "tte_gather_params": (("pixels", _I32), ("in_c", _I32), ("channels", _CHANNELS), ("count", _I32)),
@@ -169,12 +179,12 @@ PARAM_STRUCTS: Mapping[str, tuple[tuple[str, str], ...]] = {
     "tte_update_params": (("rounding", "tte_rounding"), ("lr_group", "tte_lr_group"), ("tensor_id", _U32)),
     "tte_pool2d_params": (
         ("in_h", _I32), ("in_w", _I32), ("in_c", _I32), ("kernel_h", _I32), ("kernel_w", _I32), ("stride", _I32),
-        ("padding", _I32), ("count_include_pad", _I32), ("x_zero", _I32), ("y_zero", _I32),
+        ("padding", _I32), ("count_include_pad", _I32), ("x_zero", _I32), ("y_zero", _I32), *_FIXED_TABLES,
     ),
     "tte_lut_params": (("size", _I32),),
     "tte_mul_params": (
         ("pixels", _I32), ("channels", _I32), ("m", _F32), ("a_zero", _I32), ("b_zero", _I32), ("y_zero", _I32),
-        ("act_min", _I32), ("act_max", _I32),
+        ("act_min", _I32), ("act_max", _I32), *_FIXED_SCALAR,
     ),
     "tte_concat_params": (("pixels", _I32), ("a_channels", _I32), ("b_channels", _I32)),
     "tte_channel_split_params": (("pixels", _I32), ("in_c", _I32), ("start", _I32), ("count", _I32)),
@@ -439,18 +449,39 @@ def _conv2d(graph: Graph, node: Node) -> KernelCall:
         attrs, size=x.shape[2:], in_c=x.shape[1], w_shape=w.shape, x_zero=_zero(x), y_zero=_zero(y),
         act=(attrs["act_min"], attrs["act_max"]),
     )  # fmt: skip
+    m = node_multipliers(graph, node)
+    params.update(_fixed_tables(m))
     args = [
         _read("x", ins["x"]),
         _read("w", ins["w"], family),
         _read("w_train", ins.get("w_train"), family),
         _read("bias", ins["b"]),
-        Arg("multiplier", "derived", value=node_multipliers(graph, node)["multiplier"]),
+        Arg("multiplier", "derived", value=m["multiplier"]),
         _write("y", outs["y"]),
         _mask_of(outs),
         Arg("rows", "rows"),
         Arg("scratch", "scratch"),
     ]
     return _call(node, f"{_FAMILY_PREFIX[family]}_fwd_s8", params, args, family)
+
+
+def _fixed_tables(m: Mapping[str, Any]) -> dict[str, Any]:
+    """The fixed-point fields of a descriptor with ``qmult`` / ``qshift`` tables (none under float
+    requantization; an average pool's tables may be None: TFLite's rounded division)."""
+    if "qmult" not in m:
+        return {}
+    fields: dict[str, Any] = {"requant": REQUANT["fixed"]}
+    if m["qmult"] is not None:
+        fields.update(qmult=tuple(m["qmult"]), qshift=tuple(m["qshift"]))
+    return fields
+
+
+_ADD_FIXED = ("left_shift", "qm1", "sh1", "qm2", "sh2", "qmy", "shy")
+
+
+def _fixed_scalar(m: Mapping[str, Any]) -> dict[str, Any]:
+    """The fixed-point fields of a descriptor with one multiplier ``qm`` and shift ``sh``."""
+    return {"requant": REQUANT["fixed"], "qm": int(m["qm"]), "sh": int(m["sh"])} if "qm" in m else {}
 
 
 def _add(graph: Graph, node: Node) -> KernelCall:
@@ -462,6 +493,8 @@ def _add(graph: Graph, node: Node) -> KernelCall:
         "size": y.numel, "m1": np.float32(m["m1"]), "m2": np.float32(m["m2"]), "z1": _zero(a), "z2": _zero(b),
         "y_zero": _zero(y), "act_min": attrs["act_min"], "act_max": attrs["act_max"],
     }  # fmt: skip
+    if "qmy" in m:
+        params.update({"requant": REQUANT["fixed"], **{k: int(m[k]) for k in _ADD_FIXED}})
     args = [_read("x1", ins["a"]), _read("x2", ins["b"]), _write("y", outs["y"]), _mask_of(outs)]
     return _call(node, "add_fwd_s8", params, args)
 
@@ -469,9 +502,10 @@ def _add(graph: Graph, node: Node) -> KernelCall:
 def _global_avg_pool(graph: Graph, node: Node) -> KernelCall:
     ins, outs = node_roles(node)
     x, y = graph.tensors[ins["x"]], graph.tensors[outs["y"]]
+    m = node_multipliers(graph, node)
     params = {
-        "in_h": x.shape[2], "in_w": x.shape[3], "in_c": x.shape[1],
-        "multiplier": np.float32(node_multipliers(graph, node)["multiplier"]), "x_zero": _zero(x), "y_zero": _zero(y),
+        "in_h": x.shape[2], "in_w": x.shape[3], "in_c": x.shape[1], "multiplier": np.float32(m["multiplier"]),
+        "x_zero": _zero(x), "y_zero": _zero(y), **_fixed_scalar(m),
     }  # fmt: skip
     return _call(node, "global_avg_pool_fwd_s8", params, [_read("x", ins["x"]), _write("y", outs["y"]), _mask_of(outs)])
 
@@ -487,15 +521,16 @@ def _linear(graph: Graph, node: Node) -> KernelCall:
         args = [_read("x", ins["x"]), _read("w", ins["w"]), _read("bias", ins["b"]), _write("y", outs["y"])]
         return _call(node, "linear_fwd_f32", params, args)
     attrs = node_attrs(node)
+    m = node_multipliers(graph, node)
     params = {
         "in_features": w.shape[1], "out_features": w.shape[0], "x_zero": _zero(x), "y_zero": _zero(y),
-        "act_min": attrs["act_min"], "act_max": attrs["act_max"],
+        "act_min": attrs["act_min"], "act_max": attrs["act_max"], **_fixed_tables(m),
     }  # fmt: skip
     args = [
         _read("x", ins["x"]),
         _read("w", ins["w"]),
         _read("bias", ins["b"]),
-        Arg("multiplier", "derived", value=node_multipliers(graph, node)["multiplier"]),
+        Arg("multiplier", "derived", value=m["multiplier"]),
         _write("y", outs["y"]),
         _mask_of(outs),
     ]
@@ -696,10 +731,11 @@ def _max_pool_bwd(graph: Graph, node: Node) -> KernelCall:
 def _avg_pool(graph: Graph, node: Node) -> KernelCall:
     ins, outs = node_roles(node)
     x, y = graph.tensors[ins["x"]], graph.tensors[outs["y"]]
-    params = _pool_params(node_attrs(node), x.shape[2:], x.shape[1], _zero(x), _zero(y))
+    m = node_multipliers(graph, node)
+    params = {**_pool_params(node_attrs(node), x.shape[2:], x.shape[1], _zero(x), _zero(y)), **_fixed_tables(m)}
     args = [
         _read("x", ins["x"]),
-        Arg("multiplier", "derived", value=node_multipliers(graph, node)["multiplier"]),
+        Arg("multiplier", "derived", value=m["multiplier"]),
         _write("y", outs["y"]),
         _mask_of(outs),
     ]
@@ -739,10 +775,11 @@ def _mul_params(graph: Graph, a: str, b: str, m: float, y_zero: int = 0, act: tu
 def _mul(graph: Graph, node: Node) -> KernelCall:
     ins, outs = node_roles(node)
     attrs = node_attrs(node)
+    m = node_multipliers(graph, node)
     params = _mul_params(
-        graph, ins["a"], ins["b"], node_multipliers(graph, node)["m"], _zero(graph.tensors[outs["y"]]),
-        (attrs["act_min"], attrs["act_max"]),
-    )  # fmt: skip
+        graph, ins["a"], ins["b"], m["m"], _zero(graph.tensors[outs["y"]]), (attrs["act_min"], attrs["act_max"])
+    )
+    params.update(_fixed_scalar(m))
     args = [_read("a", ins["a"]), _read("b", ins["b"]), _write("y", outs["y"]), _mask_of(outs)]
     return _call(node, "mul_fwd_s8", params, args)
 

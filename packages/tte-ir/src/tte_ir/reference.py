@@ -15,6 +15,11 @@ Requantization (shared by conv, add and pool)::
 The float clamp is one code *wider* than the output range on both sides: clamping exactly to
 ``[lo - z_y, hi - z_y]`` would turn ``v = hi - z_y + 0.5`` (which rounds half-to-even outward
 when ``hi - z_y`` is odd) into an in-range value and set a mask bit the unclamped math clears.
+
+Under ``requant: fixed`` (NUMERICS.md §2b) each op takes its kernel call's integer parameters
+instead and computes TensorFlow Lite's reference integer kernel (:mod:`tte_ir.fixedpoint`); then
+``y = clamp(v + z_y, lo, hi)`` and ``mask = lo <= v + z_y <= hi`` on the int32 ``v``
+(:func:`requantize_fixed`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import numpy as np
 
 from tte_ir._ir import Graph, Node, Op, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
-from tte_ir.kernels import DEPTHWISE, KernelCall, kernel_call
+from tte_ir.fixedpoint import mbqm
+from tte_ir.kernels import DEPTHWISE, REQUANT, KernelCall, kernel_call
 
 __all__ = [
     "FORWARD",
@@ -46,6 +52,7 @@ __all__ = [
     "mul",
     "pool_counts",
     "requantize",
+    "requantize_fixed",
     "run_forward",
     "sat32",
 ]
@@ -68,6 +75,22 @@ def requantize(
         return y
     mask = (shifted >= act_min) & (shifted <= act_max)
     return y, mask
+
+
+def requantize_fixed(
+    v: np.ndarray, y_zero: int, act_min: int, act_max: int, return_mask: bool
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Codes (and mask) from the int32 results ``v`` of fixed-point requantization: ``clamp(v + z_y, lo, hi)``."""
+    shifted = np.asarray(v, dtype=np.int64) + np.int64(y_zero)
+    y = np.clip(shifted, act_min, act_max).astype(np.int8)
+    if not return_mask:
+        return y
+    return y, (shifted >= act_min) & (shifted <= act_max)
+
+
+def _fixed(p: Mapping[str, Any]) -> bool:
+    """Whether a kernel call's descriptor asks for fixed-point requantization."""
+    return p.get("requant", REQUANT["float"]) == REQUANT["fixed"]
 
 
 def _check_int8(name: str, array: np.ndarray) -> np.ndarray:
@@ -125,18 +148,28 @@ def conv2d(
     act_min: int = -128,
     act_max: int = 127,
     return_mask: bool = False,
+    qmult: Any = None,
+    qshift: Any = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """int8 convolution (NUMERICS.md §2).
 
     x: int8 [1, C, H, W]; w: int8 [O, C/groups, KH, KW]; b: int32 [O]; multiplier: float32 [O].
+    With ``qmult`` and ``qshift`` (int [O], §2b) the multiplier is unused and
+    ``v = MultiplyByQuantizedMultiplier(acc, qmult[o], qshift[o])``, TFLite's ConvPerChannel.
     Returns int8 [1, O, Ho, Wo] (and a bool mask of the same shape when ``return_mask``).
     """
     x = _check_int8("x", x)
     w = _check_int8("w", w)
     acc = _accumulate_conv(x, w, stride, padding, groups, x_zero)
     acc = sat32(acc + np.asarray(b, dtype=np.int64)[:, None, None])
-    v = acc.astype(np.float32) * np.asarray(multiplier, dtype=np.float32)[:, None, None]
-    result = requantize(v, y_zero, act_min, act_max, return_mask)
+    if qmult is not None:
+        v = mbqm(
+            acc, np.asarray(qmult, dtype=np.int64)[:, None, None], np.asarray(qshift, dtype=np.int64)[:, None, None]
+        )
+        result = requantize_fixed(v, y_zero, act_min, act_max, return_mask)
+    else:
+        v = acc.astype(np.float32) * np.asarray(multiplier, dtype=np.float32)[:, None, None]
+        result = requantize(v, y_zero, act_min, act_max, return_mask)
     if return_mask:
         y, mask = result
         return y[None], mask[None]
@@ -155,8 +188,20 @@ def add(
     act_min: int = -128,
     act_max: int = 127,
     return_mask: bool = False,
+    fixed: Mapping[str, int] | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Quantized residual add: ``v = m1*(q1-z1) + m2*(q2-z2)`` in float32, two multiplies then one add."""
+    """Quantized residual add: ``v = m1*(q1-z1) + m2*(q2-z2)`` in float32, two multiplies then one add.
+
+    With ``fixed`` (:func:`tte_ir.quant.add_fixed_params`), TFLite's int8 ADD (§2b)::
+
+        v = MBQM(MBQM((q1-z1) << left_shift, qm1, sh1) + MBQM((q2-z2) << left_shift, qm2, sh2), qmy, shy)
+    """
+    if fixed is not None:
+        f = fixed
+        a1 = (np.asarray(q1, dtype=np.int64) - z1) << f["left_shift"]
+        a2 = (np.asarray(q2, dtype=np.int64) - z2) << f["left_shift"]
+        raw = mbqm(a1, f["qm1"], f["sh1"]) + mbqm(a2, f["qm2"], f["sh2"])
+        return requantize_fixed(mbqm(raw, f["qmy"], f["shy"]), y_zero, act_min, act_max, return_mask)
     a = (np.asarray(q1, dtype=np.int32) - np.int32(z1)).astype(np.float32)
     c = (np.asarray(q2, dtype=np.int32) - np.int32(z2)).astype(np.float32)
     v = np.float32(m1) * a + np.float32(m2) * c
@@ -164,11 +209,21 @@ def add(
 
 
 def global_avg_pool(
-    x: np.ndarray, *, multiplier: float, x_zero: int, y_zero: int, return_mask: bool = False
+    x: np.ndarray,
+    *,
+    multiplier: float,
+    x_zero: int,
+    y_zero: int,
+    return_mask: bool = False,
+    qm: int | None = None,
+    sh: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """x: int8 [1, C, H, W] -> int8 [1, C, 1, 1]; ``v = float32(sum(q - z_x)) * m``."""
+    """x: int8 [1, C, H, W] -> int8 [1, C, 1, 1]; ``v = float32(sum(q - z_x)) * m``. With ``qm`` and
+    ``sh`` (§2b, :func:`tte_ir.quant.mean_fixed_multiplier`), TFLite's MEAN: ``v = MBQM(sum(q - z_x), qm, sh)``."""
     x = _check_int8("x", x)
     sums = (x.astype(np.int64) - x_zero).sum(axis=(2, 3), keepdims=True)
+    if qm is not None:
+        return requantize_fixed(mbqm(sums, qm, sh), y_zero, -128, 127, return_mask)
     v = sums.astype(np.float32) * np.float32(multiplier)
     return requantize(v, y_zero, -128, 127, return_mask)
 
@@ -223,18 +278,37 @@ def avg_pool2d(
     x_zero: int,
     y_zero: int,
     return_mask: bool = False,
+    fixed: bool = False,
+    qmult: Any = None,
+    qshift: Any = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """int8 average pool, x [1, C, H, W] -> [1, C, Ho, Wo]: ``v = float32(sum(q - z_x)) * m[count]`` over
     each window's input pixels (padded taps add 0), ``count`` from :func:`pool_counts`, ``m`` the float32
-    table of :func:`tte_ir.quant.avg_pool_multipliers`; then :func:`requantize` to [-128, 127]."""
+    table of :func:`tte_ir.quant.avg_pool_multipliers`; then :func:`requantize` to [-128, 127].
+
+    ``fixed`` (§2b): without tables, TFLite's AVERAGE_POOL_2D (x and y share scale and zero point):
+    ``v = round_half_away(sum(q) / count)`` by C integer division, ``y = clamp(v)``; with ``qmult``,
+    ``qshift`` [K*K+1] (:func:`tte_ir.quant.avg_pool_fixed_multipliers`),
+    ``v = MBQM(sum(q - z_x), qmult[count], qshift[count])``, ``y = clamp(v + z_y)``."""
     x = _check_int8("x", x)
-    centered = x[0].astype(np.int64) - np.int64(x_zero)
+    divide = fixed and qmult is None
+    centered = x[0].astype(np.int64) - np.int64(0 if divide else x_zero)
     sums = _pool_windows(centered, kernel, stride, padding, 0).sum(axis=0)
     counts = pool_counts(
         x.shape[2:], kernel=kernel, stride=stride, padding=padding, count_include_pad=count_include_pad
     )
-    v = sums.astype(np.float32) * np.asarray(multiplier, dtype=np.float32)[counts][None]
-    result = requantize(v, y_zero, -128, 127, return_mask)
+    counts = np.broadcast_to(counts, sums.shape)
+    if divide:
+        half = counts // 2
+        num = np.where(sums > 0, sums + half, sums - half)
+        v = np.sign(num) * (np.abs(num) // counts)  # C division: truncation toward zero
+        result = requantize_fixed(v, 0, -128, 127, return_mask)
+    elif fixed:
+        v = mbqm(sums, np.asarray(qmult, dtype=np.int64)[counts], np.asarray(qshift, dtype=np.int64)[counts])
+        result = requantize_fixed(v, y_zero, -128, 127, return_mask)
+    else:
+        v = sums.astype(np.float32) * np.asarray(multiplier, dtype=np.float32)[counts]
+        result = requantize(v, y_zero, -128, 127, return_mask)
     if return_mask:
         return result[0][None], result[1][None]
     return result[None]
@@ -251,8 +325,11 @@ def linear_s8(
     act_min: int = -128,
     act_max: int = 127,
     return_mask: bool = False,
+    qmult: Any = None,
+    qshift: Any = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """int8 linear layer = a 1x1 conv on a 1x1 map. x: int8 [1, I]; w: int8 [O, I]; b: int32 [O]."""
+    """int8 linear layer = a 1x1 conv on a 1x1 map. x: int8 [1, I]; w: int8 [O, I]; b: int32 [O]
+    (``qmult``, ``qshift``: fixed-point requantization, as :func:`conv2d`)."""
     x = _check_int8("x", x)
     w = _check_int8("w", w)
     result = conv2d(
@@ -268,6 +345,8 @@ def linear_s8(
         act_min=act_min,
         act_max=act_max,
         return_mask=return_mask,
+        qmult=qmult,
+        qshift=qshift,
     )
     if return_mask:
         return result[0].reshape(1, -1), result[1].reshape(1, -1)
@@ -311,12 +390,17 @@ def mul(
     act_min: int = -128,
     act_max: int = 127,
     return_mask: bool = False,
+    qm: int | None = None,
+    sh: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Channel-wise multiply of a map ``a`` [1,C,H,W] by a vector ``b`` [1,C,1,1]:
-    ``v = m * float32((a - z_a) * (b[c] - z_b))``, the product exact in int32 (|p| <= 255^2), one float32 multiply."""
+    ``v = m * float32((a - z_a) * (b[c] - z_b))``, the product exact in int32 (|p| <= 255^2), one float32 multiply.
+    With ``qm``, ``sh`` (§2b), TFLite's MUL: ``v = MBQM((a - z_a) * (b[c] - z_b), qm, sh)``."""
     a = _check_int8("a", a)
     b = _check_int8("b", b)
     product = (a.astype(np.int32) - np.int32(a_zero)) * (b.astype(np.int32) - np.int32(b_zero))
+    if qm is not None:
+        return requantize_fixed(mbqm(product, qm, sh), y_zero, act_min, act_max, return_mask)
     v = np.float32(m) * product.astype(np.float32)
     return requantize(v, y_zero, act_min, act_max, return_mask)
 
@@ -364,9 +448,19 @@ def _conv2d(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
     y, mask = conv2d(
         _value(call, "x", values), w, _value(call, "bias", values), call.arg("multiplier").value,
         stride=p["stride"], padding=p["padding"], groups=p["groups"], x_zero=p["x_zero"], y_zero=p["y_zero"],
-        act_min=p["act_min"], act_max=p["act_max"], return_mask=True,
+        act_min=p["act_min"], act_max=p["act_max"], return_mask=True, **_tables(p),
     )  # fmt: skip
     return _outputs(call, y, mask)
+
+
+def _tables(p: Mapping[str, Any]) -> dict[str, Any]:
+    """``qmult`` / ``qshift`` of a descriptor under fixed requantization (none under float)."""
+    return {"qmult": p.get("qmult"), "qshift": p.get("qshift")} if _fixed(p) else {}
+
+
+def _scalar(p: Mapping[str, Any]) -> dict[str, Any]:
+    """``qm`` / ``sh`` of a descriptor under fixed requantization (none under float)."""
+    return {"qm": p["qm"], "sh": p["sh"]} if _fixed(p) else {}
 
 
 def _add(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
@@ -374,6 +468,7 @@ def _add(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
     y, mask = add(
         _value(call, "x1", values), _value(call, "x2", values), m1=p["m1"], m2=p["m2"], z1=p["z1"], z2=p["z2"],
         y_zero=p["y_zero"], act_min=p["act_min"], act_max=p["act_max"], return_mask=True,
+        fixed={k: p[k] for k in ("left_shift", "qm1", "sh1", "qm2", "sh2", "qmy", "shy")} if _fixed(p) else None,
     )  # fmt: skip
     return _outputs(call, y, mask)
 
@@ -381,8 +476,9 @@ def _add(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
 def _global_avg_pool(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
     p = call.params
     y, mask = global_avg_pool(
-        _value(call, "x", values), multiplier=p["multiplier"], x_zero=p["x_zero"], y_zero=p["y_zero"], return_mask=True
-    )
+        _value(call, "x", values), multiplier=p["multiplier"], x_zero=p["x_zero"], y_zero=p["y_zero"], return_mask=True,
+        **_scalar(p),
+    )  # fmt: skip
     return _outputs(call, y, mask)
 
 
@@ -393,7 +489,7 @@ def _linear(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
         return _outputs(call, linear_f32(x, w, b, x_scale=p["x_scale"], x_zero=p["x_zero"]))
     y, mask = linear_s8(
         x, w, b, call.arg("multiplier").value, x_zero=p["x_zero"], y_zero=p["y_zero"], act_min=p["act_min"],
-        act_max=p["act_max"], return_mask=True,
+        act_max=p["act_max"], return_mask=True, **_tables(p),
     )  # fmt: skip
     return _outputs(call, y, mask)
 
@@ -406,7 +502,7 @@ def _mul(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
     p = call.params
     y, mask = mul(
         _value(call, "a", values), _value(call, "b", values), m=p["m"], a_zero=p["a_zero"], b_zero=p["b_zero"],
-        y_zero=p["y_zero"], act_min=p["act_min"], act_max=p["act_max"], return_mask=True,
+        y_zero=p["y_zero"], act_min=p["act_min"], act_max=p["act_max"], return_mask=True, **_scalar(p),
     )  # fmt: skip
     return _outputs(call, y, mask)
 
@@ -438,7 +534,7 @@ def _avg_pool(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
     y, mask = avg_pool2d(
         _value(call, "x", values), call.arg("multiplier").value, kernel=p["kernel_h"], stride=p["stride"],
         padding=p["padding"], count_include_pad=bool(p["count_include_pad"]), x_zero=p["x_zero"], y_zero=p["y_zero"],
-        return_mask=True,
+        return_mask=True, fixed=_fixed(p), **_tables(p),
     )  # fmt: skip
     return _outputs(call, y, mask)
 
