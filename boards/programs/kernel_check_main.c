@@ -3,8 +3,8 @@
  * variants each: random data and zero points, the extreme zero points -128 and 127, rounding ties
  * (power-of-two multipliers), biases of +-2^31, huge and non-finite multipliers, narrow clamps,
  * masks, row bands and trained slices, and fixed-point requantization (NUMERICS.md 2b: random and
- * extreme multipliers and shifts, no float multipliers at all). Both kernels start from the same output and mask contents;
- * statuses, outputs and masks must agree byte for byte. Prints, for tests/engine/test_arm_kernels.py:
+ * extreme multipliers and shifts, no float multipliers at all). Both kernels start from the same
+ * output and mask contents; statuses, outputs and masks must agree byte for byte. Prints, for tests/engine/test_arm_kernels.py:
  *     CHECK <shape> <variant> PASS
  *     CHECK <shape> <variant> FAIL <what differs>
  *     DONE passed=<n> failed=<n>
