@@ -70,7 +70,7 @@ typedef enum tte_status {
     TTE_OK = 0,
     TTE_ERR_NULL = 1,  /* a required pointer is NULL */
     TTE_ERR_SHAPE = 2, /* a size, stride, padding or group count is invalid or inconsistent */
-    TTE_ERR_QUANT = 3, /* a zero point or activation range lies outside int8 */
+    TTE_ERR_QUANT = 3, /* a zero point or activation range outside int8, or a bad requantization */
     TTE_ERR_ARG = 4    /* an argument value is invalid: a label, channel list, band, round mode or lr group */
 } tte_status;
 

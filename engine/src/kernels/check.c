@@ -11,7 +11,7 @@ const char *tte_status_str(tte_status status) {
     case TTE_ERR_SHAPE:
         return "invalid or inconsistent sizes, stride, padding or groups";
     case TTE_ERR_QUANT:
-        return "zero point or activation range outside int8";
+        return "zero point, activation range or fixed-point multiplier out of range";
     case TTE_ERR_ARG:
         return "invalid argument value (label, channel list, band, round mode or lr group)";
     }

@@ -93,15 +93,16 @@ static inline int tte_requantize(float v, int32_t y_zero, int32_t lo, int32_t hi
  * assume what GCC, Clang and every Arm and x86 compiler do: an int32 right shift of a negative value
  * is arithmetic, and a uint32 converted to int32 wraps. tte_ir.fixedpoint is their numpy twin. */
 
-/* SaturatingRoundingDoublingHighMul(a, b): a*b / 2^31 rounded half away from zero (gemmlowp adds a
- * nudge of +-2^30 and truncates toward zero), INT32_MAX for the one overflow, INT32_MIN squared. */
+/* SaturatingRoundingDoublingHighMul(a, b): a*b / 2^31 to the nearest integer, ties toward +infinity
+ * (gemmlowp adds 2^30, or 1 - 2^30 to a negative product, and truncates toward zero), INT32_MAX for
+ * the one overflow, INT32_MIN squared. */
 static inline int32_t tte_fixed_high_mul(int32_t a, int32_t b) {
     if (a == INT32_MIN && b == INT32_MIN) {
         return INT32_MAX;
     }
     const int64_t ab = (int64_t)a * (int64_t)b;
     const int64_t half = (int64_t)1 << 30;
-    /* Truncating (ab +- nudge) / 2^31 toward zero is a shift of its magnitude. */
+    /* Truncating (ab + nudge) / 2^31 toward zero is a shift of its magnitude: (2^30 - ab - 1) for ab < 0. */
     return ab >= 0 ? (int32_t)((ab + half) >> 31) : (int32_t)(-((-ab + half - 1) >> 31));
 }
 

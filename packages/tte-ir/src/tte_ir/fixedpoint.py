@@ -4,8 +4,9 @@ The functions are gemmlowp's and TFLite's ``common.h``, written for int64 numpy 
 int32 values, so that every intermediate is exact:
 
 - :func:`quantize_multiplier`: TFLite's ``QuantizeMultiplier`` (compile time, on one float64);
-- :func:`srdhm`: gemmlowp's ``SaturatingRoundingDoublingHighMul`` (round half away from zero of
-  ``a*b / 2^31``, saturating the one overflow ``INT32_MIN * INT32_MIN``);
+- :func:`srdhm`: gemmlowp's ``SaturatingRoundingDoublingHighMul`` (``a*b / 2^31`` to the nearest
+  integer, ties toward +infinity: gemmlowp adds ``2^30``, or ``1 - 2^30`` to a negative product, and
+  truncates toward zero; the one overflow ``INT32_MIN * INT32_MIN`` saturates);
 - :func:`rdbpot`: gemmlowp's ``RoundingDivideByPOT`` (arithmetic shift right, round half away from zero);
 - :func:`mbqm`: TFLite's ``MultiplyByQuantizedMultiplier`` (the two above, after a left shift
   ``x * 2^max(shift, 0)`` that wraps in int32 as the compiled C++ does).
