@@ -150,7 +150,6 @@ def test_the_engine_refuses_bad_fixed_parameters() -> None:
     from tte_engine import _core
 
     base = {"in_features": 1, "out_features": 1, "act_min": -128, "act_max": 127, "requant": 1}
-    args = [np.zeros(1, np.int8), np.ones((1, 1), np.int8), np.zeros(1, np.int32), None, np.zeros(1, np.int8), None]
     cases = (
         ({}, "NULL"),  # fixed without its tables
         ({"qmult": [2**30], "qshift": [31]}, "fixed-point multiplier"),
@@ -158,5 +157,7 @@ def test_the_engine_refuses_bad_fixed_parameters() -> None:
         ({"qmult": [2**30], "qshift": [0], "requant": 2}, "fixed-point multiplier"),  # no such mode
     )
     for fields, message in cases:
+        y = np.zeros(1, np.int8)
+        args = [np.zeros(1, np.int8), np.ones((1, 1), np.int8), np.zeros(1, np.int32), np.ones(1, np.float32), y, None]
         with pytest.raises(ValueError, match=message):
             _core.call("linear_fwd_s8", {**base, **fields}, args)
