@@ -157,3 +157,17 @@ def test_image_folder(tmp_path: Path) -> None:
     (tmp_path / "empty" / "x.txt").write_text("not an image")
     with pytest.raises(DataError, match="not a readable image"):
         load_image_folder(tmp_path, 8)
+
+
+def test_quantize_requant_fixed_reaches_the_graph_and_inspect(tmp_path: Path) -> None:
+    """tte quantize --requant fixed records it (NUMERICS.md §2b); tte inspect shows it; the default is float."""
+    args = ("quantize", "plain-cnn", "--random-weights", "--resolution", "8", "--data-classes", "0-4", "--calib", "16")
+    for mode in ("fixed", "float"):
+        extra = ("--requant", mode) if mode == "fixed" else ()
+        r = tte(*args, *extra, "-o", f"{mode}.tte", cwd=tmp_path)
+        assert r.returncode == 0 and f"requant {mode}" in r.stdout, r.stderr
+        assert load(tmp_path / f"{mode}.tte").metadata["requant"] == mode
+        shown = tte("inspect", f"{mode}.tte", cwd=tmp_path)
+        assert shown.returncode == 0 and f"requant {mode}" in shown.stdout.splitlines()[0], shown.stderr
+    r = tte(*args, "--requant", "double", "-o", "bad.tte", cwd=tmp_path)
+    assert r.returncode == 2 and "--requant" in r.stderr and not (tmp_path / "bad.tte").exists()

@@ -12,11 +12,13 @@ from tte_ir import DType, Graph, GraphBuilder, Op, QuantParams, Scheme
 BLOCKS = ((8, 24, 8), (8, 40, 8))
 
 
-def tiled_residual_net(size: int = 16, classes: int = 4, seed: int = 0, head: str = "fp32") -> Graph:
+def tiled_residual_net(
+    size: int = 16, classes: int = 4, seed: int = 0, head: str = "fp32", requant: str = "float"
+) -> Graph:
     """input [1,3,S,S] -> stem 3x3 -> two inverted-residual blocks (pw, dw 3x3, pw, add) -> pool -> head
-    (``fp32``, or ``int8`` with int8 logits)."""
+    (``fp32``, or ``int8`` with int8 logits); ``requant`` the forward's requantization (NUMERICS.md §2b)."""
     rng = np.random.default_rng(seed)
-    b = GraphBuilder("codegen-resnet")
+    b = GraphBuilder("codegen-resnet", {"requant": requant})
     x = b.input("input", (1, 3, size, size), DType.INT8, QuantParams.per_tensor(1 / 127.5, 0))
     layers = [("stem", 3, 8, 3, 1)]
     for i, (cin, mid, cout) in enumerate(BLOCKS):
@@ -75,9 +77,11 @@ def scheme(
 
 
 # Other paths through the generator: an int8 head trained as a 1x1 conv (int8 logits, softmax_ce_s8),
-# and a dense 3x3 conv (the stem) with a trained slice of input channels.
+# a dense 3x3 conv (the stem) with a trained slice of input channels, and TFLite's fixed-point
+# requantization (NUMERICS.md §2b) in every forward op, the int8 head's included.
 VARIANTS = {
     "int8-head": (dict(head="int8"), dict(head="int8")),
+    "requant-fixed": (dict(head="int8", requant="fixed"), dict(head="int8")),
     "dense-slice": ({}, dict(weights=((0, 0.5), (5, 1.0)))),
 }
 

@@ -101,7 +101,7 @@ static inline int32_t tte_fixed_high_mul(int32_t a, int32_t b) {
         return INT32_MAX;
     }
     const int64_t ab = (int64_t)a * (int64_t)b;
-    const int64_t half = (int64_t)1 << 30;
+    const int64_t half = -(int64_t)INT32_MIN / 2; /* 2^30, gemmlowp's nudge */
     /* Truncating (ab + nudge) / 2^31 toward zero is a shift of its magnitude: (2^30 - ab - 1) for ab < 0. */
     return ab >= 0 ? (int32_t)((ab + half) >> 31) : (int32_t)(-((-ab + half - 1) >> 31));
 }

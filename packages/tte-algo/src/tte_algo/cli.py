@@ -73,6 +73,12 @@ def register_quantize(subparsers: Any) -> None:
     p.add_argument("--data-classes", help="restrict the data to these classes, e.g. 0-4")
     p.add_argument("--calib", type=int, default=256, help="calibration images (default 256)")
     p.add_argument("--head", choices=("fp32", "int8"), default="fp32", help="classifier precision (default fp32)")
+    p.add_argument(
+        "--requant",
+        choices=("float", "fixed"),
+        default="float",
+        help="requantization: float32 rounding (default) or fixed, TFLite's integer arithmetic (NUMERICS.md 2b)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of fresh weights and heads (default 0)")
     p.set_defaults(func=_cmd_quantize)
 
@@ -214,6 +220,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         model,
         calib,
         head=args.head,
+        requant=args.requant,
         name=Path(args.output).stem,
         metadata={
             "source": args.model,
@@ -223,7 +230,10 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         },
     )
     save(graph, args.output)
-    print(f"wrote {args.output}: {len(conv_nodes(graph))} convs, {len(graph.nodes)} nodes, head {args.head}")
+    print(
+        f"wrote {args.output}: {len(conv_nodes(graph))} convs, {len(graph.nodes)} nodes, head {args.head}, "
+        f"requant {args.requant}"
+    )
     return 0
 
 

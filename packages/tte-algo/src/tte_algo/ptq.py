@@ -38,6 +38,7 @@ from tte_algo.floatgraph import INPUT, FloatGraph, FloatNet, FloatOp, channel_ra
 from tte_ir import DType, Graph, GraphBuilder, Op, QuantParams, TensorSpec, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.layout_passes import flatten_channels_last
+from tte_ir.quant import REQUANT_MODES
 
 __all__ = ["INPUT_SCALE", "activation_quant", "calibrate", "export_graph", "quantize_model", "quantize_weights"]
 
@@ -260,13 +261,18 @@ def export_graph(
     *,
     head: str = "fp32",
     metadata: Mapping[str, Any] | None = None,
+    requant: str = "float",
 ) -> Graph:
     """Quantize ``fgraph`` with calibrated ``ranges`` into a verified forward graph for a
-    ``[1, *input_shape]`` int8 input. ``head`` is "fp32" or "int8". A flatten of a spatial map into the
-    head is exported in the engine's channels-last order, the head's weights permuted to match
-    (:func:`tte_ir.layout_passes.flatten_channels_last`), so the simulation and the engine run it."""
+    ``[1, *input_shape]`` int8 input. ``head`` is "fp32" or "int8"; ``requant`` the graph's
+    requantization, "float" (NUMERICS.md §2) or "fixed" (§2b, TFLite's integer arithmetic). A flatten
+    of a spatial map into the head is exported in the engine's channels-last order, the head's weights
+    permuted to match (:func:`tte_ir.layout_passes.flatten_channels_last`), so the simulation and the
+    engine run it."""
     if head not in ("fp32", "int8"):
         raise TteError(f"head must be 'fp32' or 'int8', got '{head}'")
+    if requant not in REQUANT_MODES:
+        raise TteError(f"requant must be one of {', '.join(REQUANT_MODES)}, got '{requant}'")
     net = FloatNet(fgraph)
     with torch.no_grad():
         values = net(torch.zeros(1, *input_shape), return_all=True)
@@ -276,6 +282,7 @@ def export_graph(
         "head": head,
         "num_classes": int(shapes[fgraph.output][1]),
         "input_mapping": "pixel p in [0,255] -> code p - 128 (scale 1/127.5, zero point 0)",
+        "requant": requant,
         **dict(metadata or {}),
     }
     builder = GraphBuilder(fgraph.name, meta)
@@ -290,11 +297,13 @@ def quantize_model(
     head: str = "fp32",
     name: str = "model",
     metadata: Mapping[str, Any] | None = None,
+    requant: str = "float",
 ) -> Graph:
     """Import ``model`` through torch.fx, calibrate it on int8 input codes ``[N, 3, H, W]`` and export
-    the int8 forward graph (the whole of ``tte quantize``)."""
+    the int8 forward graph (the whole of ``tte quantize``; ``requant`` as :func:`export_graph`)."""
     from tte_algo.fx_import import import_fx
 
     fgraph = import_fx(model, name)
     ranges = calibrate(FloatNet(fgraph), [calibration_codes.to(torch.float32) / 127.5])
-    return export_graph(fgraph, ranges, tuple(calibration_codes.shape[1:]), head=head, metadata=metadata)
+    shape = tuple(calibration_codes.shape[1:])
+    return export_graph(fgraph, ranges, shape, head=head, metadata=metadata, requant=requant)

@@ -46,6 +46,7 @@ from torch.nn import functional as F
 
 from tte_ir import DType, Graph, Node, Op, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
+from tte_ir.fixedpoint import NUDGE
 from tte_ir.kernels import REQUANT, KernelCall, kernel_call
 from tte_ir.quant import node_multipliers
 from tte_ir.reference import pool_counts
@@ -78,7 +79,7 @@ def _mbqm(x: torch.Tensor, qm: torch.Tensor, shift: torch.Tensor) -> torch.Tenso
     left, right = shift.clamp(min=0), (-shift).clamp(min=0)
     shifted = ((torch.bitwise_left_shift(x, left) - INT32_MIN) & 0xFFFFFFFF) + INT32_MIN
     ab = shifted * qm  # |ab| <= 2^62
-    t = ab + torch.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    t = ab + torch.where(ab >= 0, NUDGE, 1 - NUDGE)
     high = torch.where(t >= 0, t >> 31, -((-t) >> 31))  # truncation toward zero
     high = torch.where((shifted == INT32_MIN) & (qm == INT32_MIN), INT32_MAX, high)
     mask = torch.bitwise_left_shift(torch.ones_like(right), right) - 1

@@ -55,6 +55,7 @@ def register_inspect(subparsers: Any) -> None:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    from tte_ir.quant import requant_mode
     from tte_ir.serialize import load
     from tte_ir.summary import summarize
 
@@ -83,7 +84,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             for c, (cell, w) in enumerate(zip(row, widths, strict=False))
         )
 
-    print(f"graph '{graph.name}'  inputs {list(graph.inputs)}  outputs {list(graph.outputs)}")
+    print(
+        f"graph '{graph.name}'  inputs {list(graph.inputs)}  outputs {list(graph.outputs)}  "
+        f"requant {requant_mode(graph)}"
+    )
     print(fmt(header))
     for row in table:
         print(fmt(row))

@@ -24,7 +24,13 @@ import numpy as np
 from tte_ir._ir import TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
 
-__all__ = ["mbqm", "quantize_multiplier", "rdbpot", "round_half_away", "srdhm", "wrap32"]
+__all__ = ["NUDGE", "Q31_ONE", "mbqm", "quantize_multiplier", "rdbpot", "round_half_away", "srdhm", "wrap32"]
+
+Q31_ONE = -INT32_MIN
+"""2^31, the one of a Q0.31 fixed-point multiplier: ``m ~ qm / Q31_ONE * 2^shift``."""
+
+NUDGE = Q31_ONE // 2
+"""2^30, gemmlowp's rounding nudge of SaturatingRoundingDoublingHighMul (``1 - NUDGE`` for a negative product)."""
 
 
 def round_half_away(x: float) -> int:
@@ -44,8 +50,8 @@ def quantize_multiplier(m: float) -> tuple[int, int]:
     if m == 0.0:
         return 0, 0
     q, shift = math.frexp(m)
-    q_fixed = round_half_away(q * 2.0**31)  # exact: q * 2^31 has at most 53 significant bits
-    if q_fixed == 2**31:
+    q_fixed = round_half_away(q * Q31_ONE)  # exact: q * 2^31 has at most 53 significant bits
+    if q_fixed == Q31_ONE:
         q_fixed //= 2
         shift += 1
     if shift < -31:
@@ -66,7 +72,7 @@ def srdhm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     ab = a * b  # |ab| <= 2^62: exact in int64
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    nudge = np.where(ab >= 0, NUDGE, 1 - NUDGE)
     t = ab + nudge
     high = np.where(t >= 0, t >> 31, -((-t) >> 31))  # C++ integer division: truncation toward zero
     return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, high).astype(np.int64)
