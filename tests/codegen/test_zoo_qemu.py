@@ -1,7 +1,8 @@
 """The users' model zoo on a microcontroller (issue 12 acceptance): every model of the zoo quantizes, compiles
 with a sparse scheme (biases of the last four convs, half the input channels of the third-last conv's
 weights, the whole last conv) under a memory budget, and its generated C trains 10 steps identically on the
-host and under QEMU Cortex-M7: the same losses, parameters and logits, bit for bit."""
+host and under QEMU Cortex-M7: the same losses, parameters and logits, bit for bit. MobileNetV3 (hard-swish,
+squeeze-and-excite) also with TFLite's fixed-point requantization (NUMERICS.md 2b)."""
 
 from __future__ import annotations
 
@@ -34,15 +35,21 @@ def sparse_scheme(n: int) -> Scheme:
     return Scheme(n_bias=min(4, n), weights=(WeightUpdate(n - 3, 0.5), WeightUpdate(n - 1, 1.0)))
 
 
-@pytest.mark.parametrize("name", SUPPORTED)
-def test_zoo_model_trains_identically_on_the_host_and_cortex_m7(name, tmp_path):
+CASES = [(name, "float") for name in SUPPORTED] + [("mobilenetv3-small", "fixed")]
+
+
+@pytest.mark.parametrize(("name", "requant"), CASES)
+def test_zoo_model_trains_identically_on_the_host_and_cortex_m7(name, requant, tmp_path):
     qemu_tools()
     digits = load_digits(USER_MODELS[name][1])
-    graph = quantize_model(build(name, **FIT.get(name, {})), digits.codes[:16], head="fp32", name=name)
+    model = build(name, **FIT.get(name, {}))
+    graph = quantize_model(model, digits.codes[:16], head="fp32", name=name, requant=requant)
+    assert graph.metadata["requant"] == requant
     scheme = sparse_scheme(len(conv_nodes(graph)))
     smallest = memory_report(compile_training(graph, scheme), input_in_arena=True).total_bytes
     budget = int(smallest * BUDGET_HEADROOM)
     training = compile_training(graph, scheme, budget=budget)
+    assert training.metadata["requant"] == requant  # the compiled step keeps the forward's arithmetic
     assert memory_report(training, input_in_arena=True).total_bytes <= budget
     project = generate(training, tmp_path / "model")
     xs, labels = digits.codes[:STEPS].numpy(), digits.labels[:STEPS].numpy()
