@@ -157,3 +157,11 @@ def test_the_digest_is_the_structure_and_frozen_constants_not_the_trained_values
     frozen["stem.w"].flat[0] ^= 1
     assert graph_digest(replace(training, constants=frozen)) != digest
     assert graph_digest(compile_training(tiled_residual_net(), scheme(weights=((4, 0.5),)))) != digest
+
+
+def test_fixed_requantization_is_part_of_the_digest(training):
+    fixed = replace(training, metadata={**training.metadata, "requant": "fixed"})
+    assert graph_digest(fixed) != graph_digest(training)
+    assert graph_digest(replace(training, metadata={**training.metadata, "requant": "float"})) == (
+        graph_digest(training)
+    )

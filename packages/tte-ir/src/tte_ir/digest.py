@@ -8,6 +8,8 @@ it. What it covers is what gives the trained parameters their meaning:
 * the graph's structure: every tensor (name, shape, dtype, quantization), every node (name, op,
   inputs, outputs, attributes, so also the scheme's tiling, rounding and seed), the inputs and
   outputs, and the training record's parameter list (``metadata["training"]["state"]``);
+* the requantization arithmetic when it is not the default float one (``metadata["requant"]``
+  "fixed", NUMERICS.md 2b): the same weights then give other codes;
 * every frozen constant (name, dtype, shape and bytes): the weights the trained slices work with.
 
 Left out: the graph's name, the rest of its metadata (provenance, the scheme's learning rates) and
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from tte_ir._ir import Graph
+from tte_ir.quant import requant_mode
 from tte_ir.serialize import graph_to_json
 
 __all__ = ["graph_digest"]
@@ -35,13 +38,17 @@ def _structure(graph: Graph) -> dict[str, Any]:
     data = graph_to_json(graph)
     training = graph.metadata.get("training")
     state = training.get("state", {}) if isinstance(training, dict) else {}
-    return {
+    structure = {
         "inputs": data["inputs"],
         "outputs": data["outputs"],
         "tensors": data["tensors"],
         "nodes": data["nodes"],
         "state": [[str(k), str(v)] for k, v in dict(state).items()],
     }
+    mode = requant_mode(graph)
+    if mode != "float":  # absent for float graphs, so the digests of existing models stay what they were
+        structure["requant"] = mode
+    return structure
 
 
 def graph_digest(graph: Graph) -> int:
