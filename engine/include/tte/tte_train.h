@@ -143,6 +143,12 @@ typedef struct tte_hwc_params {
 float tte_expf(float x);
 float tte_logf(float x);
 
+/* a * b + c rounded once to float32 (round to nearest even), computed in double arithmetic only: no fused
+ * instruction and no floating-point environment. The kernels' fused multiply-adds (tte_fma) on an Arm core
+ * without VFMA (Cortex-M3, software float), where newlib's fmaf rounds twice (through double); the same
+ * bits as a correctly rounded fmaf (VFMA, x86-64 glibc) on every input, NaN and infinities included. */
+float tte_fmaf_soft(float a, float b, float c);
+
 /* gather_channels: y = the listed channels of x, saved for a weight update.
  * x [pixels][in_c] int8; y [pixels][count] int8. */
 typedef struct tte_gather_params {

@@ -34,12 +34,13 @@
  * bits on an FPU with VFMA (Cortex-M4/M7: GCC and Clang expand fmaf to vfma.f32), on x86-64 (glibc's
  * fmaf: the FMA instruction where the core has it, else a correctly rounded software fmaf) and anywhere
  * fmaf is correctly rounded. newlib's software fmaf, which an Arm core without VFMA would call, rounds
- * twice (through double): refused here rather than giving other bits. */
-#if defined(__arm__) && !defined(__FP_FAST_FMAF)
-#error "tte needs a fused multiply-add instruction on Arm (VFMA: FPv4 or later); newlib's software fmaf rounds twice"
-#endif
+ * twice (through double, e.g. on Cortex-M3): there the engine's own tte_fmaf_soft (tte_train.h) stands in. */
 static inline float tte_fma(float a, float b, float c) {
+#if defined(__arm__) && !defined(__FP_FAST_FMAF)
+    return tte_fmaf_soft(a, b, c);
+#else
     return fmaf(a, b, c);
+#endif
 }
 
 /* The blocked float kernels' inner blocks are written as loops over small constant counts: inlined at

@@ -1,6 +1,7 @@
 /* The engine's own expf and logf (tte_train.h): every target runs this code,
  * so the softmax loss and gradient agree bit for bit between the host and
- * Cortex-M, where libm implementations differ. The algorithms and constants
+ * Cortex-M, where libm implementations differ. Also tte_fmaf_soft, the fused
+ * multiply-add of the cores without one (last in this file). The algorithms and constants
  * are those of fdlibm's e_expf.c and e_logf.c (Sun Microsystems, freely
  * redistributable): range reduction by ln 2 with a two-part constant, then a
  * short rational or polynomial approximation, each operation a single float32
@@ -93,4 +94,33 @@ float tte_logf(float x) {
     const float hfsq = 0.5f * f * f;
     const float dk = (float)e;
     return dk * ln2_hi - ((hfsq - (s * (hfsq + r) + dk * ln2_lo)) - f);
+}
+
+/* The product of two floats (24-bit significands) is exact in double; the sum s is rounded to nearest
+ * there, and rounding s again to float gives the correctly rounded a * b + c except where s lands on a
+ * float midpoint (a tie of the float rounding) while the exact sum does not. Every float midpoint, normal
+ * or subnormal, and the overflow threshold have their low 28 significand bits zero in double, so any other
+ * s rounds right as it is. Otherwise the sum is rounded to odd: s moved one double ulp towards the exact
+ * sum where it is inexact (its exact error from TwoSum), and a value rounded to odd with 29 spare bits
+ * rounds to float as the exact value would. The same rule as tte_ir.reference_train's _fmaf, which rounds
+ * every sum to odd (the same result: moving an s that is not a midpoint leaves its float rounding as is). */
+float tte_fmaf_soft(float a, float b, float c) {
+    const double p = (double)a * (double)b;
+    const double z = (double)c;
+    const double s = p + z;
+    uint64_t bits;
+    memcpy(&bits, &s, sizeof bits);
+    const uint64_t exponent = UINT64_C(0x7ff0000000000000);
+    if ((bits & UINT64_C(0x0fffffff)) != 0 || (bits & exponent) == exponent) {
+        return (float)s; /* not a midpoint, or an infinity or NaN */
+    }
+    const double back = s - z;
+    const double error = (p - back) + (z - (s - back));
+    if (error != 0.0) {
+        /* s is nonzero here (an exact sum that is not zero is at least 2^-298 in magnitude). */
+        bits = ((error > 0.0) == (s > 0.0)) ? bits + 1u : bits - 1u;
+    }
+    double odd;
+    memcpy(&odd, &bits, sizeof odd);
+    return (float)odd;
 }
