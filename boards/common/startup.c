@@ -1,5 +1,5 @@
 /* Cortex-M startup shared by every board: the vector table, the reset handler
- * (FPU on, .data copied, .bss zeroed, stack painted, semihosting opened) and a
+ * (FPU on where there is one, .data copied, .bss zeroed, stack painted, semihosting opened) and a
  * fault handler that ends the program instead of hanging the emulator. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,10 +26,13 @@ void _init(void) {}
 void _fini(void) {}
 
 __attribute__((noreturn)) void Reset_Handler(void) {
-    /* Full access to CP10/CP11 (the FPU) in CPACR, before any float instruction. */
+#if defined(__ARM_FP)
+    /* Full access to CP10/CP11 (the FPU) in CPACR, before any float instruction. A core without an FPU
+     * (Cortex-M3: software float) has no coprocessor to enable. */
     volatile uint32_t *const cpacr = (volatile uint32_t *)0xE000ED88u;
     *cpacr |= 0xFu << 20;
     __asm__ volatile("dsb\n\tisb" ::: "memory");
+#endif
 
     for (uint32_t *src = __data_load__, *dst = __data_start__; dst < __data_end__;) {
         *dst++ = *src++;

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 BOARDS_DIR = Path(__file__).resolve().parents[1]
-BOARDS = ("qemu-mps2-an500", "qemu-mps2-an386", "stm32f746g-disco")
-QEMU_MACHINES = {"qemu-mps2-an500": "mps2-an500", "qemu-mps2-an386": "mps2-an386"}
+BOARDS = ("qemu-mps2-an500", "qemu-mps2-an386", "qemu-mps2-an385", "stm32f746g-disco")
+QEMU_MACHINES = {"qemu-mps2-an500": "mps2-an500", "qemu-mps2-an386": "mps2-an386", "qemu-mps2-an385": "mps2-an385"}
 
 
 def build_board(board: str, build_dir: Path, **cache: object) -> Path:
