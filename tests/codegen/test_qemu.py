@@ -41,7 +41,7 @@ def assert_bit_exact(run, host) -> None:
     assert set(run.statuses) == {"ok"}
 
 
-@pytest.mark.parametrize("board", ["qemu-mps2-an500", "qemu-mps2-an386"])
+@pytest.mark.parametrize("board", ["qemu-mps2-an500", "qemu-mps2-an386", "qemu-mps2-an385"])
 def test_residual_net_host_and_cortex_m_agree_bit_for_bit(project, training, forward, board, tmp_path):
     qemu_tools()
     xs = images(forward, STEPS)

@@ -21,7 +21,7 @@ from tte_ir import TteError
 
 __all__ = ["BOARDS", "BuildError", "build", "require_tools"]
 
-BOARDS = ("host", "qemu-mps2-an500", "qemu-mps2-an386", "stm32f746g-disco")
+BOARDS = ("host", "qemu-mps2-an500", "qemu-mps2-an386", "qemu-mps2-an385", "stm32f746g-disco")
 
 
 class BuildError(TteError):

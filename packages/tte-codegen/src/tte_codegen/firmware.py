@@ -34,7 +34,7 @@ from tte_ir.serialize import atomic_write_bytes
 
 __all__ = ["QEMU_MACHINES", "FirmwareRun", "board_tools", "firmware_memory", "run_firmware"]
 
-QEMU_MACHINES = {"qemu-mps2-an500": "mps2-an500", "qemu-mps2-an386": "mps2-an386"}
+QEMU_MACHINES = {"qemu-mps2-an500": "mps2-an500", "qemu-mps2-an386": "mps2-an386", "qemu-mps2-an385": "mps2-an385"}
 
 
 def board_tools(root: Path) -> ModuleType:
