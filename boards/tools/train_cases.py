@@ -18,6 +18,7 @@ with :mod:`tte_ir.layout` and :func:`tte_ir.kernels.weight_layout`, as the code 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 from firmware_data import CallCase, c_descriptor, c_float, kernel_call_c
@@ -555,6 +556,72 @@ def math_case(name: str, x: np.ndarray) -> CallCase:
     )
 
 
+def round_to_float32(exact: Fraction) -> np.float32:
+    """``exact`` rounded once to float32, to nearest with ties to even (2^128 counts as even: infinity),
+    from exact comparisons: the oracle of a fused multiply-add, independent of any float arithmetic."""
+    if exact == 0:
+        return np.float32(0.0)
+    with np.errstate(over="ignore"):  # beyond FLT_MAX the guess is infinity, then its neighbour FLT_MAX
+        guess = np.float32(float(exact)) if abs(exact) < 2**128 else np.float32(np.inf if exact > 0 else -np.inf)
+    candidates = {guess, *np.nextafter(guess, np.float32([-np.inf, np.inf]))}
+
+    def value(v: np.float32) -> Fraction:
+        return Fraction(int(np.sign(v)) * 2**128) if np.isinf(v) else Fraction(float(v))
+
+    def key(v: np.float32) -> tuple[Fraction, int]:
+        odd = 0 if np.isinf(v) else int(np.asarray(v).view(np.uint32)) & 1
+        return abs(value(v) - exact), odd
+
+    return min(candidates, key=key)
+
+
+def fmaf_double_rounding_triples(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``count`` float32 triples ``(a, b, c)`` whose ``a * b + c`` rounded to double and then to float32 (newlib's
+    fmaf on a core without VFMA) is not the value rounded once: products within 2^-29 of half an ulp of ``c``,
+    around normal and subnormal ``c``, so the double sum lands on a float midpoint. Drawn until ``count`` such."""
+    found: list[tuple[np.float32, np.float32, np.float32]] = []
+    while len(found) < count:
+        n = 4096
+        c = rng.integers(0, 2**31 - 2**23, n, dtype=np.uint32).view(np.float32)  # finite and positive: signs next
+        c = np.where(rng.random(n) < 0.5, -c, c).astype(np.float32)
+        half_ulp = np.maximum(np.frexp(np.abs(c).astype(np.float64))[1] - 25, -150)
+        # significands 2^23 + i and 2^24 - j: their product is 2^47 + small for some small i, j
+        i = rng.integers(0, 4097, n)
+        j = np.where(rng.random(n) < 0.5, 2 * i - 1, 2 * i + rng.integers(-2, 3, n))
+        ea = rng.integers(-30, 31, n)
+        a = np.ldexp((2**23 + i).astype(np.float64), ea - 23)
+        b = np.ldexp((2**24 - j).astype(np.float64), half_ulp - ea - 24) * np.where(rng.random(n) < 0.5, -1, 1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            a32, b32 = a.astype(np.float32), b.astype(np.float32)
+            twice = (a32.astype(np.float64) * b32 + c).astype(np.float32)
+        ok = (a32 == a) & (b32 == b) & (b32 != 0)
+        once = reference_train._fmaf(a32, b32, c)
+        hard = ok & np.isfinite(once) & (twice.view(np.uint32) != once.view(np.uint32))
+        found += list(zip(a32[hard], b32[hard], c[hard], strict=True))
+    a, b, c = (np.array(v, np.float32) for v in zip(*found[:count], strict=True))
+    return a, b, c
+
+
+def fmaf_case(name: str, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> CallCase:
+    """tte_fmaf_soft over the triples (the kernels' fused multiply-add on Arm cores without VFMA, on every
+    target); expected: the mirror of reference_train, its reference the exact sums rounded once."""
+    n = a.size
+    exact = [
+        round_to_float32(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z)))
+        if np.isfinite([x, y, z]).all()
+        else np.float32(float(x) * float(y) + float(z))  # an infinite operand: an infinite sum, no rounding
+        for x, y, z in zip(a, b, c, strict=True)
+    ]
+    return CallCase(
+        name,
+        (),
+        f"status = TTE_OK;\n    for (int i = 0; i < {n}; ++i) {{\n        $r[i] = tte_fmaf_soft($a[i], $b[i], $c[i]);\n    }}",
+        {"a": a, "b": b, "c": c},
+        {"r": (_pattern(a.shape, np.float32), reference_train._fmaf(a, b, c))},
+        reference={"r": np.array(exact, np.float32)},
+    )
+
+
 # ---- the fixed set ------------------------------------------------------------------------------------------------
 
 
@@ -581,6 +648,26 @@ def _w_update(rng, name, kind, *, c, o, h, w, k, stride, padding, rounding, band
         inv, full=full, channels=channels, stride=stride, padding=padding, x_zero=int(rng.integers(-128, 128)),
         rounding=rounding, tensor_id=5, band=band,
     )  # fmt: skip
+
+
+# fmaf edges (a, b, c): exact sums, an underflow to a subnormal and to zero, an overflow to infinity and an exact
+# tie between FLT_MAX and 2^128 (to infinity), infinities (no NaN: its sign bit is the FPU's choice and the
+# golden comparison is bitwise).
+FMAF_EDGES = tuple(
+    np.array(v, np.float32)
+    for v in zip(
+        (1.5, 2.0, -0.25),
+        (2.0**-70, 2.0**-70, 2.0**-10),
+        (3e38, 2.0, 0.0),
+        (2.0**127, 1.99999988, 2.0**103),
+        (1e-20, 1e-20, 0.0),
+        (1e-30, 1e-20, 0.0),
+        (np.inf, 2.0, 1.0),
+        (1.0, 1.0, -np.inf),
+        (-0.0, 1.0, 0.0),
+        strict=True,
+    )
+)
 
 
 def golden_train_set(seed: int = 1) -> list[CallCase]:
@@ -664,4 +751,6 @@ def golden_train_set(seed: int = 1) -> list[CallCase]:
                         rng.normal(0, 0.1, (5, 12)).astype(np.float32), rng.normal(0, 0.1, 5).astype(np.float32),
                         x_scale=0.02, x_zero=-128),
     ]  # fmt: skip
+    hard = fmaf_double_rounding_triples(rng, 48)
+    cases.append(fmaf_case("fmaf_soft", *(np.concatenate(v) for v in zip(hard, FMAF_EDGES, strict=True))))
     return cases

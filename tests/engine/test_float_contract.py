@@ -3,7 +3,9 @@ target -- copied into another project, with contraction asked for (``-O2 -ffp-co
 core that has fused multiply-add -- their objects hold exactly the fused multiply-adds the sources ask
 for (``fmaf``: the count of a ``-ffp-contract=off`` build), so the host and the MCU still compute the
 same bits. The same kernels with kernels-impl.h's pragma block taken out hold more: the flags would
-contract them, and the check can fail."""
+contract them, and the check can fail. On a core without VFMA (Cortex-M3, software float) every fused
+multiply-add the sources ask for is the engine's correctly rounded tte_fmaf_soft, never newlib's fmaf,
+which rounds twice."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ HOST_FMA = {
     "aarch64": ([], re.compile(r"\bfn?m(add|sub)\b")),
 }
 CORTEX_M4 = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+CORTEX_M3 = ["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"]
 ARM_FMA = re.compile(r"\bvfn?m[as]\.f32\b")
 
 
@@ -89,3 +92,34 @@ def test_host_objects_hold_no_fused_multiply_add(tmp_path: Path) -> None:
 def test_cortex_m4_objects_hold_no_fused_multiply_add(tmp_path: Path) -> None:
     cc = require_tool("arm-none-eabi-gcc")
     check(tmp_path, cc, CORTEX_M4, require_tool("arm-none-eabi-objdump"), ARM_FMA)
+
+
+def undefined_symbols(tmp: Path, flags: list[str], nm: str) -> dict[str, set[str]]:
+    """The symbols each engine object built for Cortex-M3 (``CONTRACT`` then ``flags``) calls from outside it."""
+    found = {}
+    for name, sources in engine_sources(KERNELS, cortex_m=False).items():
+        out = tmp / "m3" / name
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        include = ["-I", str(ROOT / "engine" / "include"), "-I", str(KERNELS)]
+        command = [require_tool("arm-none-eabi-gcc"), *CONTRACT, *CORTEX_M3, *flags, *include, "-c"]
+        result = subprocess.run([*command, *(str(p) for p in sources)], cwd=out, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        for source in sources:
+            listing = subprocess.run([nm, "-u", str(out / f"{source.stem}.o")], capture_output=True, text=True)
+            assert listing.returncode == 0, listing.stderr
+            found[f"{name}/{source.name}"] = {line.split()[-1] for line in listing.stdout.splitlines()}
+    return found
+
+
+@pytest.mark.slow
+def test_cortex_m3_objects_call_the_engines_fmaf(tmp_path: Path) -> None:
+    """Every object with a fused multiply-add calls tte_fmaf_soft and none calls fmaf. With __FP_FAST_FMAF
+    defined (what the guard in kernels-impl.h tests) the same objects call newlib's fmaf: the check can fail."""
+    nm = require_tool("arm-none-eabi-nm")
+    soft = undefined_symbols(tmp_path, [], nm)
+    forced = undefined_symbols(tmp_path, ["-D__FP_FAST_FMAF=1"], nm)
+    fused = {name for name, symbols in forced.items() if "fmaf" in symbols}
+    assert fused, "no object asks for a fused multiply-add"
+    assert {name for name, symbols in soft.items() if "tte_fmaf_soft" in symbols} == fused
+    assert not [name for name, symbols in soft.items() if "fmaf" in symbols]
