@@ -40,10 +40,18 @@ def build_board(board: str, build_dir: Path, **cache: object) -> Path:
 
 
 def run_qemu(
-    machine: str, elf: Path, *, icount: bool = False, timeout: float = 300, cwd: Path | None = None
+    machine: str,
+    elf: Path,
+    *,
+    icount: bool = False,
+    timeout: float = 300,
+    cwd: Path | None = None,
+    code_log: Path | None = None,
 ) -> tuple[int, str]:
     """Run an image under qemu-system-arm with semihosting: its exit status (the program's, through
-    semihosting SYS_EXIT) and its console output. Semihosting file paths resolve against ``cwd``."""
+    semihosting SYS_EXIT) and its console output. Semihosting file paths resolve against ``cwd``.
+    ``code_log``: where QEMU writes the guest code it translates (``-d in_asm``), that is every block
+    the program executed (:func:`executed_functions` reads it)."""
     command = [
         "qemu-system-arm",
         "-M",
@@ -60,8 +68,31 @@ def run_qemu(
     ]
     if icount:
         command[1:1] = ["-icount", "shift=0"]
+    if code_log is not None:
+        command[1:1] = ["-d", "in_asm", "-D", str(code_log)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     return result.returncode, result.stdout + result.stderr
+
+
+def executed_functions(elf: Path, code_log: Path) -> set[str]:
+    """The names of the image's functions (aliases included) with an instruction in ``code_log``, QEMU's
+    log of the code it translated (:func:`run_qemu`): the functions the run executed."""
+    import bisect
+
+    from elftools.elf.elffile import ELFFile
+
+    addresses = sorted({int(a, 16) for a in re.findall(r"^0x([0-9a-f]+):", code_log.read_text(), re.MULTILINE)})
+    names = set()
+    with elf.open("rb") as f:
+        symbols = ELFFile(f).get_section_by_name(".symtab")
+        for symbol in symbols.iter_symbols():
+            if symbol["st_info"]["type"] != "STT_FUNC" or symbol["st_size"] == 0:
+                continue
+            start = symbol["st_value"] & ~1  # bit 0 marks Thumb code
+            i = bisect.bisect_left(addresses, start)
+            if i < len(addresses) and addresses[i] < start + symbol["st_size"]:
+                names.add(symbol.name)
+    return names
 
 
 def elf_sizes(elf: Path) -> dict[str, int]:
@@ -155,11 +186,14 @@ def cross(build_dir: Path, model: Path | None, scheme: str | None) -> str:
     return note + _table(header, rows) + f"\nengine library also built for: {', '.join(EXTRA_CORES)}"
 
 
-def profile_forward(training, project, build_dir: Path, image, *, board: str = "qemu-mps2-an500") -> dict:
+def profile_forward(
+    training, project, build_dir: Path, image, *, board: str = "qemu-mps2-an500", code_log: Path | None = None
+) -> dict:
     """Build ``project`` (generated from ``training``) as the bench program (programs/bench_main.c,
     TTE_PROFILE_MODEL) for a QEMU ``board`` and run one inference on ``image`` (int8 IR
     ``[1, C, H, W]``) under -icount: ``blocks`` as (node, kernel or None for a view, MACs, count),
-    ``total`` (the whole inference), ``macs``, ``unit``, ``logits`` (their bits) and ``stack``."""
+    ``total`` (the whole inference), ``macs``, ``unit``, ``logits`` (their bits) and ``stack``;
+    ``code_log`` as for :func:`run_qemu`."""
     import tempfile
 
     from tte_ir import node_macs
@@ -170,7 +204,9 @@ def profile_forward(training, project, build_dir: Path, image, *, board: str = "
     build = build_board(board, build_dir, TTE_TRAIN_MODEL=project.path / "model.cmake", TTE_PROFILE_MODEL="ON")
     with tempfile.TemporaryDirectory(prefix="tte-bench-") as tmp:
         atomic_write_bytes(Path(tmp) / "tte_inputs.bin", to_engine_layout(image).tobytes())
-        status, output = run_qemu(QEMU_MACHINES[board], build / "tte_bench.elf", icount=True, cwd=Path(tmp))
+        status, output = run_qemu(
+            QEMU_MACHINES[board], build / "tte_bench.elf", icount=True, cwd=Path(tmp), code_log=code_log
+        )
     blocks = re.findall(r"^BLOCK (\S+) count=(\d+)$", output, re.MULTILINE)
     infer = re.search(r"^INFER count=(\d+) unit=(\S+) macs=(\d+)$", output, re.MULTILINE)
     done = re.search(r"^DONE blocks=\d+ stack_high_water=(\d+)$", output, re.MULTILINE)
