@@ -37,6 +37,7 @@ SOFT_FLOAT = re.compile(
 REQUANTS = ["float", *(["fixed"] if any("fixed" in name for name in dir(quant)) else [])]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("requant", REQUANTS)
 def test_cortex_m3_forward_calls_soft_float_only_with_float_requantization(requant, tmp_path):
     qemu_tools()

@@ -55,14 +55,15 @@ def test_residual_net_host_and_cortex_m_agree_bit_for_bit(project, training, for
     assert run.memory["firmware_ram"] == run.memory["data"] + run.memory["bss"] + run.memory["stack_high_water"]
 
 
+@pytest.mark.parametrize("board", ["qemu-mps2-an500", "qemu-mps2-an385"])
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_variants_host_and_cortex_m7_agree_bit_for_bit(name, tmp_path):
+def test_variants_host_and_cortex_m_agree_bit_for_bit(name, board, tmp_path):
     qemu_tools()
     training = variant(name)
     project = generate(training, tmp_path / "model")
     xs = images(training, STEPS)
     labels = np.arange(STEPS) % project.manifest["classes"]
-    run = run_firmware(project, xs, labels, board="qemu-mps2-an500", build_dir=tmp_path / "m7")
+    run = run_firmware(project, xs, labels, board=board, build_dir=tmp_path / board)
     assert_bit_exact(run, host_run(project, training, xs, labels, tmp_path / "host"))
     assert run.memory["heap_used"] == 0
 
