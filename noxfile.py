@@ -162,8 +162,9 @@ def install_engine_tools(session: nox.Session) -> None:
 
 @nox.session
 def cross(session: nox.Session) -> None:
-    """Build every board (qemu-mps2-an500, qemu-mps2-an386, stm32f746g-disco): the golden-case image and the
-    generated training image of MCUNet-5fps 49kb (when ../shared is present); text/data/bss per image."""
+    """Build every board (qemu-mps2-an500, qemu-mps2-an386, qemu-mps2-an385, stm32f746g-disco): the golden-case
+    image and the generated training image of MCUNet-5fps 49kb (when ../shared is present); text/data/bss per
+    image."""
     install_engine_tools(session)
     model = shared_dir() / "models" / f"{BOARD_MODEL}.pkl"
     schemes = shared_dir() / "schemes" / "seed-schemes.json"

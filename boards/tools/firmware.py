@@ -27,6 +27,8 @@ from pathlib import Path
 BOARDS_DIR = Path(__file__).resolve().parents[1]
 BOARDS = ("qemu-mps2-an500", "qemu-mps2-an386", "qemu-mps2-an385", "stm32f746g-disco")
 QEMU_MACHINES = {"qemu-mps2-an500": "mps2-an500", "qemu-mps2-an386": "mps2-an386", "qemu-mps2-an385": "mps2-an385"}
+# The QEMU boards whose core builds the engine's ARMv7E-M kernels (src/kernels/arm); the Cortex-M3 has no DSP.
+ARM_KERNEL_BOARDS = ("qemu-mps2-an500", "qemu-mps2-an386")
 
 
 def build_board(board: str, build_dir: Path, **cache: object) -> Path:

@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT / "boards" / "tools"))  # firmware, firmware_data: s
 import firmware
 
 QEMU_BOARDS = firmware.QEMU_MACHINES
+ARM_KERNEL_BOARDS = firmware.ARM_KERNEL_BOARDS
 
 
 def build_board(board: str, build_dir: Path, **cache: object) -> Path:

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from .helpers import QEMU_BOARDS, require_packages, require_tool
+from .helpers import ARM_KERNEL_BOARDS, require_packages, require_tool
 
 require_packages("tte_ir")
 
@@ -46,7 +46,7 @@ def _build(board, tmp_path, shapes):
 
 @pytest.mark.slow  # a board build and 1,008 checks under QEMU: about 25 s per board
 @pytest.mark.shared
-@pytest.mark.parametrize("board", list(QEMU_BOARDS))
+@pytest.mark.parametrize("board", list(ARM_KERNEL_BOARDS))
 def test_arm_kernels_equal_the_reference_kernels(board, seed_model_path, tmp_path) -> None:
     shapes = _shapes(seed_model_path("mcunet-5fps"))
     assert {s.kernel for s in shapes if s.kind == "depthwise"} >= {3, 5, 7}
