@@ -61,8 +61,19 @@ TTE_ALWAYS_INLINE void dw_pixel(const dw_call *d, const int8_t *x, const int8_t 
     for (int32_t ky = 0; ky < rows; ++ky) {
         dw_row(acc, x + (size_t)ky * d->x_row, w + (size_t)ky * d->w_row, cols, channels, x_zero, constant);
     }
+    /* The constants in locals and a copy without a mask: as tte_host_store. */
+    const int32_t *bias = d->bias;
+    const float *multiplier = d->multiplier;
+    const int32_t y_zero = d->y_zero, lo = d->lo, hi = d->hi;
+    uint8_t *mask = d->mask;
+    if (mask == NULL) {
+        for (int32_t c = 0; c < channels; ++c) {
+            tte_conv_store(acc[c], bias[c], multiplier[c], y_zero, lo, hi, &y[c], NULL, 0);
+        }
+        return;
+    }
     for (int32_t c = 0; c < channels; ++c) {
-        tte_conv_store(acc[c], d->bias[c], d->multiplier[c], d->y_zero, d->lo, d->hi, &y[c], d->mask, mask_index + c);
+        tte_conv_store(acc[c], bias[c], multiplier[c], y_zero, lo, hi, &y[c], mask, mask_index + c);
     }
 }
 

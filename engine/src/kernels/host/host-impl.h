@@ -70,13 +70,23 @@ typedef struct tte_host_out {
     int32_t first; /* the whole output's pixel index of y's first pixel */
 } tte_host_out;
 
-/* Output channels [o, o + n) of band pixel k from sums acc[j], j < n (tte_conv_store each). */
-static inline void tte_host_store(const tte_host_out *d, int32_t k, int32_t o, int32_t n, const int32_t *acc) {
-    int8_t *y = d->y + (size_t)k * d->out_c;
-    const int32_t index = (d->first + k) * d->out_c;
+/* Output channels [o, o + n) of band pixel k from sums acc[j], j < n (tte_conv_store each). The
+ * constants are read into locals first: every int8 store may alias them, and would make the compiler
+ * read them again for each output; without a mask the loop is a copy with mask NULL. */
+TTE_ALWAYS_INLINE void tte_host_store(const tte_host_out *d, int32_t k, int32_t o, int32_t n, const int32_t *acc) {
+    const int32_t *bias = d->bias + o;
+    const float *multiplier = d->multiplier + o;
+    const int32_t y_zero = d->y_zero, lo = d->lo, hi = d->hi, index = (d->first + k) * d->out_c + o;
+    int8_t *y = d->y + (size_t)k * d->out_c + o;
+    uint8_t *mask = d->mask;
+    if (mask == NULL) {
+        for (int32_t j = 0; j < n; ++j) {
+            tte_conv_store(acc[j], bias[j], multiplier[j], y_zero, lo, hi, &y[j], NULL, 0);
+        }
+        return;
+    }
     for (int32_t j = 0; j < n; ++j) {
-        tte_conv_store(acc[j], d->bias[o + j], d->multiplier[o + j], d->y_zero, d->lo, d->hi, &y[o + j], d->mask,
-                       index + o + j);
+        tte_conv_store(acc[j], bias[j], multiplier[j], y_zero, lo, hi, &y[j], mask, index + j);
     }
 }
 
