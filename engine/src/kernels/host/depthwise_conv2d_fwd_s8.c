@@ -3,12 +3,16 @@
  * no per-tap bounds test: each output pixel reads the rectangle of its taps inside the input,
  * computed once per pixel. Interior pixels of 3x3, 5x5 and 7x7 kernels (any stride) run a copy with
  * the kernel width a constant, border pixels and other kernels the same loop with run-time bounds.
- * Results equal tte_ref_depthwise_conv2d_fwd_s8's bit for bit (host-impl.h). A call with a trained
- * slice or more than TTE_HOST_DW_CHANNELS channels runs the reference kernel. */
+ * With a trained slice the weights are first merged with it on the stack (at most
+ * TTE_HOST_DW_MERGED bytes). Results equal tte_ref_depthwise_conv2d_fwd_s8's bit for bit
+ * (host-impl.h). A call with more than TTE_HOST_DW_CHANNELS channels, or a slice and more than
+ * TTE_HOST_DW_MERGED weights, runs the reference kernel. */
 #include "host-impl.h"
 
 /* The most channels this kernel takes (its sums are on the stack). */
 #define TTE_HOST_DW_CHANNELS 4096
+/* The most weights (kernel_h * kernel_w * C) of a call with a trained slice. */
+#define TTE_HOST_DW_MERGED 16384
 
 size_t tte_depthwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
     (void)p; /* the sums are on the stack: the host's size is the reference's, 0 */
@@ -126,8 +130,20 @@ tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
     if (status != TTE_OK) {
         return status;
     }
-    if (p->train_count != 0 || p->in_c > TTE_HOST_DW_CHANNELS) {
+    const int32_t taps = p->kernel_h * p->kernel_w;
+    if (p->in_c > TTE_HOST_DW_CHANNELS || (p->train_count != 0 && taps * p->in_c > TTE_HOST_DW_MERGED)) {
         return tte_ref_depthwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
+    }
+    int8_t merged[TTE_HOST_DW_MERGED];
+    if (p->train_count != 0) {
+        /* w [KH][KW][C] with column train_channels[j] from column j of w_train [KH][KW][train_count]. */
+        memcpy(merged, w, (size_t)taps * p->in_c);
+        for (int32_t t = 0; t < taps; ++t) {
+            for (int32_t j = 0; j < p->train_count; ++j) {
+                merged[t * p->in_c + p->train_channels[j]] = w_train[t * p->train_count + j];
+            }
+        }
+        w = merged;
     }
     const dw_call d = {
         .channels = p->in_c,
