@@ -23,15 +23,25 @@ static void conv_row(const void *ctx, int32_t k, int16_t *row) {
     const tte_conv2d_params *p = c->p;
     const int32_t oy = c->oy_begin + k / c->out_w, ox = k % c->out_w;
     const int32_t iy0 = oy * c->stride - c->pad, ix0 = ox * c->stride - c->pad, in_c = p->in_c;
+    const int32_t kw = p->kernel_w, row_codes = kw * in_c;
     int16_t *dst = row;
-    for (int32_t ky = 0; ky < p->kernel_h; ++ky) {
+    for (int32_t ky = 0; ky < p->kernel_h; ++ky, dst += row_codes) {
         const int32_t iy = iy0 + ky;
-        for (int32_t kx = 0; kx < p->kernel_w; ++kx, dst += in_c) {
+        if (iy < 0 || iy >= p->in_h) {
+            memset(dst, 0, (size_t)row_codes * sizeof dst[0]); /* padding: x - x_zero is 0 */
+            continue;
+        }
+        const int8_t *line = c->x + (size_t)(iy - c->x_row) * p->in_w * in_c; /* input row iy, at ix 0 */
+        if (ix0 >= 0 && ix0 + kw <= p->in_w) {
+            tte_host_widen(line + (size_t)ix0 * in_c, row_codes, p->x_zero, row_codes, dst); /* the kernel row whole */
+            continue;
+        }
+        for (int32_t kx = 0; kx < kw; ++kx) {
             const int32_t ix = ix0 + kx;
-            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-                memset(dst, 0, (size_t)in_c * sizeof dst[0]); /* padding: x - x_zero is 0 */
+            if (ix < 0 || ix >= p->in_w) {
+                memset(dst + kx * in_c, 0, (size_t)in_c * sizeof dst[0]);
             } else {
-                tte_host_widen(c->x + ((size_t)(iy - c->x_row) * p->in_w + ix) * in_c, in_c, p->x_zero, in_c, dst);
+                tte_host_widen(line + (size_t)ix * in_c, in_c, p->x_zero, in_c, dst + kx * in_c);
             }
         }
     }

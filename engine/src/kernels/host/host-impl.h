@@ -48,7 +48,8 @@ static inline int32_t tte_host_round_up(int32_t n, int32_t m) {
 TTE_ALWAYS_INLINE void tte_host_dot(const int16_t *a0, const int16_t *a1, const int16_t *w, int32_t k,
                                     int32_t acc[2 * TTE_HOST_OUT]) {
     int32_t s[2 * TTE_HOST_OUT] = {0};
-    for (int32_t c = 0; c < k; ++c) {
+    const int32_t n = k / TTE_HOST_LANES * TTE_HOST_LANES; /* k itself, written so GCC sees it needs no tail */
+    for (int32_t c = 0; c < n; ++c) {
         for (int32_t j = 0; j < TTE_HOST_OUT; ++j) {
             s[j] += (int32_t)a0[c] * (int32_t)w[(size_t)j * k + c];
             s[TTE_HOST_OUT + j] += (int32_t)a1[c] * (int32_t)w[(size_t)j * k + c];
