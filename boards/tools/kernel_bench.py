@@ -26,7 +26,8 @@ import numpy as np
 from firmware import BOARDS_DIR, QEMU_MACHINES, _table, build_board, run_qemu
 
 __all__ = [
-    "Shape", "bench", "build_programs", "dense_shapes", "model_shapes", "random_shapes", "run_check", "shapes_source",
+    "Shape", "bench", "build_programs", "check_results", "dense_shapes", "model_shapes", "random_shapes", "run_check",
+    "shapes_source",
 ]  # fmt: skip
 
 CMSIS_NN_DIR = BOARDS_DIR.parent.parent / "shared" / "anchors" / "cmsis-nn"
@@ -180,10 +181,14 @@ def build_programs(board: str, build_dir: Path, shapes: Sequence[Shape], cmsis_n
 def run_check(build: Path, board: str, timeout: float = 300) -> tuple[int, dict[tuple[str, int], str]]:
     """Run a built tte_kernel_check under QEMU: its exit status and each (shape, variant)'s PASS or FAIL reason."""
     status, output = run_qemu(QEMU_MACHINES[board], build / "tte_kernel_check.elf", timeout=timeout)
+    return status, check_results(output, "under QEMU")
+
+
+def check_results(output: str, where: str) -> dict[tuple[str, int], str]:
+    """Each (shape, variant)'s PASS or FAIL reason in tte_kernel_check's output (QEMU or a host build)."""
     if not re.search(r"^DONE passed=\d+ failed=\d+$", output, re.MULTILINE):
-        raise RuntimeError(f"tte_kernel_check did not finish under QEMU:\n{output}")
-    results = {(name, int(v)): r for name, v, r in re.findall(r"^CHECK (\S+) (\d+) (PASS|FAIL.*)$", output, re.M)}
-    return status, results
+        raise RuntimeError(f"tte_kernel_check did not finish {where}:\n{output}")
+    return {(name, int(v)): r for name, v, r in re.findall(r"^CHECK (\S+) (\d+) (PASS|FAIL.*)$", output, re.M)}
 
 
 def _bench_counts(build: Path, board: str) -> tuple[list[dict], list[dict]]:

@@ -1,6 +1,8 @@
-"""The ARMv7E-M forward kernels (engine/src/kernels/arm) against their reference twins (tte/tte_ref.h)
-under QEMU Cortex-M7 and M4: boards/programs/kernel_check_main.c runs both on the same data and
-compares statuses, outputs and masks byte for byte, on random shapes (odd sizes and channel counts,
+"""The optimized forward kernels against their reference twins (tte/tte_ref.h): the ARMv7E-M ones
+(engine/src/kernels/arm) under QEMU Cortex-M7 and M4, and the host ones (engine/src/kernels/host) built
+natively, each clone (AVX2 where the CPU has it, and the baseline copy alone). boards/programs/
+kernel_check_main.c runs both on the same data and compares statuses, outputs and masks byte for
+byte, on random shapes (odd sizes and channel counts,
 kernels 1-7, strides 1-3), dense ones (the 3x3 stride-2 stem on 3 channels, 1x1 on 1-2 channels, grouped
 ones and ones beyond the patch bound, which run the reference kernel) and on MCUNet-5fps's pointwise,
 depthwise and dense convs, six variants each
@@ -11,9 +13,12 @@ multipliers and shifts, with masks, a row band and a trained slice)."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
+from conftest import ROOT, missing
 
 from .helpers import ARM_KERNEL_BOARDS, require_packages, require_tool
 
@@ -21,9 +26,12 @@ require_packages("tte_ir")
 
 import kernel_bench  # noqa: E402
 
-pytestmark = pytest.mark.qemu
-
 VARIANTS = 9  # kernel_check_main.c
+KERNELS = ROOT / "engine" / "src" / "kernels"
+# A host build as CMake compiles it (TTE_ENGINE_HOST_KERNELS), and one whose kernels are the baseline copy
+# alone (TTE_HOST_CLONES defined empty: no AVX2 clone), so that the copy the loader does not pick on this
+# machine is checked too.
+HOST_BUILDS = {"host": [], "host-baseline": ["-DTTE_HOST_CLONES="]}
 
 
 def _shapes(model) -> list[kernel_bench.Shape]:
@@ -44,18 +52,48 @@ def _build(board, tmp_path, shapes):
         pytest.fail(f"building {board} failed:\n{error.stdout}\n{error.stderr}")
 
 
+def _host_check(build: str, tmp_path: Path, shapes) -> tuple[int, dict[tuple[str, int], str]]:
+    """tte_kernel_check built with the host C compiler from the sources of a host build of the engine that
+    it calls (the reference conv kernels and src/kernels/host, with that folder's -fno-trapping-math), run."""
+    cc = next((shutil.which(n) for n in ("cc", "gcc", "clang") if shutil.which(n)), None)
+    if cc is None:
+        missing("no host C compiler (cc, gcc or clang)")
+    source = tmp_path / "kernel_shapes.c"
+    source.write_text(kernel_bench.shapes_source(shapes))
+    programs = ROOT / "boards" / "programs"
+    sources = [programs / "kernel_check_main.c", source, KERNELS / "check.c", KERNELS / "math.c"]
+    sources += [KERNELS / "ref" / f"{kernel}.c" for kernel in kernel_bench.KINDS] + sorted((KERNELS / "host").glob("*.c"))
+    exe = tmp_path / "tte_kernel_check"
+    command = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-fno-trapping-math"]
+    command += [*HOST_BUILDS[build], "-I", str(ROOT / "engine" / "include"), "-I", str(KERNELS), "-I", str(programs)]
+    subprocess.run([*command, *map(str, sources), "-o", str(exe), "-lm"], check=True, capture_output=True, text=True)
+    result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    return result.returncode, kernel_bench.check_results(result.stdout, "on the host")
+
+
+def _assert_all_pass(shapes, status: int, results: dict[tuple[str, int], str]) -> None:
+    assert {s.kernel for s in shapes if s.kind == "depthwise"} >= {3, 5, 7}
+    assert any(s.kind == "dense" and (s.in_c, s.kernel, s.stride) == (3, 3, 2) for s in shapes)
+    expected = {(s.name, v) for s in shapes for v in range(VARIANTS)}
+    assert set(results) == expected
+    failed = {k: r for k, r in results.items() if r != "PASS"}
+    assert not failed and status == 0, failed
+
+
+@pytest.mark.qemu
 @pytest.mark.slow  # a board build and 1,008 checks under QEMU: about 25 s per board
 @pytest.mark.shared
 @pytest.mark.parametrize("board", list(ARM_KERNEL_BOARDS))
 def test_arm_kernels_equal_the_reference_kernels(board, seed_model_path, tmp_path) -> None:
     shapes = _shapes(seed_model_path("mcunet-5fps"))
-    assert {s.kernel for s in shapes if s.kind == "depthwise"} >= {3, 5, 7}
-    assert any(s.kind == "dense" and (s.in_c, s.kernel, s.stride) == (3, 3, 2) for s in shapes)
-    status, results = kernel_bench.run_check(_build(board, tmp_path, shapes), board)
-    expected = {(s.name, v) for s in shapes for v in range(VARIANTS)}
-    assert set(results) == expected
-    failed = {k: r for k, r in results.items() if r != "PASS"}
-    assert not failed and status == 0, failed
+    _assert_all_pass(shapes, *kernel_bench.run_check(_build(board, tmp_path, shapes), board))
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("build", list(HOST_BUILDS))
+def test_host_kernels_equal_the_reference_kernels(build, seed_model_path, tmp_path) -> None:
+    shapes = _shapes(seed_model_path("mcunet-5fps"))
+    _assert_all_pass(shapes, *_host_check(build, tmp_path, shapes))
 
 
 def test_random_shapes_cover_the_odd_cases() -> None:
