@@ -62,7 +62,8 @@ def _host_check(build: str, tmp_path: Path, shapes) -> tuple[int, dict[tuple[str
     source.write_text(kernel_bench.shapes_source(shapes))
     programs = ROOT / "boards" / "programs"
     sources = [programs / "kernel_check_main.c", source, KERNELS / "check.c", KERNELS / "math.c"]
-    sources += [KERNELS / "ref" / f"{kernel}.c" for kernel in kernel_bench.KINDS] + sorted((KERNELS / "host").glob("*.c"))
+    sources += [KERNELS / "ref" / f"{kernel}.c" for kernel in kernel_bench.KINDS]
+    sources += sorted((KERNELS / "host").glob("*.c"))
     exe = tmp_path / "tte_kernel_check"
     command = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-fno-trapping-math"]
     command += [*HOST_BUILDS[build], "-I", str(ROOT / "engine" / "include"), "-I", str(KERNELS), "-I", str(programs)]
