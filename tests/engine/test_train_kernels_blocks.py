@@ -1,5 +1,6 @@
 """The blocked depthwise backward kernels on the shapes the random property tests do not reach: 7x7
-kernels at stride 2 (the input gradient's weight tiles then hold a kernel's rows in two passes),
+kernels at stride 2 and 3 and 5x5 at stride 2 (the input gradient's weight tiles then hold one class of
+kernel rows each, ky = c mod stride, and visit only the input rows that read it),
 kernels wider than a weight tile, channel counts that leave blocks of 16, 8, 4 and 1, with and without an
 entry gx, against the numpy reference bit for bit."""
 
@@ -21,6 +22,9 @@ from .test_train_kernels import assert_matches_reference  # noqa: E402
     ("c", "k", "stride", "padding", "size"),
     [
         (13, 7, 2, 3, 8),
+        (40, 7, 2, 3, 8),
+        (10, 7, 3, 3, 9),
+        (6, 7, 2, 2, 11),
         (8, 7, 1, 3, 9),
         (21, 5, 2, 2, 7),
         (12, 3, 1, 1, 4),

@@ -4,7 +4,10 @@
  * (u, v) order. Channel-separable, so a band of gh gives the same band of gx.
  * Blocked: DW_CB channels at a time (then DW_CB / 2, then 1), their weights converted to float once per
  * call (in tiles of whole kernel rows), each pixel's valid taps found once (no
- * per-tap bounds tests). The portable kernel of every target. */
+ * per-tap bounds tests). With stride s > 1 an input row reads only the kernel rows of one class
+ * ky = c (mod s); where the kernel would take several tiles but one class fits a tile, each tile holds
+ * one class and visits only the input rows that read it, so each pixel is visited once with all its
+ * taps (7x7 stride 2: four rows per class). The portable kernel of every target. */
 #include "kernels-impl.h"
 
 #define DW_CB 8    /* channels per block */
@@ -33,16 +36,19 @@ static inline void taps_of(int32_t i, int32_t n_out, int32_t stride, int32_t pad
     *hi = first < end ? end : first;
 }
 
-/* The cb (1, DW_CB / 2, DW_CB or DW_WIDE) channels from column `col` of gx and gh, kernel rows [r0, r1) (wf
- * [r1 - r0][kw][cb]). zero: start at 0 instead of gx's value. A pixel's taps in a row are consecutive kx of one
+/* The cb (1, DW_CB / 2, DW_CB or DW_WIDE) channels from column `col` of gx and gh, kernel rows r0, r0 + step,
+ * ... below r1 (wf [rows][kw][cb]; step 1, or the stride for one class of rows, whose input rows alone are
+ * visited). zero: start at 0 instead of gx's value. A pixel's taps in a row are consecutive kx of one
  * parity class, visited ascending: the gh pointer steps back one column and the weight pointer s taps
  * ahead; rows step back one gh row and s kernel rows ahead, so no index is recomputed inside a pixel. */
 TTE_ALWAYS_INLINE void dw_block(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, float *gx,
                                 int32_t count, int32_t col, int32_t cb, const float *wf, int32_t r0, int32_t r1,
-                                int zero) {
+                                int32_t step, int zero) {
     const int32_t s = p->stride, kw = p->kernel_w;
-    const size_t g_row = (size_t)out_w * count, w_row = (size_t)s * kw * cb, w_col = (size_t)s * cb;
-    for (int32_t iy = 0; iy < p->in_h; ++iy) {
+    const size_t g_row = (size_t)out_w * count, w_row = (size_t)(s / step) * kw * cb, w_col = (size_t)s * cb;
+    /* The input rows iy that read kernel row r0's class: iy + padding = r0 (mod s). */
+    const int32_t iy_first = step == 1 ? 0 : ((r0 - p->padding) % s + s) % s;
+    for (int32_t iy = iy_first; iy < p->in_h; iy += step) {
         int32_t ky_lo, ky_hi;
         taps_of(iy, out_h, s, p->padding, p->kernel_h, &ky_lo, &ky_hi);
         if (ky_lo < r0) { /* the first row of the tile in this pixel row's parity class */
@@ -60,7 +66,7 @@ TTE_ALWAYS_INLINE void dw_block(const tte_conv2d_params *p, int32_t out_h, int32
             }
             const int32_t ntx = (kx_hi - kx_lo + s - 1) / s;
             const float *g_first = gh + ((size_t)oy0 * out_w + (ix + p->padding - kx_lo) / s) * count + col;
-            const float *w_first = wf + ((size_t)(ky_lo - r0) * kw + kx_lo) * cb;
+            const float *w_first = wf + ((size_t)((ky_lo - r0) / step) * kw + kx_lo) * cb;
             for (int32_t ky = ky_lo; ky < ky_hi; ky += s, g_first -= g_row, w_first += w_row) {
                 const float *g = g_first, *wp = w_first;
                 for (int32_t t = 0; t < ntx; ++t, g -= count, wp += w_col) {
@@ -137,17 +143,23 @@ TTE_FMA_CLONES tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params
     }
     float wf[DW_TAPS * DW_CB];
     int32_t next = 0;
+    const int32_t s = p->stride, class_rows = (p->kernel_h + s - 1) / s; /* the most kernel rows of one class */
     for (int32_t col = 0, cb; col < count; col += cb) {
-        /* DW_WIDE or DW_CB channels while they last, then DW_CB / 2, then one: no block overlaps another. */
+        /* DW_WIDE or DW_CB channels while they last, then DW_CB / 2, then one: no block overlaps another;
+         * DW_CB rather than DW_WIDE where only the narrower tile holds the kernel or one class whole. */
         const int32_t left = count - col;
         if (p->kernel_w > DW_TAPS) {
             cb = 1;
-        } else if (left >= DW_WIDE && p->kernel_w <= DW_TAPS * DW_CB / DW_WIDE) {
+        } else if (left >= DW_WIDE && p->kernel_w <= DW_TAPS * DW_CB / DW_WIDE &&
+                   (s == 1 || DW_TAPS * DW_CB / DW_WIDE / p->kernel_w >= class_rows ||
+                    DW_TAPS / p->kernel_w < class_rows)) {
             cb = DW_WIDE;
         } else {
             cb = left >= DW_CB ? DW_CB : (left >= DW_CB / 2 ? DW_CB / 2 : 1);
         }
         const int32_t rows = DW_TAPS * DW_CB / cb / p->kernel_w;
+        /* One class of rows per tile (step s) where consecutive rows would take several tiles. */
+        const int32_t step = s > 1 && rows < p->kernel_h && rows >= class_rows ? s : 1;
         /* Channel c's filter: column c of w [KH][KW][C], or column j of w_train [KH][KW][k]. */
         const int8_t *wc[DW_WIDE];
         size_t wstride[DW_WIDE];
@@ -157,23 +169,27 @@ TTE_FMA_CLONES tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params
             wc[ci] = j < 0 ? w + c : w_train + j;
             wstride[ci] = j < 0 ? (size_t)p->in_c : (size_t)p->train_count;
         }
-        for (int32_t r0 = 0; r0 < p->kernel_h; r0 += rows) {
-            const int32_t r1 = r0 + rows < p->kernel_h ? r0 + rows : p->kernel_h;
-            const int32_t t0 = r0 * p->kernel_w, nt = (r1 - r0) * p->kernel_w;
-            for (int32_t t = 0; t < nt; ++t) {
-                for (int32_t ci = 0; ci < cb; ++ci) {
-                    wf[t * cb + ci] = (float)wc[ci][(size_t)(t0 + t) * wstride[ci]];
+        /* Tiles: consecutive rows [r0, r1), or (step s) class r0's rows r0, r0 + s, ... below r1. */
+        for (int32_t r0 = 0; r0 < (step == 1 ? p->kernel_h : s); r0 += (step == 1 ? rows : 1)) {
+            const int32_t r1 = step != 1 ? p->kernel_h : (r0 + rows < p->kernel_h ? r0 + rows : p->kernel_h);
+            int32_t t = 0;
+            for (int32_t ky = r0; ky < r1; ky += step) {
+                for (int32_t kx = 0; kx < p->kernel_w; ++kx, ++t) {
+                    for (int32_t ci = 0; ci < cb; ++ci) {
+                        wf[t * cb + ci] = (float)wc[ci][(size_t)(ky * p->kernel_w + kx) * wstride[ci]];
+                    }
                 }
             }
-            const int zero = !accumulate && r0 == 0;
+            /* Each pixel's first tile starts it: the first of consecutive tiles, its only class tile. */
+            const int zero = !accumulate && (step != 1 || r0 == 0);
             if (cb == DW_WIDE) {
-                dw_block(p, out_h, out_w, gh, gx, count, col, DW_WIDE, wf, r0, r1, zero);
+                dw_block(p, out_h, out_w, gh, gx, count, col, DW_WIDE, wf, r0, r1, step, zero);
             } else if (cb == DW_CB) {
-                dw_block(p, out_h, out_w, gh, gx, count, col, DW_CB, wf, r0, r1, zero);
+                dw_block(p, out_h, out_w, gh, gx, count, col, DW_CB, wf, r0, r1, step, zero);
             } else if (cb == DW_CB / 2) {
-                dw_block(p, out_h, out_w, gh, gx, count, col, DW_CB / 2, wf, r0, r1, zero);
+                dw_block(p, out_h, out_w, gh, gx, count, col, DW_CB / 2, wf, r0, r1, step, zero);
             } else {
-                dw_block(p, out_h, out_w, gh, gx, count, col, 1, wf, r0, r1, zero);
+                dw_block(p, out_h, out_w, gh, gx, count, col, 1, wf, r0, r1, step, zero);
             }
         }
     }
