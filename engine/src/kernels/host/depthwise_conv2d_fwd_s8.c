@@ -20,8 +20,9 @@ size_t tte_depthwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
 }
 
 typedef struct dw_call {
+    const tte_conv2d_params *p;     /* zero points, clamp and requantization */
     int32_t channels, x_row, w_row; /* C; bytes from one input row, one weight row, to the next */
-    int32_t x_zero, y_zero, lo, hi;
+    int32_t x_zero;
     const int32_t *bias;
     const float *multiplier;
     uint8_t *mask;
@@ -65,20 +66,7 @@ TTE_ALWAYS_INLINE void dw_pixel(const dw_call *d, const int8_t *x, const int8_t 
     for (int32_t ky = 0; ky < rows; ++ky) {
         dw_row(acc, x + (size_t)ky * d->x_row, w + (size_t)ky * d->w_row, cols, channels, x_zero, constant);
     }
-    /* The constants in locals and a copy without a mask: as tte_host_store. */
-    const int32_t *bias = d->bias;
-    const float *multiplier = d->multiplier;
-    const int32_t y_zero = d->y_zero, lo = d->lo, hi = d->hi;
-    uint8_t *mask = d->mask;
-    if (mask == NULL) {
-        for (int32_t c = 0; c < channels; ++c) {
-            tte_conv_store(acc[c], bias[c], multiplier[c], y_zero, lo, hi, &y[c], NULL, 0);
-        }
-        return;
-    }
-    for (int32_t c = 0; c < channels; ++c) {
-        tte_conv_store(acc[c], bias[c], multiplier[c], y_zero, lo, hi, &y[c], mask, mask_index + c);
-    }
+    tte_host_epilogue(d->p, d->bias, d->multiplier, 0, channels, acc, y, d->mask, mask_index);
 }
 
 /* The taps [*first, *end) of a kernel of size k whose first tap lands at input index `at` that lie
@@ -146,13 +134,11 @@ tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
         w = merged;
     }
     const dw_call d = {
+        .p = p,
         .channels = p->in_c,
         .x_row = p->in_w * p->in_c,
         .w_row = p->kernel_w * p->in_c,
         .x_zero = p->x_zero,
-        .y_zero = p->y_zero,
-        .lo = p->act_min,
-        .hi = p->act_max,
         .bias = bias,
         .multiplier = multiplier,
         .mask = mask,

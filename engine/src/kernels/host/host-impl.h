@@ -6,7 +6,8 @@
  * The products: (x - x_zero) is in [-255, 255] and a weight in [-128, 127], so each product fits
  * int16 exactly (|p| <= 32640) and two of them an int32 (PMADDWD); the int32 sums are exact in any
  * order (|sum| <= TTE_MAX_REDUCTION * 32640 < 2^31), so results equal the reference kernels' bit for
- * bit; every output goes through tte_conv_store, the reference's epilogue, one call each. */
+ * bit; every output goes through tte_conv_epilogue, the reference's epilogue (float or fixed-point
+ * requantization, NUMERICS.md 2 and 2b), one call each. */
 #ifndef TTE_HOST_IMPL_H
 #define TTE_HOST_IMPL_H
 
@@ -63,34 +64,40 @@ TTE_ALWAYS_INLINE void tte_host_dot(const int16_t *a0, const int16_t *a1, const 
 /* What the matrix product of a pointwise or dense conv shares: the output constants and where the
  * band's pixels go. */
 typedef struct tte_host_out {
+    const tte_conv2d_params *p; /* zero points, clamp and requantization */
     const int32_t *bias;
     const float *multiplier;
-    int32_t y_zero, lo, hi, out_c;
+    int32_t out_c;
     int8_t *y;     /* the band's first output pixel */
     uint8_t *mask; /* NULL: none */
     int32_t first; /* the whole output's pixel index of y's first pixel */
 } tte_host_out;
 
-/* Output channels [o, o + n) of band pixel k from sums acc[j], j < n (tte_conv_store each). The
- * constants are read into locals first: every int8 store may alias them, and would make the compiler
- * read them again for each output. Without a mask the loop is a copy with mask NULL, which GCC
- * vectorizes (eight outputs per AVX2 step; the host kernels are built with -fno-trapping-math, which
- * lets it turn the epilogue's float compares into selects and changes no value). */
-TTE_ALWAYS_INLINE void tte_host_store(const tte_host_out *d, int32_t k, int32_t o, int32_t n, const int32_t *acc) {
-    const int32_t *bias = d->bias + o;
-    const float *multiplier = d->multiplier + o;
-    const int32_t y_zero = d->y_zero, lo = d->lo, hi = d->hi, index = (d->first + k) * d->out_c + o;
-    int8_t *y = d->y + (size_t)k * d->out_c + o;
-    uint8_t *mask = d->mask;
-    if (mask == NULL) {
+/* Outputs [o, o + n) of one pixel (y, whole-output element index of y[0]: index) from sums acc[j], j < n:
+ * tte_conv_epilogue each. It reads a copy of the descriptor: every int8 store may alias *p, and would
+ * make the compiler read its fields again for each output. Under float requantization without a mask the
+ * loop is a copy that GCC vectorizes (eight outputs per AVX2 step; the host
+ * kernels are built with -fno-trapping-math, which lets it turn the epilogue's float compares into
+ * selects and changes no value). */
+TTE_ALWAYS_INLINE void tte_host_epilogue(const tte_conv2d_params *p, const int32_t *bias, const float *multiplier,
+                                         int32_t o, int32_t n, const int32_t *acc, int8_t *y, uint8_t *mask,
+                                         int32_t index) {
+    const tte_conv2d_params pc = *p;
+    if (mask == NULL && pc.requant != TTE_REQUANT_FIXED) { /* the requantization known inside the loop */
         for (int32_t j = 0; j < n; ++j) {
-            tte_conv_store(acc[j], bias[j], multiplier[j], y_zero, lo, hi, &y[j], NULL, 0);
+            tte_conv_epilogue(&pc, o + j, acc[j], bias, multiplier, &y[j], NULL, 0);
         }
         return;
     }
     for (int32_t j = 0; j < n; ++j) {
-        tte_conv_store(acc[j], bias[j], multiplier[j], y_zero, lo, hi, &y[j], mask, index + j);
+        tte_conv_epilogue(&pc, o + j, acc[j], bias, multiplier, &y[j], mask, index + j);
     }
+}
+
+/* Output channels [o, o + n) of band pixel k from sums acc[j], j < n. */
+TTE_ALWAYS_INLINE void tte_host_store(const tte_host_out *d, int32_t k, int32_t o, int32_t n, const int32_t *acc) {
+    tte_host_epilogue(d->p, d->bias, d->multiplier, o, n, acc, d->y + (size_t)k * d->out_c + o, d->mask,
+                      (d->first + k) * d->out_c + o);
 }
 
 /* The band's `pixels` output pixels of a conv as a matrix product: row k of the left matrix is band
