@@ -163,11 +163,13 @@ TTE_FMA_CLONES tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params
         /* Channel c's filter: column c of w [KH][KW][C], or column j of w_train [KH][KW][k]. */
         const int8_t *wc[DW_WIDE];
         size_t wstride[DW_WIDE];
+        int sliced = 0; /* whether a channel of the block reads w_train */
         for (int32_t ci = 0; ci < cb; ++ci) {
             const int32_t c = begin + col + ci;
             const int32_t j = tte_slice_index(p->train_channels, p->train_count, c, &next);
             wc[ci] = j < 0 ? w + c : w_train + j;
             wstride[ci] = j < 0 ? (size_t)p->in_c : (size_t)p->train_count;
+            sliced |= j >= 0;
         }
         /* Tiles: consecutive rows [r0, r1), or (step s) class r0's rows r0, r0 + s, ... below r1. */
         for (int32_t r0 = 0; r0 < (step == 1 ? p->kernel_h : s); r0 += (step == 1 ? rows : 1)) {
@@ -175,8 +177,16 @@ TTE_FMA_CLONES tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params
             int32_t t = 0;
             for (int32_t ky = r0; ky < r1; ky += step) {
                 for (int32_t kx = 0; kx < p->kernel_w; ++kx, ++t) {
+                    const size_t tap = (size_t)ky * p->kernel_w + kx;
+                    if (!sliced) { /* the block's codes side by side in w: one address per tap */
+                        const int8_t *src = wc[0] + tap * p->in_c;
+                        for (int32_t ci = 0; ci < cb; ++ci) {
+                            wf[t * cb + ci] = (float)src[ci];
+                        }
+                        continue;
+                    }
                     for (int32_t ci = 0; ci < cb; ++ci) {
-                        wf[t * cb + ci] = (float)wc[ci][(size_t)(ky * p->kernel_w + kx) * wstride[ci]];
+                        wf[t * cb + ci] = (float)wc[ci][tap * wstride[ci]];
                     }
                 }
             }
