@@ -46,7 +46,7 @@ static inline float tte_fma(float a, float b, float c) {
 /* On x86-64 with GCC and GNU ifunc, the float kernels' hot functions also get an x86-64-v3 copy (AVX2 and
  * FMA) that the loader picks where the core has them: there fmaf is one VFMADD instead of a call into libm,
  * and the loops may use vectors lane by lane, with the same bits (each fmaf rounds once either way, every
- * chain keeps its order: NUMERICS.md 4). One copy elsewhere (Cortex-M has VFMA already). */
+ * chain keeps its order: NUMERICS.md 4). One copy elsewhere (a Cortex-M core has VFMA or tte_fmaf_soft). */
 #if defined(__x86_64__) && defined(__ELF__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) &&       \
     !defined(TTE_FMA_CLONES)
 #define TTE_FMA_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
