@@ -8,7 +8,8 @@
 
 /* The gradients of a block of na x nb weights at tap (ky, kx): output channels begin + ol0 + a, trained
  * channels j0 + b (tte_weight_grad_block; na and nb are 1 or TTE_WG_BLOCK). */
-static TTE_FMA_CLONES void block_grads(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved,
+TTE_FMA_CLONES
+static void block_grads(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved,
                         const float *gh, int32_t count, int32_t ol0, int32_t na, int32_t j0, int32_t nb, int32_t ky,
                         int32_t kx, float *g) {
     if (na == TTE_WG_BLOCK && nb == TTE_WG_BLOCK) {

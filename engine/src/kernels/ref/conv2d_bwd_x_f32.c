@@ -6,7 +6,8 @@
  * kernel of every target. */
 #include "kernels-impl.h"
 
-TTE_FMA_CLONES tte_status tte_conv2d_bwd_x_f32(const tte_conv2d_params *p, const float *gh, const int8_t *w, const int8_t *w_train,
+TTE_FMA_CLONES
+tte_status tte_conv2d_bwd_x_f32(const tte_conv2d_params *p, const float *gh, const int8_t *w, const int8_t *w_train,
                                 float *gx, int accumulate, const tte_channel_band *gh_band,
                                 const tte_channel_band *gx_band) {
     if (p == NULL || gh == NULL || w == NULL || gx == NULL) {

@@ -63,7 +63,8 @@ TTE_ALWAYS_INLINE void dw_row_grads(const tte_conv2d_params *p, int32_t out_h, i
 
 /* Tap (ky, kx)'s gradient of trained channel j: from the row's side-by-side sums where they apply
  * (row ky's taps summed into g when kx is 0), else its own chain. */
-static TTE_FMA_CLONES float tap_grad(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved, int32_t j,
+TTE_FMA_CLONES
+static float tap_grad(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved, int32_t j,
                       const float *gh, int32_t count, int32_t col, int32_t ky, int32_t kx, float *g) {
     const int32_t K = p->kernel_w;
     if (p->stride == 1 && p->kernel_h == K && (K == 3 || K == 5 || K == 7)) {

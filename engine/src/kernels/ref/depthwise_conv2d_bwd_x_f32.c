@@ -84,7 +84,8 @@ TTE_ALWAYS_INLINE void dw_block(const tte_conv2d_params *p, int32_t out_h, int32
 
 /* One channel at a time, each weight converted where it is used: the same chains as dw_block, for kernel
  * rows too wide for its weight tile. */
-static TTE_FMA_CLONES void dw_plain(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, const int8_t *w,
+TTE_FMA_CLONES
+static void dw_plain(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, const int8_t *w,
                      const int8_t *w_train, float *gx, int32_t begin, int32_t count, int accumulate) {
     const int32_t s = p->stride;
     int32_t next = 0;
@@ -114,7 +115,8 @@ static TTE_FMA_CLONES void dw_plain(const tte_conv2d_params *p, int32_t out_h, i
     }
 }
 
-TTE_FMA_CLONES tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const float *gh, const int8_t *w,
+TTE_FMA_CLONES
+tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const float *gh, const int8_t *w,
                                           const int8_t *w_train, float *gx, int accumulate,
                                           const tte_channel_band *gh_band, const tte_channel_band *gx_band) {
     if (p == NULL || gh == NULL || w == NULL || gx == NULL) {

@@ -12,7 +12,8 @@
 
 /* The gradients of a block of na x nb weights: output channels begin + ol0 + a, trained channels j0 + b
  * (tte_weight_grad_block; na is 1 or PW_NA, nb 1 or PW_NB). */
-static TTE_FMA_CLONES void block_grads(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved,
+TTE_FMA_CLONES
+static void block_grads(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved,
                         const float *gh, int32_t count, int32_t ol0, int32_t na, int32_t j0, int32_t nb, float *g) {
     if (na == PW_NA && nb == PW_NB) {
         tte_weight_grad_block(p, out_h, out_w, x_saved, j0, PW_NB, gh, count, ol0, PW_NA, 0, 0, g);

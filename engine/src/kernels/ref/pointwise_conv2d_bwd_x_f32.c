@@ -20,7 +20,8 @@ static inline size_t in_pixel(const tte_conv2d_params *p, int32_t out_w, int32_t
 
 /* One block: PW_PB pixels' rows of gh (g[i] [no]) and gx (x[i] [PW_CB]), `store` of them written back
  * (the others duplicate a pixel to fill the block), `store_c` channels of each; wf [no][PW_CB]. */
-static TTE_FMA_CLONES void pw_block(const float *wf, int32_t no, const float *const *g, float *const *x, int32_t store,
+TTE_FMA_CLONES
+static void pw_block(const float *wf, int32_t no, const float *const *g, float *const *x, int32_t store,
                      int32_t store_c, int zero) {
     float a[PW_PB][PW_CB];
     for (int32_t i = 0; i < PW_PB; ++i) {
