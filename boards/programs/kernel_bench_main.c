@@ -64,13 +64,14 @@ static uint64_t count_cmsis(const kernel_shape *s, const tte_conv2d_params *p, i
     const cmsis_nn_dims output = {1, out_h, out_w, s->out_c};
     const cmsis_nn_dims bias_dims = {1, 1, 1, s->out_c};
     const cmsis_nn_per_channel_quant_params quant = {fixed_multiplier, shift};
-    const cmsis_nn_tile stride = {s->stride, s->stride}, padding = {s->padding, s->padding}, dilation = {1, 1};
+    /* {w, h}; CMSIS-NN pads pad_left / pad_top before and takes the rest from the output size */
+    const cmsis_nn_tile stride = {s->stride_w, s->stride_h}, padding = {s->pad_left, s->pad_top}, dilation = {1, 1};
     const cmsis_nn_activation activation = {p->act_min, p->act_max};
     cmsis_nn_context ctx = {cmsis_buffer, 0};
     arm_cmsis_nn_status status;
     uint64_t count;
     if (s->kind == KERNEL_DEPTHWISE) {
-        const cmsis_nn_dims filter = {1, s->kernel, s->kernel, s->out_c};
+        const cmsis_nn_dims filter = {1, s->kernel_h, s->kernel_w, s->out_c};
         const cmsis_nn_dw_conv_params dw = {-p->x_zero, p->y_zero, 1, stride, padding, dilation, activation};
         ctx.size = arm_depthwise_conv_wrapper_s8_get_buffer_size(&dw, &input, &filter, &output);
         if (ctx.size > (int32_t)sizeof cmsis_buffer) {
@@ -80,7 +81,7 @@ static uint64_t count_cmsis(const kernel_shape *s, const tte_conv2d_params *p, i
         status = arm_depthwise_conv_wrapper_s8(&ctx, &dw, &quant, &input, x, &filter, w, &bias_dims, bias, &output, y);
         count = board_counter_read();
     } else {
-        const cmsis_nn_dims filter = {s->out_c, s->kernel, s->kernel, s->in_c};
+        const cmsis_nn_dims filter = {s->out_c, s->kernel_h, s->kernel_w, s->in_c};
         const cmsis_nn_conv_params conv = {-p->x_zero, p->y_zero, stride, padding, dilation, activation};
         ctx.size = arm_convolve_wrapper_s8_get_buffer_size(&conv, &input, &filter, &output);
         if (ctx.size > (int32_t)sizeof cmsis_buffer) {
@@ -98,7 +99,7 @@ static uint64_t count_cmsis(const kernel_shape *s, const tte_conv2d_params *p, i
  * its codes are the first ones of w). MACs: those of the forward conv, and of its trained weights. */
 static void count_backward(const kernel_shape *s, tte_conv2d_params p, int32_t out_h, int32_t out_w) {
     const int depthwise = s->kind == KERNEL_DEPTHWISE;
-    const int32_t window = s->kernel * s->kernel;
+    const int32_t window = s->kernel_h * s->kernel_w;
     if ((int64_t)out_h * out_w * s->out_c > MAX_FLOATS || (int64_t)s->in_h * s->in_w * s->in_c > MAX_FLOATS) {
         printf("FAIL %s too large for the bench's float buffers\n", s->name);
         return;
@@ -144,19 +145,23 @@ int main(void) {
             .in_w = s->in_w,
             .in_c = s->in_c,
             .out_c = s->out_c,
-            .kernel_h = s->kernel,
-            .kernel_w = s->kernel,
-            .stride = s->stride,
-            .padding = s->padding,
+            .kernel_h = s->kernel_h,
+            .kernel_w = s->kernel_w,
+            .stride_h = s->stride_h,
+            .stride_w = s->stride_w,
+            .pad_top = s->pad_top,
+            .pad_left = s->pad_left,
+            .pad_bottom = s->pad_bottom,
+            .pad_right = s->pad_right,
             .groups = s->groups,
             .x_zero = -5,
             .y_zero = 3,
             .act_min = -128,
             .act_max = 127,
         };
-        const int32_t out_h = tte_conv2d_out_dim(s->in_h, s->kernel, s->stride, s->padding);
-        const int32_t out_w = tte_conv2d_out_dim(s->in_w, s->kernel, s->stride, s->padding);
-        const int32_t window = s->kernel * s->kernel; /* 1 for pointwise */
+        const int32_t out_h = tte_conv2d_out_dim(s->in_h, s->kernel_h, s->stride_h, s->pad_top, s->pad_bottom);
+        const int32_t out_w = tte_conv2d_out_dim(s->in_w, s->kernel_w, s->stride_w, s->pad_left, s->pad_right);
+        const int32_t window = s->kernel_h * s->kernel_w; /* 1 for pointwise */
         const int32_t reduction = depthwise ? window : window * (s->in_c / s->groups);
         const int32_t weights = depthwise ? window * s->in_c : s->out_c * reduction;
         if (s->in_h * s->in_w * s->in_c > MAX_BYTES || out_h * out_w * s->out_c > MAX_BYTES || weights > MAX_BYTES ||

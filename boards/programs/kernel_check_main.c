@@ -78,18 +78,22 @@ static const char *check(const kernel_shape *s, int variant) {
         .in_w = s->in_w,
         .in_c = s->in_c,
         .out_c = s->out_c,
-        .kernel_h = s->kernel,
-        .kernel_w = s->kernel,
-        .stride = s->stride,
-        .padding = s->padding,
+        .kernel_h = s->kernel_h,
+        .kernel_w = s->kernel_w,
+        .stride_h = s->stride_h,
+        .stride_w = s->stride_w,
+        .pad_top = s->pad_top,
+        .pad_left = s->pad_left,
+        .pad_bottom = s->pad_bottom,
+        .pad_right = s->pad_right,
         .groups = s->groups,
         .x_zero = uniform(-128, 127),
         .y_zero = uniform(-128, 127),
         .act_min = -128,
         .act_max = 127,
     };
-    const int32_t out_h = tte_conv2d_out_dim(p.in_h, p.kernel_h, p.stride, p.padding);
-    const int32_t out_w = tte_conv2d_out_dim(p.in_w, p.kernel_w, p.stride, p.padding);
+    const int32_t out_h = tte_conv2d_out_dim(p.in_h, p.kernel_h, p.stride_h, p.pad_top, p.pad_bottom);
+    const int32_t out_w = tte_conv2d_out_dim(p.in_w, p.kernel_w, p.stride_w, p.pad_left, p.pad_right);
     const int32_t window = p.kernel_h * p.kernel_w; /* 1 for pointwise */
     /* the products summed per output, and the weights of one output channel */
     const int32_t taps = depthwise ? window : window * (p.in_c / p.groups);
@@ -132,8 +136,8 @@ static const char *check(const kernel_shape *s, int variant) {
         if (out_h >= 3) {
             band.y_row = out_h / 3;
             band.y_rows = out_h / 3 + 1;
-            const int32_t first = band.y_row * p.stride - p.padding;
-            const int32_t last = (band.y_row + band.y_rows - 1) * p.stride - p.padding + p.kernel_h;
+            const int32_t first = band.y_row * p.stride_h - p.pad_top;
+            const int32_t last = (band.y_row + band.y_rows - 1) * p.stride_h - p.pad_top + p.kernel_h;
             band.x_row = first < 0 ? 0 : first;
             band.x_rows = (last > p.in_h ? p.in_h : last) - band.x_row;
             rows = &band;

@@ -34,7 +34,7 @@ import numpy as np
 from tte_engine import _core
 from tte_ir import reference
 from tte_ir.constants import INT32_MAX, INT32_MIN
-from tte_ir.kernels import PARAM_STRUCTS, SIGNATURES, CEnum, conv_family, weight_layout
+from tte_ir.kernels import PARAM_STRUCTS, SIGNATURES, CEnum, conv_family, weight_layout, window_fields
 from tte_ir.layout import to_engine_layout
 
 STATUS_CODES = {"ok": 0, "nonfinite-loss": 1, "nonfinite-grad": 2}  # tte_step_status
@@ -237,9 +237,10 @@ def _clamp(act_min: int, act_max: int) -> dict[str, int]:
 def conv_case(
     name, x, w, b, multiplier, *, stride, padding, groups, x_zero, y_zero, act_min=-128, act_max=127, dense=False
 ) -> Case:
-    """A conv2d case from IR-layout arguments (``x [1,C,H,W]``, ``w [O,C/g,KH,KW]``), run by the kernel
-    of its family (:func:`tte_ir.kernels.conv_family`), or by the dense kernel when ``dense`` (which
-    must handle every shape)."""
+    """A conv2d case from IR-layout arguments (``x [1,C,H,W]``, ``w [O,C/g,KH,KW]``; ``stride`` (sh, sw),
+    ``padding`` (top, left, bottom, right), an int meaning every axis or side), run by the kernel of its
+    family (:func:`tte_ir.kernels.conv_family`), or by the dense kernel when ``dense`` (which must handle
+    every shape)."""
     y, mask = reference.conv2d(
         x, w, b, multiplier, stride=stride, padding=padding, groups=groups, x_zero=x_zero, y_zero=y_zero,
         act_min=act_min, act_max=act_max, return_mask=True,
@@ -248,7 +249,7 @@ def conv_case(
     kernel = {"dense": "conv2d", "depthwise": "depthwise_conv2d", "pointwise": "pointwise_conv2d"}[family]
     params = {
         "in_h": x.shape[2], "in_w": x.shape[3], "in_c": x.shape[1], "out_c": w.shape[0], "kernel_h": w.shape[2],
-        "kernel_w": w.shape[3], "stride": stride, "padding": padding, "groups": groups, "x_zero": x_zero,
+        "kernel_w": w.shape[3], **window_fields(stride, padding), "groups": groups, "x_zero": x_zero,
         "y_zero": y_zero, **_clamp(act_min, act_max),
     }  # fmt: skip
     inputs = {"x": to_engine_layout(x), "w": weight_layout(family).to_engine(w), "bias": b, "multiplier": multiplier}
@@ -311,8 +312,10 @@ def _w8(rng: np.random.Generator, *shape: int) -> np.ndarray:
 
 
 def _conv_random(rng, name, c, o, h, w, k, stride, padding, groups, **quant) -> Case:
-    """A conv case with random codes, biases and multipliers (float32, log-uniform)."""
-    weights = _w8(rng, o, c // groups, k, k)
+    """A conv case with random codes, biases and multipliers (float32, log-uniform); ``k`` a kernel size
+    or (KH, KW)."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    weights = _w8(rng, o, c // groups, kh, kw)
     bias = rng.integers(-(2**14), 2**14, size=o, dtype=np.int32)
     multiplier = np.exp(rng.uniform(np.log(1e-4), np.log(1e-2), size=o)).astype(np.float32)
     q = {"x_zero": int(rng.integers(-128, 128)), "y_zero": int(rng.integers(-128, 128)), **quant}
@@ -345,6 +348,14 @@ def golden_set(seed: int = 0) -> list[Case]:
         _conv_random(rng, "dw5x5_s2_p2", 5, 5, 11, 11, 5, 2, 2, 5, x_zero=-128, y_zero=127),
         _conv_random(rng, "pw_s1", 12, 7, 5, 6, 1, 1, 0, 1, x_zero=127, y_zero=-128),
         _conv_random(rng, "pw_s2", 9, 5, 7, 7, 1, 2, 0, 1),
+        # non-square: DS-CNN's 10x4 stride-2 stem on one channel, TFLite SAME (more padding at the
+        # bottom/right), a non-square depthwise kernel, a pointwise conv strided on one axis
+        _conv_random(rng, "conv10x4_s2_p4152_c1", 1, 6, 49, 10, (10, 4), 2, (4, 1, 5, 2), 1),
+        _conv_random(rng, "conv3x3_s2_same_even", 3, 4, 8, 6, 3, 2, (0, 0, 1, 1), 1),
+        _conv_random(rng, "conv5x3_s2x1_p2011", 2, 3, 9, 7, (5, 3), (2, 1), (2, 0, 1, 1), 1, x_zero=-128),
+        _conv_random(rng, "dw3x5_s1x2_p1221", 7, 7, 8, 11, (3, 5), (1, 2), (1, 2, 2, 1), 7, y_zero=127),
+        _conv_random(rng, "dw7x7_s2_same_odd", 4, 4, 11, 9, 7, 2, (3, 3, 3, 3), 4),
+        _conv_random(rng, "pw_s2x1", 6, 5, 7, 6, 1, (2, 1), 0, 1),
     ]
     # Saturated biases (dead channels of the seed models) next to live ones.
     weights = _w8(rng, 4, 3, 3, 3)

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from firmware import BOARDS_DIR, QEMU_MACHINES, _table, build_board, run_qemu
 
+from tte_ir.ops import as_padding, as_pair
+
 __all__ = [
     "Shape", "bench", "build_programs", "check_results", "dense_shapes", "model_shapes", "random_shapes", "run_check",
     "shapes_source",
@@ -46,8 +48,9 @@ TINYENGINE = {
 
 @dataclass(frozen=True)
 class Shape:
-    """One conv layer: ``kind`` 'pointwise', 'depthwise' or 'dense', a square kernel; ``groups`` of a
-    dense conv (a depthwise one has in_c, a pointwise one 1)."""
+    """One conv layer: ``kind`` 'pointwise', 'depthwise' or 'dense'; ``kernel`` (KH, KW), ``stride``
+    (sh, sw) and ``padding`` (top, left, bottom, right), a plain int meaning every axis or side;
+    ``groups`` of a dense conv (a depthwise one has in_c, a pointwise one 1)."""
 
     name: str
     kind: str
@@ -55,27 +58,36 @@ class Shape:
     in_w: int
     in_c: int
     out_c: int
-    kernel: int = 1
-    stride: int = 1
-    padding: int = 0
+    kernel: int | tuple[int, int] = 1
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int, int, int] = 0
     groups: int = 1
     backward: bool = False
 
     @property
+    def window(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int, int, int]]:
+        """``(kh, kw), (sh, sw), (top, left, bottom, right)``."""
+        return as_pair(self.kernel), as_pair(self.stride), as_padding(self.padding)
+
+    def _size(self) -> str:
+        (kh, kw), (sh, sw), _ = self.window
+        return f"{kh}x{kw} s{sh}" + ("" if sh == sw else f"x{sw}")
+
+    @property
     def kind_label(self) -> str:
-        """The kernel type of the bench table: 'pointwise', 'depthwise KxK' or 'dense KxK sS, C in'."""
+        """The kernel type of the bench table: 'pointwise', 'depthwise KHxKW' or 'dense KHxKW sS, C in'."""
+        (kh, kw), _, _ = self.window
         if self.kind == "dense":
-            return f"dense {self.kernel}x{self.kernel} s{self.stride}, {self.in_c} in"
-        return "pointwise" if self.kind == "pointwise" else f"depthwise {self.kernel}x{self.kernel}"
+            return f"dense {self._size()}, {self.in_c} in"
+        return "pointwise" if self.kind == "pointwise" else f"depthwise {kh}x{kw}"
 
     def backward_label(self, kind: str) -> str:
         """The backward table's type of this layer's ``kind`` ('bwd_x' or 'bwd_w_update') kernel."""
         what = "input gradient" if kind == "bwd_x" else "weight gradient + update"
         if self.kind == "pointwise":
             return f"pointwise {what}"
-        geometry = (
-            f" {self.kernel}x{self.kernel} s{self.stride}" if kind == "bwd_x" else f" {self.kernel}x{self.kernel}"
-        )
+        (kh, kw), _, _ = self.window
+        geometry = f" {self._size()}" if kind == "bwd_x" else f" {kh}x{kw}"
         return f"depthwise {what}{geometry}"
 
     @property
@@ -87,7 +99,7 @@ class Shape:
 def model_shapes(model: Path) -> list[Shape]:
     """The pointwise, depthwise and dense convs of a seed model (``tte import-pkl``), as the compiler calls them."""
     from tte_ir import import_seed_pkl
-    from tte_ir.kernels import kernel_call
+    from tte_ir.kernels import kernel_call, params_kernel, params_padding, params_stride
 
     graph = import_seed_pkl(model, num_classes=10, head="fp32")
     shapes = []
@@ -99,52 +111,76 @@ def model_shapes(model: Path) -> list[Shape]:
         shapes.append(
             Shape(
                 f"{node.name}", KINDS[call.kernel], q["in_h"], q["in_w"], q["in_c"], q["out_c"],
-                q["kernel_h"], q["stride"], q["padding"], q["groups"] if call.kernel == "conv2d_fwd_s8" else 1,
+                params_kernel(q), params_stride(q), params_padding(q),
+                q["groups"] if call.kernel == "conv2d_fwd_s8" else 1,
                 call.kernel != "conv2d_fwd_s8" and q["in_h"] <= BACKWARD_MAX_SIDE,
             )
         )  # fmt: skip
     return shapes
 
 
+def _window(rng: np.random.Generator, kh: int, kw: int, i: int) -> tuple[tuple[int, int], tuple[int, ...]]:
+    """A stride and padding for shape ``i``: every third one square and symmetric (the MCUNet case),
+    the others a stride per axis and padding per side up to the kernel's half (TFLite SAME included)."""
+    if i % 3 == 0:
+        s, p = int(rng.integers(1, 4)), int(rng.integers(0, min(kh, kw) // 2 + 1))
+        return (s, s), (p, p, p, p)
+    stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    top, bottom = (int(v) for v in rng.integers(0, kh // 2 + 1, size=2))
+    left, right = (int(v) for v in rng.integers(0, kw // 2 + 1, size=2))
+    return stride, (top, left, bottom, right)
+
+
+def _fits(rng: np.random.Generator, kh: int, kw: int, padding: tuple[int, ...], high: int) -> tuple[int, int]:
+    top, left, bottom, right = padding
+    return int(rng.integers(max(kh - top - bottom, 1), high)), int(rng.integers(max(kw - left - right, 1), high))
+
+
 def random_shapes(seed: int, count: int) -> list[Shape]:
     """``count`` small random shapes of both kinds: odd sizes and channel counts (not multiples of 4),
-    kernels 1 to 7 and strides 1 to 3, paddings up to the kernel's half."""
+    depthwise kernels 1 to 7 on each axis (square ones and kh != kw), strides 1 to 3 per axis,
+    paddings per side up to the kernel's half."""
     rng = np.random.default_rng(seed)
     shapes = []
     for i in range(count):
         kind = ("pointwise", "depthwise")[i % 2]
-        kernel = 1 if kind == "pointwise" else int(rng.choice([1, 2, 3, 3, 5, 5, 7, 7]))
-        padding = 0 if kind == "pointwise" else int(rng.integers(0, kernel // 2 + 1))
-        in_h, in_w = (int(v) for v in rng.integers(max(kernel - 2 * padding, 1), 14, size=2))
+        kh = 1 if kind == "pointwise" else int(rng.choice([1, 2, 3, 3, 5, 5, 7, 7]))
+        kw = kh if kind == "pointwise" or i % 4 == 1 else int(rng.choice([1, 2, 3, 5, 7]))
+        stride, padding = _window(rng, kh, kw, i)
+        if kind == "pointwise":
+            padding = (0, 0, 0, 0)
+        in_h, in_w = _fits(rng, kh, kw, padding, 14)
         in_c = int(rng.integers(1, 42))
         out_c = in_c if kind == "depthwise" else int(rng.integers(1, 42))
-        shapes.append(Shape(f"random{i}", kind, in_h, in_w, in_c, out_c, kernel, int(rng.integers(1, 4)), padding))
+        shapes.append(Shape(f"random{i}", kind, in_h, in_w, in_c, out_c, (kh, kw), stride, padding))
     return shapes
 
 
 def dense_shapes(seed: int, count: int) -> list[Shape]:
-    """Dense convs: the 3x3 stride-2 stem on 3 channels at odd sizes and paddings 0-1, 1x1 ones on 1-2
-    channels (the shortest weight rows), then ``count``
-    random small ones (kernels 1-7, strides 1-3, odd channel counts), some grouped and some with more
-    than the ARM kernel's patch bound (both run the reference kernel there)."""
+    """Dense convs: the 3x3 stride-2 stem on 3 channels at odd sizes and paddings 0-1, its TFLite SAME
+    twin (padding only at the bottom/right), DS-CNN's 10x4 stride-2 stem on one channel, 1x1 ones on
+    1-2 channels (the shortest weight rows), then ``count`` random small ones (kernels 1-7 per axis,
+    strides 1-3 per axis, padding per side, odd channel counts), some grouped and some with more than
+    the ARM kernel's patch bound (both run the reference kernel there)."""
     rng = np.random.default_rng(seed)
     shapes = [
         Shape("stem0", "dense", 9, 7, 3, 16, 3, 2, 1),
         Shape("stem1", "dense", 10, 12, 3, 5, 3, 2, 1),
         Shape("stem2", "dense", 8, 9, 3, 1, 3, 2, 0),
         Shape("stem3", "dense", 11, 11, 3, 7, 3, 1, 1),
+        Shape("stem_same", "dense", 10, 8, 3, 6, 3, 2, (0, 0, 1, 1)),
+        Shape("kws_stem", "dense", 21, 10, 1, 8, (10, 4), 2, (4, 1, 5, 2)),
         Shape("tiny0", "dense", 5, 6, 1, 9, 1, 1, 0),
         Shape("tiny1", "dense", 5, 5, 2, 7, 1, 2, 0),
     ]
     for i in range(count):
-        kernel = int(rng.choice([1, 2, 3, 3, 5, 7]))
-        padding = int(rng.integers(0, kernel // 2 + 1))
-        in_h, in_w = (int(v) for v in rng.integers(max(kernel - 2 * padding, 1), 12, size=2))
+        kh, kw = int(rng.choice([1, 2, 3, 3, 5, 7])), int(rng.choice([1, 2, 3, 3, 5, 7]))
+        stride, padding = _window(rng, kh, kw, i)
+        in_h, in_w = _fits(rng, kh, kw, padding, 12)
         groups = 2 if i % 5 == 4 else 1
         in_c = groups * int(rng.integers(1, 10 if i % 7 != 6 else 24))
         out_c = groups * int(rng.integers(1, 20))
-        shapes.append(Shape(f"dense{i}", "dense", in_h, in_w, in_c, out_c, kernel, int(rng.integers(1, 4)), padding,
-                            groups))  # fmt: skip
+        shapes.append(Shape(f"dense{i}", "dense", in_h, in_w, in_c, out_c, (kh, kw), stride, padding, groups))
     return shapes
 
 
@@ -153,7 +189,7 @@ def shapes_source(shapes: Iterable[Shape]) -> str:
     shapes = list(shapes)
     rows = [
         f'    {{"{s.name}", KERNEL_{s.kind.upper()}, {s.in_h}, {s.in_w}, {s.in_c}, {s.out_c}, '
-        f"{s.kernel}, {s.stride}, {s.padding}, {s.conv_groups}}},"
+        f"{', '.join(str(v) for part in s.window for v in part)}, {s.conv_groups}}},"
         for s in shapes
     ]
     return (

@@ -25,8 +25,9 @@ from firmware_data import CallCase, c_descriptor, c_float, kernel_call_c
 
 from tte_engine import _core
 from tte_ir import reference, reference_train
-from tte_ir.kernels import LR_GROUPS, ROUNDING, conv_family, weight_layout
+from tte_ir.kernels import LR_GROUPS, ROUNDING, conv_family, weight_layout, window_fields
 from tte_ir.layout import to_engine_layout
+from tte_ir.ops import as_padding, as_pair, window_output_size
 
 KINDS = ("dense", "depthwise", "pointwise")
 
@@ -108,12 +109,13 @@ def _band_decl(name: str, band: tuple[int, int] | None) -> tuple[str, str]:
 
 
 def _conv_params(kind, in_shape, out_c, kh, kw, stride, padding, groups, x_zero=0, y_zero=0, channels=()) -> dict:
-    """The ``tte_conv2d_params`` fields of a conv of family ``kind`` on an ``in_shape`` ``(H, W, C)`` input."""
+    """The ``tte_conv2d_params`` fields of a conv of family ``kind`` on an ``in_shape`` ``(H, W, C)`` input
+    (``stride`` (sh, sw), ``padding`` (top, left, bottom, right); an int: every axis or side)."""
     h, w, c = in_shape
     fields = {
-        "in_h": h, "in_w": w, "in_c": c, "out_c": out_c, "kernel_h": kh, "kernel_w": kw, "stride": stride,
-        "padding": padding, "groups": c if kind == "depthwise" else groups, "x_zero": x_zero, "y_zero": y_zero,
-        "act_min": -128, "act_max": 127,
+        "in_h": h, "in_w": w, "in_c": c, "out_c": out_c, "kernel_h": kh, "kernel_w": kw,
+        **window_fields(stride, padding), "groups": c if kind == "depthwise" else groups, "x_zero": x_zero,
+        "y_zero": y_zero, "act_min": -128, "act_max": 127,
     }  # fmt: skip
     if len(channels):
         fields.update(train_channels=tuple(int(c) for c in channels), train_count=len(channels))
@@ -634,12 +636,14 @@ def _s8(rng, *shape, low=-128) -> np.ndarray:
 
 
 def _w_update(rng, name, kind, *, c, o, h, w, k, stride, padding, rounding, band=None) -> CallCase:
-    """A weight-update case on random codes with gradients scaled to steps of a few codes."""
-    full = (c, 1, k, k) if kind == "depthwise" else (o, c, k, k)
+    """A weight-update case on random codes with gradients scaled to steps of a few codes (``k`` a kernel
+    size or (KH, KW))."""
+    kh, kw = as_pair(k)
+    full = (c, 1, kh, kw) if kind == "depthwise" else (o, c, kh, kw)
     count = max(1, full[0 if kind == "depthwise" else 1] // 2)
     channels = sorted(rng.choice(full[0 if kind == "depthwise" else 1], size=count, replace=False).tolist())
-    slice_shape = (count, 1, k, k) if kind == "depthwise" else (o, count, k, k)
-    ho, wo = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    slice_shape = (count, 1, kh, kw) if kind == "depthwise" else (o, count, kh, kw)
+    ho, wo = window_output_size((h, w), (kh, kw), as_pair(stride), as_padding(padding))
     out_c = c if kind == "depthwise" else o
     inv = (1.0 / np.exp(rng.uniform(np.log(3e-3), np.log(3e-2), out_c)) ** 2).astype(np.float32)
     inv[0] = 0.0  # a frozen channel
@@ -729,6 +733,32 @@ def golden_train_set(seed: int = 1) -> list[CallCase]:
                   rounding="nearest", band=(16, 4)),
         _w_update(rng, "w_update_pw", "pointwise", c=8, o=20, h=5, w=5, k=1, stride=1, padding=0,
                   rounding="stochastic", band=(0, 16)),
+    ]  # fmt: skip
+    # Non-square kernels, strides and asymmetric padding (DS-CNN's 10x4 stem, TFLite's SAME at stride 2).
+    xs, ws = _s8(rng, 1, 1, 13, 8), _s8(rng, 4, 1, 10, 4, low=-127)
+    bs, ms = rng.integers(-3000, 3000, 4, dtype=np.int32), np.full(4, 4e-3, np.float32)
+    xn, wn = _s8(rng, 1, 5, 9, 7), _s8(rng, 5, 1, 3, 1, low=-127)
+    cases += [
+        conv_fwd_case("fwd_dense_10x4_s2_pad4152", xs, ws, bs, ms, stride=2, padding=(4, 1, 5, 2), groups=1,
+                      x_zero=-7, y_zero=3, rows=(0, 10, 1, 2)),
+        conv_fwd_case("fwd_dw_3x1_s2x1_same", xn, wn, bs[:1].repeat(5), ms[:1].repeat(5), stride=(2, 1),
+                      padding=(0, 0, 1, 0), groups=5, x_zero=1, y_zero=-2),
+        conv_fwd_case("fwd_pw_s1x2", xn, _s8(rng, 3, 5, 1, 1, low=-127), bs[:3], ms[:3], stride=(1, 2), padding=0,
+                      groups=1, x_zero=1, y_zero=-2),
+        conv_bwd_x_case("bwd_x_dense_10x4", _grad(rng, 1, 4, 7, 4), ws, size=(13, 8), stride=2, padding=(4, 1, 5, 2),
+                        groups=1),
+        conv_bwd_x_case("bwd_x_dw_3x1_s2x1", _grad(rng, 1, 5, 4, 7), wn, size=(9, 7), stride=(2, 1),
+                        padding=(0, 0, 1, 0), groups=5),
+        conv_bwd_x_case("bwd_x_pw_s2x1", _grad(rng, 1, 3, 5, 7), _s8(rng, 3, 5, 1, 1, low=-127), size=(9, 7),
+                        stride=(2, 1), padding=0, groups=1),
+        _w_update(rng, "w_update_dense_10x4", "dense", c=2, o=3, h=13, w=8, k=(10, 4), stride=2, padding=(4, 1, 5, 2),
+                  rounding="stochastic"),
+        _w_update(rng, "w_update_dw_1x3_s1x1", "depthwise", c=6, o=6, h=5, w=7, k=(1, 3), stride=1,
+                  padding=(0, 1, 0, 1), rounding="nearest"),
+        _w_update(rng, "w_update_dw_5x3_s2x1", "depthwise", c=6, o=6, h=9, w=6, k=(5, 3), stride=(2, 1),
+                  padding=(2, 0, 2, 2), rounding="stochastic"),
+        _w_update(rng, "w_update_pw_s2x1", "pointwise", c=4, o=6, h=5, w=4, k=1, stride=(2, 1), padding=0,
+                  rounding="stochastic"),
     ]  # fmt: skip
     bad = _grad(rng, 1, 4, 3, 3, scale=1e-5)
     bad[0, 2, 1, 1] = np.nan

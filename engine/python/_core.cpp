@@ -78,7 +78,7 @@ py::object run_conv(ConvKernel kernel, ConvScratch scratch_size, const char *nam
 }
 
 py::object conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
-                         const py::object &multiplier, int64_t stride, int64_t padding, int64_t groups, int64_t x_zero,
+                         const py::object &multiplier, const py::object &stride, const py::object &padding, int64_t groups, int64_t x_zero,
                          int64_t y_zero, int64_t act_min, int64_t act_max, bool return_mask, const py::object &w_train,
                          const py::object &train_channels, const py::object &rows_obj, const py::object &in_h) {
     py::array x = checked<int8_t>(x_obj, "x", 3, "[H][W][C]");
@@ -104,7 +104,7 @@ py::object conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const
 }
 
 py::object depthwise_conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
-                                   const py::object &multiplier, int64_t stride, int64_t padding, int64_t x_zero,
+                                   const py::object &multiplier, const py::object &stride, const py::object &padding, int64_t x_zero,
                                    int64_t y_zero, int64_t act_min, int64_t act_max, bool return_mask,
                                    const py::object &w_train, const py::object &train_channels,
                                    const py::object &rows_obj, const py::object &in_h) {
@@ -123,13 +123,13 @@ py::object depthwise_conv2d_fwd_s8(const py::object &x_obj, const py::object &w_
 }
 
 py::object pointwise_conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
-                                   const py::object &multiplier, int64_t stride, int64_t x_zero, int64_t y_zero,
+                                   const py::object &multiplier, const py::object &stride, int64_t x_zero, int64_t y_zero,
                                    int64_t act_min, int64_t act_max, bool return_mask, const py::object &w_train,
                                    const py::object &train_channels, const py::object &rows_obj,
                                    const py::object &in_h) {
     py::array x = checked<int8_t>(x_obj, "x", 3, "[H][W][C]");
     py::array w = checked<int8_t>(w_obj, "w", 2, "[O][C]");
-    tte_conv2d_params p = conv_params(x, stride, 0, x_zero, y_zero, act_min, act_max);
+    tte_conv2d_params p = conv_params(x, stride, py::int_(0), x_zero, y_zero, act_min, act_max);
     const Rows rows = row_band(p, rows_obj, in_h);
     p.groups = 1;
     p.out_c = dim(w, 0);
@@ -264,7 +264,7 @@ void def_scratch(py::module_ &m, const char *name, ConvScratch fn, const char *d
     m.def(
         name,
         [fn](int64_t in_h, int64_t in_w, int64_t in_c, int64_t out_c, int64_t kernel_h, int64_t kernel_w,
-             int64_t stride, int64_t padding, int64_t groups) {
+             const py::object &stride, const py::object &padding, int64_t groups) {
             tte_conv2d_params p{};
             p.in_h = in_range(in_h, "in_h", 1, INT32_MAX);
             p.in_w = in_range(in_w, "in_w", 1, INT32_MAX);
@@ -272,8 +272,7 @@ void def_scratch(py::module_ &m, const char *name, ConvScratch fn, const char *d
             p.out_c = in_range(out_c, "out_c", 1, INT32_MAX);
             p.kernel_h = in_range(kernel_h, "kernel_h", 1, INT32_MAX);
             p.kernel_w = in_range(kernel_w, "kernel_w", 1, INT32_MAX);
-            p.stride = in_range(stride, "stride", 1, INT32_MAX);
-            p.padding = in_range(padding, "padding", 0, INT32_MAX / 4);
+            set_window(p, stride, padding);
             p.groups = in_range(groups, "groups", 1, INT32_MAX);
             return fn(&p);
         },

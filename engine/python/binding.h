@@ -125,16 +125,46 @@ inline py::array_t<uint8_t> new_mask(py::ssize_t elements) {
     return mask;
 }
 
+// A window's stride (n = 2: along H, along W) or padding (n = 4: top, left, bottom, right) from a Python
+// int (the same on every axis or side) or a sequence of n ints, each in [lo, hi], or a ValueError naming it.
+inline std::vector<int32_t> window_ints(const py::object &v, size_t n, const char *name, int64_t lo, int64_t hi) {
+    if (py::isinstance<py::int_>(v)) {
+        return std::vector<int32_t>(n, in_range(v.cast<int64_t>(), name, lo, hi));
+    }
+    if (!py::isinstance<py::sequence>(v) || py::isinstance<py::str>(v) || py::len(v) != n) {
+        throw py::value_error(std::string(name) + " must be an int or " + std::to_string(n) + " ints");
+    }
+    std::vector<int32_t> out;
+    for (const auto item : v.cast<py::sequence>()) {
+        if (!py::isinstance<py::int_>(item)) {
+            throw py::value_error(std::string(name) + " must be an int or " + std::to_string(n) + " ints");
+        }
+        out.push_back(in_range(item.cast<int64_t>(), name, lo, hi));
+    }
+    return out;
+}
+
+// Sets a conv descriptor's stride_h/stride_w and pad_top/left/bottom/right (window_ints).
+inline void set_window(tte_conv2d_params &p, const py::object &stride, const py::object &padding) {
+    const std::vector<int32_t> s = window_ints(stride, 2, "stride", 1, INT32_MAX);
+    const std::vector<int32_t> q = window_ints(padding, 4, "padding", 0, INT32_MAX / 4);
+    p.stride_h = s[0];
+    p.stride_w = s[1];
+    p.pad_top = q[0];
+    p.pad_left = q[1];
+    p.pad_bottom = q[2];
+    p.pad_right = q[3];
+}
+
 // Checks and fills the geometry of a conv descriptor from x [H][W][C]; the
 // caller fills the kernel size and output channels from its weight layout.
-inline tte_conv2d_params conv_params(const py::array &x, int64_t stride, int64_t padding, int64_t x_zero,
+inline tte_conv2d_params conv_params(const py::array &x, const py::object &stride, const py::object &padding, int64_t x_zero,
                                      int64_t y_zero, int64_t act_min, int64_t act_max) {
     tte_conv2d_params p{};
     p.in_h = dim(x, 0);
     p.in_w = dim(x, 1);
     p.in_c = dim(x, 2);
-    p.stride = in_range(stride, "stride", 1, INT32_MAX);
-    p.padding = in_range(padding, "padding", 0, INT32_MAX / 4);
+    set_window(p, stride, padding);
     p.x_zero = zero_point(x_zero, "x_zero");
     p.y_zero = zero_point(y_zero, "y_zero");
     const auto range = act_range(act_min, act_max);
@@ -145,11 +175,13 @@ inline tte_conv2d_params conv_params(const py::array &x, int64_t stride, int64_t
 
 // The output shape of a conv, after the checks a kernel would otherwise fail.
 inline Shape conv_out_shape(const tte_conv2d_params &p) {
-    const int32_t oh = tte_conv2d_out_dim(p.in_h, p.kernel_h, p.stride, p.padding);
-    const int32_t ow = tte_conv2d_out_dim(p.in_w, p.kernel_w, p.stride, p.padding);
+    const int32_t oh = tte_conv2d_out_dim(p.in_h, p.kernel_h, p.stride_h, p.pad_top, p.pad_bottom);
+    const int32_t ow = tte_conv2d_out_dim(p.in_w, p.kernel_w, p.stride_w, p.pad_left, p.pad_right);
     if (oh < 1 || ow < 1) {
         throw py::value_error("w: kernel " + std::to_string(p.kernel_h) + "x" + std::to_string(p.kernel_w) +
-                              " with padding " + std::to_string(p.padding) + " does not fit x of " +
+                              " with padding (" + std::to_string(p.pad_top) + ", " + std::to_string(p.pad_left) +
+                              ", " + std::to_string(p.pad_bottom) + ", " + std::to_string(p.pad_right) +
+                              ") does not fit x of " +
                               std::to_string(p.in_h) + "x" + std::to_string(p.in_w));
     }
     const int64_t reduction = static_cast<int64_t>(p.in_c / p.groups) * p.kernel_h * p.kernel_w;

@@ -185,14 +185,13 @@ struct ConvWeights {
 };
 
 // The descriptor of a conv from its weight w (engine layout), the input size and the geometry.
-ConvWeights conv_from_weights(Kind kind, const py::array &w, int64_t in_h, int64_t in_w, int64_t in_c, int64_t stride,
-                              int64_t padding, int64_t groups) {
+ConvWeights conv_from_weights(Kind kind, const py::array &w, int64_t in_h, int64_t in_w, int64_t in_c, const py::object &stride,
+                              const py::object &padding, int64_t groups) {
     ConvWeights cw;
     tte_conv2d_params &p = cw.p;
     p.in_h = in_range(in_h, "in_h", 1, INT32_MAX);
     p.in_w = in_range(in_w, "in_w", 1, INT32_MAX);
-    p.stride = in_range(stride, "stride", 1, INT32_MAX);
-    p.padding = in_range(padding, "padding", 0, INT32_MAX / 4);
+    set_window(p, stride, padding);
     p.groups = in_range(groups, "groups", 1, INT32_MAX);
     if (kind == Kind::dense) {
         if (w.ndim() != 4) {
@@ -224,7 +223,7 @@ ConvWeights conv_from_weights(Kind kind, const py::array &w, int64_t in_h, int64
         p.out_c = dim(w, 0);
         p.in_c = dim(w, 1);
         p.kernel_h = p.kernel_w = 1;
-        p.padding = 0;
+        p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = 0;
         p.groups = 1;
         cw.slice_shape = {p.out_c, 0};
         cw.slice_layout = "[O][k]";
@@ -241,7 +240,7 @@ using BwdXKernel = tte_status (*)(const tte_conv2d_params *, const float *, cons
                                   int, const tte_channel_band *, const tte_channel_band *);
 
 py::array conv_bwd_x(Kind kind, BwdXKernel kernel, const char *name, const py::object &gh_obj, const py::object &w_obj,
-                     int64_t in_h, int64_t in_w, int64_t stride, int64_t padding, int64_t groups,
+                     int64_t in_h, int64_t in_w, const py::object &stride, const py::object &padding, int64_t groups,
                      const py::object &w_train, const py::object &train_channels, const py::object &acc_obj,
                      const py::object &gh_band_obj, const py::object &gx_band_obj) {
     py::array w = checked<int8_t>(w_obj, "w", -1, "(the forward kernel's layout)");
@@ -276,8 +275,8 @@ using WUpdateKernel = tte_status (*)(const tte_conv2d_params *, tte_train_ctx *,
 
 py::array conv_bwd_w_update(Kind kind, WUpdateKernel kernel, const char *name, tte_train_ctx &ctx,
                             const py::object &x_obj, const py::object &gh_obj, const py::object &w_train_obj,
-                            const py::object &inv_obj, const py::object &channels, int64_t in_c, int64_t stride,
-                            int64_t padding, int64_t x_zero, int64_t tensor_id, const std::string &rounding,
+                            const py::object &inv_obj, const py::object &channels, int64_t in_c, const py::object &stride,
+                            const py::object &padding, int64_t x_zero, int64_t tensor_id, const std::string &rounding,
                             const std::string &lr_group, const py::object &gh_band_obj) {
     const tte_update_params u = update_params(rounding, lr_group, tensor_id);
     py::array x = checked<int8_t>(x_obj, "x_saved", 3, "[H][W][k]");
@@ -444,7 +443,7 @@ void bind_train(py::module_ &m) {
 
     m.def(
         "conv2d_bwd_x_f32",
-        [](const py::object &gh, const py::object &w, int64_t in_h, int64_t in_w, int64_t stride, int64_t padding,
+        [](const py::object &gh, const py::object &w, int64_t in_h, int64_t in_w, const py::object &stride, const py::object &padding,
            int64_t groups, const py::object &w_train, const py::object &train_channels, const py::object &acc,
            const py::object &gh_band, const py::object &gx_band) {
             return conv_bwd_x(Kind::dense, tte_conv2d_bwd_x_f32, "conv2d_bwd_x_f32", gh, w, in_h, in_w, stride, padding,
@@ -457,7 +456,7 @@ void bind_train(py::module_ &m) {
         py::arg("gx_band") = py::none());
     m.def(
         "depthwise_conv2d_bwd_x_f32",
-        [](const py::object &gh, const py::object &w, int64_t in_h, int64_t in_w, int64_t stride, int64_t padding,
+        [](const py::object &gh, const py::object &w, int64_t in_h, int64_t in_w, const py::object &stride, const py::object &padding,
            const py::object &w_train, const py::object &train_channels, const py::object &acc, const py::object &band) {
             return conv_bwd_x(Kind::depthwise, tte_depthwise_conv2d_bwd_x_f32, "depthwise_conv2d_bwd_x_f32", gh, w,
                               in_h, in_w, stride, padding, 1, w_train, train_channels, acc, band, band);
@@ -468,11 +467,11 @@ void bind_train(py::module_ &m) {
         py::arg("band") = py::none());
     m.def(
         "pointwise_conv2d_bwd_x_f32",
-        [](const py::object &gh, const py::object &w, int64_t in_h, int64_t in_w, int64_t stride,
+        [](const py::object &gh, const py::object &w, int64_t in_h, int64_t in_w, const py::object &stride,
            const py::object &w_train, const py::object &train_channels, const py::object &acc,
            const py::object &gh_band, const py::object &gx_band) {
             return conv_bwd_x(Kind::pointwise, tte_pointwise_conv2d_bwd_x_f32, "pointwise_conv2d_bwd_x_f32", gh, w,
-                              in_h, in_w, stride, 0, 1, w_train, train_channels, acc, gh_band, gx_band);
+                              in_h, in_w, stride, py::int_(0), 1, w_train, train_channels, acc, gh_band, gx_band);
         },
         "Input gradient of a pointwise conv: gh [out_h][out_w][O], w [O][C] -> gx [in_h][in_w][C].", py::arg("gh"),
         py::arg("w"), py::kw_only(), py::arg("in_h"), py::arg("in_w"), py::arg("stride") = 1,
@@ -483,7 +482,7 @@ void bind_train(py::module_ &m) {
     m.def(
         "conv2d_bwd_w_update_s8",
         [](tte_train_ctx &ctx, const py::object &x, const py::object &gh, const py::object &w_train,
-           const py::object &inv, const py::object &channels, int64_t in_c, int64_t stride, int64_t padding,
+           const py::object &inv, const py::object &channels, int64_t in_c, const py::object &stride, const py::object &padding,
            int64_t x_zero, int64_t tensor_id, const std::string &rounding, const std::string &lr_group,
            const py::object &band) {
             return conv_bwd_w_update(Kind::dense, tte_conv2d_bwd_w_update_s8, "conv2d_bwd_w_update_s8", ctx, x, gh,
@@ -497,7 +496,7 @@ void bind_train(py::module_ &m) {
     m.def(
         "depthwise_conv2d_bwd_w_update_s8",
         [](tte_train_ctx &ctx, const py::object &x, const py::object &gh, const py::object &w_train,
-           const py::object &inv, const py::object &channels, int64_t in_c, int64_t stride, int64_t padding,
+           const py::object &inv, const py::object &channels, int64_t in_c, const py::object &stride, const py::object &padding,
            int64_t x_zero, int64_t tensor_id, const std::string &rounding, const std::string &lr_group,
            const py::object &band) {
             return conv_bwd_w_update(Kind::depthwise, tte_depthwise_conv2d_bwd_w_update_s8,
@@ -511,11 +510,11 @@ void bind_train(py::module_ &m) {
     m.def(
         "pointwise_conv2d_bwd_w_update_s8",
         [](tte_train_ctx &ctx, const py::object &x, const py::object &gh, const py::object &w_train,
-           const py::object &inv, const py::object &channels, int64_t in_c, int64_t stride, int64_t x_zero,
+           const py::object &inv, const py::object &channels, int64_t in_c, const py::object &stride, int64_t x_zero,
            int64_t tensor_id, const std::string &rounding, const std::string &lr_group, const py::object &band) {
             return conv_bwd_w_update(Kind::pointwise, tte_pointwise_conv2d_bwd_w_update_s8,
                                      "pointwise_conv2d_bwd_w_update_s8", ctx, x, gh, w_train, inv, channels, in_c,
-                                     stride, 0, x_zero, tensor_id, rounding, lr_group, band);
+                                     stride, py::int_(0), x_zero, tensor_id, rounding, lr_group, band);
         },
         update_doc, py::arg("ctx"), py::arg("x_saved"), py::arg("gh"), py::arg("w_train"), py::arg("inv_w"),
         py::kw_only(), py::arg("train_channels"), py::arg("in_c"), py::arg("stride") = 1, py::arg("x_zero"),

@@ -88,7 +88,10 @@ def test_every_pooling_form_imports_quantizes_and_simulates_bit_exact(functional
     assert ops.count(Op.MAX_POOL) == 1 and ops.count(Op.AVG_POOL) == 2 and ops.count(Op.GLOBAL_AVG_POOL) == 1
     avg = [n for n in graph.nodes if n.op is Op.AVG_POOL]
     assert [n.attrs["count_include_pad"] for n in avg] == [False, True]
-    assert [(n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"]) for n in avg] == [(3, 1, 1), (2, 2, 0)]
+    assert [(n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"]) for n in avg] == [
+        ((3, 3), (1, 1), (1, 1, 1, 1)),
+        ((2, 2), (2, 2), (0, 0, 0, 0)),
+    ]
     assert_all_tensors_match(graph, _codes(3, 16, seed=2).numpy())
 
 
@@ -126,8 +129,9 @@ def test_avg_pool_over_the_whole_map_is_the_global_pool() -> None:
     [
         (nn.MaxPool2d(2, ceil_mode=True), "ceil_mode=True is not supported"),
         (nn.MaxPool2d(3, dilation=2), "dilated max_pool2d"),
-        (nn.MaxPool2d((2, 3)), r"kernel size \(2, 3\) is not square"),
-        (nn.MaxPool2d(2, padding=2), "padding 2 is more than half the kernel 2"),
+        (nn.MaxPool2d((2, 3), padding=(0, 2)), r"padding \(0, 2\) is more than half the kernel \(2, 3\)"),
+        (nn.MaxPool2d(2, padding=2), r"padding \(2, 2\) is more than half the kernel \(2, 2\)"),
+        (nn.AvgPool2d(2, padding="same"), r"padding 'same' is not an int or a pair of ints"),
         (nn.AvgPool2d(2, divisor_override=3), "divisor_override"),
         (nn.AdaptiveMaxPool2d(1), "use MaxPool2d with a fixed kernel"),
     ],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tte_ir import DType, GraphBuilder, Op, QuantParams, node_attrs, node_multipliers
-from tte_ir.ops import node_roles
+from tte_ir.ops import as_padding, as_pair, node_roles
 
 
 def residual_net(head: str = "fp32", seed: int = 0, size: int = 8):
@@ -80,24 +80,24 @@ def _unpack(packed, shape):
     return np.unpackbits(packed, bitorder="little")[:count].astype(bool).reshape(shape)
 
 
+def _window(x, kh, kw, stride, padding, fill=0.0):
+    """``x`` [C, H, W] padded (top, left, bottom, right) and a function of tap (u, v): its strided view."""
+    (sh, sw), (top, left, bottom, right) = as_pair(stride), as_padding(padding)
+    xp = np.pad(x, ((0, 0), (top, bottom), (left, right)), constant_values=fill)
+    ho, wo = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
+    return lambda u, v: xp[:, u : u + sh * (ho - 1) + 1 : sh, v : v + sw * (wo - 1) + 1 : sw]
+
+
 def _conv_f64(x, w, stride, padding, groups):
-    _, _, h, wd = x.shape
     o, cpg, kh, kw = w.shape
-    ho = (h + 2 * padding - kh) // stride + 1
-    wo = (wd + 2 * padding - kw) // stride + 1
-    xp = np.pad(x[0], ((0, 0), (padding, padding), (padding, padding)))
-    out = np.zeros((o, ho, wo))
+    tap_of = _window(x[0], kh, kw, stride, padding)
     opg = o // groups
+    out = np.zeros((o, *tap_of(0, 0).shape[1:]))
     for oc in range(o):
         g = oc // opg
         for u in range(kh):
             for v in range(kw):
-                tap = xp[
-                    g * cpg : (g + 1) * cpg,
-                    u : u + stride * (ho - 1) + 1 : stride,
-                    v : v + stride * (wo - 1) + 1 : stride,
-                ]
-                out[oc] += np.tensordot(w[oc, :, u, v], tap, axes=(0, 0))
+                out[oc] += np.tensordot(w[oc, :, u, v], tap_of(u, v)[g * cpg : (g + 1) * cpg], axes=(0, 0))
     return out[None]
 
 
@@ -156,14 +156,10 @@ def _channel_op(node, xs) -> np.ndarray:
 
 
 def _pool_taps(x, attrs, fill=0.0) -> np.ndarray:
-    """``x`` [1,C,H,W] -> [K*K, C, Ho, Wo]: tap ``u*K + v`` of every pooling window, padded taps ``fill``."""
-    k, s, p = attrs["kernel"], attrs["stride"], attrs["padding"]
-    xp = np.pad(x[0], ((0, 0), (p, p), (p, p)), constant_values=fill)
-    ho = (x.shape[2] + 2 * p - k) // s + 1
-    wo = (x.shape[3] + 2 * p - k) // s + 1
-    return np.stack(
-        [xp[:, u : u + s * (ho - 1) + 1 : s, v : v + s * (wo - 1) + 1 : s] for u in range(k) for v in range(k)]
-    )
+    """``x`` [1,C,H,W] -> [KH*KW, C, Ho, Wo]: tap ``u*KW + v`` of every pooling window, padded taps ``fill``."""
+    kh, kw = attrs["kernel"]
+    tap_of = _window(x[0], kh, kw, attrs["stride"], attrs["padding"], fill)
+    return np.stack([tap_of(u, v) for u in range(kh) for v in range(kw)])
 
 
 def _max_pool_at(x, index, attrs) -> np.ndarray:

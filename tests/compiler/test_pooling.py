@@ -77,7 +77,13 @@ def _one_pool(op: Op, shape=(1, 2, 5, 5), y_quant=None, **attrs):
 @pytest.mark.parametrize(
     ("attrs", "message"),
     [
-        ({"kernel": 3, "stride": 2, "padding": 2}, "padding 2 is more than half the kernel 3"),
+        ({"kernel": 3, "stride": 2, "padding": 2}, r"padding \[2, 2, 2, 2\] is more than half the kernel 3x3"),
+        ({"kernel": (3, 1), "stride": 1, "padding": (1, 1, 0, 0)}, r"padding \[1, 1, 0, 0\] is more than half .* 3x1"),
+        (
+            {"kernel": (2, 3), "stride": (0, 1)},
+            r"'stride' is \(0, 1\): it must be an integer or a list of 2 integers in \[1,",
+        ),
+        ({"kernel": (1, 2, 3), "stride": 1}, r"'kernel' is \(1, 2, 3\): it must be an integer or a list of 2"),
         ({"kernel": 17, "stride": 1}, r"more than 256 taps|'kernel' is 17: it must be an integer in \[1, 16\]"),
         ({"kernel": 7, "stride": 1}, "does not fit input 5x5"),
         ({"stride": 2}, "missing attribute 'kernel'"),

@@ -2,8 +2,8 @@
 (engine/src/kernels/arm) under QEMU Cortex-M7 and M4, and the host ones (engine/src/kernels/host) built
 natively, each clone (AVX2 where the CPU has it, and the baseline copy alone). boards/programs/
 kernel_check_main.c runs both on the same data and compares statuses, outputs and masks byte for
-byte, on random shapes (odd sizes and channel counts,
-kernels 1-7, strides 1-3), dense ones (the 3x3 stride-2 stem on 3 channels, 1x1 on 1-2 channels, grouped
+byte, on random shapes (odd sizes and channel counts, kernels 1-7 with kh != kw among them, strides 1-3
+that differ per axis, padding that differs per side), dense ones (the 3x3 stride-2 stem on 3 channels, 1x1 on 1-2 channels, grouped
 ones and ones beyond the patch bound, which run the reference kernel) and on MCUNet-5fps's pointwise,
 depthwise and dense convs, six variants each
 (extreme zero points, ties, +-2^31 biases, huge and non-finite multipliers, masks, row bands,
@@ -73,8 +73,8 @@ def _host_check(build: str, tmp_path: Path, shapes) -> tuple[int, dict[tuple[str
 
 
 def _assert_all_pass(shapes, status: int, results: dict[tuple[str, int], str]) -> None:
-    assert {s.kernel for s in shapes if s.kind == "depthwise"} >= {3, 5, 7}
-    assert any(s.kind == "dense" and (s.in_c, s.kernel, s.stride) == (3, 3, 2) for s in shapes)
+    assert {s.window[0] for s in shapes if s.kind == "depthwise"} >= {(3, 3), (5, 5), (7, 7)}
+    assert any(s.kind == "dense" and (s.in_c, *s.window[:2]) == (3, (3, 3), (2, 2)) for s in shapes)
     expected = {(s.name, v) for s in shapes for v in range(VARIANTS)}
     assert set(results) == expected
     failed = {k: r for k, r in results.items() if r != "PASS"}
@@ -100,9 +100,13 @@ def test_host_kernels_equal_the_reference_kernels(build, seed_model_path, tmp_pa
 def test_random_shapes_cover_the_odd_cases() -> None:
     shapes = kernel_bench.random_shapes(1, 40)
     assert any(s.in_c % 4 for s in shapes) and any(s.out_c % 2 for s in shapes)
-    assert {s.stride for s in shapes} == {1, 2, 3}
-    assert {s.kernel for s in shapes if s.kind == "depthwise"} >= {3, 5, 7}
+    assert {s.window[1][0] for s in shapes} == {1, 2, 3}
+    assert {s.window[0] for s in shapes if s.kind == "depthwise"} >= {(3, 3), (5, 5), (7, 7)}
     assert any((s.in_h * s.in_w) % 2 for s in shapes if s.kind == "pointwise")
+    # the non-square cases: kh != kw, sh != sw (pointwise too), padding that differs per side
+    assert any(kh != kw for (kh, kw), _, _ in (s.window for s in shapes if s.kind == "depthwise"))
+    assert any(sh != sw for _, (sh, sw), _ in (s.window for s in shapes if s.kind == "pointwise"))
+    assert any(t != b or left != r for _, _, (t, left, b, r) in (s.window for s in shapes))
 
 
 def test_shapes_source_lists_every_shape() -> None:
@@ -116,9 +120,11 @@ def test_shapes_source_lists_every_shape() -> None:
 
 def test_dense_shapes_cover_the_stem_and_the_fallbacks() -> None:
     shapes = kernel_bench.dense_shapes(1, 24)
-    patch = [s.kernel * s.kernel * s.in_c // s.groups for s in shapes]
-    assert any((s.in_c, s.kernel, s.stride, s.padding) == (3, 3, 2, 1) for s in shapes)
-    assert {s.groups for s in shapes} == {1, 2} and {s.stride for s in shapes} == {1, 2, 3}
+    patch = [s.window[0][0] * s.window[0][1] * s.in_c // s.groups for s in shapes]
+    assert any((s.in_c, *s.window) == (3, (3, 3), (2, 2), (1, 1, 1, 1)) for s in shapes)
+    assert any((s.in_c, *s.window) == (1, (10, 4), (2, 2), (4, 1, 5, 2)) for s in shapes)  # DS-CNN's stem
+    assert {s.groups for s in shapes} == {1, 2} and {s.window[1][1] for s in shapes} == {1, 2, 3}
+    assert any(kh != kw for (kh, kw), _, _ in (s.window for s in shapes))
     assert min(patch) == 1 and any(k % 4 for k in patch)
     assert any(k > 160 for k, s in zip(patch, shapes, strict=True) if s.groups == 1)  # beyond TTE_ARM_CONV_PATCH
     assert any(s.out_c % 2 for s in shapes if s.groups == 1)
@@ -130,5 +136,7 @@ def test_shapes_source_writes_the_group_count() -> None:
         kernel_bench.Shape("d", "depthwise", 4, 4, 5, 5, 3),
     ]
     source = kernel_bench.shapes_source(shapes)
-    assert '{"g", KERNEL_DENSE, 4, 4, 6, 4, 3, 1, 1, 2},' in source
-    assert '{"d", KERNEL_DEPTHWISE, 4, 4, 5, 5, 3, 1, 0, 5},' in source
+    assert '{"g", KERNEL_DENSE, 4, 4, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 2},' in source
+    assert '{"d", KERNEL_DEPTHWISE, 4, 4, 5, 5, 3, 3, 1, 1, 0, 0, 0, 0, 5},' in source
+    nonsquare = kernel_bench.Shape("n", "dense", 9, 8, 1, 4, (10, 4), (2, 1), (4, 1, 5, 2))
+    assert '{"n", KERNEL_DENSE, 9, 8, 1, 4, 10, 4, 2, 1, 4, 1, 5, 2, 1},' in kernel_bench.shapes_source([nonsquare])

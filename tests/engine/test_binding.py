@@ -148,12 +148,13 @@ def test_call_refuses_a_read_only_output() -> None:
 
 
 def test_scratch_size_is_the_kernels_twin() -> None:
-    geometry = {"in_h": 9, "in_w": 7, "in_c": 5, "out_c": 6, "kernel_h": 3, "kernel_w": 3, "stride": 2, "padding": 1}
+    geometry = {"in_h": 9, "in_w": 7, "in_c": 5, "out_c": 6, "kernel_h": 3, "kernel_w": 2}
+    window = {"stride_h": 2, "stride_w": 1, "pad_top": 1, "pad_left": 0, "pad_bottom": 1, "pad_right": 1}
     for kernel in SCRATCH_KERNELS:
         twin = getattr(_core, f"{kernel}_scratch_size")(
-            **geometry, **({"groups": 1} if kernel == "conv2d_fwd_s8" else {})
+            **geometry, stride=(2, 1), padding=(1, 0, 1, 1), **({"groups": 1} if kernel == "conv2d_fwd_s8" else {})
         )
-        assert _core.scratch_size(kernel, {**geometry, "groups": 1}) == twin
+        assert _core.scratch_size(kernel, {**geometry, **window, "groups": 1}) == twin
     with pytest.raises(ValueError, match="'add_fwd_s8' is not an engine kernel with a scratch-size twin"):
         _core.scratch_size("add_fwd_s8", {})
 

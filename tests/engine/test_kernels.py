@@ -59,23 +59,30 @@ def assert_case(case: fd.Case) -> None:
 
 @st.composite
 def conv_cases(draw, kind: str) -> fd.Case:
+    """Shapes with kh != kw, sh != sw and padding that differs per side (TFLite SAME: more at the
+    bottom/right), square ones among them."""
     groups_per = draw(st.integers(1, 3))
     if kind == "depthwise":
         c = o = groups = draw(st.integers(2, 12))  # one channel would also be a pointwise conv
-        k = draw(st.integers(1, 7))
-        kh = kw = k
-        stride = draw(st.sampled_from([1, 2]))
+        kh = draw(st.integers(1, 7))
+        kw = draw(st.one_of(st.just(kh), st.integers(1, 7)))
+        stride = (draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, 2])))
     elif kind == "pointwise":
         c, o, groups, kh, kw = draw(st.integers(2, 24)), draw(st.integers(1, 12)), 1, 1, 1
-        stride = draw(st.integers(1, 3))
+        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     else:
         groups = draw(st.integers(1, 3))
         c, o = groups * draw(st.integers(1, 4)), groups * groups_per
-        kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-        stride = draw(st.integers(1, 3))
-    padding = 0 if kind == "pointwise" else draw(st.integers(0, max(kh, kw) // 2 + 1))
-    h = draw(st.integers(max(1, kh - 2 * padding), 13))
-    w = draw(st.integers(max(1, kw - 2 * padding), 13))
+        kh, kw = draw(st.integers(1, 10)), draw(st.integers(1, 5))
+        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    if kind == "pointwise":
+        padding = (0, 0, 0, 0)
+    else:
+        top, bottom = (draw(st.integers(0, kh // 2 + 1)) for _ in range(2))
+        left, right = (draw(st.integers(0, kw // 2 + 1)) for _ in range(2))
+        padding = (top, left, bottom, right)
+    h = draw(st.integers(max(1, kh - padding[0] - padding[2]), 13))
+    w = draw(st.integers(max(1, kw - padding[1] - padding[3]), 13))
     lo, hi = draw(act_ranges())
     bias = np.array(draw(st.lists(biases, min_size=o, max_size=o)), dtype=np.int32)
     multiplier = np.array(draw(st.lists(multipliers, min_size=o, max_size=o)), dtype=np.float32)
@@ -214,6 +221,22 @@ def test_scratch_sizes_are_zero_for_reference_kernels() -> None:
     assert tte_engine.pointwise_conv2d_fwd_s8_scratch_size(**{**geometry, "kernel_h": 1, "kernel_w": 1}) == 0
 
 
+def test_conv_binding_takes_a_stride_per_axis_and_padding_per_side() -> None:
+    """The direct binding's stride (sh, sw) and padding (top, left, bottom, right) reach the kernel:
+    DS-CNN's 10x4 stride-2 stem padded (4, 1, 5, 2) on a 49x10 map, against the reference."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (1, 1, 49, 10), dtype=np.int8)
+    w = rng.integers(-127, 128, (3, 1, 10, 4), dtype=np.int8)
+    bias, multiplier = np.array([5, -9, 100], np.int32), np.full(3, 3e-3, np.float32)
+    geometry = {"stride": (2, 2), "padding": (4, 1, 5, 2)}
+    want = fd.reference.conv2d(x, w, bias, multiplier, groups=1, x_zero=-3, y_zero=4, **geometry)
+    assert want.shape == (1, 3, 25, 5)
+    got = tte_engine.conv2d_fwd_s8(
+        fd.to_engine_layout(x), w.transpose(0, 2, 3, 1).copy(), bias, multiplier, x_zero=-3, y_zero=4, **geometry
+    )
+    np.testing.assert_array_equal(got, fd.to_engine_layout(want))
+
+
 def _conv_args(**changes):
     args = {
         "x": np.zeros((5, 5, 4), np.int8),
@@ -245,6 +268,10 @@ def _conv_args(**changes):
         ({"act_min": 10, "act_max": 5}, "act_max=5"),
         ({"stride": 0}, "stride=0"),
         ({"padding": -1}, "padding=-1"),
+        ({"stride": (1, 0)}, "stride=0"),
+        ({"padding": (0, 0, -1, 0)}, "padding=-1"),
+        ({"padding": (1, 1, 1)}, "padding must be an int or 4 ints"),
+        ({"stride": "2"}, "stride must be an int or 2 ints"),
         ({"groups": 3}, "groups=3"),
         ({"w": np.zeros((2, 3, 3, 40000), np.int8), "x": np.zeros((3, 3, 40000), np.int8)}, "TTE_MAX_REDUCTION"),
     ],

@@ -1,6 +1,7 @@
 """The pooling kernels (max_pool2d, avg_pool2d, forward and backward) bit-exact against the numpy
-reference (tte_ir.reference, tte_ir.reference_train) on random shapes, padding, strides and ties,
-through the engine's generic entry point; bad calls return a status and write nothing."""
+reference (tte_ir.reference, tte_ir.reference_train) on random shapes, non-square kernels, strides that
+differ per axis, asymmetric padding and ties, through the engine's generic entry point; bad calls
+return a status and write nothing."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ require_packages("tte_engine", "tte_ir")
 
 from tte_engine import _core  # noqa: E402
 from tte_ir import reference  # noqa: E402
+from tte_ir.kernels import window_fields  # noqa: E402
 from tte_ir.layout import to_engine_layout  # noqa: E402
+from tte_ir.ops import as_padding, as_pair, window_output_size  # noqa: E402
 from tte_ir.quant import avg_pool_multipliers  # noqa: E402
 from tte_ir.reference_train import avg_pool2d_bwd, max_pool2d_bwd  # noqa: E402
 
@@ -24,31 +27,32 @@ SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[Heal
 
 @st.composite
 def geometries(draw) -> dict:
-    kernel = draw(st.integers(1, 5))
-    padding = draw(st.integers(0, kernel // 2))
-    stride = draw(st.integers(1, 3))
-    low = max(1, kernel - 2 * padding)
+    """kh != kw, sh != sw and padding that differs per side (each at most half its axis' kernel)."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    top, bottom = draw(st.integers(0, kh // 2)), draw(st.integers(0, kh // 2))
+    left, right = draw(st.integers(0, kw // 2)), draw(st.integers(0, kw // 2))
     return {
         "channels": draw(st.integers(1, 6)),
-        "height": draw(st.integers(low, 11)),
-        "width": draw(st.integers(low, 11)),
-        "kernel": kernel,
-        "stride": stride,
-        "padding": padding,
+        "height": draw(st.integers(max(1, kh - top - bottom), 11)),
+        "width": draw(st.integers(max(1, kw - left - right), 11)),
+        "kernel": (kh, kw),
+        "stride": (draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        "padding": (top, left, bottom, right),
     }
 
 
 def _params(geo: dict, *, count_include_pad: bool = False, x_zero: int = 0, y_zero: int = 0) -> dict:
+    kh, kw = geo["kernel"]
     return {
-        "in_h": geo["height"], "in_w": geo["width"], "in_c": geo["channels"], "kernel_h": geo["kernel"],
-        "kernel_w": geo["kernel"], "stride": geo["stride"], "padding": geo["padding"],
-        "count_include_pad": int(count_include_pad), "x_zero": x_zero, "y_zero": y_zero,
+        "in_h": geo["height"], "in_w": geo["width"], "in_c": geo["channels"], "kernel_h": kh, "kernel_w": kw,
+        **window_fields(geo["stride"], geo["padding"]), "count_include_pad": int(count_include_pad), "x_zero": x_zero,
+        "y_zero": y_zero,
     }  # fmt: skip
 
 
 def _out_shape(geo: dict) -> tuple[int, int, int, int]:
-    span = lambda n: (n + 2 * geo["padding"] - geo["kernel"]) // geo["stride"] + 1  # noqa: E731
-    return (1, geo["channels"], span(geo["height"]), span(geo["width"]))
+    ho, wo = window_output_size((geo["height"], geo["width"]), geo["kernel"], geo["stride"], geo["padding"])
+    return (1, geo["channels"], ho, wo)
 
 
 def _codes(seed: int, shape: tuple[int, ...], spread: int) -> np.ndarray:
@@ -99,14 +103,14 @@ def test_max_pool_ties_go_to_the_first_tap_and_padding_never_wins() -> None:
     np.testing.assert_array_equal(got, to_engine_layout(index))
 
 
-def _geo(channels: int, height: int, width: int, kernel: int, stride: int, padding: int) -> dict:
+def _geo(channels: int, height: int, width: int, kernel, stride, padding) -> dict:
     return {
         "channels": channels,
         "height": height,
         "width": width,
-        "kernel": kernel,
-        "stride": stride,
-        "padding": padding,
+        "kernel": as_pair(kernel),
+        "stride": as_pair(stride),
+        "padding": as_padding(padding),
     }
 
 
@@ -206,9 +210,13 @@ def test_overlapping_windows_sum_in_ascending_window_order() -> None:
 @pytest.mark.parametrize(
     ("changes", "kernel"),
     [
-        ({"padding": 2}, "max_pool2d_fwd_s8"),  # more than half the kernel: a window of only padding
+        ({"pad_top": 2}, "max_pool2d_fwd_s8"),  # more than half the kernel: a window of only padding
+        ({"pad_right": 2}, "max_pool2d_fwd_s8"),
+        ({"kernel_h": 5, "pad_left": 2}, "max_pool2d_fwd_s8"),  # half kernel_h, but more than half kernel_w
+        ({"pad_bottom": -1}, "avg_pool2d_fwd_s8"),
         ({"kernel_h": 17, "kernel_w": 17, "in_h": 17, "in_w": 17}, "max_pool2d_fwd_s8"),  # 289 taps
-        ({"stride": 0}, "avg_pool2d_fwd_s8"),
+        ({"stride_h": 0}, "avg_pool2d_fwd_s8"),
+        ({"stride_w": 0}, "avg_pool2d_fwd_s8"),
         ({"count_include_pad": 2}, "avg_pool2d_fwd_s8"),
         ({"x_zero": 128}, "avg_pool2d_fwd_s8"),
     ],

@@ -282,7 +282,7 @@ def test_wrong_json_types_are_refused(tiny_file, edit, pattern):
 @pytest.mark.parametrize(
     ("value", "pattern"),
     [
-        (1.0013, r"attribute 'padding' is 1.0013: it must be an integer in \[0, 2147483647\]"),
+        (1.0013, r"attribute 'padding' is 1.0013: it must be an integer or a list of 4 integers in \[0, 2147483647\]"),
         ("", r"attribute 'padding' is '': it must be an integer"),
         (True, r"attribute 'padding' is True: it must be an integer"),
         (None, r"attribute 'padding' is None: it must be an integer"),

@@ -39,7 +39,8 @@
  *     // x: [32][32][16] int8, w: [16][3][3][16] int8, b: [16] int32, m: [16] float
  *     tte_conv2d_params p = {
  *         .in_h = 32, .in_w = 32, .in_c = 16, .out_c = 16,
- *         .kernel_h = 3, .kernel_w = 3, .stride = 1, .padding = 1, .groups = 1,
+ *         .kernel_h = 3, .kernel_w = 3, .stride_h = 1, .stride_w = 1,
+ *         .pad_top = 1, .pad_left = 1, .pad_bottom = 1, .pad_right = 1, .groups = 1,
  *         .x_zero = -3, .y_zero = -128, .act_min = -128, .act_max = 127,
  *     };
  *     static int8_t y[32 * 32 * 16];                   // [32][32][16] int8
@@ -81,8 +82,9 @@ const char *tte_status_str(tte_status status);
  * sum of products cannot overflow while K * 255 * 128 < 2^31 (NUMERICS.md 2). */
 #define TTE_MAX_REDUCTION 65793
 
-/* Output extent of a convolution along one axis; < 1 when the kernel does not fit. */
-int32_t tte_conv2d_out_dim(int32_t in, int32_t kernel, int32_t stride, int32_t padding);
+/* Output extent of a convolution or pool along one axis, (in + pad_before + pad_after - kernel) / stride + 1;
+ * < 1 when the kernel does not fit. */
+int32_t tte_conv2d_out_dim(int32_t in, int32_t kernel, int32_t stride, int32_t pad_before, int32_t pad_after);
 
 /* The requantization of a forward kernel's descriptor (its `requant` field, NUMERICS.md 2 and 2b):
  * FLOAT, one float32 multiply and round half to even; FIXED, TFLite's integer arithmetic
@@ -92,14 +94,18 @@ int32_t tte_conv2d_out_dim(int32_t in, int32_t kernel, int32_t stride, int32_t p
 enum { TTE_REQUANT_FLOAT = 0, TTE_REQUANT_FIXED = 1 };
 
 /* One descriptor for the dense, depthwise and pointwise int8 convolutions.
- * Output: [out_h][out_w][out_c] with out_h = tte_conv2d_out_dim(in_h, kernel_h,
- * stride, padding), likewise out_w. */
+ * Output: [out_h][out_w][out_c] with out_h = tte_conv2d_out_dim(in_h, kernel_h, stride_h, pad_top,
+ * pad_bottom) and out_w = tte_conv2d_out_dim(in_w, kernel_w, stride_w, pad_left, pad_right): output
+ * (oy, ox) reads input rows oy*stride_h - pad_top + [0, kernel_h) and columns
+ * ox*stride_w - pad_left + [0, kernel_w). TFLite's SAME padding at stride 2 is the asymmetric case
+ * (one more row or column at the bottom or right). */
 typedef struct tte_conv2d_params {
     int32_t in_h, in_w, in_c;   /* input x: [in_h][in_w][in_c] */
     int32_t out_c;              /* output channels O */
-    int32_t kernel_h, kernel_w; /* KH, KW */
-    int32_t stride;             /* same along H and W, >= 1 */
-    int32_t padding;            /* symmetric, same along H and W, >= 0; padded taps contribute 0 */
+    int32_t kernel_h, kernel_w; /* KH, KW, any sizes */
+    int32_t stride_h, stride_w; /* along H and W, >= 1 */
+    int32_t pad_top, pad_left;  /* zero padding before the first row / column, >= 0 */
+    int32_t pad_bottom, pad_right; /* after the last row / column, >= 0; padded taps contribute 0 */
     int32_t groups;             /* divides in_c and out_c (depthwise: in_c; pointwise: 1) */
     int32_t x_zero, y_zero;     /* zero points, [-128, 127] */
     int32_t act_min, act_max;   /* output clamp, -128 <= act_min <= act_max <= 127 */
@@ -126,7 +132,7 @@ typedef struct tte_row_band {
     int32_t y_row, y_rows;
 } tte_row_band;
 
-/* Dense KxK convolution, any stride, padding and group count.
+/* Dense KH x KW convolution, any strides, padding and group count.
  * x [in_h][in_w][in_c] int8; w [O][KH][KW][in_c/groups] int8; w_train NULL, or the trained slice
  * [O][KH][KW][train_count] (groups 1) replacing channels p->train_channels of w; bias [O] int32;
  * multiplier [O] float32; y [out_h][out_w][O] int8; mask NULL or bit-packed
@@ -137,14 +143,14 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
                              const int32_t *bias, const float *multiplier, int8_t *y, uint8_t *mask,
                              const tte_row_band *rows, void *scratch);
 
-/* Depthwise convolution (groups == in_c == out_c), any kernel size and stride.
+/* Depthwise convolution (groups == in_c == out_c), any kernel size, strides and padding.
  * w [KH][KW][C] int8; w_train NULL or [KH][KW][train_count]; other buffers as tte_conv2d_fwd_s8. */
 size_t tte_depthwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p);
 tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
                                        const int8_t *w_train, const int32_t *bias, const float *multiplier, int8_t *y,
                                        uint8_t *mask, const tte_row_band *rows, void *scratch);
 
-/* Pointwise (1x1) convolution: kernel 1x1, padding 0, groups 1, any stride.
+/* Pointwise (1x1) convolution: kernel 1x1, padding 0 on every side, groups 1, any strides.
  * w [O][in_c] int8; w_train NULL or [O][train_count]; other buffers as tte_conv2d_fwd_s8. */
 size_t tte_pointwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p);
 tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
@@ -237,15 +243,18 @@ typedef struct tte_mul_params {
  * mask NULL or bit-packed [ceil(pixels*channels/8)]. */
 tte_status tte_mul_fwd_s8(const tte_mul_params *p, const int8_t *a, const int8_t *b, int8_t *y, uint8_t *mask);
 
-/* Pooling over k x k windows (max_pool, avg_pool and their backward kernels, NUMERICS.md 2 and 4).
- * Window (oy, ox) covers input rows oy*stride - padding + [0, kernel_h) and columns
- * ox*stride - padding + [0, kernel_w); out_h = (in_h + 2*padding - kernel_h) / stride + 1, likewise
- * out_w. At most 256 taps (kernel_h*kernel_w) and padding <= kernel/2 on both axes, so every window
- * holds at least one input pixel; padded taps are never read. */
+/* Pooling over kernel_h x kernel_w windows (max_pool, avg_pool and their backward kernels, NUMERICS.md 2
+ * and 4). Window (oy, ox) covers input rows oy*stride_h - pad_top + [0, kernel_h) and columns
+ * ox*stride_w - pad_left + [0, kernel_w); out_h = (in_h + pad_top + pad_bottom - kernel_h) / stride_h + 1,
+ * likewise out_w with pad_left, pad_right and stride_w. At most 256 taps (kernel_h*kernel_w), pad_top and
+ * pad_bottom <= kernel_h/2, pad_left and pad_right <= kernel_w/2, so every window holds at least one
+ * input pixel; padded taps are never read. */
 typedef struct tte_pool2d_params {
-    int32_t in_h, in_w, in_c;   /* input x: [in_h][in_w][in_c] */
-    int32_t kernel_h, kernel_w; /* window */
-    int32_t stride, padding;    /* the same on both axes */
+    int32_t in_h, in_w, in_c;      /* input x: [in_h][in_w][in_c] */
+    int32_t kernel_h, kernel_w;    /* window */
+    int32_t stride_h, stride_w;    /* along H and W, >= 1 */
+    int32_t pad_top, pad_left;     /* before the first row / column, >= 0 */
+    int32_t pad_bottom, pad_right; /* after the last row / column, >= 0 */
     int32_t count_include_pad;  /* avg: 1 divides by kernel_h*kernel_w, 0 by the window's input pixels */
     int32_t x_zero, y_zero;     /* avg: zero points, [-128, 127]; the output clamp is [-128, 127] */
     /* avg, forward: TTE_REQUANT_FLOAT (the multiplier table) or TTE_REQUANT_FIXED: with qmult NULL,

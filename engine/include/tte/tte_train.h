@@ -221,7 +221,8 @@ tte_status tte_pointwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const floa
                                           const tte_channel_band *gh_band, const tte_channel_band *gx_band);
 
 /* conv2d_bwd_w_update: for every weight of the trained slice, its gradient
- *     dL/dw[o][c][u][v] = sum over output positions p (ascending, row-major) of gh[p][o] * (x[c][p*s+u-pad] - x_zero)
+ *     dL/dw[o][c][u][v] = sum over output positions (oy, ox) (ascending, row-major) of
+ *         gh[oy][ox][o] * (x[oy*stride_h + u - pad_top][ox*stride_w + v - pad_left][c] - x_zero)
  * from 0, each step g = fmaf(gh, float32(x - x_zero), g) (padded taps skipped), then at once the
  * QAS step of that weight (see Conventions); no gradient
  * buffer. p: the forward's descriptor with train_channels (x_zero is x_saved's zero point). Channel

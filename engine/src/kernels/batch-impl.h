@@ -16,12 +16,12 @@ static inline float tte_batch_tap_grad(const tte_conv2d_params *p, int32_t out_h
     const int32_t k = p->train_count;
     float grad = 0.0f;
     for (int32_t oy = 0; oy < out_h; ++oy) {
-        const int32_t iy = oy * p->stride + ky - p->padding;
+        const int32_t iy = oy * p->stride_h + ky - p->pad_top;
         if (iy < 0 || iy >= p->in_h) {
             continue;
         }
         for (int32_t ox = 0; ox < out_w; ++ox) {
-            const int32_t ix = ox * p->stride + kx - p->padding;
+            const int32_t ix = ox * p->stride_w + kx - p->pad_left;
             if (ix < 0 || ix >= p->in_w) {
                 continue;
             }

@@ -30,12 +30,12 @@ const char *tte_step_status_str(tte_step_status status) {
     return "unknown step status";
 }
 
-int32_t tte_conv2d_out_dim(int32_t in, int32_t kernel, int32_t stride, int32_t padding) {
-    if (in < 1 || kernel < 1 || stride < 1 || padding < 0) {
+int32_t tte_conv2d_out_dim(int32_t in, int32_t kernel, int32_t stride, int32_t pad_before, int32_t pad_after) {
+    if (in < 1 || kernel < 1 || stride < 1 || pad_before < 0 || pad_after < 0) {
         return 0;
     }
-    /* int64: in + 2*padding may exceed int32 for absurd paddings. */
-    const int64_t span = (int64_t)in + 2 * (int64_t)padding - kernel;
+    /* int64: in + the paddings may exceed int32 for absurd paddings. */
+    const int64_t span = (int64_t)in + (int64_t)pad_before + (int64_t)pad_after - kernel;
     if (span < 0) {
         return 0;
     }
@@ -50,14 +50,15 @@ static int fits_int32(int64_t a, int64_t b, int64_t c) {
 
 tte_status tte_conv2d_check_geometry(const tte_conv2d_params *p, int32_t *out_h, int32_t *out_w) {
     if (p->in_h < 1 || p->in_w < 1 || p->in_c < 1 || p->out_c < 1 || p->kernel_h < 1 || p->kernel_w < 1 ||
-        p->stride < 1 || p->padding < 0 || p->groups < 1) {
+        p->stride_h < 1 || p->stride_w < 1 || p->pad_top < 0 || p->pad_left < 0 || p->pad_bottom < 0 ||
+        p->pad_right < 0 || p->groups < 1) {
         return TTE_ERR_SHAPE;
     }
     if (p->in_c % p->groups != 0 || p->out_c % p->groups != 0) {
         return TTE_ERR_SHAPE;
     }
-    const int32_t oh = tte_conv2d_out_dim(p->in_h, p->kernel_h, p->stride, p->padding);
-    const int32_t ow = tte_conv2d_out_dim(p->in_w, p->kernel_w, p->stride, p->padding);
+    const int32_t oh = tte_conv2d_out_dim(p->in_h, p->kernel_h, p->stride_h, p->pad_top, p->pad_bottom);
+    const int32_t ow = tte_conv2d_out_dim(p->in_w, p->kernel_w, p->stride_w, p->pad_left, p->pad_right);
     const int64_t reduction = (int64_t)(p->in_c / p->groups) * p->kernel_h * p->kernel_w;
     if (oh < 1 || ow < 1 || reduction > TTE_MAX_REDUCTION || !fits_int32(p->in_h, p->in_w, p->in_c) ||
         !fits_int32(oh, ow, p->out_c) || !fits_int32(p->out_c, reduction, 1)) {
@@ -114,8 +115,8 @@ tte_status tte_conv2d_row_window(const tte_conv2d_params *p, int32_t out_h, cons
         return TTE_ERR_ARG;
     }
     /* The unpadded input rows the band's outputs read: [first, last). */
-    const int64_t first = (int64_t)rows->y_row * p->stride - p->padding;
-    const int64_t last = ((int64_t)rows->y_row + rows->y_rows - 1) * p->stride - p->padding + p->kernel_h;
+    const int64_t first = (int64_t)rows->y_row * p->stride_h - p->pad_top;
+    const int64_t last = ((int64_t)rows->y_row + rows->y_rows - 1) * p->stride_h - p->pad_top + p->kernel_h;
     const int64_t lo = first < 0 ? 0 : first;
     const int64_t hi = last > p->in_h ? p->in_h : last;
     if (lo < rows->x_row || hi > (int64_t)rows->x_row + rows->x_rows) {
@@ -174,7 +175,7 @@ tte_status tte_conv2d_fwd_check(const tte_conv2d_params *p, const int8_t *x, con
         status = tte_requant_check(p->requant, p->qmult, p->qshift, p->out_c);
     }
     if (status == TTE_OK && kind == TTE_CONV2D_POINTWISE &&
-        (p->kernel_h != 1 || p->kernel_w != 1 || p->padding != 0 || p->groups != 1)) {
+        (p->kernel_h != 1 || p->kernel_w != 1 || !tte_conv2d_unpadded(p) || p->groups != 1)) {
         status = TTE_ERR_SHAPE;
     }
     if (status == TTE_OK && kind == TTE_CONV2D_DEPTHWISE && (p->groups != p->in_c || p->out_c != p->in_c)) {

@@ -202,6 +202,11 @@ static inline int tte_mask_get(const uint8_t *mask, int32_t index) {
     return (mask[index >> 3] >> (index & 7)) & 1;
 }
 
+/* Whether a conv has no padding on any side (a pointwise conv's requirement). */
+static inline int tte_conv2d_unpadded(const tte_conv2d_params *p) {
+    return p->pad_top == 0 && p->pad_left == 0 && p->pad_bottom == 0 && p->pad_right == 0;
+}
+
 /* Checks a conv descriptor shared by the three conv kernels and writes the
  * output size. Kernel-specific constraints (depthwise, pointwise) are checked
  * by the kernel itself. */
@@ -458,7 +463,7 @@ static inline void tte_tap_range(int32_t n_in, int32_t n_out, int32_t stride, in
  * and trained input channels j0 + b (b < nb),
  *     g[a * nb + b] = sum over output positions (oy, ox), ascending row-major, from 0, of
  *                     fmaf(gh[oy][ox][col0 + a], float32(x[iy][ix][j0 + b] - x_zero), partial sum)
- * (iy = oy*stride + ky - padding, likewise ix); positions whose tap is padding are skipped. Each weight is
+ * (iy = oy*stride_h + ky - pad_top, ix = ox*stride_w + kx - pad_left); positions whose tap is padding are skipped. Each weight is
  * one chain, one rounding per step, so any blocking gives the same bits. x_saved [in_h][in_w][train_count]
  * holds only the trained channels; gh is [out_h][out_w][gh_stride]. na and nb (na * nb <= TTE_WG_ACC,
  * nb <= TTE_WG_X) are constants at every call, so the loops unroll into na*nb register accumulators that
@@ -472,13 +477,13 @@ TTE_ALWAYS_INLINE void tte_weight_grad_block(const tte_conv2d_params *p, int32_t
         acc[i] = 0.0f;
     }
     int32_t oy_lo, oy_hi, ox_lo, ox_hi;
-    tte_tap_range(p->in_h, out_h, p->stride, p->padding, ky, &oy_lo, &oy_hi);
-    tte_tap_range(p->in_w, out_w, p->stride, p->padding, kx, &ox_lo, &ox_hi);
+    tte_tap_range(p->in_h, out_h, p->stride_h, p->pad_top, ky, &oy_lo, &oy_hi);
+    tte_tap_range(p->in_w, out_w, p->stride_w, p->pad_left, kx, &ox_lo, &ox_hi);
     const int32_t k = p->train_count;
-    const size_t x_step = (size_t)p->stride * k;
+    const size_t x_step = (size_t)p->stride_w * k;
     for (int32_t oy = oy_lo; oy < oy_hi; ++oy) {
-        const int32_t iy = oy * p->stride + ky - p->padding;
-        const int8_t *xp = x_saved + ((size_t)iy * p->in_w + (ox_lo * p->stride + kx - p->padding)) * k + j0;
+        const int32_t iy = oy * p->stride_h + ky - p->pad_top;
+        const int8_t *xp = x_saved + ((size_t)iy * p->in_w + (ox_lo * p->stride_w + kx - p->pad_left)) * k + j0;
         const float *gp = gh + ((size_t)oy * out_w + ox_lo) * gh_stride + col0;
         for (int32_t ox = ox_lo; ox < ox_hi; ++ox, xp += x_step, gp += gh_stride) {
             float xf[TTE_WG_X];

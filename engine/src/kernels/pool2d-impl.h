@@ -9,25 +9,26 @@
 #define TTE_POOL2D_MAX_TAPS 256
 
 /* Checks p (tte/tte.h, tte_pool2d_params) and writes the output size: TTE_ERR_SHAPE for a size below 1,
- * more than TTE_POOL2D_MAX_TAPS taps, padding above half the kernel on either axis (a window of only
+ * more than TTE_POOL2D_MAX_TAPS taps, padding above half the kernel on any side (a window of only
  * padding), a kernel larger than the padded input or more than INT32_MAX input or output elements; TTE_ERR_ARG for a
  * count_include_pad other than 0 or 1. */
 static inline tte_status tte_pool2d_check(const tte_pool2d_params *p, int32_t *out_h, int32_t *out_w) {
-    if (p->in_h < 1 || p->in_w < 1 || p->in_c < 1 || p->kernel_h < 1 || p->kernel_w < 1 || p->stride < 1 ||
-        p->padding < 0 || p->kernel_h > TTE_POOL2D_MAX_TAPS || p->kernel_w > TTE_POOL2D_MAX_TAPS ||
-        p->kernel_h * p->kernel_w > TTE_POOL2D_MAX_TAPS || p->padding > p->kernel_h / 2 ||
-        p->padding > p->kernel_w / 2) {
+    if (p->in_h < 1 || p->in_w < 1 || p->in_c < 1 || p->kernel_h < 1 || p->kernel_w < 1 || p->stride_h < 1 ||
+        p->stride_w < 1 || p->pad_top < 0 || p->pad_left < 0 || p->pad_bottom < 0 || p->pad_right < 0 ||
+        p->kernel_h > TTE_POOL2D_MAX_TAPS || p->kernel_w > TTE_POOL2D_MAX_TAPS ||
+        p->kernel_h * p->kernel_w > TTE_POOL2D_MAX_TAPS || p->pad_top > p->kernel_h / 2 ||
+        p->pad_bottom > p->kernel_h / 2 || p->pad_left > p->kernel_w / 2 || p->pad_right > p->kernel_w / 2) {
         return TTE_ERR_SHAPE;
     }
-    const int64_t span_h = (int64_t)p->in_h + 2 * (int64_t)p->padding - p->kernel_h;
-    const int64_t span_w = (int64_t)p->in_w + 2 * (int64_t)p->padding - p->kernel_w;
+    const int64_t span_h = (int64_t)p->in_h + (int64_t)p->pad_top + (int64_t)p->pad_bottom - p->kernel_h;
+    const int64_t span_w = (int64_t)p->in_w + (int64_t)p->pad_left + (int64_t)p->pad_right - p->kernel_w;
     if (span_h < 0 || span_w < 0 || (int64_t)p->in_h * p->in_w * p->in_c > INT32_MAX) {
         return TTE_ERR_SHAPE;
     }
     if (p->count_include_pad != 0 && p->count_include_pad != 1) {
         return TTE_ERR_ARG;
     }
-    const int64_t rows = span_h / p->stride + 1, cols = span_w / p->stride + 1;
+    const int64_t rows = span_h / p->stride_h + 1, cols = span_w / p->stride_w + 1;
     if (rows * cols * p->in_c > INT32_MAX) {
         return TTE_ERR_SHAPE;
     }
@@ -45,8 +46,8 @@ typedef struct tte_pool2d_window {
 
 static inline tte_pool2d_window tte_pool2d_window_at(const tte_pool2d_params *p, int32_t oy, int32_t ox) {
     tte_pool2d_window win;
-    win.y0 = oy * p->stride - p->padding;
-    win.x0 = ox * p->stride - p->padding;
+    win.y0 = oy * p->stride_h - p->pad_top;
+    win.x0 = ox * p->stride_w - p->pad_left;
     win.y_begin = win.y0 < 0 ? 0 : win.y0;
     win.x_begin = win.x0 < 0 ? 0 : win.x0;
     win.y_end = win.y0 + p->kernel_h < p->in_h ? win.y0 + p->kernel_h : p->in_h;

@@ -133,9 +133,9 @@ static void bias_case(int rounding, int32_t tile) {
 
 int main(void) {
     static const int32_t dense_ch[] = {0, 2}, dw_ch[] = {0, 2, 3}, pw_ch[] = {1, 3};
-    const tte_conv2d_params dense = {HW, HW, 3, 5, 3, 3, 1, 1, 1, -3, 0, -128, 127, dense_ch, 2};
-    const tte_conv2d_params dw = {HW, HW, 5, 5, 3, 3, 1, 1, 5, 4, 0, -128, 127, dw_ch, 3};
-    const tte_conv2d_params pw = {HW, HW, 4, 6, 1, 1, 1, 0, 1, 0, 0, -128, 127, pw_ch, 2};
+    const tte_conv2d_params dense = {HW, HW, 3, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, -3, 0, -128, 127, dense_ch, 2};
+    const tte_conv2d_params dw = {HW, HW, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 5, 4, 0, -128, 127, dw_ch, 3};
+    const tte_conv2d_params pw = {HW, HW, 4, 6, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, -128, 127, pw_ch, 2};
     for (int rounding = 0; rounding < 2; ++rounding) {
         for (int32_t tile = 1; tile <= 4; ++tile) {
             conv_case("conv2d_bwd_w_acc_s8", tte_conv2d_bwd_w_acc_s8, &dense, 0, rounding, tile);

@@ -30,7 +30,8 @@ size_t tte_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
 
 /* What every pixel pair of one call shares. */
 typedef struct conv_call {
-    int32_t in_h, in_w, in_c, kh, kw, stride, pad, x_row; /* x_row: the whole-input row of x[0] */
+    int32_t in_h, in_w, in_c, kh, kw, x_row; /* x_row: the whole-input row of x[0] */
+    int32_t stride_h, stride_w, pad_top, pad_left;
     int32_t taps;                                         /* K = kh * kw * in_c, codes per patch */
     int32_t quads;                                        /* ceil(K / 4): groups of four codes */
     int32_t out_c, out_w, x_zero;
@@ -43,7 +44,7 @@ typedef struct conv_call {
  * become 0 in the patch): kernel rows that lie inside x are copied whole. */
 static inline __attribute__((always_inline)) void gather(const conv_call *c, int32_t oy, int32_t ox, int32_t kh,
                                                          int32_t kw, int32_t in_c, int32_t quads, int8_t *codes) {
-    const int32_t iy0 = oy * c->stride - c->pad, ix0 = ox * c->stride - c->pad;
+    const int32_t iy0 = oy * c->stride_h - c->pad_top, ix0 = ox * c->stride_w - c->pad_left;
     const int32_t row = kw * in_c;
     const int8_t z = (int8_t)c->x_zero;
     int8_t *dst = codes;
@@ -217,9 +218,11 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
         .in_c = p->in_c,
         .kh = p->kernel_h,
         .kw = p->kernel_w,
-        .stride = p->stride,
-        .pad = p->padding,
         .x_row = win.x_row,
+        .stride_h = p->stride_h,
+        .stride_w = p->stride_w,
+        .pad_top = p->pad_top,
+        .pad_left = p->pad_left,
         .taps = taps,
         .quads = (taps + 3) / 4,
         .out_c = p->out_c,

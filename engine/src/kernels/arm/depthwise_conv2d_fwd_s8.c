@@ -1,8 +1,9 @@
 /* Depthwise int8 convolution for ARMv7E-M: four channels per load (the HWC layout keeps a pixel's
  * channels together), one MAC per SMLABB/SMLATT on SXTAB16-expanded halves, and no per-tap bounds
  * test: each output pixel reads the rectangle of its taps that lies inside the input, computed once
- * per pixel. Interior pixels of 3x3, 5x5 and 7x7 kernels (any stride) run a copy of the loop with
- * the kernel size a constant, fully unrolled; border pixels and other kernel sizes the same loop with
+ * per pixel. Interior pixels of 3x3, 5x5 and 7x7 kernels (any strides and padding) run a copy of the loop
+ * with the kernel size a constant, fully unrolled; border pixels and other kernel sizes (non-square ones
+ * included) the same loop with
  * run-time bounds; each also in a copy whose epilogue is one SSAT (full clamp, no mask). Results
  * equal tte_ref_depthwise_conv2d_fwd_s8's bit for bit (exact int32 sums, tte_arm_requantize). A call with a trained
  * slice or a non-finite multiplier runs the reference kernel. */
@@ -119,7 +120,7 @@ tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
     if (p->train_count != 0 || !tte_arm_multipliers_finite(p, multiplier, p->in_c)) {
         return tte_ref_depthwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
-    const int32_t channels = p->in_c, kh = p->kernel_h, kw = p->kernel_w, stride = p->stride, pad = p->padding;
+    const int32_t channels = p->in_c, kh = p->kernel_h, kw = p->kernel_w;
     const dw_call d = {
         .channels = channels,
         .x_row = p->in_w * channels,
@@ -135,13 +136,13 @@ tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
     const int32_t square = kh == kw && (kh == 3 || kh == 5 || kh == 7) ? kh : 0;
     const int plain = mask == NULL && p->act_min == -128 && p->act_max == 127;
     for (int32_t oy = win.oy_begin; oy < win.oy_end; ++oy) {
-        const int32_t iy = oy * stride - pad;
+        const int32_t iy = oy * p->stride_h - p->pad_top;
         int32_t ky0, ky1;
         dw_taps(iy, kh, p->in_h, &ky0, &ky1);
         const int8_t *x_line = x + (size_t)(iy + ky0 - win.x_row) * d.x_row;
         int8_t *y_line = y + (size_t)(oy - win.oy_begin) * win.out_w * channels;
         for (int32_t ox = 0; ox < win.out_w; ++ox) {
-            const int32_t ix = ox * stride - pad;
+            const int32_t ix = ox * p->stride_w - p->pad_left;
             int32_t kx0, kx1;
             dw_taps(ix, kw, p->in_w, &kx0, &kx1);
             const int8_t *xp = x_line + (ix + kx0) * channels;

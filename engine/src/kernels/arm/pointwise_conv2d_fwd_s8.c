@@ -1,7 +1,7 @@
 /* Pointwise (1x1) int8 convolution for ARMv7E-M: a register-blocked matrix product, two output
  * pixels x two output channels per step, four input channels per load, two MACs per SMLAD; the input
  * zero point enters as -x_zero * sum(w[o]) per output channel, summed once per output channel pair.
- * With stride 1 the two pixels, like the two weight rows, lie in_c bytes apart, so one register
+ * With stride 1 on both axes the two pixels, like the two weight rows, lie in_c bytes apart, so one register
  * offset reaches both and the step fits the 14 registers in assembly (20 instructions per 16 MACs);
  * other strides and the odd last pixel or channel run the same product in C. Results equal
  * tte_ref_pointwise_conv2d_fwd_s8's bit for bit (the int32 sums are exact in any order; the epilogue
@@ -137,7 +137,7 @@ static int32_t zero_term(const int8_t *w_row, int32_t in_c, int32_t x_zero) {
 static inline const int8_t *pixel_at(const tte_conv2d_params *p, const tte_conv2d_window *win, const int8_t *x,
                                      int32_t k) {
     const int32_t oy = win->oy_begin + k / win->out_w, ox = k % win->out_w;
-    return x + ((size_t)(oy * p->stride - win->x_row) * p->in_w + (size_t)ox * p->stride) * p->in_c;
+    return x + ((size_t)(oy * p->stride_h - win->x_row) * p->in_w + (size_t)ox * p->stride_w) * p->in_c;
 }
 
 /* One output channel's weights [in_c] with its trained slice [train_count] in place of the listed
@@ -169,7 +169,7 @@ static inline __attribute__((always_inline)) void channel_pair(const tte_conv2d_
     }
     const int32_t za = zero_term(wa, in_c, p->x_zero), zb = ob == o ? za : zero_term(wb, in_c, p->x_zero);
     int32_t k = 0;
-    if (p->stride == 1 && ob == o + 1) {
+    if (p->stride_h == 1 && p->stride_w == 1 && ob == o + 1) { /* consecutive pixels lie in_c bytes apart */
         const int8_t *xa = pixel_at(p, win, x, 0);
         for (; k + 1 < pixels; k += 2, xa += 2 * in_c) {
             int32_t acc[4] = {za, zb, za, zb};

@@ -14,7 +14,7 @@ size_t tte_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
 typedef struct conv_call {
     const tte_conv2d_params *p;
     const int8_t *x, *w;
-    int32_t stride, pad, out_w, oy_begin, x_row, taps, k_pad;
+    int32_t stride_h, stride_w, pad_top, pad_left, out_w, oy_begin, x_row, taps, k_pad;
 } conv_call;
 
 /* Band pixel k's patch in weight order [ky][kx][c]. */
@@ -22,7 +22,7 @@ static void conv_row(const void *ctx, int32_t k, int16_t *row) {
     const conv_call *c = ctx;
     const tte_conv2d_params *p = c->p;
     const int32_t oy = c->oy_begin + k / c->out_w, ox = k % c->out_w;
-    const int32_t iy0 = oy * c->stride - c->pad, ix0 = ox * c->stride - c->pad, in_c = p->in_c;
+    const int32_t iy0 = oy * c->stride_h - c->pad_top, ix0 = ox * c->stride_w - c->pad_left, in_c = p->in_c;
     const int32_t kw = p->kernel_w, row_codes = kw * in_c;
     int16_t *dst = row;
     for (int32_t ky = 0; ky < p->kernel_h; ++ky, dst += row_codes) {
@@ -70,7 +70,8 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
     if (p->train_count != 0 || p->groups != 1 || k_pad > TTE_HOST_ROW_CODES) {
         return tte_ref_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
-    const conv_call c = {p, x, w, p->stride, p->padding, win.out_w, win.oy_begin, win.x_row, taps, k_pad};
+    const conv_call c = {p, x, w, p->stride_h, p->stride_w, p->pad_top, p->pad_left, win.out_w, win.oy_begin, win.x_row,
+                         taps, k_pad};
     const tte_host_out d = {p, bias, multiplier, p->out_c, y, mask, win.oy_begin * win.out_w};
     conv_run(&c, &d, (win.oy_end - win.oy_begin) * win.out_w);
     return TTE_OK;

@@ -1,7 +1,7 @@
 /* Depthwise int8 convolution for the host: the vectorized loop runs over a pixel's channels (NHWC
  * keeps them together), one kernel row of taps per pass summed in int32 into the pixel's sums, and
  * no per-tap bounds test: each output pixel reads the rectangle of its taps inside the input,
- * computed once per pixel. Interior pixels of 3x3, 5x5 and 7x7 kernels (any stride) run a copy with
+ * computed once per pixel. Interior pixels of 3x3, 5x5 and 7x7 kernels (any strides) run a copy with
  * the kernel width a constant, border pixels and other kernels the same loop with run-time bounds.
  * With a trained slice the weights are first merged with it on the stack (at most
  * TTE_HOST_DW_MERGED bytes). Results equal tte_ref_depthwise_conv2d_fwd_s8's bit for bit
@@ -79,16 +79,16 @@ static void dw_taps(int32_t at, int32_t k, int32_t size, int32_t *first, int32_t
 /* Output rows [oy_begin, oy_end) of the band (x's first row is input row x_row). */
 static TTE_HOST_CLONES void dw_run(const tte_conv2d_params *p, const dw_call *d, const tte_conv2d_window *win,
                                    const int8_t *x, const int8_t *w, int8_t *y) {
-    const int32_t channels = p->in_c, kh = p->kernel_h, kw = p->kernel_w, stride = p->stride, pad = p->padding;
+    const int32_t channels = p->in_c, kh = p->kernel_h, kw = p->kernel_w;
     const int32_t square = kh == kw && (kh == 3 || kh == 5 || kh == 7) ? kh : 0;
     for (int32_t oy = win->oy_begin; oy < win->oy_end; ++oy) {
-        const int32_t iy = oy * stride - pad;
+        const int32_t iy = oy * p->stride_h - p->pad_top;
         int32_t ky0, ky1;
         dw_taps(iy, kh, p->in_h, &ky0, &ky1);
         const int8_t *x_line = x + (size_t)(iy + ky0 - win->x_row) * d->x_row;
         int8_t *y_line = y + (size_t)(oy - win->oy_begin) * win->out_w * channels;
         for (int32_t ox = 0; ox < win->out_w; ++ox) {
-            const int32_t ix = ox * stride - pad;
+            const int32_t ix = ox * p->stride_w - p->pad_left;
             int32_t kx0, kx1;
             dw_taps(ix, kw, p->in_w, &kx0, &kx1);
             const int8_t *xp = x_line + (ix + kx0) * channels;

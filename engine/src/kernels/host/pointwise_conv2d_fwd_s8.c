@@ -13,7 +13,7 @@ size_t tte_pointwise_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
 typedef struct pw_call {
     const tte_conv2d_params *p;
     const int8_t *x, *w, *w_train;
-    int32_t stride, out_w, oy_begin, x_row, k_pad;
+    int32_t stride_h, stride_w, out_w, oy_begin, x_row, k_pad;
 } pw_call;
 
 /* Band pixel k's input channels. */
@@ -21,7 +21,8 @@ static void pw_row(const void *ctx, int32_t k, int16_t *row) {
     const pw_call *c = ctx;
     const int32_t oy = c->oy_begin + k / c->out_w, ox = k % c->out_w;
     const int32_t in_c = c->p->in_c;
-    const int8_t *xp = c->x + ((size_t)(oy * c->stride - c->x_row) * c->p->in_w + (size_t)ox * c->stride) * in_c;
+    const int8_t *xp =
+        c->x + ((size_t)(oy * c->stride_h - c->x_row) * c->p->in_w + (size_t)ox * c->stride_w) * in_c;
     tte_host_widen(xp, in_c, c->p->x_zero, c->k_pad, row);
 }
 
@@ -52,7 +53,7 @@ tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
     if (k_pad > TTE_HOST_ROW_CODES) {
         return tte_ref_pointwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
-    const pw_call c = {p, x, w, w_train, p->stride, win.out_w, win.oy_begin, win.x_row, k_pad};
+    const pw_call c = {p, x, w, w_train, p->stride_h, p->stride_w, win.out_w, win.oy_begin, win.x_row, k_pad};
     const tte_host_out d = {p, bias, multiplier, p->out_c, y, mask, win.oy_begin * win.out_w};
     pw_run(&c, &d, (win.oy_end - win.oy_begin) * win.out_w);
     return TTE_OK;

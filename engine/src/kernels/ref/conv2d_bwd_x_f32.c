@@ -45,18 +45,18 @@ tte_status tte_conv2d_bwd_x_f32(const tte_conv2d_params *p, const float *gh, con
                 float acc = accumulate ? *out : 0.0f;
                 for (int32_t o = o_lo; o < o_hi; ++o) {
                     for (int32_t ky = 0; ky < p->kernel_h; ++ky) {
-                        const int32_t ty = iy + p->padding - ky; /* = oy * stride for the output row reading iy */
-                        if (ty < 0 || ty % p->stride != 0 || ty / p->stride >= out_h) {
+                        const int32_t ty = iy + p->pad_top - ky; /* = oy * stride_h for the output row reading iy */
+                        if (ty < 0 || ty % p->stride_h != 0 || ty / p->stride_h >= out_h) {
                             continue;
                         }
                         for (int32_t kx = 0; kx < p->kernel_w; ++kx) {
-                            const int32_t tx = ix + p->padding - kx;
-                            if (tx < 0 || tx % p->stride != 0 || tx / p->stride >= out_w) {
+                            const int32_t tx = ix + p->pad_left - kx;
+                            if (tx < 0 || tx % p->stride_w != 0 || tx / p->stride_w >= out_w) {
                                 continue;
                             }
                             const size_t tap = ((size_t)o * p->kernel_h + ky) * p->kernel_w + kx;
                             const int32_t wv = j < 0 ? w[tap * group_in + ci] : w_train[tap * p->train_count + j];
-                            const size_t at = ((size_t)(ty / p->stride) * out_w + tx / p->stride) * hn + (o - hb);
+                            const size_t at = ((size_t)(ty / p->stride_h) * out_w + tx / p->stride_w) * hn + (o - hb);
                             acc = tte_fma((float)wv, gh[at], acc);
                         }
                     }

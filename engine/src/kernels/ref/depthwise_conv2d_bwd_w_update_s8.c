@@ -2,14 +2,14 @@
  * a depthwise conv's trained channels (NUMERICS.md 4-5), no weight-gradient
  * buffer. With a gh band, only the trained channels inside it update. Each
  * tap's gradient is one chain (tte_weight_grad_block), its bounds computed
- * once; at stride 1 with 3x3, 5x5 and 7x7 kernels a kernel row's taps are
+ * once; at stride_w 1 with kernels 3, 5 or 7 wide a kernel row's taps are
  * summed side by side instead (dw_row_grads), each input code converted once
  * for the row's taps. The portable kernel of every target. */
 #include "kernels-impl.h"
 
-/* The gradients g[kx] of kernel row ky's K taps of trained channel j (gh column col), stride 1: the same
+/* The gradients g[kx] of kernel row ky's K taps of trained channel j (gh column col), stride_w 1: the same
  * chains as tte_weight_grad_block. Walking the input row ix ascending walks each tap's output column
- * ox = ix + padding - kx ascending too, so every tap still adds its positions in row-major order; an
+ * ox = ix + pad_left - kx ascending too, so every tap still adds its positions in row-major order; an
  * input code x[iy][ix] is converted once for the K taps that read it. Interior columns (all K taps read
  * an output column) run without tests. */
 TTE_ALWAYS_INLINE void dw_row_grads(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved,
@@ -20,14 +20,14 @@ TTE_ALWAYS_INLINE void dw_row_grads(const tte_conv2d_params *p, int32_t out_h, i
         acc[kx] = 0.0f;
     }
     int32_t oy_lo, oy_hi;
-    tte_tap_range(p->in_h, out_h, 1, p->padding, ky, &oy_lo, &oy_hi);
-    const int32_t k = p->train_count, pad = p->padding, in_w = p->in_w;
+    tte_tap_range(p->in_h, out_h, p->stride_h, p->pad_top, ky, &oy_lo, &oy_hi);
+    const int32_t k = p->train_count, pad = p->pad_left, in_w = p->in_w;
     /* Columns whose K output columns ix + pad - kx all lie in [0, out_w). */
     int32_t lo = K - 1 - pad, hi = out_w - pad;
     lo = lo < 0 ? 0 : (lo > in_w ? in_w : lo);
     hi = hi > in_w ? in_w : (hi < lo ? lo : hi);
     for (int32_t oy = oy_lo; oy < oy_hi; ++oy) {
-        const int8_t *xr = x_saved + (size_t)(oy + ky - pad) * in_w * k + j;
+        const int8_t *xr = x_saved + (size_t)(oy * p->stride_h + ky - p->pad_top) * in_w * k + j;
         const float *gr = gh + (size_t)oy * out_w * count + col;
         for (int32_t ix = 0; ix < lo; ++ix) {
             const float xf = (float)((int32_t)xr[(size_t)ix * k] - p->x_zero);
@@ -67,7 +67,7 @@ TTE_FMA_CLONES
 static float tap_grad(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved, int32_t j,
                       const float *gh, int32_t count, int32_t col, int32_t ky, int32_t kx, float *g) {
     const int32_t K = p->kernel_w;
-    if (p->stride == 1 && p->kernel_h == K && (K == 3 || K == 5 || K == 7)) {
+    if (p->stride_w == 1 && (K == 3 || K == 5 || K == 7)) {
         if (kx == 0) {
             if (K == 3) {
                 dw_row_grads(p, out_h, out_w, x_saved, j, gh, count, col, ky, 3, g);

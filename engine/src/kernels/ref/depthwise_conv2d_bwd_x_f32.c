@@ -4,7 +4,7 @@
  * (u, v) order. Channel-separable, so a band of gh gives the same band of gx.
  * Blocked: DW_CB channels at a time (then DW_CB / 2, then 1), their weights converted to float once per
  * call (in tiles of whole kernel rows), each pixel's valid taps found once (no
- * per-tap bounds tests). With stride s > 1 an input row reads only the kernel rows of one class
+ * per-tap bounds tests). With stride_h s > 1 an input row reads only the kernel rows of one class
  * ky = c (mod s); where the kernel would take several tiles but one class fits a tile, each tile holds
  * one class and visits only the input rows that read it, so each pixel is visited once with all its
  * taps (7x7 stride 2: four rows per class). The portable kernel of every target. */
@@ -39,33 +39,33 @@ static inline void taps_of(int32_t i, int32_t n_out, int32_t stride, int32_t pad
 /* The cb (1, DW_CB / 2, DW_CB or DW_WIDE) channels from column `col` of gx and gh, kernel rows r0, r0 + step,
  * ... below r1 (wf [rows][kw][cb]; step 1, or the stride for one class of rows, whose input rows alone are
  * visited). zero: start at 0 instead of gx's value. A pixel's taps in a row are consecutive kx of one
- * parity class, visited ascending: the gh pointer steps back one column and the weight pointer s taps
- * ahead; rows step back one gh row and s kernel rows ahead, so no index is recomputed inside a pixel. */
+ * parity class, visited ascending: the gh pointer steps back one column and the weight pointer stride_w taps
+ * ahead; rows step back one gh row and stride_h kernel rows ahead, so no index is recomputed inside a pixel. */
 TTE_ALWAYS_INLINE void dw_block(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, float *gx,
                                 int32_t count, int32_t col, int32_t cb, const float *wf, int32_t r0, int32_t r1,
                                 int32_t step, int zero) {
-    const int32_t s = p->stride, kw = p->kernel_w;
-    const size_t g_row = (size_t)out_w * count, w_row = (size_t)(s / step) * kw * cb, w_col = (size_t)s * cb;
-    /* The input rows iy that read kernel row r0's class: iy + padding = r0 (mod s). */
-    const int32_t iy_first = step == 1 ? 0 : ((r0 - p->padding) % s + s) % s;
+    const int32_t s = p->stride_h, sw = p->stride_w, kw = p->kernel_w;
+    const size_t g_row = (size_t)out_w * count, w_row = (size_t)(s / step) * kw * cb, w_col = (size_t)sw * cb;
+    /* The input rows iy that read kernel row r0's class: iy + pad_top = r0 (mod s). */
+    const int32_t iy_first = step == 1 ? 0 : ((r0 - p->pad_top) % s + s) % s;
     for (int32_t iy = iy_first; iy < p->in_h; iy += step) {
         int32_t ky_lo, ky_hi;
-        taps_of(iy, out_h, s, p->padding, p->kernel_h, &ky_lo, &ky_hi);
+        taps_of(iy, out_h, s, p->pad_top, p->kernel_h, &ky_lo, &ky_hi);
         if (ky_lo < r0) { /* the first row of the tile in this pixel row's parity class */
             ky_lo += (r0 - ky_lo + s - 1) / s * s;
         }
         ky_hi = ky_hi < r1 ? ky_hi : r1;
-        const int32_t oy0 = (iy + p->padding - ky_lo) / s;
+        const int32_t oy0 = (iy + p->pad_top - ky_lo) / s;
         float *out = gx + (size_t)iy * p->in_w * count + col;
         for (int32_t ix = 0; ix < p->in_w; ++ix, out += count) {
             int32_t kx_lo, kx_hi;
-            taps_of(ix, out_w, s, p->padding, kw, &kx_lo, &kx_hi);
+            taps_of(ix, out_w, sw, p->pad_left, kw, &kx_lo, &kx_hi);
             float a[DW_WIDE];
             for (int32_t ci = 0; ci < cb; ++ci) {
                 a[ci] = zero ? 0.0f : out[ci];
             }
-            const int32_t ntx = (kx_hi - kx_lo + s - 1) / s;
-            const float *g_first = gh + ((size_t)oy0 * out_w + (ix + p->padding - kx_lo) / s) * count + col;
+            const int32_t ntx = (kx_hi - kx_lo + sw - 1) / sw;
+            const float *g_first = gh + ((size_t)oy0 * out_w + (ix + p->pad_left - kx_lo) / sw) * count + col;
             const float *w_first = wf + ((size_t)((ky_lo - r0) / step) * kw + kx_lo) * cb;
             for (int32_t ky = ky_lo; ky < ky_hi; ky += s, g_first -= g_row, w_first += w_row) {
                 const float *g = g_first, *wp = w_first;
@@ -87,7 +87,7 @@ TTE_ALWAYS_INLINE void dw_block(const tte_conv2d_params *p, int32_t out_h, int32
 TTE_FMA_CLONES
 static void dw_plain(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, const int8_t *w,
                      const int8_t *w_train, float *gx, int32_t begin, int32_t count, int accumulate) {
-    const int32_t s = p->stride;
+    const int32_t sh = p->stride_h, sw = p->stride_w;
     int32_t next = 0;
     for (int32_t col = 0; col < count; ++col) {
         const int32_t c = begin + col;
@@ -96,16 +96,16 @@ static void dw_plain(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, c
         const size_t wstride = j < 0 ? (size_t)p->in_c : (size_t)p->train_count;
         for (int32_t iy = 0; iy < p->in_h; ++iy) {
             int32_t ky_lo, ky_hi;
-            taps_of(iy, out_h, s, p->padding, p->kernel_h, &ky_lo, &ky_hi);
+            taps_of(iy, out_h, sh, p->pad_top, p->kernel_h, &ky_lo, &ky_hi);
             for (int32_t ix = 0; ix < p->in_w; ++ix) {
                 int32_t kx_lo, kx_hi;
-                taps_of(ix, out_w, s, p->padding, p->kernel_w, &kx_lo, &kx_hi);
+                taps_of(ix, out_w, sw, p->pad_left, p->kernel_w, &kx_lo, &kx_hi);
                 float *out = gx + ((size_t)iy * p->in_w + ix) * count + col;
                 float a = accumulate ? *out : 0.0f;
-                for (int32_t ky = ky_lo; ky < ky_hi; ky += s) {
-                    const int32_t oy = (iy + p->padding - ky) / s;
-                    for (int32_t kx = kx_lo; kx < kx_hi; kx += s) {
-                        const float g = gh[((size_t)oy * out_w + (ix + p->padding - kx) / s) * count + col];
+                for (int32_t ky = ky_lo; ky < ky_hi; ky += sh) {
+                    const int32_t oy = (iy + p->pad_top - ky) / sh;
+                    for (int32_t kx = kx_lo; kx < kx_hi; kx += sw) {
+                        const float g = gh[((size_t)oy * out_w + (ix + p->pad_left - kx) / sw) * count + col];
                         a = tte_fma((float)wc[((size_t)ky * p->kernel_w + kx) * wstride], g, a);
                     }
                 }
@@ -145,7 +145,7 @@ tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const floa
     }
     float wf[DW_TAPS * DW_CB];
     int32_t next = 0;
-    const int32_t s = p->stride, class_rows = (p->kernel_h + s - 1) / s; /* the most kernel rows of one class */
+    const int32_t s = p->stride_h, class_rows = (p->kernel_h + s - 1) / s; /* the most kernel rows of one class */
     for (int32_t col = 0, cb; col < count; col += cb) {
         /* DW_WIDE or DW_CB channels while they last, then DW_CB / 2, then one: no block overlaps another;
          * DW_CB rather than DW_WIDE where only the narrower tile holds the kernel or one class whole. */

@@ -30,12 +30,12 @@ tte_status tte_ref_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int
                 const int32_t wstride = j < 0 ? channels : p->train_count;
                 int32_t acc = 0;
                 for (int32_t ky = 0; ky < p->kernel_h; ++ky) {
-                    const int32_t iy = oy * p->stride + ky - p->padding;
+                    const int32_t iy = oy * p->stride_h + ky - p->pad_top;
                     if (iy < 0 || iy >= p->in_h) {
                         continue; /* padded row: contributes 0 */
                     }
                     for (int32_t kx = 0; kx < p->kernel_w; ++kx) {
-                        const int32_t ix = ox * p->stride + kx - p->padding;
+                        const int32_t ix = ox * p->stride_w + kx - p->pad_left;
                         if (ix < 0 || ix >= p->in_w) {
                             continue;
                         }

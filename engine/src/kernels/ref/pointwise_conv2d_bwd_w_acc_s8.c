@@ -13,7 +13,7 @@ tte_status tte_pointwise_conv2d_bwd_w_acc_s8(const tte_conv2d_params *p, tte_tra
     if (status == TTE_OK) {
         status = tte_batch_check(acc, batch);
     }
-    if (status == TTE_OK && (p->kernel_h != 1 || p->kernel_w != 1 || p->padding != 0 || p->groups != 1)) {
+    if (status == TTE_OK && (p->kernel_h != 1 || p->kernel_w != 1 || !tte_conv2d_unpadded(p) || p->groups != 1)) {
         status = TTE_ERR_SHAPE; /* not a pointwise conv */
     }
     if (status != TTE_OK) {

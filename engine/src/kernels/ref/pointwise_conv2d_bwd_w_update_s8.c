@@ -89,7 +89,7 @@ tte_status tte_pointwise_conv2d_bwd_w_update_s8(const tte_conv2d_params *p, tte_
     int32_t out_h, out_w, begin, count;
     tte_status status =
         tte_conv2d_check_update(p, ctx, u, x_saved, gh, inv_w, w_train, gh_band, &out_h, &out_w, &begin, &count);
-    if (status == TTE_OK && (p->kernel_h != 1 || p->kernel_w != 1 || p->padding != 0 || p->groups != 1)) {
+    if (status == TTE_OK && (p->kernel_h != 1 || p->kernel_w != 1 || !tte_conv2d_unpadded(p) || p->groups != 1)) {
         status = TTE_ERR_SHAPE;
     }
     if (status != TTE_OK) {

@@ -1,6 +1,6 @@
 /* pointwise conv2d_bwd_x: the input gradient of a 1x1 conv, any stride
  * (NUMERICS.md 4): gx[c] = fmaf(w[o][c], gh[o], gx[c]) for o ascending at the
- * input pixels a stride-s output reads, starting at 0 (or its entry value);
+ * input pixels a strided output reads, starting at 0 (or its entry value);
  * 0 (or its entry value) elsewhere. Blocked: PW_CB input channels x PW_PB
  * pixels held in registers while o runs over a tile of weights converted to
  * float once per call. The portable kernel of every target. */
@@ -12,10 +12,10 @@
 
 /* The input pixel that output pixel q reads. */
 static inline size_t in_pixel(const tte_conv2d_params *p, int32_t out_w, int32_t q) {
-    if (p->stride == 1) {
+    if (p->stride_h == 1 && p->stride_w == 1) {
         return (size_t)q;
     }
-    return (size_t)(q / out_w) * p->stride * p->in_w + (size_t)(q % out_w) * p->stride;
+    return (size_t)(q / out_w) * p->stride_h * p->in_w + (size_t)(q % out_w) * p->stride_w;
 }
 
 /* One block: PW_PB pixels' rows of gh (g[i] [no]) and gx (x[i] [PW_CB]), `store` of them written back
@@ -52,7 +52,7 @@ tte_status tte_pointwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const floa
     }
     int32_t out_h, out_w, hb, hn, xb, xn;
     tte_status status = tte_conv2d_check_geometry(p, &out_h, &out_w);
-    if (status == TTE_OK && (p->kernel_h != 1 || p->kernel_w != 1 || p->padding != 0 || p->groups != 1)) {
+    if (status == TTE_OK && (p->kernel_h != 1 || p->kernel_w != 1 || !tte_conv2d_unpadded(p) || p->groups != 1)) {
         status = TTE_ERR_SHAPE;
     }
     if (status == TTE_OK) {
@@ -65,7 +65,7 @@ tte_status tte_pointwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const floa
     if (status != TTE_OK) {
         return status;
     }
-    if (!accumulate && p->stride > 1) {
+    if (!accumulate && (p->stride_h > 1 || p->stride_w > 1)) {
         /* Pixels off the stride grid get 0; the grid's are then accumulated onto 0, which adds the same
          * bits as starting from 0. */
         memset(gx, 0, (size_t)p->in_h * p->in_w * xn * sizeof *gx);

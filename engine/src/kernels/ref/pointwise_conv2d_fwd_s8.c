@@ -21,7 +21,7 @@ tte_status tte_ref_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int
     for (int32_t oy = oy_begin; oy < oy_end; ++oy) {
         for (int32_t ox = 0; ox < out_w; ++ox) {
             const int8_t *xp =
-                x + ((size_t)(oy * p->stride - x_row) * p->in_w + (size_t)ox * p->stride) * p->in_c; /* [in_c] */
+                x + ((size_t)(oy * p->stride_h - x_row) * p->in_w + (size_t)ox * p->stride_w) * p->in_c; /* [in_c] */
             for (int32_t o = 0; o < p->out_c; ++o) {
                 const int8_t *wp = w + (size_t)o * p->in_c;                           /* [in_c] */
                 const int8_t *tp = tte_slice_at(w_train, (size_t)o * p->train_count); /* [train_count] */

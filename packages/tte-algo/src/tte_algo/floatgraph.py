@@ -6,6 +6,7 @@ channel concat, split and shuffle). :class:`FloatNet` runs it in float32 for cal
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -15,6 +16,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from tte_ir import Op
+from tte_ir.ops import as_padding, as_pair
+from tte_ir.reference import pool_counts
 
 __all__ = ["ACTIVATIONS", "FloatGraph", "FloatNet", "FloatOp", "channel_range", "channel_shuffle"]
 
@@ -31,10 +34,11 @@ class FloatOp:
     (:data:`tte_ir.quant.LUT_FUNCTIONS`). ``MUL``: the product of its two inputs (squeeze-and-excite's map
     times its per-channel gate, broadcast over H and W).
 
-    conv: ``weight`` [O, C/groups, K, K] and ``bias`` [O] (float64, BN folded), ``stride``,
-    ``padding``, ``groups``. linear: ``weight`` [O, I], ``bias`` [O].
-    max / average pool (``MAX_POOL``, ``AVG_POOL``): square ``kernel``, ``stride``, ``padding``, and for an
-    average pool ``count_include_pad`` (PyTorch's divisor, or the window's input pixels only).
+    conv: ``weight`` [O, C/groups, KH, KW] and ``bias`` [O] (float64, BN folded), ``stride`` (sh, sw),
+    ``padding`` (top, left, bottom, right), ``groups``. linear: ``weight`` [O, I], ``bias`` [O].
+    max / average pool (``MAX_POOL``, ``AVG_POOL``): ``kernel`` (kh, kw), ``stride``, ``padding``, and for
+    an average pool ``count_include_pad`` (PyTorch's divisor, or the window's input pixels only). A plain
+    int for a stride, padding or kernel means the same on every axis or side.
     channel ops: ``CONCAT`` joins its two inputs along channels; ``CHANNEL_SPLIT`` takes the channel range
     ``section`` names (:func:`channel_range`: ``("chunk", n, i)`` is ``x.chunk(n, 1)[i]``, ``("range", a, b)``
     is ``x[:, a:b]``); ``CHANNEL_SHUFFLE`` shuffles ``groups`` groups (ShuffleNet).
@@ -46,12 +50,12 @@ class FloatOp:
     output: str
     weight: np.ndarray | None = None
     bias: np.ndarray | None = None
-    stride: int = 1
-    padding: int = 0
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int, int, int] = 0
     groups: int = 1
     act: str | None = None
     function: str | None = None
-    kernel: int = 0
+    kernel: int | tuple[int, int] = 0
     count_include_pad: bool = True
     section: tuple[Any, ...] | None = None
 
@@ -94,6 +98,29 @@ def _key(name: str) -> str:
     return name.replace(".", "__")
 
 
+def _padded(x: torch.Tensor, padding: Any, fill: float) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``x`` and the symmetric (along H, along W) padding to give torch: asymmetric padding (top, left,
+    bottom, right) is applied here with ``fill`` and the rest is 0."""
+    top, left, bottom, right = as_padding(padding)
+    if (top, left) == (bottom, right):
+        return x, (top, left)
+    return F.pad(x, (left, right, top, bottom), value=fill), (0, 0)
+
+
+def _avg_pool(x: torch.Tensor, op: FloatOp) -> torch.Tensor:
+    """An average pool with any padding: window sums divided by ``kh*kw`` or by the window's input pixels."""
+    kernel, stride = as_pair(op.kernel), as_pair(op.stride)
+    top, left, bottom, right = as_padding(op.padding)
+    if (top, left) == (bottom, right):
+        return F.avg_pool2d(x, kernel, stride, (top, left), count_include_pad=op.count_include_pad)
+    sums = F.avg_pool2d(F.pad(x, (left, right, top, bottom)), kernel, stride, 0, divisor_override=1)
+    counts = pool_counts(
+        tuple(x.shape[2:]), kernel=kernel, stride=stride, padding=(top, left, bottom, right),
+        count_include_pad=op.count_include_pad,
+    )  # fmt: skip
+    return sums / torch.as_tensor(counts, dtype=x.dtype, device=x.device)
+
+
 class FloatNet(nn.Module):
     """Runs a :class:`FloatGraph` in float32; weights and biases are trainable parameters.
 
@@ -125,7 +152,8 @@ class FloatNet(nn.Module):
         for op in self.graph.ops if ops is None else ops:
             ins = [values[name] for name in op.inputs]
             if op.kind is Op.CONV2D:
-                y = F.conv2d(ins[0], self.weight(op.name), self.bias(op.name), op.stride, op.padding, 1, op.groups)
+                x, padding = _padded(ins[0], op.padding, 0.0)
+                y = F.conv2d(x, self.weight(op.name), self.bias(op.name), as_pair(op.stride), padding, 1, op.groups)
             elif op.kind is Op.LINEAR:
                 y = F.linear(ins[0], self.weight(op.name), self.bias(op.name))
             elif op.kind is Op.ADD:
@@ -137,9 +165,10 @@ class FloatNet(nn.Module):
             elif op.kind is Op.MUL:
                 y = ins[0] * ins[1]
             elif op.kind is Op.MAX_POOL:
-                y = F.max_pool2d(ins[0], op.kernel, op.stride, op.padding)
+                x, padding = _padded(ins[0], op.padding, -math.inf)
+                y = F.max_pool2d(x, as_pair(op.kernel), as_pair(op.stride), padding)
             elif op.kind is Op.AVG_POOL:
-                y = F.avg_pool2d(ins[0], op.kernel, op.stride, op.padding, count_include_pad=op.count_include_pad)
+                y = _avg_pool(ins[0], op)
             elif op.kind is Op.CONCAT:
                 y = torch.cat(ins, dim=1)
             elif op.kind is Op.CHANNEL_SPLIT:

@@ -2,8 +2,10 @@
 
 Supported (everything the IR can express):
 
-- ``nn.Conv2d`` (any groups; square kernel and stride, symmetric integer padding, no dilation,
-  zero padding mode), optionally followed by ``nn.BatchNorm2d`` (folded into the conv);
+- ``nn.Conv2d`` (any groups; any kernel size and stride, e.g. ``(10, 4)`` at ``(2, 2)``; integer
+  padding per axis or ``"valid"`` / ``"same"``; no dilation, zero padding mode), optionally followed by
+  ``nn.BatchNorm2d`` (folded into the conv); an ``nn.ZeroPad2d`` read only by a conv folds into the conv's
+  padding (asymmetric padding, e.g. TensorFlow's SAME at stride 2);
 - ``nn.ReLU`` / ``nn.ReLU6`` / ``F.relu`` / ``F.relu6`` / ``torch.relu`` right after a conv, linear
   or residual add (folded into the output quantization);
 - ``nn.Hardswish`` / ``nn.Hardsigmoid`` / ``nn.Sigmoid`` / ``F.hardswish`` / ``F.hardsigmoid`` /
@@ -14,8 +16,8 @@ Supported (everything the IR can express):
 - residual add (``x + y``, ``torch.add``, ``+=``) of two tensors;
 - global average pooling (``nn.AdaptiveAvgPool2d(1)``, ``F.adaptive_avg_pool2d(x, 1)``,
   ``x.mean((2, 3))``), ``nn.Flatten`` / ``torch.flatten(x, 1)``, ``nn.Linear``;
-- ``nn.MaxPool2d`` / ``F.max_pool2d`` and ``nn.AvgPool2d`` / ``F.avg_pool2d`` (square kernel and
-  stride, symmetric padding, no dilation, no ``ceil_mode``, no ``divisor_override``); a ReLU right after a
+- ``nn.MaxPool2d`` / ``F.max_pool2d`` and ``nn.AvgPool2d`` / ``F.avg_pool2d`` (any kernel size and
+  stride, padding per axis up to half the kernel, no dilation, no ``ceil_mode``, no ``divisor_override``); a ReLU right after a
   max pool moves before it (they commute), one after an average pool folds into its output range;
 - channel concat, split and shuffle (ShuffleNet): ``torch.cat([a, b, ...], dim=1)`` (more than two
   inputs become a chain of two-input concats), ``x.chunk(n, dim=1)`` / ``torch.chunk``, ``torch.split`` /
@@ -49,7 +51,7 @@ from tte_ir import Op, TteError
 __all__ = ["SUPPORTED", "UnsupportedModelError", "import_fx"]
 
 SUPPORTED = (
-    "Conv2d (any groups), BatchNorm2d (after a conv), ReLU, ReLU6, Hardswish, Hardsigmoid, Sigmoid, residual add, "
+    "Conv2d (any groups, kernel size, stride and padding), ZeroPad2d (before a conv), BatchNorm2d (after a conv), ReLU, ReLU6, Hardswish, Hardsigmoid, Sigmoid, residual add, "
     "squeeze-excite multiply (map * per-channel gate), AdaptiveAvgPool2d(1) or mean over (H, W), Flatten, Linear, "
     "MaxPool2d, AvgPool2d, Dropout, Identity, torch.cat / chunk / split / x[:, a:b] along channels, channel shuffle"
 )
@@ -123,6 +125,7 @@ class _Importer:
         # chunk / split -> (input, its pieces' sections, or a split's piece size)
         self.sections: dict[fx.Node, tuple[str, list[tuple[Any, ...]] | int]] = {}
         self.done: set[fx.Node] = set()  # nodes a recognized pattern (the channel shuffle) already imported
+        self.pads: dict[fx.Node, tuple[int, int, int, int]] = {}  # a ZeroPad2d folded into the conv reading it
 
     def fail(self, node: fx.Node, what: str, *, follows: bool = False) -> _Problem:
         if node.op == "call_module":
@@ -189,6 +192,8 @@ class _Importer:
         path = str(node.target)
         if isinstance(module, nn.Conv2d):
             self.emit(node, _conv(self, node, module, path))
+        elif isinstance(module, nn.ZeroPad2d):
+            self.zero_pad(node, module.padding)
         elif isinstance(module, nn.BatchNorm2d):
             self.fold_bn(node, module)
         elif isinstance(module, nn.ReLU6) or (
@@ -380,6 +385,22 @@ class _Importer:
         for n in (node, *chain):
             self.names[n] = op.output
 
+    def zero_pad(self, node: fx.Node, padding: Any) -> None:
+        """``nn.ZeroPad2d`` (left, right, top, bottom) before a conv: zeros in the input are what the
+        conv's own padding adds (a padded tap contributes 0), so it folds into that padding."""
+        users = list(node.users)
+        reader = (
+            self.model.get_submodule(str(users[0].target)) if len(users) == 1 and users[0].op == "call_module" else None
+        )
+        left, right, top, bottom = (int(v) for v in padding)
+        if not isinstance(reader, nn.Conv2d) or min(left, right, top, bottom) < 0:
+            raise self.fail(
+                node,
+                "ZeroPad2d is supported only with non-negative padding, read by one Conv2d (it folds into the conv's padding)",
+            )
+        self.pads[node] = (top, left, bottom, right)
+        self.names[node] = self.arg(node)
+
     def add(self, node: fx.Node) -> None:
         if len(node.args) != 2 or node.kwargs:
             raise self.fail(node, "only an add of two tensors is supported")
@@ -406,9 +427,9 @@ class _Importer:
                 raise self.fail(node, f"unknown arguments {sorted(unknown)}")
             options.update({k: v for k, v in node.kwargs.items() if k != "input"})
         what = "max_pool2d" if kind is Op.MAX_POOL else "avg_pool2d"
-        kernel = _square(self, node, options["kernel_size"], "kernel size")
-        stride = kernel if options["stride"] in (None, ()) else _square(self, node, options["stride"], "stride")
-        padding = _square(self, node, options["padding"], "padding")
+        kernel = _pair(self, node, options["kernel_size"], "kernel size")
+        stride = kernel if options["stride"] in (None, ()) else _pair(self, node, options["stride"], "stride")
+        ph, pw = _pair(self, node, options["padding"], "padding")
         if options.get("dilation", 1) not in (1, (1, 1)):
             raise self.fail(node, f"a dilated {what} is not supported")
         if options["ceil_mode"]:
@@ -417,9 +438,9 @@ class _Importer:
             raise self.fail(node, "max_pool2d with return_indices=True is not supported")
         if options.get("divisor_override") is not None:
             raise self.fail(node, "avg_pool2d with divisor_override is not supported")
-        if padding > kernel // 2:
-            raise self.fail(node, f"padding {padding} is more than half the kernel {kernel}")
-        op = FloatOp(kind, name, (self.arg(node),), name, stride=stride, padding=padding, kernel=kernel)
+        if ph > kernel[0] // 2 or pw > kernel[1] // 2:
+            raise self.fail(node, f"padding {(ph, pw)} is more than half the kernel {kernel}")
+        op = FloatOp(kind, name, (self.arg(node),), name, stride=stride, padding=(ph, pw, ph, pw), kernel=kernel)
         if kind is Op.AVG_POOL:
             op.count_include_pad = bool(options["count_include_pad"])
         self.emit(node, op)
@@ -498,19 +519,21 @@ class _Importer:
 
 
 def _conv(importer: _Importer, node: fx.Node, conv: nn.Conv2d, path: str) -> FloatOp:
-    def square(value: Any, what: str) -> int:
-        pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-        if isinstance(pair[0], str) or pair[0] != pair[1]:
-            raise importer.fail(node, f"{what} {value} is not square")
-        return int(pair[0])
-
-    square(conv.kernel_size, "kernel size")  # the size itself lives in the weight's shape
-    stride = square(conv.stride, "stride")
-    padding = square(conv.padding, "padding")
-    if square(conv.dilation, "dilation") != 1:
+    kh, kw = _pair(importer, node, conv.kernel_size, "kernel size")
+    stride = _pair(importer, node, conv.stride, "stride")
+    if _pair(importer, node, conv.dilation, "dilation") != (1, 1):
         raise importer.fail(node, "dilated convolutions are not supported")
     if conv.padding_mode != "zeros":
         raise importer.fail(node, f"padding mode '{conv.padding_mode}' is not supported (only zeros)")
+    if conv.padding == "valid":
+        padding = (0, 0, 0, 0)
+    elif conv.padding == "same":  # stride 1 (PyTorch's rule): the odd pixel of an even kernel goes after
+        padding = ((kh - 1) // 2, (kw - 1) // 2, kh // 2, kw // 2)
+    else:
+        ph, pw = _pair(importer, node, conv.padding, "padding")
+        padding = (ph, pw, ph, pw)
+    extra = importer.pads.get(node.args[0] if node.args else None, (0, 0, 0, 0))  # type: ignore[arg-type]
+    padding = tuple(a + b for a, b in zip(padding, extra, strict=True))
     weight = conv.weight.detach().double().numpy()
     bias = conv.bias.detach().double().numpy() if conv.bias is not None else np.zeros(conv.out_channels)
     return FloatOp(Op.CONV2D, path, (importer.arg(node),), path, weight, bias, stride, padding, conv.groups)
@@ -528,12 +551,12 @@ _POOL_DEFAULTS = {
 }  # fmt: skip
 
 
-def _square(importer: _Importer, node: fx.Node, value: Any, what: str) -> int:
-    """An int or a pair of equal ints as one int; a non-square pair is refused."""
+def _pair(importer: _Importer, node: fx.Node, value: Any, what: str) -> tuple[int, int]:
+    """An int (the same on both axes) or a pair of ints as ``(along H, along W)``; anything else is refused."""
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair) or pair[0] != pair[1]:
-        raise importer.fail(node, f"{what} {value} is not square")
-    return int(pair[0])
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pair):
+        raise importer.fail(node, f"{what} {value!r} is not an int or a pair of ints")
+    return int(pair[0]), int(pair[1])
 
 
 def _target_name(target: Any) -> str:

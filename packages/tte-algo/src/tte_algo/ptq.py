@@ -38,6 +38,7 @@ from tte_algo.floatgraph import INPUT, FloatGraph, FloatNet, FloatOp, channel_ra
 from tte_ir import DType, Graph, GraphBuilder, Op, QuantParams, TensorSpec, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.layout_passes import flatten_channels_last
+from tte_ir.ops import as_padding, as_pair
 from tte_ir.quant import REQUANT_MODES
 
 __all__ = ["INPUT_SCALE", "activation_quant", "calibrate", "export_graph", "quantize_model", "quantize_weights"]
@@ -164,7 +165,7 @@ class _Exporter:
             b.node(op.name, Op.GLOBAL_AVG_POOL, ins, (y,))
         elif op.kind is Op.AVG_POOL:
             _, _, height, width = b.spec(ins[0]).shape
-            if op.padding == 0 and op.kernel == height == width:  # a window over the whole map: the global pool
+            if not any(as_padding(op.padding)) and as_pair(op.kernel) == (height, width):  # the whole map: global pool
                 b.node(op.name, Op.GLOBAL_AVG_POOL, ins, (y,))
             else:
                 b.node(

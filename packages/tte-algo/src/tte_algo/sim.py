@@ -47,7 +47,7 @@ from torch.nn import functional as F
 from tte_ir import DType, Graph, Node, Op, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.fixedpoint import NUDGE
-from tte_ir.kernels import REQUANT, KernelCall, kernel_call
+from tte_ir.kernels import REQUANT, KernelCall, kernel_call, params_kernel, params_padding, params_stride
 from tte_ir.quant import node_multipliers
 from tte_ir.reference import pool_counts
 
@@ -107,10 +107,27 @@ def _no_tf32(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def _pad(x: torch.Tensor, padding: tuple[int, int, int, int], fill: float) -> tuple[torch.Tensor, list[int]]:
+    """``x`` and the symmetric padding [along H, along W] to give torch: padding (top, left, bottom, right)
+    that is not symmetric is applied here, with ``fill``, and torch's is then 0."""
+    top, left, bottom, right = padding
+    if (top, left) == (bottom, right):
+        return x, [top, left]
+    return F.pad(x, (left, right, top, bottom), value=fill), [0, 0]
+
+
+def _crop(gx: torch.Tensor, padding: tuple[int, int, int, int], shape: torch.Size) -> torch.Tensor:
+    """The input's part of a gradient ``gx`` computed on the map :func:`_pad` made."""
+    if gx.shape == shape:
+        return gx
+    top, left = padding[:2]
+    return gx[:, :, top : top + shape[2], left : left + shape[3]]
+
+
 @dataclass(frozen=True)
 class _ConvCfg:
-    stride: int
-    padding: int
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]  # top, left, bottom, right
     groups: int
     x_zero: int
     requant: _Requant
@@ -118,14 +135,15 @@ class _ConvCfg:
 
 
 class _Conv(torch.autograd.Function):
-    """int8 conv2d on code tensors: x [N, C, H, W], w [O, C/g, K, K] codes, b [O] int32 codes (float64)."""
+    """int8 conv2d on code tensors: x [N, C, H, W], w [O, C/g, KH, KW] codes, b [O] int32 codes (float64).
+    Padding is applied to the centered codes, so a padded tap contributes 0 on every side."""
 
     @staticmethod
     def forward(ctx, x, w, b, multiplier, cfg: _ConvCfg):  # type: ignore[override]
         twin = cfg.requant.twin
-        centered = x.to(torch.float64) - cfg.x_zero
+        centered, padding = _pad(x.to(torch.float64) - cfg.x_zero, cfg.padding, 0.0)
         with _exact_float64(x.device):
-            acc = F.conv2d(centered, w.to(torch.float64), None, cfg.stride, cfg.padding, 1, cfg.groups)
+            acc = F.conv2d(centered, w.to(torch.float64), None, cfg.stride, padding, 1, cfg.groups)
         acc = acc + b.to(torch.float64).view(1, -1, 1, 1)
         if twin:
             v = acc * multiplier.to(torch.float64).view(1, -1, 1, 1)
@@ -141,6 +159,8 @@ class _Conv(torch.autograd.Function):
         dtype = torch.float64 if twin else torch.float32
         ctx.save_for_backward(centered.to(dtype), w.to(dtype), mask, multiplier.to(dtype))
         ctx.cfg = cfg
+        ctx.padding = padding
+        ctx.shape = x.shape
         return y
 
     @staticmethod
@@ -153,9 +173,11 @@ class _Conv(torch.autograd.Function):
         if need_x or need_w:
             with _no_tf32(g.device):
                 dx, dw, _ = torch.ops.aten.convolution_backward(
-                    gh, centered, w, None, [cfg.stride] * 2, [cfg.padding] * 2, [1, 1], False, [0, 0], cfg.groups,
+                    gh, centered, w, None, list(cfg.stride), ctx.padding, [1, 1], False, [0, 0], cfg.groups,
                     [need_x, need_w, False],
                 )  # fmt: skip
+            if dx is not None:
+                dx = _crop(dx, cfg.padding, ctx.shape)
         if need_b:
             db = gh.sum(dim=(0, 2, 3))
         return dx, dw, db, None, None
@@ -209,9 +231,9 @@ class _Pool(torch.autograd.Function):
 
 @dataclass(frozen=True)
 class _PoolCfg:
-    kernel: int
-    stride: int
-    padding: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]  # top, left, bottom, right
 
 
 @dataclass(frozen=True)
@@ -231,17 +253,18 @@ class _MaxPool(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, cfg: _PoolCfg):  # type: ignore[override]
-        y, index = F.max_pool2d(x, cfg.kernel, cfg.stride, cfg.padding, return_indices=True)
+        padded, padding = _pad(x, cfg.padding, -torch.inf)
+        y, index = F.max_pool2d(padded, cfg.kernel, cfg.stride, padding, return_indices=True)
         ctx.save_for_backward(index)
-        ctx.shape = x.shape
+        ctx.shape, ctx.padded_shape, ctx.cfg = x.shape, padded.shape, cfg
         return y
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         (index,) = ctx.saved_tensors
-        n, c, h, w = ctx.shape
+        n, c, h, w = ctx.padded_shape
         gx = g.new_zeros(n, c, h * w).scatter_add_(2, index.flatten(2), g.flatten(2))
-        return gx.view(n, c, h, w), None
+        return _crop(gx.view(n, c, h, w), ctx.cfg.padding, ctx.shape), None
 
 
 class _AvgPool(torch.autograd.Function):
@@ -252,9 +275,9 @@ class _AvgPool(torch.autograd.Function):
     def forward(ctx, x, m_map, x_zero: int, cfg: _PoolCfg, requant: _Requant, fixed):  # type: ignore[override]
         fixed = None if requant.twin else fixed
         divide = fixed is not None and fixed.divide
-        centered = x.to(torch.float64) - (0 if divide else x_zero)
+        centered, padding = _pad(x.to(torch.float64) - (0 if divide else x_zero), cfg.padding, 0.0)
         # divisor 1: the exact integer window sums (padded taps add 0), in float64
-        sums = F.avg_pool2d(centered, cfg.kernel, cfg.stride, cfg.padding, False, True, 1)
+        sums = F.avg_pool2d(centered, cfg.kernel, cfg.stride, padding, False, True, 1)
         if divide:  # C integer division, truncating toward zero, of sum +- count/2
             s, n = sums.to(torch.int64), fixed.counts
             num = torch.where(s > 0, s + n // 2, s - n // 2)
@@ -265,7 +288,7 @@ class _AvgPool(torch.autograd.Function):
             v = sums * m_map.to(torch.float64) if requant.twin else sums.to(torch.float32) * m_map
             y, mask = _requantize(v, requant)
         ctx.save_for_backward(mask, m_map)
-        ctx.shape = x.shape
+        ctx.shape, ctx.padded_shape, ctx.padding = x.shape, centered.shape, padding
         ctx.cfg = cfg
         return y
 
@@ -275,9 +298,9 @@ class _AvgPool(torch.autograd.Function):
         cfg = ctx.cfg
         gh = g * mask * m_map.to(g.dtype)
         gx = torch.ops.aten.avg_pool2d_backward(
-            gh, gh.new_zeros(ctx.shape), [cfg.kernel] * 2, [cfg.stride] * 2, [cfg.padding] * 2, False, True, 1
+            gh, gh.new_zeros(ctx.padded_shape), list(cfg.kernel), list(cfg.stride), ctx.padding, False, True, 1
         )
-        return gx, None, None, None, None, None
+        return _crop(gx, cfg.padding, ctx.shape), None, None, None, None, None
 
 
 def _lut_function(function: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -452,7 +475,7 @@ class Int8Sim(torch.nn.Module):
 
 def _sim_conv2d(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
     p = call.params
-    cfg = _ConvCfg(p["stride"], p["padding"], p["groups"], p["x_zero"], sim.requant(p), sim.fixed_tables(p))
+    cfg = _ConvCfg(params_stride(p), params_padding(p), p["groups"], p["x_zero"], sim.requant(p), sim.fixed_tables(p))
     return _Conv.apply(ins[0], ins[1], ins[2], sim.multipliers[node.name], cfg)
 
 
@@ -475,7 +498,7 @@ def _sim_linear(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tens
     if call.kernel == "linear_fwd_f32":
         xf = float(p["x_scale"]) * (x - p["x_zero"])  # float32 scalar times exact codes: x_f of NUMERICS §2
         return F.linear(xf, w, b)
-    cfg = _ConvCfg(1, 0, 1, p["x_zero"], sim.requant(p), sim.fixed_tables(p))
+    cfg = _ConvCfg((1, 1), (0, 0, 0, 0), 1, p["x_zero"], sim.requant(p), sim.fixed_tables(p))
     return _Conv.apply(x[:, :, None, None], w[:, :, None, None], b, sim.multipliers[node.name], cfg)[:, :, 0, 0]
 
 
@@ -491,7 +514,7 @@ def _sim_reshape(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Ten
 
 def _pool_cfg(call: KernelCall) -> _PoolCfg:
     p = call.params
-    return _PoolCfg(p["kernel_h"], p["stride"], p["padding"])
+    return _PoolCfg(params_kernel(p), params_stride(p), params_padding(p))
 
 
 def _sim_max_pool(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:

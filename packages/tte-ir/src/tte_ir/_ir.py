@@ -168,6 +168,48 @@ def _frozen_mapping(items: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(items or {}))
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _ints(value: Any, length: int) -> Any:
+    """``value`` as a tuple of ``length`` ints: a plain int repeated, or a sequence of ``length`` ints;
+    anything else unchanged, for :func:`tte_ir.verify` to name."""
+    if _is_int(value):
+        return (int(value),) * length
+    if isinstance(value, (list, tuple)) and len(value) == length and all(_is_int(v) for v in value):
+        return tuple(int(v) for v in value)
+    return value
+
+
+def as_pair(value: Any) -> Any:
+    """A kernel size or stride as ``(along H, along W)``: a plain int means the same on both axes."""
+    return _ints(value, 2)
+
+
+def as_padding(value: Any) -> Any:
+    """A padding as ``(top, left, bottom, right)`` (ONNX order): a plain int means the same on every side."""
+    return _ints(value, 4)
+
+
+# The window geometry of the conv and pool ops, normalized to tuples when a node is made, so that a
+# plain int (older .tte files, builders, schemes) means the same on every axis or side.
+_GEOMETRY_NORMALIZERS = {"kernel": as_pair, "stride": as_pair, "padding": as_padding}
+_GEOMETRY_OPS = frozenset(
+    (Op.CONV2D, Op.CONV2D_BWD_X, Op.CONV2D_BWD_W_UPDATE, Op.CONV2D_BWD_W_ACCUMULATE, Op.MAX_POOL, Op.MAX_POOL_BWD,
+     Op.AVG_POOL, Op.AVG_POOL_BWD)
+)  # fmt: skip
+
+
+def _normalized_attrs(op: Op, attrs: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    attrs = dict(attrs or {})
+    if op in _GEOMETRY_OPS:
+        for key, normalize in _GEOMETRY_NORMALIZERS.items():
+            if key in attrs:
+                attrs[key] = normalize(attrs[key])
+    return _frozen_mapping(attrs)
+
+
 @dataclass(frozen=True)
 class Node:
     """One operator application. ``attrs`` holds the op's attributes (see :mod:`tte_ir.ops`)."""
@@ -181,7 +223,7 @@ class Node:
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "outputs", tuple(self.outputs))
-        object.__setattr__(self, "attrs", _frozen_mapping(self.attrs))
+        object.__setattr__(self, "attrs", _normalized_attrs(self.op, self.attrs))
 
     def describe(self) -> str:
         """How error messages name this node."""

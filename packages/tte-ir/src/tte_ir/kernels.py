@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tte_ir._ir import DType, Graph, Node, Op, TensorSpec, TteError
+from tte_ir._ir import DType, Graph, Node, Op, TensorSpec, TteError, as_padding, as_pair
 from tte_ir.ops import node_attrs, node_roles
 from tte_ir.quant import node_multipliers
 
@@ -52,7 +52,11 @@ __all__ = [
     "conv_family",
     "derived_array",
     "kernel_call",
+    "params_kernel",
+    "params_padding",
+    "params_stride",
     "weight_layout",
+    "window_fields",
 ]
 
 DENSE, DEPTHWISE, POINTWISE = "dense", "depthwise", "pointwise"
@@ -60,19 +64,45 @@ FAMILIES = (DENSE, DEPTHWISE, POINTWISE)
 _FAMILY_PREFIX = {DENSE: "conv2d", DEPTHWISE: "depthwise_conv2d", POINTWISE: "pointwise_conv2d"}
 
 
-def conv_family(w_shape: tuple[int, ...], in_channels: int, padding: int, groups: int) -> str:
+def conv_family(w_shape: tuple[int, ...], in_channels: int, padding: int | tuple[int, ...], groups: int) -> str:
     """The kernel family of a conv with IR weights ``w_shape`` ``[O, C/g, KH, KW]`` on ``in_channels``.
 
     Depthwise: one input and one output channel per group over more than one channel (a 1-channel
-    conv is an ordinary dense conv with one input channel). Pointwise: a 1x1 dense conv without
-    padding. Everything else, grouped convs included, runs the dense kernel.
+    conv is an ordinary dense conv with one input channel), any kernel shape. Pointwise: a 1x1 dense
+    conv without padding on any side, any stride. Everything else, grouped convs included, runs the
+    dense kernel. ``padding`` is ``(top, left, bottom, right)`` or one int for every side.
     """
     out_channels, in_per_group, kh, kw = w_shape
     if groups == in_channels == out_channels and in_per_group == 1 and in_channels > 1:
         return DEPTHWISE
-    if groups == 1 and kh == kw == 1 and padding == 0:
+    if groups == 1 and kh == kw == 1 and not any(as_padding(padding)):
         return POINTWISE
     return DENSE
+
+
+def params_stride(params: Mapping[str, Any]) -> tuple[int, int]:
+    """``(sh, sw)`` of a conv or pool descriptor (``tte_conv2d_params``, ``tte_pool2d_params``)."""
+    return int(params["stride_h"]), int(params["stride_w"])
+
+
+def params_padding(params: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    """``(top, left, bottom, right)`` of a conv or pool descriptor."""
+    return int(params["pad_top"]), int(params["pad_left"]), int(params["pad_bottom"]), int(params["pad_right"])
+
+
+def params_kernel(params: Mapping[str, Any]) -> tuple[int, int]:
+    """``(kh, kw)`` of a conv or pool descriptor."""
+    return int(params["kernel_h"]), int(params["kernel_w"])
+
+
+def window_fields(stride: int | tuple[int, int], padding: int | tuple[int, ...]) -> dict[str, int]:
+    """The stride and padding fields of a conv or pool descriptor from ``stride`` (sh, sw) and
+    ``padding`` (top, left, bottom, right); a plain int means every axis or side."""
+    (sh, sw), (top, left, bottom, right) = as_pair(stride), as_padding(padding)
+    return {
+        "stride_h": int(sh), "stride_w": int(sw), "pad_top": int(top), "pad_left": int(left),
+        "pad_bottom": int(bottom), "pad_right": int(right),
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -149,11 +179,15 @@ _FIXED_SCALAR = (("requant", _I32), ("qm", _I32), ("sh", _I32))
 
 REQUANT = {"float": 0, "fixed": 1}
 """The ``requant`` descriptor field of each requantization mode (``TTE_REQUANT_*`` of ``tte/tte.h``)."""
+_WINDOW = (
+    ("stride_h", _I32), ("stride_w", _I32), ("pad_top", _I32), ("pad_left", _I32), ("pad_bottom", _I32),
+    ("pad_right", _I32),
+)  # fmt: skip
 
 PARAM_STRUCTS: Mapping[str, tuple[tuple[str, str], ...]] = {
     "tte_conv2d_params": (
         ("in_h", _I32), ("in_w", _I32), ("in_c", _I32), ("out_c", _I32), ("kernel_h", _I32), ("kernel_w", _I32),
-        ("stride", _I32), ("padding", _I32), ("groups", _I32), ("x_zero", _I32), ("y_zero", _I32),
+        *_WINDOW, ("groups", _I32), ("x_zero", _I32), ("y_zero", _I32),
         ("act_min", _I32), ("act_max", _I32), ("train_channels", _CHANNELS), ("train_count", _I32),
         *_FIXED_TABLES,
     ),
@@ -178,8 +212,8 @@ PARAM_STRUCTS: Mapping[str, tuple[tuple[str, str], ...]] = {
     "tte_global_avg_pool_bwd_params": (("in_h", _I32), ("in_w", _I32), ("in_c", _I32), ("multiplier", _F32)),
     "tte_update_params": (("rounding", "tte_rounding"), ("lr_group", "tte_lr_group"), ("tensor_id", _U32)),
     "tte_pool2d_params": (
-        ("in_h", _I32), ("in_w", _I32), ("in_c", _I32), ("kernel_h", _I32), ("kernel_w", _I32), ("stride", _I32),
-        ("padding", _I32), ("count_include_pad", _I32), ("x_zero", _I32), ("y_zero", _I32), *_FIXED_TABLES,
+        ("in_h", _I32), ("in_w", _I32), ("in_c", _I32), ("kernel_h", _I32), ("kernel_w", _I32), *_WINDOW,
+        ("count_include_pad", _I32), ("x_zero", _I32), ("y_zero", _I32), *_FIXED_TABLES,
     ),
     "tte_lut_params": (("size", _I32),),
     "tte_mul_params": (
@@ -417,9 +451,9 @@ def _conv_params(
     """The ``tte_conv2d_params`` of a conv-family node (the backward ones use no zero points or clamp)."""
     fields: dict[str, Any] = {
         "in_h": int(size[0]), "in_w": int(size[1]), "in_c": int(in_c), "out_c": int(w_shape[0]),
-        "kernel_h": int(w_shape[2]), "kernel_w": int(w_shape[3]), "stride": int(attrs["stride"]),
-        "padding": int(attrs["padding"]), "groups": int(attrs["groups"]), "x_zero": int(x_zero),
-        "y_zero": int(y_zero), "act_min": int(act[0]), "act_max": int(act[1]),
+        "kernel_h": int(w_shape[2]), "kernel_w": int(w_shape[3]), **window_fields(attrs["stride"], attrs["padding"]),
+        "groups": int(attrs["groups"]), "x_zero": int(x_zero), "y_zero": int(y_zero), "act_min": int(act[0]),
+        "act_max": int(act[1]),
     }  # fmt: skip
     if attrs.get("channels"):  # the trained slice w_train replaces these channels of w
         fields["train_channels"] = tuple(int(c) for c in attrs["channels"])
@@ -699,9 +733,10 @@ def _pool_params(
     attrs: Mapping[str, Any], size: tuple[int, ...], in_c: int, x_zero: int = 0, y_zero: int = 0
 ) -> dict[str, Any]:
     """The ``tte_pool2d_params`` of a pooling node on a map of ``size`` (H, W) with ``in_c`` channels."""
+    kh, kw = as_pair(attrs["kernel"])
     return {
-        "in_h": int(size[0]), "in_w": int(size[1]), "in_c": int(in_c), "kernel_h": int(attrs["kernel"]),
-        "kernel_w": int(attrs["kernel"]), "stride": int(attrs["stride"]), "padding": int(attrs["padding"]),
+        "in_h": int(size[0]), "in_w": int(size[1]), "in_c": int(in_c), "kernel_h": int(kh), "kernel_w": int(kw),
+        **window_fields(attrs["stride"], attrs["padding"]),
         "count_include_pad": int(bool(attrs.get("count_include_pad", False))), "x_zero": int(x_zero),
         "y_zero": int(y_zero),
     }  # fmt: skip

@@ -8,10 +8,10 @@ Forward ops (PyTorch order, batch 1):
 ================ ================================ ===================== ===========================
 op               inputs                           outputs               attributes (default)
 ================ ================================ ===================== ===========================
-conv2d           x[1,C,H,W] s8, w[O,C/g,K,K] s8,  y[1,O,Ho,Wo] s8,      stride (1), padding (0),
-                 b[O] s32, w_train? s8            mask? u8              groups (1), act_min (-128),
-                                                                        act_max (127), channels,
-                                                                        save_mask, tile
+conv2d           x[1,C,H,W] s8,                   y[1,O,Ho,Wo] s8,      stride ((1, 1)), padding
+                 w[O,C/g,KH,KW] s8, b[O] s32,     mask? u8              ((0, 0, 0, 0)), groups (1),
+                 w_train? s8                                            act_min (-128), act_max (127),
+                                                                        channels, save_mask, tile
 add              a[1,C,H,W] s8, b (same shape)    y s8, mask? u8        act_min, act_max, save_mask,
                                                                         tile
 global_avg_pool  x[1,C,H,W] s8                    y[1,C,1,1] s8, mask?  save_mask
@@ -45,13 +45,20 @@ contiguous in the engine's HWC layout; :mod:`tte_ir.views` decides which of thes
 ``channel_insert`` (the split's backward) writes ``g`` into channels ``[start, start+k)`` of a
 ``channels``-channel gradient that is 0 elsewhere, or adds it into ``acc`` in place (``accumulate``).
 
-Pooling (``max_pool``, ``avg_pool`` and their backward ops): square ``kernel`` x ``kernel`` windows
-(at most 256 taps), ``Ho = (H + 2*padding - kernel) // stride + 1``, ``padding <= kernel // 2`` (as in
-PyTorch, so every window holds at least one input pixel). A max pool's output keeps its input's
-quantization (no requantization); padded taps never win, ties go to the first tap in row-major window
-order, and ``index`` (kept for backward) is that tap's offset ``u*kernel + v`` in its window. An average
-pool divides by ``kernel*kernel`` (``count_include_pad``, PyTorch's default) or by the window's input
-pixels (TFLite); NUMERICS.md §2 gives its rounding.
+Window geometry (conv2d, the pools and every backward op of them): ``stride`` is ``(sh, sw)``,
+``padding`` ``(top, left, bottom, right)`` (ONNX order), a pool's ``kernel`` ``(kh, kw)``; a conv's kernel
+size is its weight's ``[KH, KW]``. A plain int given for any of them (builders, older ``.tte`` files)
+means the same on every axis or side; nodes hold tuples (:func:`as_pair`, :func:`as_padding`).
+``Ho = (H + top + bottom - KH) // sh + 1``, ``Wo = (W + left + right - KW) // sw + 1``
+(:func:`window_output_size`); padded taps of a conv contribute 0. TFLite's SAME padding at stride 2 is
+the asymmetric case (one more row or column at the bottom or right).
+
+Pooling (``max_pool``, ``avg_pool`` and their backward ops): ``kh`` x ``kw`` windows (at most 256 taps),
+``top, bottom <= kh // 2`` and ``left, right <= kw // 2`` (as in PyTorch, so every window holds at least
+one input pixel). A max pool's output keeps its input's quantization (no requantization); padded taps
+never win, ties go to the first tap in row-major window order, and ``index`` (kept for backward) is that
+tap's offset ``u*kw + v`` in its window. An average pool divides by ``kh*kw`` (``count_include_pad``,
+PyTorch's default) or by the window's input pixels (TFLite); NUMERICS.md §2 gives its rounding.
 
 ``order`` of a reshape: "nchw" is PyTorch's flatten order; "hwc" is the engine's channels-last order
 (element ``(c, h, w)`` of ``[1, C, H, W]`` is element ``(h*W + w)*C + c`` of ``[1, C*H*W]``), allowed
@@ -89,7 +96,7 @@ lut_bwd               g f32, x s8, slope f32 [256] -> gx (g)       gx = g * slop
 mul_bwd               g f32, mask u8, a s8, b s8 -> ga? (g), gb?   ga = mask ? (g*m)*(b[c]-z_b) : 0,
                       (gb [1,C,1,1])                               gb[c] = sum_p mask ? (g*m)*(a-z_a) : 0
 max_pool_bwd          g f32 [1,C,Ho,Wo], index u8 -> gx [1,C,H,W]  gx[arg-max of each window] += g
-avg_pool_bwd          g f32 [1,C,Ho,Wo], mask u8, m f32 [K*K+1]    gx[each input tap] += mask ? g*m[count] : 0
+avg_pool_bwd          g f32 [1,C,Ho,Wo], mask u8, m f32 [KH*KW+1]  gx[each input tap] += mask ? g*m[count] : 0
                       -> gx [1,C,H,W]
 channel_insert        g f32 [1,k,H,W], acc? f32 -> gx [1,C,H,W]     gx = acc (or 0); gx[:, start:start+k] += g
                       (acc)
@@ -107,7 +114,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tte_ir._ir import DType, Graph, Node, Op, TensorSpec, VerifyError
+from tte_ir._ir import DType, Graph, Node, Op, TensorSpec, VerifyError, as_padding, as_pair
 from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.quant import LUT_FUNCTIONS
 
@@ -119,12 +126,15 @@ __all__ = [
     "OP_TABLE",
     "AttrType",
     "OpDef",
+    "as_padding",
+    "as_pair",
     "conv_output_size",
     "mask_bytes",
     "node_attrs",
     "node_macs",
     "node_roles",
     "trained_slice_shape",
+    "window_output_size",
 ]
 
 Shape = tuple[int, ...]
@@ -163,9 +173,32 @@ class OpDef:
         )
 
 
-def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output extent of a convolution along one axis."""
-    return (size + 2 * padding - kernel) // stride + 1
+def conv_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int | None = None) -> int:
+    """Output extent of a convolution or pool along one axis (``pad_after`` defaults to ``pad_before``)."""
+    after = pad_before if pad_after is None else pad_after
+    return (size + pad_before + after - kernel) // stride + 1
+
+
+def window_output_size(
+    size: Sequence[int], kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int]
+) -> tuple[int, int]:
+    """``(Ho, Wo)`` of a window op on a map of ``size`` (H, W), kernel (KH, KW), stride (sh, sw) and
+    padding (top, left, bottom, right)."""
+    top, left, bottom, right = padding
+    return (
+        conv_output_size(int(size[0]), kernel[0], stride[0], top, bottom),
+        conv_output_size(int(size[1]), kernel[1], stride[1], left, right),
+    )
+
+
+def _check_window(node: Node, attrs: Mapping[str, Any]) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """The node's stride (sh, sw) and padding (top, left, bottom, right), checked: >= 1 and >= 0."""
+    stride, padding = as_pair(attrs["stride"]), as_padding(attrs["padding"])
+    if not (isinstance(stride, tuple) and isinstance(padding, tuple)):
+        raise _fail(node, f"stride {stride!r} and padding {padding!r} must be (sh, sw) and (top, left, bottom, right)")
+    if min(stride) < 1 or min(padding) < 0:
+        raise _fail(node, f"stride {list(stride)} must be >= 1 and padding {list(padding)} >= 0 on every axis and side")
+    return stride, padding
 
 
 def mask_bytes(numel: int) -> int:
@@ -222,9 +255,10 @@ def trained_slice_shape(w_shape: Shape, n_channels: int, depthwise: bool) -> Sha
 
 def _conv_geometry(node: Node, x_channels: int, w: TensorSpec, attrs: Mapping[str, Any]) -> bool:
     """Check stride/padding/groups against ``w``; return whether the conv is depthwise."""
-    stride, padding, groups = attrs["stride"], attrs["padding"], attrs["groups"]
-    if stride < 1 or padding < 0 or groups < 1:
-        raise _fail(node, f"stride {stride}, padding {padding}, groups {groups} must be >= 1, >= 0, >= 1")
+    _check_window(node, attrs)
+    groups = attrs["groups"]
+    if groups < 1:
+        raise _fail(node, f"groups {groups} must be >= 1")
     out_channels, in_per_group, _, _ = w.shape
     if x_channels % groups or out_channels % groups:
         raise _fail(
@@ -266,11 +300,10 @@ def _infer_conv2d(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inferred:
     out_channels, _, kh, kw = w.shape
     if b.shape != (out_channels,):
         raise _fail(node, f"input 'b' tensor '{b.name}' has shape {list(b.shape)}, expected [{out_channels}]")
-    stride, padding = attrs["stride"], attrs["padding"]
-    ho = conv_output_size(x.shape[2], kh, stride, padding)
-    wo = conv_output_size(x.shape[3], kw, stride, padding)
+    stride, padding = _check_window(node, attrs)
+    ho, wo = window_output_size(x.shape[2:], (kh, kw), stride, padding)
     if ho < 1 or wo < 1:
-        raise _fail(node, f"kernel {kh}x{kw} with padding {padding} does not fit input {x.shape[2]}x{x.shape[3]}")
+        raise _fail(node, f"kernel {kh}x{kw} with padding {list(padding)} does not fit input {x.shape[2]}x{x.shape[3]}")
     return _with_mask([((1, out_channels, ho, wo), DType.INT8)], attrs)
 
 
@@ -408,12 +441,7 @@ def _infer_conv2d_bwd_x(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inf
     depthwise = _conv_geometry(node, channels, w, attrs)
     _check_w_train(node, ins, attrs, depthwise)
     _, kh, kw = w.shape[1:]
-    expected = (
-        1,
-        w.shape[0],
-        conv_output_size(height, kh, attrs["stride"], attrs["padding"]),
-        conv_output_size(width, kw, attrs["stride"], attrs["padding"]),
-    )
+    expected = (1, w.shape[0], *window_output_size((height, width), (kh, kw), attrs["stride"], attrs["padding"]))
     _expect_shape(node, "gh", gh, expected)
     out = (1, channels, height, width)
     if "acc" in ins:
@@ -450,12 +478,8 @@ def _infer_conv2d_bwd_w_update(node: Node, ins: Specs, attrs: Mapping[str, Any])
     chans = _check_channels(node, attrs["channels"], out_channels if depthwise else in_per_group)
     _expect_shape(node, "w_train", w_train, trained_slice_shape(full, len(chans), depthwise))
     _expect_shape(node, "x_saved", x, (1, len(chans), x.shape[2], x.shape[3]))
-    expected = (
-        1,
-        out_channels,
-        conv_output_size(x.shape[2], kh, attrs["stride"], attrs["padding"]),
-        conv_output_size(x.shape[3], kw, attrs["stride"], attrs["padding"]),
-    )
+    _check_window(node, attrs)
+    expected = (1, out_channels, *window_output_size(x.shape[2:], (kh, kw), attrs["stride"], attrs["padding"]))
     _expect_shape(node, "gh", gh, expected)
     _expect_dtype(node, "inv_w", inv, (DType.FLOAT32,))
     _expect_shape(node, "inv_w", inv, (out_channels,))
@@ -553,18 +577,24 @@ MAX_POOL_TAPS = 256  # a max pool's arg-max index is one byte per output
 
 def _pool_output(node: Node, x: TensorSpec, attrs: Mapping[str, Any], size: Sequence[int] | None = None) -> Shape:
     """The output shape of a pooling node on ``x`` (or on a map of ``size`` (H, W), for backward ops)."""
-    kernel, stride, padding = attrs["kernel"], attrs["stride"], attrs["padding"]
-    if kernel < 1 or stride < 1 or padding < 0:
-        raise _fail(node, f"kernel {kernel}, stride {stride}, padding {padding} must be >= 1, >= 1, >= 0")
-    if kernel * kernel > MAX_POOL_TAPS:
-        raise _fail(node, f"kernel {kernel}x{kernel} has more than {MAX_POOL_TAPS} taps")
-    if padding > kernel // 2:
-        raise _fail(node, f"padding {padding} is more than half the kernel {kernel} (a window would hold only padding)")
+    stride, padding = _check_window(node, attrs)
+    kernel = as_pair(attrs["kernel"])
+    if not isinstance(kernel, tuple) or min(kernel) < 1:
+        raise _fail(node, f"kernel {kernel!r} must be (kh, kw), both >= 1")
+    kh, kw = kernel
+    if kh * kw > MAX_POOL_TAPS:
+        raise _fail(node, f"kernel {kh}x{kw} has more than {MAX_POOL_TAPS} taps")
+    top, left, bottom, right = padding
+    if max(top, bottom) > kh // 2 or max(left, right) > kw // 2:
+        raise _fail(
+            node,
+            f"padding {list(padding)} is more than half the kernel {kh}x{kw} on some side (a window would hold only "
+            "padding)",
+        )
     height, width = (int(d) for d in (size if size is not None else x.shape[2:]))
-    ho = conv_output_size(height, kernel, stride, padding)
-    wo = conv_output_size(width, kernel, stride, padding)
+    ho, wo = window_output_size((height, width), kernel, stride, padding)
     if ho < 1 or wo < 1:
-        raise _fail(node, f"kernel {kernel}x{kernel} with padding {padding} does not fit input {height}x{width}")
+        raise _fail(node, f"kernel {kh}x{kw} with padding {list(padding)} does not fit input {height}x{width}")
     return (1, x.shape[1], ho, wo)
 
 
@@ -612,7 +642,8 @@ def _infer_avg_pool_bwd(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> Inf
     out = _pool_bwd_shapes(node, g, attrs)
     _expect_mask(node, ins["mask"], g)
     _expect_dtype(node, "m", m, (DType.FLOAT32,))
-    _expect_shape(node, "m", m, (attrs["kernel"] * attrs["kernel"] + 1,))
+    kh, kw = as_pair(attrs["kernel"])
+    _expect_shape(node, "m", m, (kh * kw + 1,))
     return [(out, DType.FLOAT32)]
 
 
@@ -729,6 +760,8 @@ def _infer_channel_insert(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> I
 
 
 _ACT = {"act_min": -128, "act_max": 127}
+_NO_PADDING = (0, 0, 0, 0)
+_WINDOW = {"stride": (1, 1), "padding": _NO_PADDING}
 _MASKED = {"save_mask": False}
 _UPDATE = {"rounding": "stochastic", "seed": 0, "lr_group": "body", "tile": None}
 
@@ -737,7 +770,7 @@ OP_TABLE: Mapping[Op, OpDef] = {
         Op.CONV2D,
         ("x", "w", "b", "w_train"),
         ("y", "mask"),
-        {"stride": 1, "padding": 0, "groups": 1, **_ACT, **_MASKED, "channels": None, "tile": None},
+        {**_WINDOW, "groups": 1, **_ACT, **_MASKED, "channels": None, "tile": None},
         (),
         _infer_conv2d,
         _macs_conv2d,
@@ -789,7 +822,7 @@ OP_TABLE: Mapping[Op, OpDef] = {
         Op.CONV2D_BWD_X,
         ("gh", "w", "w_train", "acc"),
         ("gx",),
-        {"stride": 1, "padding": 0, "groups": 1, "channels": None, "accumulate": False, "tile": None},
+        {**_WINDOW, "groups": 1, "channels": None, "accumulate": False, "tile": None},
         ("size",),
         _infer_conv2d_bwd_x,
         _macs_conv2d_bwd_x,
@@ -800,7 +833,7 @@ OP_TABLE: Mapping[Op, OpDef] = {
         Op.CONV2D_BWD_W_UPDATE,
         ("x_saved", "gh", "w_train", "inv_w"),
         ("w_next",),
-        {"stride": 1, "padding": 0, "groups": 1, **_UPDATE},
+        {**_WINDOW, "groups": 1, **_UPDATE},
         ("channels", "weight_shape", "tensor_id"),
         _infer_conv2d_bwd_w_update,
         _macs_conv2d_bwd_w,
@@ -834,7 +867,7 @@ OP_TABLE: Mapping[Op, OpDef] = {
         Op.MAX_POOL,
         ("x",),
         ("y", "index"),
-        {"padding": 0, "save_index": False},
+        {"padding": _NO_PADDING, "save_index": False},
         ("kernel", "stride"),
         _infer_max_pool,
         _no_macs,
@@ -844,7 +877,7 @@ OP_TABLE: Mapping[Op, OpDef] = {
         Op.MAX_POOL_BWD,
         ("g", "index"),
         ("gx",),
-        {"padding": 0},
+        {"padding": _NO_PADDING},
         ("kernel", "stride", "size"),
         _infer_max_pool_bwd,
         _no_macs,
@@ -853,7 +886,7 @@ OP_TABLE: Mapping[Op, OpDef] = {
         Op.AVG_POOL,
         ("x",),
         ("y", "mask"),
-        {"padding": 0, "count_include_pad": True, **_MASKED},
+        {"padding": _NO_PADDING, "count_include_pad": True, **_MASKED},
         ("kernel", "stride"),
         _infer_avg_pool,
         _no_macs,
@@ -863,7 +896,7 @@ OP_TABLE: Mapping[Op, OpDef] = {
         Op.AVG_POOL_BWD,
         ("g", "mask", "m"),
         ("gx",),
-        {"padding": 0, "count_include_pad": True},
+        {"padding": _NO_PADDING, "count_include_pad": True},
         ("kernel", "stride", "size"),
         _infer_avg_pool_bwd,
         _no_macs,
@@ -895,7 +928,7 @@ OP_TABLE: Mapping[Op, OpDef] = {
         Op.CONV2D_BWD_W_ACCUMULATE,
         ("x_saved", "gh", "w_train", "inv_w", "acc"),
         ("w_next", "acc_next"),
-        {"stride": 1, "padding": 0, "groups": 1, **_UPDATE},
+        {**_WINDOW, "groups": 1, **_UPDATE},
         ("channels", "weight_shape", "tensor_id", "batch"),
         _infer_conv2d_bwd_w_accumulate,
         _macs_conv2d_bwd_w,
@@ -951,7 +984,8 @@ class AttrType:
 
     ``kind`` is ``"int"``, ``"bool"``, ``"float"`` (an int or a finite float), ``"str"`` (one of
     ``choices`` when given; the op's ``infer`` checks the value otherwise), ``"ints"`` (a list of
-    ints, ``length`` long when set, else at most ``max_length``) or ``"tile"`` (the
+    ints, ``length`` long when set, else at most ``max_length``; ``scalar``: a plain int is accepted
+    too, meaning the same on every axis, as :class:`~tte_ir.Node` normalizes it) or ``"tile"`` (the
     ``{group, axis, band, tile}`` of :mod:`tte_ir.tiling`). Numbers (and the
     items of ``"ints"``) lie in ``[low, high]``; ``nullable`` also admits None (the attribute is off).
     A bool is never an int here, and an int-valued float is not an int: the C code gets the value as is.
@@ -964,6 +998,7 @@ class AttrType:
     length: int | None = None
     max_length: int = _I32
     nullable: bool = False
+    scalar: bool = False
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` does not fit this type (a phrase for an error message), or None when it does."""
@@ -989,7 +1024,7 @@ class AttrType:
 
     def _ints_problem(self, value: Any) -> str | None:
         length = f"{self.length} " if self.length is not None else ""
-        what = f"must be a list of {length}integers in [{self._range()}]"
+        what = f"must be {'an integer or ' if self.scalar else ''}a list of {length}integers in [{self._range()}]"
         if not isinstance(value, (list, tuple)):
             return what
         if (self.length is not None and len(value) != self.length) or len(value) > self.max_length:
@@ -1020,8 +1055,8 @@ def _tile_problem(value: Any) -> str | None:
 
 _INT8 = AttrType("int", -128, 127)
 _BOOL = AttrType("bool")
-_STRIDE = AttrType("int", 1, _I32)
-_PADDING = AttrType("int", 0, _I32)
+_STRIDE = AttrType("ints", 1, _I32, length=2, scalar=True)  # (sh, sw)
+_PADDING = AttrType("ints", 0, _I32, length=4, scalar=True)  # (top, left, bottom, right)
 _GROUPS = AttrType("int", 1, _I32)
 _CHANNELS = AttrType("ints", 0, _I32, nullable=True)
 _TILE = AttrType("tile", nullable=True)
@@ -1039,7 +1074,11 @@ _UPDATE_TYPES = {
 MAX_BATCH = 4096  # samples per update (a scheme's "batch"): a bound on what one may ask, far above device settings
 _BATCH = AttrType("int", 2, MAX_BATCH)  # samples per update of the mini-batch ops
 
-_POOL_TYPES = {"kernel": AttrType("int", 1, 16), "stride": _STRIDE, "padding": _PADDING}
+_POOL_TYPES = {
+    "kernel": AttrType("ints", 1, MAX_POOL_TAPS, length=2, scalar=True),
+    "stride": _STRIDE,
+    "padding": _PADDING,
+}
 
 # The type of every attribute of every op (defaults and required ones alike), next to the table.
 ATTR_TYPES: Mapping[Op, Mapping[str, AttrType]] = {

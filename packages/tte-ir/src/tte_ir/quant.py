@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tte_ir._ir import Graph, Node, Op, TteError
+from tte_ir._ir import Graph, Node, Op, TteError, as_pair
 from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.fixedpoint import quantize_multiplier
 
@@ -78,11 +78,12 @@ def pool_multiplier(s_x: float, s_y: float, hw: int) -> np.float32:
     return np.float32(np.float64(s_x) / (np.float64(s_y) * np.float64(hw)))
 
 
-def avg_pool_multipliers(s_x: float, s_y: float, kernel: int) -> np.ndarray:
-    """``m[n] = float32(s_x / (s_y * n))`` for every tap count ``n`` in ``1..kernel*kernel`` of a
-    ``kernel`` x ``kernel`` average pool, ``m[0] = 0`` (no window is empty). ``m[H*W]`` of a pool
-    over a whole ``H`` x ``W`` map is :func:`pool_multiplier`."""
-    counts = np.arange(kernel * kernel + 1, dtype=np.float64)
+def avg_pool_multipliers(s_x: float, s_y: float, kernel: int | tuple[int, int]) -> np.ndarray:
+    """``m[n] = float32(s_x / (s_y * n))`` for every tap count ``n`` in ``1..kh*kw`` of a ``kernel``
+    ``(kh, kw)`` average pool (an int: square), ``m[0] = 0`` (no window is empty). ``m[H*W]`` of a
+    pool over a whole ``H`` x ``W`` map is :func:`pool_multiplier`."""
+    kh, kw = as_pair(kernel)
+    counts = np.arange(kh * kw + 1, dtype=np.float64)
     with np.errstate(divide="ignore"):
         m = np.float64(s_x) / (np.float64(s_y) * counts)
     m[0] = 0.0
@@ -228,14 +229,16 @@ def mean_fixed_multiplier(s_x: float, s_y: float, count: int) -> tuple[int, int]
     return int((qm << shift) // int(count)), sh - shift
 
 
-def avg_pool_fixed_multipliers(s_x: float, s_y: float, kernel: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def avg_pool_fixed_multipliers(
+    s_x: float, s_y: float, kernel: int | tuple[int, int]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """``(qmult[n], qshift[n]) = QuantizeMultiplier(float64(s_x) / (float64(s_y) * n))`` for every tap count
-    ``n`` in ``1..kernel*kernel`` of an average pool whose input and output quantizations differ (TFLite's
-    AVERAGE_POOL_2D requires them equal and divides instead, see :func:`node_multipliers`); entry 0 is
-    ``(0, 0)``."""
+    ``n`` in ``1..kh*kw`` of a ``kernel`` ``(kh, kw)`` (an int: square) average pool whose input and output
+    quantizations differ (TFLite's AVERAGE_POOL_2D requires them equal and divides instead, see
+    :func:`node_multipliers`); entry 0 is ``(0, 0)``."""
+    kh, kw = as_pair(kernel)
     pairs = [(0, 0)] + [
-        quantize_multiplier(float(np.float32(s_x)) / (float(np.float32(s_y)) * n))
-        for n in range(1, kernel * kernel + 1)
+        quantize_multiplier(float(np.float32(s_x)) / (float(np.float32(s_y)) * n)) for n in range(1, kh * kw + 1)
     ]
     return tuple(q for q, _ in pairs), tuple(s for _, s in pairs)
 
@@ -341,7 +344,7 @@ def node_multipliers(graph: Graph, node: Node) -> dict[str, Any]:
 
     conv2d / int8 linear: ``{"multiplier": M[O]}``; add: ``{"m1", "m2"}``; pool: ``{"multiplier"}``;
     lut: ``{"table": int8 [256], "slope": float32 [256]}`` (:func:`lut_tables`); mul: ``{"m"}``;
-    avg_pool: ``{"multiplier": m[K*K+1]}`` (:func:`avg_pool_multipliers`).
+    avg_pool: ``{"multiplier": m[KH*KW+1]}`` (:func:`avg_pool_multipliers`).
     Ops without multipliers (reshape, fp32 linear) give an empty dict.
 
     Under ``requant: fixed`` (:func:`requant_mode`) the dict also holds TFLite's integer parameters:
@@ -405,7 +408,7 @@ def node_multipliers(graph: Graph, node: Node) -> dict[str, Any]:
         x = spec[node.inputs[0]]
         y = spec[node.outputs[0]]
         _require_quant(node, x.name, x.quant, y.quant)
-        kernel = int(node.attrs["kernel"])
+        kernel = as_pair(node.attrs["kernel"])
         out = {"multiplier": avg_pool_multipliers(x.quant.tensor_scale, y.quant.tensor_scale, kernel)}
         if fixed:
             same = x.quant == y.quant

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from tte_ir._ir import Graph, Node, Op, TteError
+from tte_ir._ir import Graph, Node, Op, TteError, as_padding, as_pair
 from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.fixedpoint import mbqm
-from tte_ir.kernels import DEPTHWISE, REQUANT, KernelCall, kernel_call
+from tte_ir.kernels import DEPTHWISE, REQUANT, KernelCall, kernel_call, params_kernel, params_padding, params_stride
 
 __all__ = [
     "FORWARD",
@@ -50,11 +50,13 @@ __all__ = [
     "lut",
     "max_pool2d",
     "mul",
+    "padded_map",
     "pool_counts",
     "requantize",
     "requantize_fixed",
     "run_forward",
     "sat32",
+    "window_tap",
 ]
 
 
@@ -100,15 +102,38 @@ def _check_int8(name: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _accumulate_conv(x: np.ndarray, w: np.ndarray, stride: int, padding: int, groups: int, x_zero: int) -> np.ndarray:
+Stride = int | tuple[int, int]
+Padding = int | tuple[int, int, int, int]
+
+
+def padded_map(a: np.ndarray, padding: Padding, fill: float = 0) -> np.ndarray:
+    """``a`` [C, H, W] with ``padding`` (top, left, bottom, right; an int: every side) rows and columns of ``fill``."""
+    top, left, bottom, right = as_padding(padding)
+    return np.pad(a, ((0, 0), (top, bottom), (left, right)), constant_values=fill)
+
+
+def window_tap(padded: np.ndarray, u: int, v: int, stride: Stride, out: tuple[int, int]) -> np.ndarray:
+    """Tap ``(u, v)`` of every window of a padded map ``[C, Hp, Wp]``: a view ``[C, Ho, Wo]``."""
+    sh, sw = as_pair(stride)
+    ho, wo = out
+    return padded[:, u : u + sh * (ho - 1) + 1 : sh, v : v + sw * (wo - 1) + 1 : sw]
+
+
+def _out_size(padded: np.ndarray, kernel: tuple[int, int], stride: Stride) -> tuple[int, int]:
+    sh, sw = as_pair(stride)
+    return (padded.shape[1] - kernel[0]) // sh + 1, (padded.shape[2] - kernel[1]) // sw + 1
+
+
+def _accumulate_conv(
+    x: np.ndarray, w: np.ndarray, stride: Stride, padding: Padding, groups: int, x_zero: int
+) -> np.ndarray:
     """Exact ``sum (x - z_x) * w`` as int64, zero padding contributing 0. Shapes as in :func:`conv2d`."""
-    _, channels, height, width = x.shape
+    channels = x.shape[1]
     out_channels, in_per_group, kh, kw = w.shape
     # float64 is exact here: |sum| < K * 255 * 127 < 2^53 for every supported shape.
     centered = x[0].astype(np.float64) - float(x_zero)
-    padded = np.pad(centered, ((0, 0), (padding, padding), (padding, padding)))
-    ho = (height + 2 * padding - kh) // stride + 1
-    wo = (width + 2 * padding - kw) // stride + 1
+    padded = padded_map(centered, padding)
+    ho, wo = _out_size(padded, (kh, kw), stride)
     out_per_group = out_channels // groups
     wf = w.astype(np.float64)
     acc = np.empty((out_channels, ho, wo), dtype=np.float64)
@@ -117,8 +142,7 @@ def _accumulate_conv(x: np.ndarray, w: np.ndarray, stride: int, padding: int, gr
         acc[:] = 0.0
         for u in range(kh):
             for v in range(kw):
-                tap = padded[:, u : u + stride * (ho - 1) + 1 : stride, v : v + stride * (wo - 1) + 1 : stride]
-                acc += tap * wf[:, 0, u, v][:, None, None]
+                acc += window_tap(padded, u, v, stride, (ho, wo)) * wf[:, 0, u, v][:, None, None]
         return acc.astype(np.int64)
     for g in range(groups):
         xs = padded[g * in_per_group : (g + 1) * in_per_group]
@@ -126,7 +150,7 @@ def _accumulate_conv(x: np.ndarray, w: np.ndarray, stride: int, padding: int, gr
         cols = np.empty((in_per_group, kh, kw, ho, wo), dtype=np.float64)
         for u in range(kh):
             for v in range(kw):
-                cols[:, u, v] = xs[:, u : u + stride * (ho - 1) + 1 : stride, v : v + stride * (wo - 1) + 1 : stride]
+                cols[:, u, v] = window_tap(xs, u, v, stride, (ho, wo))
         wg = wf[g * out_per_group : (g + 1) * out_per_group].reshape(out_per_group, -1)
         acc[g * out_per_group : (g + 1) * out_per_group] = (wg @ cols.reshape(-1, ho * wo)).reshape(
             out_per_group, ho, wo
@@ -140,8 +164,8 @@ def conv2d(
     b: np.ndarray,
     multiplier: np.ndarray,
     *,
-    stride: int,
-    padding: int,
+    stride: Stride,
+    padding: Padding,
     groups: int,
     x_zero: int,
     y_zero: int,
@@ -153,7 +177,8 @@ def conv2d(
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """int8 convolution (NUMERICS.md §2).
 
-    x: int8 [1, C, H, W]; w: int8 [O, C/groups, KH, KW]; b: int32 [O]; multiplier: float32 [O].
+    x: int8 [1, C, H, W]; w: int8 [O, C/groups, KH, KW]; b: int32 [O]; multiplier: float32 [O];
+    ``stride`` (sh, sw) and ``padding`` (top, left, bottom, right), an int meaning every axis or side.
     With ``qmult`` and ``qshift`` (int [O], §2b) the multiplier is unused and
     ``v = MultiplyByQuantizedMultiplier(acc, qmult[o], qshift[o])``, TFLite's ConvPerChannel.
     Returns int8 [1, O, Ho, Wo] (and a bool mask of the same shape when ``return_mask``).
@@ -228,34 +253,33 @@ def global_avg_pool(
     return requantize(v, y_zero, -128, 127, return_mask)
 
 
-def _pool_windows(a: np.ndarray, kernel: int, stride: int, padding: int, fill: int) -> np.ndarray:
-    """``a`` [C, H, W] -> [K*K, C, Ho, Wo]: tap ``u*K + v`` of every window, padded taps ``fill``."""
-    _, height, width = a.shape
-    padded = np.pad(a, ((0, 0), (padding, padding), (padding, padding)), constant_values=fill)
-    ho = (height + 2 * padding - kernel) // stride + 1
-    wo = (width + 2 * padding - kernel) // stride + 1
-    span_h, span_w = stride * (ho - 1) + 1, stride * (wo - 1) + 1
-    taps = [padded[:, u : u + span_h : stride, v : v + span_w : stride] for u in range(kernel) for v in range(kernel)]
-    return np.stack(taps)
+def _pool_windows(a: np.ndarray, kernel: Stride, stride: Stride, padding: Padding, fill: int) -> np.ndarray:
+    """``a`` [C, H, W] -> [KH*KW, C, Ho, Wo]: tap ``u*KW + v`` of every window, padded taps ``fill``."""
+    kh, kw = as_pair(kernel)
+    padded = padded_map(a, padding, fill)
+    out = _out_size(padded, (kh, kw), stride)
+    return np.stack([window_tap(padded, u, v, stride, out) for u in range(kh) for v in range(kw)])
 
 
 def pool_counts(
-    size: tuple[int, int], *, kernel: int, stride: int, padding: int, count_include_pad: bool
+    size: tuple[int, int], *, kernel: Stride, stride: Stride, padding: Padding, count_include_pad: bool
 ) -> np.ndarray:
-    """The divisor of every window of an average pool on a map of ``size`` (H, W): ``kernel*kernel``
-    with ``count_include_pad``, else the window's input pixels (padded taps left out). int64 [Ho, Wo]."""
+    """The divisor of every window of an average pool on a map of ``size`` (H, W): ``kh*kw`` with
+    ``count_include_pad``, else the window's input pixels (padded taps left out). int64 [Ho, Wo].
+    ``kernel`` and ``stride`` are (along H, along W), ``padding`` (top, left, bottom, right); an int
+    means every axis or side."""
     ones = np.ones((1, *size), dtype=np.int64)
     windows = _pool_windows(ones, kernel, stride, padding, 1 if count_include_pad else 0)
     return windows.sum(axis=0)[0]
 
 
 def max_pool2d(
-    x: np.ndarray, *, kernel: int, stride: int, padding: int, return_index: bool = False
+    x: np.ndarray, *, kernel: Stride, stride: Stride, padding: Padding, return_index: bool = False
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """int8 max pool: ``y`` is the largest code of each window, x [1, C, H, W] -> [1, C, Ho, Wo].
 
-    Padded taps never win (every window holds an input pixel, ``padding <= kernel // 2``); the codes
-    are copied, not requantized. The index (uint8, ``y``'s shape) is the window offset ``u*kernel + v``
+    Padded taps never win (every window holds an input pixel, padding at most half the kernel); the
+    codes are copied, not requantized. The index (uint8, ``y``'s shape) is the window offset ``u*kw + v``
     of the first largest tap in row-major window order: ties go to the earliest tap.
     """
     x = _check_int8("x", x)
@@ -271,9 +295,9 @@ def avg_pool2d(
     x: np.ndarray,
     multiplier: np.ndarray,
     *,
-    kernel: int,
-    stride: int,
-    padding: int,
+    kernel: Stride,
+    stride: Stride,
+    padding: Padding,
     count_include_pad: bool,
     x_zero: int,
     y_zero: int,
@@ -288,7 +312,7 @@ def avg_pool2d(
 
     ``fixed`` (§2b): without tables, TFLite's AVERAGE_POOL_2D (x and y share scale and zero point):
     ``v = round_half_away(sum(q) / count)`` by C integer division, ``y = clamp(v)``; with ``qmult``,
-    ``qshift`` [K*K+1] (:func:`tte_ir.quant.avg_pool_fixed_multipliers`),
+    ``qshift`` [KH*KW+1] (:func:`tte_ir.quant.avg_pool_fixed_multipliers`),
     ``v = MBQM(sum(q - z_x), qmult[count], qshift[count])``, ``y = clamp(v + z_y)``."""
     x = _check_int8("x", x)
     divide = fixed and qmult is None
@@ -447,8 +471,8 @@ def _conv2d(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
     )
     y, mask = conv2d(
         _value(call, "x", values), w, _value(call, "bias", values), call.arg("multiplier").value,
-        stride=p["stride"], padding=p["padding"], groups=p["groups"], x_zero=p["x_zero"], y_zero=p["y_zero"],
-        act_min=p["act_min"], act_max=p["act_max"], return_mask=True, **_tables(p),
+        stride=params_stride(p), padding=params_padding(p), groups=p["groups"], x_zero=p["x_zero"],
+        y_zero=p["y_zero"], act_min=p["act_min"], act_max=p["act_max"], return_mask=True, **_tables(p),
     )  # fmt: skip
     return _outputs(call, y, mask)
 
@@ -521,7 +545,11 @@ def _view(call: KernelCall, values: Values, shape: tuple[int, ...]) -> dict[str,
 def _max_pool(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
     p = call.params
     y, index = max_pool2d(
-        _value(call, "x", values), kernel=p["kernel_h"], stride=p["stride"], padding=p["padding"], return_index=True
+        _value(call, "x", values),
+        kernel=params_kernel(p),
+        stride=params_stride(p),
+        padding=params_padding(p),
+        return_index=True,
     )
     out = {call.arg("y").writes: y}
     if call.arg("index").writes is not None:
@@ -532,9 +560,9 @@ def _max_pool(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
 def _avg_pool(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
     p = call.params
     y, mask = avg_pool2d(
-        _value(call, "x", values), call.arg("multiplier").value, kernel=p["kernel_h"], stride=p["stride"],
-        padding=p["padding"], count_include_pad=bool(p["count_include_pad"]), x_zero=p["x_zero"], y_zero=p["y_zero"],
-        return_mask=True, fixed=_fixed(p), **_tables(p),
+        _value(call, "x", values), call.arg("multiplier").value, kernel=params_kernel(p), stride=params_stride(p),
+        padding=params_padding(p), count_include_pad=bool(p["count_include_pad"]), x_zero=p["x_zero"],
+        y_zero=p["y_zero"], return_mask=True, fixed=_fixed(p), **_tables(p),
     )  # fmt: skip
     return _outputs(call, y, mask)
 

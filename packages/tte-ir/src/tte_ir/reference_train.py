@@ -37,11 +37,31 @@ from typing import Any
 
 import numpy as np
 
-from tte_ir._ir import Graph, Node, Op, TteError
+from tte_ir._ir import Graph, Node, Op, TteError, as_padding, as_pair
 from tte_ir.autodiff import training_info
 from tte_ir.constants import INT32_MAX, INT32_MIN
-from tte_ir.kernels import DEPTHWISE, LR_GROUPS, ROUNDING, KernelCall, kernel_call
-from tte_ir.reference import FORWARD, dequantize_input, effective_weight, forward_node, pool_counts, sat32
+from tte_ir.kernels import (
+    DEPTHWISE,
+    LR_GROUPS,
+    ROUNDING,
+    KernelCall,
+    kernel_call,
+    params_kernel,
+    params_padding,
+    params_stride,
+)
+from tte_ir.reference import (
+    FORWARD,
+    Padding,
+    Stride,
+    dequantize_input,
+    effective_weight,
+    forward_node,
+    padded_map,
+    pool_counts,
+    sat32,
+    window_tap,
+)
 from tte_ir.rounding import round_step
 
 __all__ = [
@@ -147,26 +167,26 @@ def conv2d_bwd_x(
     w: np.ndarray,
     *,
     size: tuple[int, int],
-    stride: int,
-    padding: int,
+    stride: Stride,
+    padding: Padding,
     groups: int,
     acc: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Input gradient of a conv: the transposed conv of ``gh`` [1,O,Ho,Wo] with ``w`` [O,C/g,K,K]."""
+    """Input gradient of a conv: the transposed conv of ``gh`` [1,O,Ho,Wo] with ``w`` [O,C/g,KH,KW]
+    (``stride`` (sh, sw), ``padding`` (top, left, bottom, right); an int: every axis or side)."""
     out_channels, in_per_group, kh, kw = w.shape
     _, _, ho, wo = gh.shape
     height, width = size
     channels = in_per_group * groups
-    padded = np.zeros((channels, height + 2 * padding, width + 2 * padding), dtype=np.float32)
-    if acc is not None:
-        padded[:, padding : padding + height, padding : padding + width] = acc[0]
+    top, left, _, _ = as_padding(padding)
+    start = np.zeros((channels, height, width), dtype=np.float32) if acc is None else acc[0]
+    padded = padded_map(start.astype(np.float32), padding).astype(np.float32)
     wf = w.astype(np.float32)
     g = gh[0]
-    span_h, span_w = stride * (ho - 1) + 1, stride * (wo - 1) + 1
     if groups == channels and in_per_group == 1 and out_channels == channels:
         for u in range(kh):
             for v in range(kw):
-                view = padded[:, u : u + span_h : stride, v : v + span_w : stride]
+                view = window_tap(padded, u, v, stride, (ho, wo))
                 view[...] = _fmaf(wf[:, 0, u, v][:, None, None], g, view)
     else:
         out_per_group = out_channels // groups
@@ -174,9 +194,9 @@ def conv2d_bwd_x(
             c0 = (o // out_per_group) * in_per_group
             for u in range(kh):
                 for v in range(kw):
-                    view = padded[c0 : c0 + in_per_group, u : u + span_h : stride, v : v + span_w : stride]
+                    view = window_tap(padded[c0 : c0 + in_per_group], u, v, stride, (ho, wo))
                     view[...] = _fmaf(wf[o, :, u, v][:, None, None], g[o][None], view)
-    return padded[None, :, padding : padding + height, padding : padding + width].astype(np.float32)
+    return padded[None, :, top : top + height, left : left + width].astype(np.float32)
 
 
 def conv2d_weight_grad(
@@ -185,8 +205,8 @@ def conv2d_weight_grad(
     *,
     channels: Any,
     kernel: tuple[int, int],
-    stride: int,
-    padding: int,
+    stride: Stride,
+    padding: Padding,
     x_zero: int,
     depthwise: bool,
 ) -> np.ndarray:
@@ -195,12 +215,11 @@ def conv2d_weight_grad(
     kh, kw = kernel
     _, out_channels, ho, wo = gh.shape
     centered = x_saved[0].astype(np.float32) - np.float32(x_zero)
-    padded = np.pad(centered, ((0, 0), (padding, padding), (padding, padding)))
+    padded = padded_map(centered, padding)
     cols = np.empty((k, kh, kw, ho * wo), dtype=np.float32)
     for u in range(kh):
         for v in range(kw):
-            tap = padded[:, u : u + stride * (ho - 1) + 1 : stride, v : v + stride * (wo - 1) + 1 : stride]
-            cols[:, u, v] = tap.reshape(k, -1)
+            cols[:, u, v] = window_tap(padded, u, v, stride, (ho, wo)).reshape(k, -1)
     g = gh[0].reshape(out_channels, -1)
     if depthwise:
         g = g[list(channels)]
@@ -332,7 +351,7 @@ def _conv_bwd_x(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
     p = call.params
     w = effective_weight(s.read(call, "w"), s.read(call, "w_train"), p.get("train_channels"), call.family == DEPTHWISE)
     gx = conv2d_bwd_x(
-        s.read(call, "gh"), w, size=(p["in_h"], p["in_w"]), stride=p["stride"], padding=p["padding"],
+        s.read(call, "gh"), w, size=(p["in_h"], p["in_w"]), stride=params_stride(p), padding=params_padding(p),
         groups=p["groups"], acc=s.read(call, "gx"),
     )  # fmt: skip
     return _written(call, gx=gx)
@@ -349,8 +368,8 @@ def _conv_bwd_w_update(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
     chans = list(p["train_channels"])
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum fails the step in qas_round
         grad = conv2d_weight_grad(
-            s.read(call, "x_saved"), gh, channels=chans, kernel=full[2:], stride=p["stride"],
-            padding=p["padding"], x_zero=p["x_zero"], depthwise=depthwise,
+            s.read(call, "x_saved"), gh, channels=chans, kernel=full[2:], stride=params_stride(p),
+            padding=params_padding(p), x_zero=p["x_zero"], depthwise=depthwise,
         )  # fmt: skip
     # element index in the full weight's IR layout [O, C/g, KH, KW] (rounding.py)
     o, j, u, q = np.indices(w_train.shape)
@@ -422,20 +441,23 @@ def _accumulate(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
 
 
 def max_pool2d_bwd(
-    g: np.ndarray, index: np.ndarray, *, size: tuple[int, int], kernel: int, stride: int, padding: int
+    g: np.ndarray, index: np.ndarray, *, size: tuple[int, int], kernel: Stride, stride: Stride, padding: Padding
 ) -> np.ndarray:
     """``dL/dx`` of a max pool: ``g`` [1,C,Ho,Wo] routed to the saved arg-max taps ``index`` (uint8,
     ``g``'s shape), summed where windows overlap in ascending ``(oy, ox)`` (float32 [1,C,H,W])."""
     _, channels, ho, wo = g.shape
     height, width = size
-    gx = np.zeros((channels, height + 2 * padding, width + 2 * padding), dtype=np.float32)
+    _, kw = as_pair(kernel)
+    sh, sw = as_pair(stride)
+    top, left, _, _ = as_padding(padding)
+    gx = padded_map(np.zeros((channels, height, width), dtype=np.float32), padding)
     tap = np.asarray(index[0], dtype=np.int64)
-    rows, cols = tap // kernel, tap % kernel
+    rows, cols = tap // kw, tap % kw
     c = np.arange(channels)
     for oy in range(ho):
         for ox in range(wo):
-            gx[c, oy * stride + rows[:, oy, ox], ox * stride + cols[:, oy, ox]] += g[0, :, oy, ox]
-    return gx[None, :, padding : padding + height, padding : padding + width].copy()
+            gx[c, oy * sh + rows[:, oy, ox], ox * sw + cols[:, oy, ox]] += g[0, :, oy, ox]
+    return gx[None, :, top : top + height, left : left + width].copy()
 
 
 def avg_pool2d_bwd(
@@ -444,28 +466,34 @@ def avg_pool2d_bwd(
     multiplier: np.ndarray,
     *,
     size: tuple[int, int],
-    kernel: int,
-    stride: int,
-    padding: int,
+    kernel: Stride,
+    stride: Stride,
+    padding: Padding,
     count_include_pad: bool,
 ) -> np.ndarray:
     """``dL/dx`` of an average pool: ``t = mask ? g * m[count] : 0`` per window, added to each of the
     window's input pixels in ascending ``(oy, ox)`` (float32 [1,C,H,W])."""
     _, channels, ho, wo = g.shape
     height, width = size
+    kh, kw = as_pair(kernel)
+    sh, sw = as_pair(stride)
+    top, left, _, _ = as_padding(padding)
     counts = pool_counts(size, kernel=kernel, stride=stride, padding=padding, count_include_pad=count_include_pad)
     m = np.asarray(multiplier, dtype=np.float32)[counts]
     t = np.where(mask[0], g[0] * m[None], np.float32(0.0)).astype(np.float32)
-    gx = np.zeros((channels, height + 2 * padding, width + 2 * padding), dtype=np.float32)
+    gx = padded_map(np.zeros((channels, height, width), dtype=np.float32), padding)
     for oy in range(ho):
         for ox in range(wo):
-            gx[:, oy * stride : oy * stride + kernel, ox * stride : ox * stride + kernel] += t[:, oy, ox, None, None]
-    return gx[None, :, padding : padding + height, padding : padding + width].copy()
+            gx[:, oy * sh : oy * sh + kh, ox * sw : ox * sw + kw] += t[:, oy, ox, None, None]
+    return gx[None, :, top : top + height, left : left + width].copy()
 
 
 def _pool_geometry(call: KernelCall) -> dict[str, Any]:
     p = call.params
-    return {"size": (p["in_h"], p["in_w"]), "kernel": p["kernel_h"], "stride": p["stride"], "padding": p["padding"]}
+    return {
+        "size": (p["in_h"], p["in_w"]), "kernel": params_kernel(p), "stride": params_stride(p),
+        "padding": params_padding(p),
+    }  # fmt: skip
 
 
 def _max_pool_bwd(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
@@ -517,8 +545,8 @@ def batch_weight_grad(
     *,
     channels: Any,
     kernel: tuple[int, int],
-    stride: int,
-    padding: int,
+    stride: Stride,
+    padding: Padding,
     x_zero: int,
     depthwise: bool,
 ) -> np.ndarray:
@@ -529,12 +557,11 @@ def batch_weight_grad(
     kh, kw = kernel
     _, out_channels, ho, wo = gh.shape
     centered = x_saved[0].astype(np.float32) - np.float32(x_zero)
-    padded = np.pad(centered, ((0, 0), (padding, padding), (padding, padding)))
+    padded = padded_map(centered, padding)
     cols = np.empty((k, kh, kw, ho * wo), dtype=np.float32)
     for u in range(kh):
         for v in range(kw):
-            tap = padded[:, u : u + stride * (ho - 1) + 1 : stride, v : v + stride * (wo - 1) + 1 : stride]
-            cols[:, u, v] = tap.reshape(k, -1)
+            cols[:, u, v] = window_tap(padded, u, v, stride, (ho, wo)).reshape(k, -1)
     g = gh[0].reshape(out_channels, -1)
     if depthwise:
         g = g[list(channels)]
@@ -572,8 +599,8 @@ def _conv_bwd_w_accumulate(s: _Step, call: KernelCall) -> dict[str, np.ndarray]:
     if s.grad_ok(gh):
         with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum fails the update in qas_round
             grad = batch_weight_grad(
-                s.read(call, "x_saved"), gh, channels=chans, kernel=full[2:], stride=p["stride"],
-                padding=p["padding"], x_zero=p["x_zero"], depthwise=depthwise,
+                s.read(call, "x_saved"), gh, channels=chans, kernel=full[2:], stride=params_stride(p),
+                padding=params_padding(p), x_zero=p["x_zero"], depthwise=depthwise,
             )  # fmt: skip
             acc = np.where(_live_rows(inv, acc.ndim), acc + grad, acc).astype(np.float32)
     if s.batch_end:

@@ -10,7 +10,7 @@ group the group's time span (:mod:`tte_ir.memory`).
 **Row tiles** (:func:`tile_frozen_rows`, the frozen forward prefix, after MCUNetV2's patch-based
 inference): the group's last node computes its output ``tile`` rows at a time. For each tile, every
 node of the group computes the rows of its output that its consumers inside the group read
-(``(rows - 1) * stride + kernel`` input rows for a conv, as many for an add), halo rows recomputed, into
+(``(rows - 1) * sh + KH`` input rows for a conv, as many for an add), halo rows recomputed, into
 its band buffer. Only the last node's output leaves the group. int8 kernels are exact, so recomputed
 rows are bit-identical and the tiled result equals the untiled one.
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tte_ir._ir import Graph, Node, Op, TteError
+from tte_ir._ir import Graph, Node, Op, TteError, as_padding, as_pair
 from tte_ir.ops import node_attrs, node_macs, node_roles
 from tte_ir.verify import verify
 
@@ -85,7 +85,8 @@ def _row_inputs(node: Node) -> tuple[str, ...]:
 def input_rows(graph: Graph, node: Node, lo: int, hi: int) -> tuple[int, int]:
     """The input rows ``[lo', hi')`` that output rows ``[lo, hi)`` of a row-tiled node read: the halo.
 
-    A conv reads ``[lo*s - pad, (hi-1)*s - pad + KH)``, an add the same rows. Not clipped to the
+    A conv reads ``[lo*sh - top, (hi-1)*sh - top + KH)`` (``sh`` its stride along H, ``top`` its top
+    padding; the bottom padding only adds rows that are not stored), an add the same rows. Not clipped to the
     input: callers clip to ``[0, H)`` (padding rows are not stored). This is the one halo formula;
     the row bands the planner sizes, the row tables the code generator writes and the kernels' own
     check of a band (``tte_conv2d_row_window`` in the engine) all describe the same span.
@@ -94,7 +95,8 @@ def input_rows(graph: Graph, node: Node, lo: int, hi: int) -> tuple[int, int]:
         return lo, hi
     attrs = node_attrs(node)
     kh = graph.tensors[node.inputs[1]].shape[2]
-    return lo * attrs["stride"] - attrs["padding"], (hi - 1) * attrs["stride"] - attrs["padding"] + kh
+    sh, top = as_pair(attrs["stride"])[0], as_padding(attrs["padding"])[0]
+    return lo * sh - top, (hi - 1) * sh - top + kh
 
 
 def _row_bands(graph: Graph, nodes: Sequence[Node], rows: int) -> dict[str, int]:
