@@ -124,3 +124,33 @@ def every_op_graph(seed: int, size: int = 7, requant: str = "fixed"):
     b.node("head", Op.LINEAR, (f, hw, hb), (logits,))
     b.output(logits)
     return b.build()
+
+
+def gray_nonsquare_model(classes: int = 5, seed: int = 0):
+    """A float CNN on a 1-channel non-square image [1, 28, 20] with every non-square geometry: TF SAME
+    padding as ``nn.ZeroPad2d`` before a 10x4 stride-2 stem (folded into its padding), a 3x1 depthwise
+    conv, a 3x2 max pool at stride (2, 1), a pointwise conv at stride (2, 1), an average pool (2x3,
+    stride (1, 2), padding 1, without the padded taps), flatten and linear."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+
+    class GrayNonSquare(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pad = nn.ZeroPad2d((1, 1, 4, 5))
+            self.stem = nn.Conv2d(1, 6, (10, 4), stride=2)
+            self.dw = nn.Conv2d(6, 6, (3, 1), padding=(1, 0), groups=6)
+            self.pool = nn.MaxPool2d((3, 2), stride=(2, 1), padding=(1, 0))
+            self.pw = nn.Conv2d(6, 8, 1, stride=(2, 1))
+            self.avg = nn.AvgPool2d((2, 3), stride=(1, 2), padding=1, count_include_pad=False)
+            self.fc = nn.Linear(8 * 5 * 5, classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = torch.relu(self.stem(self.pad(x)))
+            x = self.pool(torch.relu(self.dw(x)))
+            x = self.avg(torch.relu(self.pw(x)))
+            return self.fc(torch.flatten(x, 1))
+
+    return GrayNonSquare().eval()

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch", reason="tte-algo needs torch (pip install t
 
 from torch.nn import functional as F  # noqa: E402
 
-from tests.algo.helpers import random_graph  # noqa: E402
+from tests.algo.helpers import gray_nonsquare_model, random_graph  # noqa: E402
 from tte_algo.sim import Int8Sim  # noqa: E402
 from tte_ir import DType, GraphBuilder, Op, QuantParams, node_multipliers  # noqa: E402
 
@@ -23,7 +23,22 @@ def twin_loss(sim: Int8Sim, x: torch.Tensor, labels: torch.Tensor, params: dict[
 @pytest.mark.parametrize("seed", [0, 3, 4])
 def test_twin_gradients_match_finite_differences(seed: int, head: str) -> None:
     """Every weight, bias and input gradient (incl. the fan-out of the residual block input)."""
-    graph = random_graph(seed, head)
+    assert_twin_matches_finite_differences(random_graph(seed, head), seed)
+
+
+@pytest.mark.parametrize("head", ["int8", "fp32"])
+def test_nonsquare_twin_gradients_match_finite_differences(head: str) -> None:
+    """The non-square layers' gradients (10x4 stride-2 stem with asymmetric padding, 3x1 depthwise, 3x2 max
+    pool at stride (2, 1), pointwise at stride (2, 1), 2x3 average pool) on a 1x28x20 input."""
+    from tte_algo.data import load_digits
+    from tte_algo.ptq import quantize_model
+
+    graph = quantize_model(gray_nonsquare_model(), load_digits((1, 28, 20)).codes[:32], head=head, name="gray")
+    assert_twin_matches_finite_differences(graph, 7)
+
+
+def assert_twin_matches_finite_differences(graph, seed: int) -> None:
+    """Central differences of the float twin's loss at a few elements of the input and of every constant."""
     sim = Int8Sim(graph, twin=True)
     rng = np.random.default_rng(seed)
     x = torch.tensor(rng.uniform(-100, 100, size=(2, *graph.tensors["input"].shape[1:])), requires_grad=True)

@@ -8,6 +8,7 @@ import pytest
 
 from tte_ir import Op, Scheme, WeightUpdate, conv_nodes
 from tte_ir.autodiff import build_training_graph
+from tte_ir.ops import as_pair
 from tte_ir.reference_train import (
     bias_grad,
     conv2d_bwd_x,
@@ -40,20 +41,27 @@ def _close(actual, expected, rtol=RTOL):
 
 
 CONV_CASES = [
-    # (C, O, k, stride, padding, groups, H)
-    (3, 4, 3, 2, 1, 1, 7),  # dense, stride 2, padding, odd size
-    (5, 5, 5, 2, 2, 5, 8),  # depthwise 5x5 / s2
-    (6, 3, 1, 1, 0, 1, 5),  # pointwise
-    (4, 4, 3, 1, 1, 4, 6),  # depthwise 3x3 / s1
+    # (C, O, kernel, stride, padding, groups, H x W); kernel and stride (along H, along W) or one int,
+    # padding (top, left, bottom, right) or one int
+    (3, 4, 3, 2, 1, 1, (7, 7)),  # dense, stride 2, padding, odd size
+    (5, 5, 5, 2, 2, 5, (8, 8)),  # depthwise 5x5 / s2
+    (6, 3, 1, 1, 0, 1, (5, 5)),  # pointwise
+    (4, 4, 3, 1, 1, 4, (6, 6)),  # depthwise 3x3 / s1
+    (1, 3, (10, 4), 2, (4, 1, 5, 1), 1, (13, 8)),  # DS-CNN's stem on one channel, TF SAME padding
+    (3, 2, (2, 3), (1, 2), (0, 0, 1, 1), 1, (6, 7)),  # SAME: the extra row and column at the bottom/right
+    (4, 4, (3, 1), (2, 1), (1, 0, 0, 0), 4, (7, 5)),  # depthwise 3x1, a stride per axis
+    (4, 4, (1, 5), 1, (0, 2, 0, 2), 4, (5, 6)),  # depthwise 1x5 / s1
+    (5, 3, 1, (2, 1), 0, 1, (5, 4)),  # pointwise strided along H only
 ]
 
 
-@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
 def test_conv_rule_matches_finite_differences(case):
-    c, o, k, stride, padding, groups, h = case
-    rng = np.random.default_rng(sum(case))
-    x = rng.integers(-128, 128, size=(1, c, h, h)).astype(np.float64)
-    w = rng.integers(-127, 128, size=(o, c // groups, k, k)).astype(np.float64)
+    c, o, k, stride, padding, groups, (h, wd) = case
+    kh, kw = as_pair(k)
+    rng = np.random.default_rng(abs(hash(case)))  # ints: the same hash in every run
+    x = rng.integers(-128, 128, size=(1, c, h, wd)).astype(np.float64)
+    w = rng.integers(-127, 128, size=(o, c // groups, kh, kw)).astype(np.float64)
     b = rng.integers(-500, 500, size=o).astype(np.float64)
     m = rng.uniform(0.001, 0.01, size=o).astype(np.float32)
     z_x, z_y = 7, -3
@@ -73,15 +81,15 @@ def test_conv_rule_matches_finite_differences(case):
 
     gh = mask_scale(coef.astype(np.float32), mask, m)
     _close(
-        conv2d_bwd_x(gh, w.astype(np.int8), size=(h, h), stride=stride, padding=padding, groups=groups),
+        conv2d_bwd_x(gh, w.astype(np.int8), size=(h, wd), stride=stride, padding=padding, groups=groups),
         _fd(lambda v: loss(v, w, b), x),
     )
     _close(bias_grad(gh), _fd(lambda v: loss(x, w, v), b))
     depthwise = groups > 1
-    chans = [0, c - 1] if not depthwise else [1, o - 1]
+    chans = sorted({0, c - 1}) if not depthwise else [1, o - 1]
     sel = x[:, chans].astype(np.int8)
     dw = conv2d_weight_grad(
-        sel, gh, channels=chans, kernel=(k, k), stride=stride, padding=padding, x_zero=z_x, depthwise=depthwise
+        sel, gh, channels=chans, kernel=(kh, kw), stride=stride, padding=padding, x_zero=z_x, depthwise=depthwise
     )
     full = _fd(lambda v: loss(x, v, b), w)
     _close(dw, full[chans] if depthwise else full[:, chans])

@@ -13,6 +13,7 @@ from tte_ir import DType, GraphBuilder, Op, QuantParams, Scheme, TteError, Verif
 from tte_ir.autodiff import build_training_graph
 from tte_ir.kernels import kernel_call
 from tte_ir.memory import arena_buffers
+from tte_ir.ops import as_padding, as_pair, window_output_size
 from tte_ir.quant import avg_pool_multipliers
 from tte_ir.reference_train import avg_pool2d_bwd, bias_grad, initial_state, max_pool2d_bwd, train_step
 
@@ -22,34 +23,49 @@ from .test_gradients import _close, _fd, _weight_grad
 Q_IN = QuantParams.per_tensor(1 / 127.5, 0)
 
 
-def pool_net(seed: int = 0, size: int = 12, classes: int = 3) -> object:
+def pool_net(seed: int = 0, size: int = 12, classes: int = 3, nonsquare: bool = False) -> object:
     """input [1,3,S,S] -> conv 3x3 (ReLU) -> max pool 3/2 pad 1 -> conv 3x3 -> avg pool 3/1 pad 1 (padding not
-    counted) -> avg pool 2/2 (PyTorch's divisor) -> global pool -> fp32 head."""
+    counted) -> avg pool 2/2 (PyTorch's divisor) -> global pool -> fp32 head.
+
+    ``nonsquare``: the same chain on a 1-channel [1,1,13,9] input with every window non-square: conv 5x3
+    at stride (2, 1), max pool 3x2 at stride (2, 1) with TFLite SAME padding (bottom and right only),
+    conv 3x1, avg pool 2x3 at stride (1, 2) padded (1, 1, 0, 1), avg pool 2x1 at stride (2, 1)."""
     rng = np.random.default_rng(seed)
     b = GraphBuilder("pool-net")
-    x = b.input("input", (1, 3, size, size), DType.INT8, Q_IN)
+    x = b.input("input", (1, 1, 13, 9) if nonsquare else (1, 3, size, size), DType.INT8, Q_IN)
 
-    def conv(name, src, cout, y_quant):
-        cin, h = b.spec(src).shape[1], b.spec(src).shape[2]
-        w = b.constant(f"{name}.w", rng.integers(-90, 91, (cout, cin, 3, 3)).astype(np.int8),
+    def conv(name, src, cout, y_quant, kernel=3, stride=1, padding=1):
+        cin = b.spec(src).shape[1]
+        kh, kw = as_pair(kernel)
+        w = b.constant(f"{name}.w", rng.integers(-90, 91, (cout, cin, kh, kw)).astype(np.int8),
                        QuantParams.per_channel(rng.uniform(0.004, 0.01, cout)))  # fmt: skip
         bias = b.constant(f"{name}.b", rng.integers(-300, 300, cout).astype(np.int32))
-        y = b.tensor(f"{name}.y", (1, cout, h, h), DType.INT8, y_quant)
-        b.node(name, Op.CONV2D, (src, w, bias), (y,), padding=1)
+        out = window_output_size(b.spec(src).shape[2:], (kh, kw), as_pair(stride), as_padding(padding))
+        y = b.tensor(f"{name}.y", (1, cout, *out), DType.INT8, y_quant)
+        b.node(name, Op.CONV2D, (src, w, bias), (y,), stride=stride, padding=padding)
         return y
 
     def pool(name, op, src, kernel, stride, padding, quant, **attrs):
-        _, c, h, _ = b.spec(src).shape
-        ho = (h + 2 * padding - kernel) // stride + 1
-        y = b.tensor(f"{name}.y", (1, c, ho, ho), DType.INT8, quant)
+        _, c, *size_ = b.spec(src).shape
+        out = window_output_size(size_, as_pair(kernel), as_pair(stride), as_padding(padding))
+        y = b.tensor(f"{name}.y", (1, c, *out), DType.INT8, quant)
         b.node(name, op, (src,), (y,), kernel=kernel, stride=stride, padding=padding, **attrs)
         return y
 
-    c0 = conv("c0", x, 6, QuantParams.per_tensor(0.03, -128))
-    mp = pool("mp", Op.MAX_POOL, c0, 3, 2, 1, b.spec(c0).quant)
-    c1 = conv("c1", mp, 8, QuantParams.per_tensor(0.04, -10))
-    ap = pool("ap", Op.AVG_POOL, c1, 3, 1, 1, QuantParams.per_tensor(0.03, -5), count_include_pad=False)
-    ap2 = pool("ap2", Op.AVG_POOL, ap, 2, 2, 0, QuantParams.per_tensor(0.025, 3))
+    q0, q1 = QuantParams.per_tensor(0.03, -128), QuantParams.per_tensor(0.04, -10)
+    qa, qa2 = QuantParams.per_tensor(0.03, -5), QuantParams.per_tensor(0.025, 3)
+    if nonsquare:
+        c0 = conv("c0", x, 6, q0, (5, 3), (2, 1), (2, 1, 2, 1))
+        mp = pool("mp", Op.MAX_POOL, c0, (3, 2), (2, 1), (0, 0, 1, 1), b.spec(c0).quant)
+        c1 = conv("c1", mp, 8, q1, (3, 1), 1, (1, 0, 1, 0))
+        ap = pool("ap", Op.AVG_POOL, c1, (2, 3), (1, 2), (1, 1, 0, 1), qa, count_include_pad=False)
+        ap2 = pool("ap2", Op.AVG_POOL, ap, (2, 1), (2, 1), (0, 0, 1, 0), qa2)
+    else:
+        c0 = conv("c0", x, 6, q0)
+        mp = pool("mp", Op.MAX_POOL, c0, 3, 2, 1, b.spec(c0).quant)
+        c1 = conv("c1", mp, 8, q1)
+        ap = pool("ap", Op.AVG_POOL, c1, 3, 1, 1, qa, count_include_pad=False)
+        ap2 = pool("ap2", Op.AVG_POOL, ap, 2, 2, 0, qa2)
     g = b.tensor("gap.y", (1, 8, 1, 1), DType.INT8, QuantParams.per_tensor(0.02, 0))
     b.node("gap", Op.GLOBAL_AVG_POOL, (ap2,), (g,))
     flat = b.tensor("flat.y", (1, 8), DType.INT8, b.spec(g).quant)
@@ -114,19 +130,21 @@ def test_max_pool_keeps_the_input_quantization() -> None:
 
 
 def _windows_f64(x, kernel, stride, padding, fill):
-    xp = np.pad(x[0], ((0, 0), (padding, padding), (padding, padding)), constant_values=fill)
-    ho = (x.shape[2] + 2 * padding - kernel) // stride + 1
-    wo = (x.shape[3] + 2 * padding - kernel) // stride + 1
-    span_h, span_w = stride * (ho - 1) + 1, stride * (wo - 1) + 1
-    return np.stack(
-        [xp[:, u : u + span_h : stride, v : v + span_w : stride] for u in range(kernel) for v in range(kernel)]
-    )
+    (kh, kw), (sh, sw), (top, left, bottom, right) = as_pair(kernel), as_pair(stride), as_padding(padding)
+    xp = np.pad(x[0], ((0, 0), (top, bottom), (left, right)), constant_values=fill)
+    ho, wo = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
+    span_h, span_w = sh * (ho - 1) + 1, sw * (wo - 1) + 1
+    return np.stack([xp[:, u : u + span_h : sh, v : v + span_w : sw] for u in range(kh) for v in range(kw)])
 
 
-@pytest.mark.parametrize(("kernel", "stride", "padding"), [(2, 2, 0), (3, 2, 1), (3, 1, 1), (5, 2, 2)])
+# square windows, then non-square kernels, strides per axis and padding per side (TFLite SAME)
+POOL_WINDOWS = [(2, 2, 0), (3, 2, 1), (3, 1, 1), ((3, 2), (2, 1), (1, 0, 1, 1)), ((2, 3), 2, (0, 0, 1, 1))]
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [*POOL_WINDOWS, (5, 2, 2), ((1, 4), (1, 3), (0, 2, 0, 1))])
 def test_max_pool_rule_matches_finite_differences(kernel: int, stride: int, padding: int) -> None:
     """The float max of distinct values (its arg-max does not move under a small step) against the rule."""
-    rng = np.random.default_rng(kernel * 10 + stride + padding)
+    rng = np.random.default_rng(abs(hash((kernel, stride, padding))))  # ints: the same hash in every run
     x = rng.permutation(np.arange(2 * 7 * 6, dtype=np.float64)).reshape(1, 2, 7, 6) - 40.0
     taps = _windows_f64(x, kernel, stride, padding, -np.inf)
     coef = rng.normal(size=taps.shape[1:])
@@ -145,9 +163,9 @@ def test_max_pool_rule_matches_finite_differences(kernel: int, stride: int, padd
 
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
-@pytest.mark.parametrize(("kernel", "stride", "padding"), [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+@pytest.mark.parametrize(("kernel", "stride", "padding"), POOL_WINDOWS)
 def test_avg_pool_rule_matches_finite_differences(kernel, stride, padding, count_include_pad) -> None:
-    rng = np.random.default_rng(kernel + stride + padding)
+    rng = np.random.default_rng(abs(hash((kernel, stride, padding))))  # ints: the same hash in every run
     x = rng.integers(-128, 128, size=(1, 3, 6, 7)).astype(np.float64)
     m = avg_pool_multipliers(0.05, 0.02, kernel)
     counts = reference.pool_counts(
@@ -172,10 +190,11 @@ def test_avg_pool_rule_matches_finite_differences(kernel, stride, padding, count
     _close(grad, _fd(loss, x))
 
 
-def test_whole_backward_through_both_pools_matches_float_twin() -> None:
+@pytest.mark.parametrize("nonsquare", [False, True])
+def test_whole_backward_through_both_pools_matches_float_twin(nonsquare: bool) -> None:
     """The first conv's bias and weight gradients pass through the max pool, a conv and two average
     pools: against finite differences of the float twin of the whole forward (fixed masks and arg-maxes)."""
-    forward = pool_net()
+    forward = pool_net(nonsquare=nonsquare)
     graph = build_training_graph(forward, SCHEME)
     x = random_input(forward)
     result = train_step(graph, initial_state(graph), x, 1, return_all=True)
@@ -220,14 +239,15 @@ def test_planner_keeps_one_index_byte_per_max_pool_output() -> None:
     assert c0.end == order.index("mp")
 
 
-def test_simulation_is_bit_exact_and_its_gradients_match() -> None:
+@pytest.mark.parametrize("nonsquare", [False, True])
+def test_simulation_is_bit_exact_and_its_gradients_match(nonsquare: bool) -> None:
     torch = pytest.importorskip("torch")
     from tte_algo.sim import Int8Sim
 
-    forward = pool_net()
+    forward = pool_net(nonsquare=nonsquare)
     sim = Int8Sim(forward)
     rng = np.random.default_rng(5)
-    xs = rng.integers(-128, 128, size=(6, 3, 12, 12)).astype(np.int8)
+    xs = rng.integers(-128, 128, size=(6, *forward.tensors["input"].shape[1:])).astype(np.int8)
     xs[:2] = np.clip(xs[:2] // 64 * 64, -128, 127)  # coarse codes: many ties in the max pool
     got = sim.run_all(torch.tensor(xs, dtype=torch.float32))
     for i, x in enumerate(xs):
@@ -252,7 +272,8 @@ def test_simulation_is_bit_exact_and_its_gradients_match() -> None:
         np.testing.assert_allclose(grad, params[f"{conv}.b"].grad.numpy(), rtol=1e-5, atol=1e-7)
 
 
-def test_generated_c_trains_like_the_reference(tmp_path) -> None:
+@pytest.mark.parametrize("nonsquare", [False, True])
+def test_generated_c_trains_like_the_reference(tmp_path, nonsquare: bool) -> None:
     """Three training steps of the generated C on the host against the numpy reference (NUMERICS.md §7)."""
     for tool in ("cmake", "cc"):
         if shutil.which(tool) is None:
@@ -261,11 +282,12 @@ def test_generated_c_trains_like_the_reference(tmp_path) -> None:
     from tte_codegen import HostModel, generate
     from tte_ir.compiler import compile_training
 
-    training = compile_training(pool_net(), SCHEME)
+    forward = pool_net(nonsquare=nonsquare)
+    training = compile_training(forward, SCHEME)
     model = HostModel(generate(training, tmp_path / "model"))
     model.import_params(initial_state(training))
     rng = np.random.default_rng(9)
-    xs = rng.integers(-128, 128, size=(3, 3, 12, 12)).astype(np.int8)
+    xs = rng.integers(-128, 128, size=(3, *forward.tensors["input"].shape[1:])).astype(np.int8)
     labels = np.array([0, 2, 1])
     losses, states = reference_run(training, xs, labels)
     for t in range(3):
