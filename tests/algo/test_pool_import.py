@@ -186,3 +186,41 @@ def test_lenet5_with_three_linear_layers_quantizes_and_simulates_bit_exact(digit
     graph = quantize_model(LeNet5(linears=3).eval(), digits[:64], head="fp32")
     assert [n.op for n in graph.nodes].count(Op.LINEAR) == 3
     assert assert_all_tensors_match(graph, digits[300:303].numpy()) == 3 * (len(graph.nodes) + 1)
+
+
+class _Padded(nn.Module):
+    """A ZeroPad2d read by ``reader``, after a conv."""
+
+    def __init__(self, pad: nn.Module, reader: nn.Module) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pad, self.reader = pad, reader
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.reader(self.pad(self.conv(x))), 1), 1))
+
+
+def test_zero_pad_folds_into_the_conv_that_reads_it_and_same_padding_is_asymmetric() -> None:
+    """ZeroPad2d (left, right, top, bottom) before a conv becomes the conv's (top, left, bottom, right) padding,
+    added to its own; padding="same" of an even kernel puts the extra row and column after (PyTorch's rule)."""
+    for reader, want in (
+        (nn.Conv2d(4, 4, (4, 3), padding=(1, 0)), (1 + 3, 1, 1 + 0, 2)),
+        (nn.Conv2d(4, 4, (4, 2), padding="same"), (1 + 3, 0 + 1, 2 + 0, 1 + 2)),
+    ):
+        model = _Padded(nn.ZeroPad2d((1, 2, 3, 0)), reader).eval()
+        fgraph = import_fx(model)
+        assert [op.padding for op in fgraph.ops if op.kind is Op.CONV2D][1] == want
+        x = torch.rand(2, 3, 9, 7) * 2 - 1
+        with torch.no_grad():
+            torch.testing.assert_close(FloatNet(fgraph)(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("pad", "reader"),
+    [(nn.ZeroPad2d(1), nn.MaxPool2d(2)), (nn.ZeroPad2d((0, -1, 0, 0)), nn.Conv2d(4, 4, 1))],
+    ids=["before-a-pool", "cropping"],
+)
+def test_zero_pad_elsewhere_is_refused_naming_it(pad: nn.Module, reader: nn.Module) -> None:
+    with pytest.raises(UnsupportedModelError, match=r"module 'pad' .*ZeroPad2d is supported only"):
+        import_fx(_Padded(pad, reader))

@@ -60,3 +60,27 @@ def test_plan_reports_the_recomputed_macs(tmp_path, capsys) -> None:
     assert json.loads(capsys.readouterr().out)["recomputed_macs"] == recomputed_macs(graph)
     assert main(["plan", str(path)]) == 0
     assert f"{recomputed_macs(graph):,} MACs in row-tile halos" in capsys.readouterr().out
+
+
+def test_row_halos_follow_the_stride_and_top_padding_along_h() -> None:
+    """A 10x4 conv at stride (2, 1) padded (4, 1, 5, 2): output rows [lo, hi) read input rows
+    [2*lo - 4, 2*(hi-1) - 4 + 10); the bottom padding and everything along W leave the halo alone,
+    and every row band the table gives holds the rows its outputs read."""
+    from tte_ir import DType, GraphBuilder, Op, QuantParams
+    from tte_ir.tiling import input_rows, row_table
+
+    b = GraphBuilder("halo")
+    x = b.input("x", (1, 1, 20, 6), DType.INT8, QuantParams.per_tensor(0.05, 0))
+    w = b.constant("w", np.ones((2, 1, 10, 4), np.int8), QuantParams.per_channel([0.01, 0.01]))
+    bias = b.constant("b", np.zeros(2, np.int32))
+    y = b.tensor("y", (1, 2, 10, 6), DType.INT8, QuantParams.per_tensor(0.1, 0))
+    tile = {"group": 0, "axis": "rows", "band": 3, "tile": 3}
+    b.node("c", Op.CONV2D, (x, w, bias), (y,), stride=(2, 1), padding=(4, 1, 5, 2), tile=tile)
+    b.output(y)
+    graph = b.build()
+    node = graph.nodes[0]
+    assert input_rows(graph, node, 0, 3) == (-4, 10)
+    assert input_rows(graph, node, 3, 6) == (2, 16)
+    bands = [band for (band,) in row_table(graph, [node])]
+    assert [(band.y_row, band.y_rows) for band in bands] == [(0, 3), (3, 3), (6, 3), (9, 1)]
+    assert all(band.x_row == 0 and band.x_rows == 20 for band in bands)  # x comes whole from outside the group

@@ -9,7 +9,18 @@ import numpy as np
 import pytest
 from conftest import SEED_MODELS
 
-from tte_ir import FORMAT_VERSION, TteFormatError, import_seed_pkl, load, reference, save
+from tte_ir import (
+    FORMAT_VERSION,
+    DType,
+    GraphBuilder,
+    Op,
+    QuantParams,
+    TteFormatError,
+    import_seed_pkl,
+    load,
+    reference,
+    save,
+)
 from tte_ir.serialize import MAGIC, graph_to_json
 
 from .helpers import tiny_residual_graph
@@ -56,6 +67,40 @@ def refused(path, pattern):
 
 def test_tiny_round_trip(tiny_file):
     assert_same_graph(tiny_residual_graph().build(), load(tiny_file))
+
+
+def test_plain_int_geometry_of_older_files_loads_as_tuples(tiny_file):
+    """Files written before non-square geometry hold ints for a conv's stride and padding: they load as
+    (sh, sw) and (top, left, bottom, right), the graph unchanged."""
+    graph = load(tiny_file)
+    padding = graph.nodes[0].attrs["padding"]
+    assert len(padding) == 4 and len(set(padding)) == 1
+
+    def as_ints(header):
+        header["graph"]["nodes"][0]["attrs"].update(stride=1, padding=padding[0])
+
+    rewrite_header(tiny_file, as_ints)
+    again = load(tiny_file)
+    assert again.nodes[0].attrs["stride"] == (1, 1) and again.nodes[0].attrs["padding"] == padding
+    x = np.random.default_rng(2).integers(-128, 128, graph.tensors[graph.inputs[0]].shape).astype(np.int8)
+    np.testing.assert_array_equal(reference.run_forward(again, x), reference.run_forward(graph, x))
+
+
+def test_nonsquare_geometry_round_trips(tmp_path):
+    b = GraphBuilder("nonsquare")
+    x = b.input("x", (1, 1, 9, 6), DType.INT8, QuantParams.per_tensor(0.05, 0))
+    w = b.constant("w", np.ones((2, 1, 4, 3), np.int8), QuantParams.per_channel([0.01, 0.02]))
+    bias = b.constant("b", np.zeros(2, np.int32))
+    y = b.tensor("y", (1, 2, 4, 8), DType.INT8, QuantParams.per_tensor(0.1, 0))
+    b.node("c", Op.CONV2D, (x, w, bias), (y,), stride=[2, 1], padding=[1, 2, 0, 2])
+    p = b.tensor("p", (1, 2, 2, 4), DType.INT8, QuantParams.per_tensor(0.1, 0))
+    b.node("mp", Op.MAX_POOL, (y,), (p,), kernel=(2, 3), stride=(2, 2), padding=(0, 1, 0, 1))
+    b.output(p)
+    graph = b.build()
+    assert graph.nodes[0].attrs["stride"] == (2, 1) and graph.nodes[1].attrs["kernel"] == (2, 3)
+    again = load(save(graph, tmp_path / "n.tte"))
+    assert_same_graph(graph, again)
+    assert again.nodes[0].attrs["padding"] == (1, 2, 0, 2)
 
 
 def test_newer_major_version(tiny_file):

@@ -11,6 +11,9 @@ _S8 = npt.NDArray[np.int8]
 _Mask = npt.NDArray[np.uint8]
 _F32 = npt.NDArray[np.float32]
 _Band = tuple[int, int] | None
+# (along H, along W) and (top, left, bottom, right); a plain int means every axis or side
+Stride = int | tuple[int, int]
+Padding = int | tuple[int, int, int, int]
 
 def conv2d_fwd_s8(
     x: _S8,
@@ -18,8 +21,8 @@ def conv2d_fwd_s8(
     bias: npt.NDArray[np.int32],
     multiplier: npt.NDArray[np.float32],
     *,
-    stride: int = 1,
-    padding: int = 0,
+    stride: Stride = 1,
+    padding: Padding = 0,
     groups: int = 1,
     x_zero: int,
     y_zero: int,
@@ -37,8 +40,8 @@ def depthwise_conv2d_fwd_s8(
     bias: npt.NDArray[np.int32],
     multiplier: npt.NDArray[np.float32],
     *,
-    stride: int = 1,
-    padding: int = 0,
+    stride: Stride = 1,
+    padding: Padding = 0,
     x_zero: int,
     y_zero: int,
     act_min: int = -128,
@@ -55,7 +58,7 @@ def pointwise_conv2d_fwd_s8(
     bias: npt.NDArray[np.int32],
     multiplier: npt.NDArray[np.float32],
     *,
-    stride: int = 1,
+    stride: Stride = 1,
     x_zero: int,
     y_zero: int,
     act_min: int = -128,
@@ -105,8 +108,8 @@ def conv2d_fwd_s8_scratch_size(
     out_c: int,
     kernel_h: int,
     kernel_w: int,
-    stride: int = 1,
-    padding: int = 0,
+    stride: Stride = 1,
+    padding: Padding = 0,
     groups: int = 1,
 ) -> int: ...
 def depthwise_conv2d_fwd_s8_scratch_size(
@@ -117,8 +120,8 @@ def depthwise_conv2d_fwd_s8_scratch_size(
     out_c: int,
     kernel_h: int,
     kernel_w: int,
-    stride: int = 1,
-    padding: int = 0,
+    stride: Stride = 1,
+    padding: Padding = 0,
     groups: int = 1,
 ) -> int: ...
 def pointwise_conv2d_fwd_s8_scratch_size(
@@ -129,8 +132,8 @@ def pointwise_conv2d_fwd_s8_scratch_size(
     out_c: int,
     kernel_h: int,
     kernel_w: int,
-    stride: int = 1,
-    padding: int = 0,
+    stride: Stride = 1,
+    padding: Padding = 0,
     groups: int = 1,
 ) -> int: ...
 
@@ -158,8 +161,8 @@ def conv2d_bwd_x_f32(
     *,
     in_h: int,
     in_w: int,
-    stride: int = 1,
-    padding: int = 0,
+    stride: Stride = 1,
+    padding: Padding = 0,
     groups: int = 1,
     w_train: _S8 | None = None,
     train_channels: Sequence[int] | None = None,
@@ -173,8 +176,8 @@ def depthwise_conv2d_bwd_x_f32(
     *,
     in_h: int,
     in_w: int,
-    stride: int = 1,
-    padding: int = 0,
+    stride: Stride = 1,
+    padding: Padding = 0,
     w_train: _S8 | None = None,
     train_channels: Sequence[int] | None = None,
     acc: _F32 | None = None,
@@ -186,7 +189,7 @@ def pointwise_conv2d_bwd_x_f32(
     *,
     in_h: int,
     in_w: int,
-    stride: int = 1,
+    stride: Stride = 1,
     w_train: _S8 | None = None,
     train_channels: Sequence[int] | None = None,
     acc: _F32 | None = None,
@@ -202,8 +205,8 @@ def conv2d_bwd_w_update_s8(
     *,
     train_channels: Sequence[int],
     in_c: int,
-    stride: int = 1,
-    padding: int = 0,
+    stride: Stride = 1,
+    padding: Padding = 0,
     x_zero: int,
     tensor_id: int,
     rounding: str = "stochastic",
@@ -219,8 +222,8 @@ def depthwise_conv2d_bwd_w_update_s8(
     *,
     train_channels: Sequence[int],
     in_c: int,
-    stride: int = 1,
-    padding: int = 0,
+    stride: Stride = 1,
+    padding: Padding = 0,
     x_zero: int,
     tensor_id: int,
     rounding: str = "stochastic",
@@ -236,7 +239,7 @@ def pointwise_conv2d_bwd_w_update_s8(
     *,
     train_channels: Sequence[int],
     in_c: int,
-    stride: int = 1,
+    stride: Stride = 1,
     x_zero: int,
     tensor_id: int,
     rounding: str = "stochastic",
