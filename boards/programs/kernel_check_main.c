@@ -191,8 +191,8 @@ static const char *check(const kernel_shape *s, int variant) {
         if (out_h >= 2) {
             band.y_row = out_h / 2;
             band.y_rows = out_h - out_h / 2;
-            const int32_t first = band.y_row * p.stride - p.padding;
-            const int32_t last = (band.y_row + band.y_rows - 1) * p.stride - p.padding + p.kernel_h;
+            const int32_t first = band.y_row * p.stride_h - p.pad_top;
+            const int32_t last = (band.y_row + band.y_rows - 1) * p.stride_h - p.pad_top + p.kernel_h;
             band.x_row = first < 0 ? 0 : first;
             band.x_rows = (last > p.in_h ? p.in_h : last) - band.x_row;
             rows = &band;
