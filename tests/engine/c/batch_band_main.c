@@ -133,9 +133,21 @@ static void bias_case(int rounding, int32_t tile) {
 
 int main(void) {
     static const int32_t dense_ch[] = {0, 2}, dw_ch[] = {0, 2, 3}, pw_ch[] = {1, 3};
-    const tte_conv2d_params dense = {HW, HW, 3, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, -3, 0, -128, 127, dense_ch, 2};
-    const tte_conv2d_params dw = {HW, HW, 5, 5, 3, 3, 1, 1, 1, 1, 1, 1, 5, 4, 0, -128, 127, dw_ch, 3};
-    const tte_conv2d_params pw = {HW, HW, 4, 6, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, -128, 127, pw_ch, 2};
+    const tte_conv2d_params dense = {
+        .in_h = HW, .in_w = HW, .in_c = 3, .out_c = 5, .kernel_h = 3, .kernel_w = 3, .stride_h = 1, .stride_w = 1,
+        .pad_top = 1, .pad_left = 1, .pad_bottom = 1, .pad_right = 1, .groups = 1, .x_zero = -3, .y_zero = 0,
+        .act_min = -128, .act_max = 127, .train_channels = dense_ch, .train_count = 2,
+    };
+    const tte_conv2d_params dw = {
+        .in_h = HW, .in_w = HW, .in_c = 5, .out_c = 5, .kernel_h = 3, .kernel_w = 3, .stride_h = 1, .stride_w = 1,
+        .pad_top = 1, .pad_left = 1, .pad_bottom = 1, .pad_right = 1, .groups = 5, .x_zero = 4, .y_zero = 0,
+        .act_min = -128, .act_max = 127, .train_channels = dw_ch, .train_count = 3,
+    };
+    const tte_conv2d_params pw = {
+        .in_h = HW, .in_w = HW, .in_c = 4, .out_c = 6, .kernel_h = 1, .kernel_w = 1, .stride_h = 1, .stride_w = 1,
+        .pad_top = 0, .pad_left = 0, .pad_bottom = 0, .pad_right = 0, .groups = 1, .x_zero = 0, .y_zero = 0,
+        .act_min = -128, .act_max = 127, .train_channels = pw_ch, .train_count = 2,
+    };
     for (int rounding = 0; rounding < 2; ++rounding) {
         for (int32_t tile = 1; tile <= 4; ++tile) {
             conv_case("conv2d_bwd_w_acc_s8", tte_conv2d_bwd_w_acc_s8, &dense, 0, rounding, tile);
