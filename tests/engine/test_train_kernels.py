@@ -21,6 +21,7 @@ import tte_engine  # noqa: E402
 from tte_ir import rounding  # noqa: E402
 from tte_ir.kernels import weight_layout  # noqa: E402
 from tte_ir.layout import from_engine_layout  # noqa: E402
+from tte_ir.ops import window_output_size  # noqa: E402
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 zero_points = st.one_of(st.sampled_from([-128, 127, 0]), st.integers(-128, 127))
@@ -65,29 +66,35 @@ def channel_list(data: st.DataObject, count: int) -> list[int]:
 
 @st.composite
 def conv_geometries(draw, kind: str) -> dict:
-    """Channels, output channels, kernel, stride, padding, groups and input size of a ``kind`` conv."""
+    """Channels, output channels, kernel (KH, KW), stride (sh, sw), padding (top, left, bottom, right),
+    groups and input size of a ``kind`` conv: kh != kw, sh != sw and asymmetric padding among them."""
     if kind == "depthwise":
         c = o = groups = draw(st.integers(2, 10))
-        k = draw(st.integers(1, 5))
+        k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
     elif kind == "pointwise":
-        c, o, groups, k = draw(st.integers(1, 12)), draw(st.integers(1, 10)), 1, 1
+        c, o, groups, k = draw(st.integers(1, 12)), draw(st.integers(1, 10)), 1, (1, 1)
     else:
         groups = draw(st.integers(1, 2))
         c, o = groups * draw(st.integers(1, 4)), groups * draw(st.integers(1, 3))
-        k = draw(st.integers(1, 4))
-    stride = draw(st.integers(1, 3))
-    padding = 0 if kind == "pointwise" else draw(st.integers(0, k // 2 + 1))
-    h = draw(st.integers(max(1, k - 2 * padding), 9))
-    w = draw(st.integers(max(1, k - 2 * padding), 9))
+        k = (draw(st.integers(1, 6)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    if kind == "pointwise":
+        padding = (0, 0, 0, 0)
+    else:
+        top, bottom = (draw(st.integers(0, k[0] // 2 + 1)) for _ in range(2))
+        left, right = (draw(st.integers(0, k[1] // 2 + 1)) for _ in range(2))
+        padding = (top, left, bottom, right)
+    h = draw(st.integers(max(1, k[0] - padding[0] - padding[2]), 9))
+    w = draw(st.integers(max(1, k[1] - padding[1] - padding[3]), 9))
     return {"c": c, "o": o, "k": k, "stride": stride, "padding": padding, "groups": groups, "h": h, "w": w}
 
 
 def out_size(g: dict) -> tuple[int, int]:
-    return tuple((n + 2 * g["padding"] - g["k"]) // g["stride"] + 1 for n in (g["h"], g["w"]))
+    return window_output_size((g["h"], g["w"]), g["k"], g["stride"], g["padding"])
 
 
 def weights(rng, g: dict) -> np.ndarray:
-    return s8(rng, g["o"], g["c"] // g["groups"], g["k"], g["k"], low=-127)
+    return s8(rng, g["o"], g["c"] // g["groups"], *g["k"], low=-127)
 
 
 def trained_slice(data, rng, g: dict, kind: str, w: np.ndarray) -> tuple[list[int], np.ndarray | None]:
@@ -95,7 +102,7 @@ def trained_slice(data, rng, g: dict, kind: str, w: np.ndarray) -> tuple[list[in
     if (kind == "dense" and g["groups"] != 1) or not data.draw(st.booleans()):
         return [], None
     channels = channel_list(data, g["c"])
-    shape = (len(channels), 1, g["k"], g["k"]) if kind == "depthwise" else (g["o"], len(channels), g["k"], g["k"])
+    shape = (len(channels), 1, *g["k"]) if kind == "depthwise" else (g["o"], len(channels), *g["k"])
     return channels, s8(rng, *shape, low=-127)
 
 
@@ -206,8 +213,9 @@ def test_forward_conv_with_a_trained_slice_and_row_bands(kind: str, data: st.Dat
     out_h = out_size(g)[0]
     y_row = data.draw(st.integers(0, out_h - 1))
     y_rows = data.draw(st.integers(1, out_h - y_row))
-    first = max(0, y_row * g["stride"] - g["padding"])
-    last = min(g["h"], (y_row + y_rows - 1) * g["stride"] - g["padding"] + g["k"])
+    (sh, _), top = g["stride"], g["padding"][0]
+    first = max(0, y_row * sh - top)
+    last = min(g["h"], (y_row + y_rows - 1) * sh - top + g["k"][0])
     first = max(0, min(first, last - 1) - data.draw(st.integers(0, 1)))
     last = max(last, first + 1)
     case = tc.conv_fwd_case(kind, x, w, b, m, **geometry, **q, rows=(first, last - first, y_row, y_rows))
@@ -270,9 +278,9 @@ def test_conv_bwd_x_channel_tiles_equal_untiled(kind: str, data: st.DataObject) 
 def w_update_inputs(data: st.DataObject, kind: str) -> dict:
     rng = rng_of(data)
     g = data.draw(conv_geometries(kind).filter(lambda g: g["groups"] == 1 or kind == "depthwise"))
-    full = (g["c"], 1, g["k"], g["k"]) if kind == "depthwise" else (g["o"], g["c"], g["k"], g["k"])
+    full = (g["c"], 1, *g["k"]) if kind == "depthwise" else (g["o"], g["c"], *g["k"])
     channels = channel_list(data, g["c"])
-    slice_shape = (len(channels), 1, g["k"], g["k"]) if kind == "depthwise" else (g["o"], len(channels), g["k"], g["k"])
+    slice_shape = (len(channels), 1, *g["k"]) if kind == "depthwise" else (g["o"], len(channels), *g["k"])
     out_c = g["c"] if kind == "depthwise" else g["o"]
     # 1/s_w^2 for weight scales around 1e-2, and frozen channels (0 from qas_divisors; inf caught by the kernel)
     inv = (1.0 / np.exp(rng.uniform(np.log(3e-3), np.log(3e-2), out_c)) ** 2).astype(np.float32)
