@@ -121,6 +121,7 @@ tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
         return tte_ref_depthwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
     const int32_t channels = p->in_c, kh = p->kernel_h, kw = p->kernel_w;
+    const int32_t stride_h = p->stride_h, stride_w = p->stride_w, pad_top = p->pad_top, pad_left = p->pad_left;
     const dw_call d = {
         .channels = channels,
         .x_row = p->in_w * channels,
@@ -136,13 +137,13 @@ tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
     const int32_t square = kh == kw && (kh == 3 || kh == 5 || kh == 7) ? kh : 0;
     const int plain = mask == NULL && p->act_min == -128 && p->act_max == 127;
     for (int32_t oy = win.oy_begin; oy < win.oy_end; ++oy) {
-        const int32_t iy = oy * p->stride_h - p->pad_top;
+        const int32_t iy = oy * stride_h - pad_top;
         int32_t ky0, ky1;
         dw_taps(iy, kh, p->in_h, &ky0, &ky1);
         const int8_t *x_line = x + (size_t)(iy + ky0 - win.x_row) * d.x_row;
         int8_t *y_line = y + (size_t)(oy - win.oy_begin) * win.out_w * channels;
         for (int32_t ox = 0; ox < win.out_w; ++ox) {
-            const int32_t ix = ox * p->stride_w - p->pad_left;
+            const int32_t ix = ox * stride_w - pad_left;
             int32_t kx0, kx1;
             dw_taps(ix, kw, p->in_w, &kx0, &kx1);
             const int8_t *xp = x_line + (ix + kx0) * channels;

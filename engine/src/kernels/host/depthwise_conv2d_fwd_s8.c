@@ -80,15 +80,16 @@ static void dw_taps(int32_t at, int32_t k, int32_t size, int32_t *first, int32_t
 static TTE_HOST_CLONES void dw_run(const tte_conv2d_params *p, const dw_call *d, const tte_conv2d_window *win,
                                    const int8_t *x, const int8_t *w, int8_t *y) {
     const int32_t channels = p->in_c, kh = p->kernel_h, kw = p->kernel_w;
+    const int32_t stride_h = p->stride_h, stride_w = p->stride_w, pad_top = p->pad_top, pad_left = p->pad_left;
     const int32_t square = kh == kw && (kh == 3 || kh == 5 || kh == 7) ? kh : 0;
     for (int32_t oy = win->oy_begin; oy < win->oy_end; ++oy) {
-        const int32_t iy = oy * p->stride_h - p->pad_top;
+        const int32_t iy = oy * stride_h - pad_top;
         int32_t ky0, ky1;
         dw_taps(iy, kh, p->in_h, &ky0, &ky1);
         const int8_t *x_line = x + (size_t)(iy + ky0 - win->x_row) * d->x_row;
         int8_t *y_line = y + (size_t)(oy - win->oy_begin) * win->out_w * channels;
         for (int32_t ox = 0; ox < win->out_w; ++ox) {
-            const int32_t ix = ox * p->stride_w - p->pad_left;
+            const int32_t ix = ox * stride_w - pad_left;
             int32_t kx0, kx1;
             dw_taps(ix, kw, p->in_w, &kx0, &kx1);
             const int8_t *xp = x_line + (ix + kx0) * channels;
