@@ -199,3 +199,63 @@ def field_position(table, slot: int) -> int:
     """Where field ``slot`` of a generated-accessor ``table`` lies in its buffer (0 if absent)."""
     offset = table._tab.Offset(4 + 2 * slot)
     return table._tab.Pos + offset if offset else 0
+
+
+def shared_vector_model(operators: int, inputs: int) -> bytes:
+    """``operators`` ADD operators whose inputs are all one vector of ``inputs`` indices: a file of
+    ~4 * (inputs + 6 * operators) bytes that a reader following every reference reads quadratically."""
+    b = flatbuffers.Builder(1024)
+    shared = _numbers(b, np.zeros(inputs), "<i4")
+    outs = _numbers(b, [0], "<i4")
+    ops = []
+    for _ in range(operators):
+        tflite.OperatorStart(b)
+        tflite.OperatorAddInputs(b, shared)
+        tflite.OperatorAddOutputs(b, outs)
+        ops.append(tflite.OperatorEnd(b))
+    return _wrap(b, ops, [Tensor("x", (1,))], [0])
+
+
+def shared_buffer_model(tensors: int, nbytes: int) -> bytes:
+    """``tensors`` constant tensors of ``nbytes`` int8 each, all on one buffer: views cost the reader
+    nothing, but an importer copying each would hold ``tensors * nbytes`` bytes."""
+    return _wrap(
+        flatbuffers.Builder(1024), [], [Tensor(f"w{i}", (nbytes,)) for i in range(tensors)], [1] * tensors, nbytes
+    )
+
+
+def _wrap(b: flatbuffers.Builder, ops: list[int], tensors: list[Tensor], buffers: list[int], blob: int = 0) -> bytes:
+    tensor_tables = []
+    for t, buffer in zip(tensors, buffers, strict=True):
+        name, shape = b.CreateString(t.name), _numbers(b, t.shape, "<i4")
+        tflite.TensorStart(b)
+        tflite.TensorAddShape(b, shape)
+        tflite.TensorAddType(b, tflite.TensorType.INT8)
+        tflite.TensorAddBuffer(b, buffer)
+        tflite.TensorAddName(b, name)
+        tensor_tables.append(tflite.TensorEnd(b))
+    buffer_tables = []
+    for size in (0, blob):
+        data = _numbers(b, np.zeros(size), "u1") if size else None
+        tflite.BufferStart(b)
+        if data is not None:
+            tflite.BufferAddData(b, data)
+        buffer_tables.append(tflite.BufferEnd(b))
+    tensor_vector, op_vector, io = _tables(b, tensor_tables), _tables(b, ops), _numbers(b, [0], "<i4")
+    tflite.OperatorCodeStart(b)
+    tflite.OperatorCodeAddBuiltinCode(b, tflite.BuiltinOperator.ADD)
+    code = tflite.OperatorCodeEnd(b)
+    tflite.SubGraphStart(b)
+    tflite.SubGraphAddTensors(b, tensor_vector)
+    tflite.SubGraphAddInputs(b, io)
+    tflite.SubGraphAddOutputs(b, io)
+    tflite.SubGraphAddOperators(b, op_vector)
+    subgraph = tflite.SubGraphEnd(b)
+    codes, subs, bufs = _tables(b, [code]), _tables(b, [subgraph]), _tables(b, buffer_tables)
+    tflite.ModelStart(b)
+    tflite.ModelAddVersion(b, 3)
+    tflite.ModelAddOperatorCodes(b, codes)
+    tflite.ModelAddSubgraphs(b, subs)
+    tflite.ModelAddBuffers(b, bufs)
+    b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
+    return bytes(b.Output())

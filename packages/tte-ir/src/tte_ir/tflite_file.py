@@ -40,6 +40,7 @@ from tte_ir._ir import TteError
 __all__ = [
     "MAX_ELEMENTS",
     "MAX_RANK",
+    "MAX_TOTAL_ELEMENTS",
     "TfliteFormatError",
     "TfliteModel",
     "TfliteOperator",
@@ -53,6 +54,7 @@ FILE_IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3
 MAX_RANK = 8  # TFLite's kernels take at most 6 dimensions; a rank above this is not a model
 MAX_ELEMENTS = 1 << 28  # elements of one tensor: far above any microcontroller model, far below a bad shape's
+MAX_TOTAL_ELEMENTS = 1 << 30  # over all tensors: what a forward pass of the model could have to hold
 MAX_FILE_BYTES = 1 << 31  # the flatbuffer format's own limit (signed 32-bit offsets)
 
 # numpy element types of the TensorType values with a fixed size; the others (STRING, INT4 packed two
@@ -190,6 +192,12 @@ def read_tflite(path: str | os.PathLike[str]) -> TfliteModel:
 def parse_tflite(data: bytes, name: str = "<bytes>") -> TfliteModel:
     """Check and read the bytes of a ``.tflite`` file; ``name`` names it in messages."""
     data = bytes(data)
+    try:
+        import tflite  # noqa: F401  (the enums and options tables below come from it)
+    except ImportError:
+        raise TfliteFormatError(
+            f"{name}: reading .tflite files needs the tflite package: pip install 'tte-ir[tflite]'"
+        ) from None
     try:
         return _parse(data, name)
     except _Bad as exc:
@@ -332,12 +340,14 @@ def _snake(name: str) -> str:
 
 
 @cache
-def _option_fields(class_name: str) -> tuple[type, tuple[tuple[str, str, bool], ...]]:
+def _option_fields(class_name: str) -> tuple[type | None, tuple[tuple[str, str, bool], ...]]:
     """The generated options class and its fields: (accessor, snake_case name, whether a vector)."""
     import tflite
 
-    cls = getattr(tflite, class_name)
-    fields = []
+    cls = getattr(tflite, class_name, None)
+    fields: list[tuple[str, str, bool]] = []
+    if cls is None:
+        return None, ()
     for attr, member in vars(cls).items():
         if not callable(member) or attr.startswith("_") or attr == "Init" or attr.startswith("GetRootAs"):
             continue
@@ -352,11 +362,15 @@ def _options(reader: _Reader, table: _Table | None, kind: int, what: str) -> tup
     if kind == 0:
         return "", {}
     class_name = _enum_names("BuiltinOptions").get(kind)
-    if class_name is None:
+    cls, fields = _option_fields(class_name) if class_name else (None, ())
+    if cls is None:
         return f"UNKNOWN_OPTIONS_{kind}", {}
     if table is None:
         raise _Bad(f"{what}: builtin options of type {class_name} are missing")
-    cls, fields = _option_fields(class_name)
+    slots = (table.vtable_size - 4) // 2
+    reader.charge(slots, f"{what} {class_name}")
+    for slot in range(slots):
+        table._field(slot, 1, f"{class_name} #{slot}")
     options = cls()
     options.Init(reader.data, table.pos)
     values: dict[str, Any] = {}
@@ -371,7 +385,7 @@ def _options(reader: _Reader, table: _Table | None, kind: int, what: str) -> tup
                 value = getattr(options, accessor)()
                 values[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         except (struct.error, ValueError, IndexError, TypeError, OverflowError) as exc:
-            raise _Bad(f"{what}: {class_name}.{key} cannot be read ({exc})") from None
+            raise _Bad(f"{what}: {class_name}.{key} cannot be read: damaged table ({type(exc).__name__})") from None
     return class_name, values
 
 
@@ -396,6 +410,7 @@ def _parse(data: bytes, name: str) -> TfliteModel:
     main.what = "subgraph 0"
     tensor_tables = main.tables(0, "tensors")
     tensors = tuple(_tensor(r, t, i, buffers) for i, t in enumerate(tensor_tables))
+    _check_totals(tensors, len(data))
     count = len(tensors)
     inputs = _indices(main.ints(1, "inputs"), count, "subgraph input", optional=False)
     outputs = _indices(main.ints(2, "outputs"), count, "subgraph output", optional=False)
@@ -426,6 +441,17 @@ def _parse(data: bytes, name: str) -> TfliteModel:
         subgraph_count=len(subgraphs),
         metadata=metadata,
     )
+
+
+def _check_totals(tensors: tuple[TfliteTensor, ...], size: int) -> None:
+    """Bound what the tensors make later stages hold: tensors sharing one buffer are views here, but an
+    importer copies each (transposed), and a forward pass holds every activation."""
+    constant = sum(t.data.nbytes for t in tensors if t.data is not None)
+    if constant > 4 * size + (1 << 20):
+        raise _Bad(f"the tensors' constants add up to {constant} bytes, far more than the file's {size}: not a model")
+    total = sum(math.prod(max(d, 1) for d in t.shape) for t in tensors)
+    if total > MAX_TOTAL_ELEMENTS:
+        raise _Bad(f"the tensors hold {total} elements in all (at most {MAX_TOTAL_ELEMENTS})")
 
 
 def _buffers(r: _Reader, model: _Table) -> list[tuple[int, int]]:
