@@ -1,0 +1,203 @@
+"""Fuzzing the .tflite reader: damaged, truncated, spliced and random files are refused in one line or
+read into a model whose every index and view holds.
+
+Seeds are the real int8 models of ``../shared/models/tflite`` (TensorFlow's converter output) and a
+small model built here. Each property changes bytes (bit flips, bytes, 32-bit words set to hostile
+offsets and lengths, truncation, tails), splices two files, or draws random bytes behind a valid root
+offset and identifier, then asserts that :func:`parse_tflite` raises one :class:`TfliteFormatError`
+line naming the file, or returns a model that satisfies :func:`_check_model`; any other exception, or
+a case running longer than ``TTE_FUZZ_TIMEOUT`` seconds (10), fails.
+
+``TTE_FUZZ_EXAMPLES`` sets the number of cases over all properties (400 by default, derandomized;
+``nox -s fuzz`` runs many more), and ``TTE_FUZZ_REPORT`` a JSON file into which the cases run and how
+they ended go under the key ``"tflite"`` (beside what the .tte reader's fuzz wrote there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from collections import Counter
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import shared_path
+from tte_ir.tflite_file import TfliteFormatError, TfliteModel, parse_tflite
+
+pytest.importorskip("tflite", reason="the tflite package (tte-ir[tflite]) is not installed")
+
+from .tflite_bytes import tiny_conv
+
+PROPERTIES = 4
+TOTAL = int(os.environ.get("TTE_FUZZ_EXAMPLES", "400"))
+TIMEOUT_S = float(os.environ.get("TTE_FUZZ_TIMEOUT", "10"))
+FUZZ = settings(
+    max_examples=max(1, TOTAL // PROPERTIES),
+    deadline=None,  # the hard per-case timeout below counts hangs; timing noise must not fail a case
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize="TTE_FUZZ_EXAMPLES" not in os.environ,
+)
+SEED_MODELS = ("lenet5", "lenet5_b1", "dscnn", "dscnn_b1", "resnet8_b1", "mobilenetv1_025_vww_b1")
+OUTCOMES: Counter[str] = Counter()
+NAME = "fuzzed.tflite"
+WORDS = [0, 1, 2, 3, 4, 8, 0x7F, 0x80, 0xFF, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFF0, 0xFFFFFFFF]
+
+
+class Hang(Exception):
+    """A case ran past TTE_FUZZ_TIMEOUT."""
+
+
+@cache
+def seeds() -> dict[str, bytes]:
+    out = {"tiny": tiny_conv()}
+    folder = shared_path() / "models" / "tflite"
+    for name in SEED_MODELS:
+        path = folder / f"{name}.tflite"
+        if path.exists():
+            out[name] = path.read_bytes()
+    return out
+
+
+SEED = st.sampled_from(sorted(seeds()))
+
+
+def _check_model(model: TfliteModel, data: bytes) -> None:
+    """What every consumer relies on in a model the reader returned."""
+    count = len(model.tensors)
+    assert all(0 <= i < count for i in (*model.inputs, *model.outputs))
+    for op in model.operators:
+        assert all(-1 <= i < count for i in op.inputs) and all(0 <= i < count for i in op.outputs)
+        assert op.version >= 1 and isinstance(op.options, dict)
+    for index, tensor in enumerate(model.tensors):
+        assert tensor.index == index and len(tensor.shape) == len(tensor.shape_signature)
+        assert all(d >= 0 for d in tensor.shape)
+        if tensor.data is not None:
+            assert not tensor.data.flags.writeable
+            assert tensor.data_offset >= 0 and tensor.data_offset + tensor.data.nbytes <= len(data)
+            if tensor.data.dtype != np.uint8 or tensor.dtype in ("UINT8",):
+                assert tensor.data.shape == tensor.shape
+            np.asarray(tensor.data).tobytes()
+        q = tensor.quantization
+        if q is not None:
+            assert len(q.scales) == len(q.zero_points) >= 1 and np.all(np.isfinite(q.scales))
+            assert len(q.scales) == 1 or tensor.shape[q.quantized_dimension] == len(q.scales)
+    assert all(isinstance(v, bytes) for v in model.metadata.values())
+
+
+def _on_alarm(signum, frame):
+    raise Hang(f"a case ran longer than {TIMEOUT_S} s")
+
+
+def check(data: bytes) -> str:
+    """The property on one file's bytes; returns how it ended."""
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, TIMEOUT_S)
+    try:
+        try:
+            model = parse_tflite(data, NAME)
+        except TfliteFormatError as exc:
+            message = str(exc)
+            assert message.startswith(f"{NAME}: ") and "\n" not in message, message
+            # the kind of refusal: the message without its numbers, names and quoted values
+            outcome = "refused: " + re.sub(r"'[^']*'|\d+", "#", message[len(NAME) + 2 :])[:70]
+        else:
+            _check_model(model, data)
+            outcome = "read"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    OUTCOMES[outcome] += 1
+    return outcome
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report():
+    OUTCOMES.clear()
+    yield
+    target = os.environ.get("TTE_FUZZ_REPORT")
+    if target:
+        path = Path(target)
+        summary = json.loads(path.read_text()) if path.exists() else {}
+        summary["tflite"] = {"cases": sum(OUTCOMES.values()), "outcomes": dict(OUTCOMES)}
+        path.write_text(json.dumps(summary, indent=1))
+
+
+def test_seed_files_read():
+    assert seeds().keys() >= {"tiny"}
+    for name, data in seeds().items():
+        assert check(data) == "read", name
+
+
+@FUZZ
+@given(seed=SEED, data=st.data())
+def test_byte_mutations(seed, data):
+    """Bit flips, bytes and hostile 32-bit words (offsets, lengths, indices) anywhere; truncation; tails."""
+    raw = bytearray(seeds()[seed])
+    for _ in range(data.draw(st.integers(1, 6), label="edits")):
+        kind = data.draw(st.sampled_from(["flip", "byte", "word", "word", "truncate", "extend"]), label="kind")
+        at = data.draw(st.integers(0, len(raw) - 1), label="at")
+        if kind == "flip":
+            raw[at] ^= 1 << data.draw(st.integers(0, 7), label="bit")
+        elif kind == "byte":
+            raw[at] = data.draw(st.integers(0, 255), label="byte")
+        elif kind == "word":
+            at -= at % 4  # the flatbuffer aligns offsets and lengths to 4 bytes
+            word = data.draw(st.one_of(st.sampled_from([*WORDS, len(raw), len(raw) - at]), st.integers(0, 2**32 - 1)))
+            raw[at : at + 4] = int(word).to_bytes(4, "little")
+        elif kind == "truncate":
+            del raw[at:]
+            if not raw:
+                break
+        else:
+            raw += data.draw(st.binary(min_size=1, max_size=64), label="tail")
+    check(bytes(raw))
+
+
+@FUZZ
+@given(seed=SEED, data=st.data())
+def test_small_model_word_mutations(seed, data):
+    """The small model (under a kilobyte) with its words rewritten: most reach a table or a vector."""
+    raw = bytearray(seeds()["tiny"])
+    for _ in range(data.draw(st.integers(1, 3), label="edits")):
+        at = 4 * data.draw(st.integers(0, len(raw) // 4 - 1), label="word at")
+        word = data.draw(st.one_of(st.sampled_from(WORDS), st.integers(0, 2**32 - 1), st.integers(0, len(raw))))
+        raw[at : at + 4] = int(word).to_bytes(4, "little")
+    check(bytes(raw))
+
+
+@FUZZ
+@given(first=SEED, second=SEED, data=st.data())
+def test_splices(first, second, data):
+    """A slice of one file written over, or inserted into, another."""
+    a, b = bytearray(seeds()[first]), seeds()[second]
+    start = data.draw(st.integers(0, len(b) - 1), label="from")
+    piece = b[start : start + data.draw(st.integers(1, 4096), label="length")]
+    at = data.draw(st.integers(0, len(a)), label="at")
+    if data.draw(st.booleans(), label="insert"):
+        a[at:at] = piece
+    else:
+        a[at : at + len(piece)] = piece
+    check(bytes(a))
+
+
+@FUZZ
+@given(body=st.binary(max_size=2048), root=st.integers(0, 2100), identify=st.booleans())
+def test_random_bytes(body, root, identify):
+    """Random bytes, most behind an in-range root offset and the TFL3 identifier."""
+    head = root.to_bytes(4, "little") + (b"TFL3" if identify else b"")
+    check(head + body)
+
+
+def test_the_property_can_fail():
+    """A reader result that breaks an invariant fails the check."""
+    model = parse_tflite(seeds()["tiny"], NAME)
+    broken = TfliteModel(**{**vars(model), "inputs": (len(model.tensors),)})
+    with pytest.raises(AssertionError):
+        _check_model(broken, seeds()["tiny"])
