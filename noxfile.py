@@ -16,7 +16,7 @@ CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 
 # Each package with the extras its tests need, in dependency order.
 PACKAGES = {
-    "tte-ir": "./packages/tte-ir[plot]",
+    "tte-ir": "./packages/tte-ir[plot,tflite]",
     "tte-codegen": "./packages/tte-codegen",
     "tte-algo": "./packages/tte-algo",
     "tte-engine": "./engine",

@@ -109,7 +109,27 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         f"{int8_weight_bytes:,} int8 weight bytes, {float_weight_bytes:,} fp32 weight bytes, "
         f"largest activation {max(r.activation_bytes for r in rows):,} B"
     )
+    for line in _provenance(graph.metadata):
+        print(line)
     return 0
+
+
+# what an importer records about the file a graph came from, in the order `tte inspect` shows it
+_PROVENANCE_KEYS = ("source", "source_sha256", "importer", "requant", "tflite_ops", "quantization", "provenance",
+                    "softmax", "head")  # fmt: skip
+
+
+def _provenance(metadata: Any) -> list[str]:
+    """One line per recorded provenance entry of a graph's metadata (nested mappings as ``key=value``)."""
+    lines = []
+    for key in _PROVENANCE_KEYS:
+        if key not in metadata:
+            continue
+        value = metadata[key]
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        lines.append(f"{key}: {value}")
+    return lines
 
 
 def _count(n: int, noun: str) -> str:

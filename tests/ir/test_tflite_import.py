@@ -1,0 +1,280 @@
+"""`tte import-tflite`: TensorFlow's int8 models import with their quantization and names, their forward
+gives TFLite's reference-kernel codes (0 differing under fixed requantization), and what tte cannot
+express is refused in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tte_ir._ir
+import tte_ir.quant
+from tte_ir import DType, Op, Scheme, compile_training, load
+from tte_ir.cli import main
+from tte_ir.eval_cli import evaluate_graph
+from tte_ir.reference import run_forward
+from tte_ir.tflite_import import TfliteImportError, activation_range, import_tflite, same_padding, softmax_int8
+
+tflite = pytest.importorskip("tflite", reason="the tflite package (tte-ir[tflite]) is not installed")
+
+from .tflite_bytes import Operator, Tensor, build_tflite, tiny_conv  # noqa: E402  (needs tflite)
+
+MODELS = (
+    "lenet5",
+    "lenet5_b1",
+    "resnet8",
+    "resnet8_b1",
+    "dscnn",
+    "dscnn_b1",
+    "mobilenetv1_025_vww",
+    "mobilenetv1_025_vww_b1",
+)
+SQUARE = ("lenet5", "lenet5_b1")  # every other model has asymmetric SAME padding or a non-square kernel
+NONSQUARE = hasattr(tte_ir._ir, "as_padding")  # the IR takes (top, left, bottom, right) padding
+FIXED = any("fixed" in name for name in vars(tte_ir.quant))  # tte_ir.quant derives requant "fixed" parameters
+
+
+@pytest.fixture(scope="module")
+def models_dir(shared_dir: Path) -> Path:
+    path = shared_dir / "models" / "tflite"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+def _importable(name: str) -> None:
+    if name not in SQUARE and not NONSQUARE:
+        pytest.skip(f"{name} needs asymmetric padding or a non-square kernel, which this IR does not take yet")
+
+
+def _golden(models_dir: Path, name: str):
+    return np.load(models_dir / f"{name}.golden.npz"), json.loads((models_dir / f"{name}.json").read_text())
+
+
+def _nchw(a: np.ndarray) -> np.ndarray:
+    return a.transpose(0, 3, 1, 2) if a.ndim == 4 else a
+
+
+def _intermediates(graph, golden, prefix: str) -> dict[str, tuple[float, int]]:
+    """Share of differing codes and max difference of every golden tensor of the first image that the
+    graph computes (the int32 shape arithmetic and the softmax output are not graph tensors)."""
+    values = run_forward(graph, _nchw(golden["input"][:1]), return_all=True)
+    result = {}
+    for key in golden.files:
+        if key.startswith(prefix + "/") and key[len(prefix) + 1 :] in values:
+            got = values[key[len(prefix) + 1 :]].astype(np.int64)
+            diff = np.abs(got - _nchw(golden[key]).astype(np.int64))
+            result[key] = (float(np.mean(diff > 0)), int(diff.max()))
+    return result
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_import_keeps_tflite_names_shapes_and_quantization(models_dir, name):
+    _importable(name)
+    golden, info = _golden(models_dir, name)
+    graph = import_tflite(models_dir / f"{name}.tflite")
+    assert graph.metadata["requant"] == "fixed"
+    assert graph.metadata["source_sha256"] and graph.metadata["source"] == f"{name}.tflite"
+    assert sum(graph.metadata["tflite_ops"].values()) == len(info["operators"])
+    assert graph.metadata["provenance"]["min_runtime_version"] == "1.14.0"
+    assert graph.metadata["softmax"]["output"] == info["output_name"]
+    x = graph.tensors[graph.inputs[0]]
+    assert x.name == info["input_name"] and x.quant.zero_point == info["input_zero_point"]
+    assert x.shape == (1, info["input_shape"][3], *info["input_shape"][1:3])
+    computed = 0
+    for tname, meta in info["intermediate_tensors_first_image"].items():
+        if meta["dtype"] != "int8" or tname == info["output_name"]:
+            continue
+        spec = graph.tensors[tname]
+        shape = meta["shape"]
+        assert spec.shape == (tuple(shape) if len(shape) == 2 else (1, shape[3], shape[1], shape[2]))
+        assert (spec.quant.tensor_scale, spec.quant.zero_point) == (np.float32(meta["scale"][0]), meta["zero_point"][0])
+        computed += 1
+    assert computed == len(_intermediates(graph, golden, "ref_tensor"))
+    convs = [n for n in graph.nodes if n.op in (Op.CONV2D, Op.LINEAR)]
+    assert len(convs) == len(info["per_channel_weight_tensors"])
+    assert all(graph.tensors[n.inputs[1]].quant.axis == 0 for n in convs)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_float_requant_is_close_to_tflite(models_dir, name):
+    """requant float (tte's float32 rounding) differs from TFLite's integer arithmetic by a few codes
+    at most, and classifies the golden images as TFLite does but for at most one."""
+    _importable(name)
+    golden, _ = _golden(models_dir, name)
+    graph = import_tflite(models_dir / f"{name}.tflite", requant="float")
+    for key, (share, worst) in _intermediates(graph, golden, "ref_tensor").items():
+        assert worst <= 8 and share < 0.05, key
+    result = evaluate_graph(graph, _nchw(golden["input"]), golden["labels"])
+    agree = np.mean(np.argmax(result.logits, axis=1) == np.argmax(golden["output_ref"], axis=1))
+    assert agree >= 1 - 1 / 32
+
+
+@pytest.mark.skipif(not FIXED, reason="requant 'fixed' (tte_ir.quant) is not in this tte yet")
+@pytest.mark.parametrize("name", MODELS)
+def test_fixed_requant_equals_tflite_reference_kernels(models_dir, name):
+    _importable(name)
+    golden, _ = _golden(models_dir, name)
+    graph = import_tflite(models_dir / f"{name}.tflite")
+    differing = {key: v for key, v in _intermediates(graph, golden, "ref_tensor").items() if v[1]}
+    assert differing == {}
+    result = evaluate_graph(graph, _nchw(golden["input"]), golden["labels"])
+    np.testing.assert_array_equal(result.codes, golden["output_ref"])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_softmax_int8_equals_tflite_on_the_golden_logits(models_dir, name):
+    golden, info = _golden(models_dir, name)
+    softmax = next(op for op in info["operators"] if op["op"] == "SOFTMAX")
+    logits = softmax["inputs"][0]
+    scale = info["intermediate_tensors_first_image"][logits]["scale"][0]
+    got = softmax_int8(golden[f"ref_tensor/{logits}"], input_scale=scale)
+    np.testing.assert_array_equal(got, golden[f"ref_tensor/{info['output_name']}"])
+
+
+def test_softmax_int8_is_within_a_code_of_the_real_softmax():
+    rng = np.random.default_rng(0)
+    for scale in (0.02, 0.1, 0.5):
+        logits = rng.integers(-128, 128, size=(64, 10)).astype(np.int8)
+        real = np.exp(scale * (logits.astype(np.float64) - logits.max(axis=1, keepdims=True)))
+        expected = np.clip(np.rint(real / real.sum(axis=1, keepdims=True) * 256) - 128, -128, 127)
+        got = softmax_int8(logits, input_scale=scale)
+        assert np.abs(got.astype(np.int64) - expected).max() <= 1
+
+
+def test_dynamic_batch_flatten_folds_to_the_static_graph(models_dir):
+    dynamic = import_tflite(models_dir / "lenet5.tflite")
+    static = import_tflite(models_dir / "lenet5_b1.tflite")
+    assert [n.op for n in dynamic.nodes] == [n.op for n in static.nodes]
+    flatten = next(n for n in dynamic.nodes if n.op is Op.RESHAPE)
+    assert flatten.attrs["order"] == "hwc" and flatten.attrs["shape"] == [1, 400]
+    assert {"SHAPE", "STRIDED_SLICE", "PACK"} <= set(dynamic.metadata["folded_at_import"])
+    golden, _ = _golden(models_dir, "lenet5")
+    x = _nchw(golden["input"][:4])
+    for i in range(4):
+        np.testing.assert_array_equal(run_forward(dynamic, x[i : i + 1]), run_forward(static, x[i : i + 1]))
+
+
+@pytest.mark.parametrize("head", ["int8", "fp32"])
+def test_new_head_replaces_the_last_fully_connected_and_compiles(models_dir, head):
+    graph = import_tflite(models_dir / "lenet5.tflite", num_classes=5, head=head, seed=3)
+    last = graph.nodes[-1]
+    assert last.op is Op.LINEAR and last.name == "head" and graph.outputs == ("logits",)
+    assert graph.tensors["logits"].shape == (1, 5)
+    assert graph.tensors["head.w"].dtype is (DType.INT8 if head == "int8" else DType.FLOAT32)
+    assert "softmax" not in graph.metadata and graph.metadata["num_classes"] == 5
+    again = import_tflite(models_dir / "lenet5.tflite", num_classes=5, head=head, seed=3)
+    np.testing.assert_array_equal(graph.constants["head.w"], again.constants["head.w"])
+    training = compile_training(graph, Scheme(n_bias=2, head=head))
+    assert training.metadata["training"]["logits"]
+
+
+def test_cli_writes_a_graph_inspect_shows(models_dir, tmp_path, capsys):
+    out = tmp_path / "lenet5.tte"
+    assert main(["import-tflite", str(models_dir / "lenet5.tflite"), "-o", str(out), "--requant", "float"]) == 0
+    assert "CONV_2D v3 x2" in capsys.readouterr().out
+    graph = load(out)
+    assert graph.metadata["requant"] == "float"
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "conv_2d_0" in text and "totals: 2 convs, 3 linear layers" in text
+    assert "requant: float" in text and f"source_sha256: {graph.metadata['source_sha256']}" in text
+    assert "tflite_ops: CONV_2D v3=2" in text and "min_runtime_version=1.14.0" in text
+
+
+def test_same_padding_and_activation_ranges_follow_tflite():
+    assert same_padding(32, 3, 2) == (0, 1)  # stride 2: the extra row goes after
+    assert same_padding(49, 10, 2) == (4, 5) and same_padding(10, 4, 2) == (1, 1)
+    assert same_padding(28, 5, 1) == (2, 2) and same_padding(10, 1, 2) == (0, 0)
+    assert activation_range("relu", 0.05, 5) == (5, 127)
+    assert activation_range("relu6", 0.05, 5) == (5, 125)
+    assert activation_range("relu6", 0.01, -128) == (-128, 127)  # 6 / 0.01 is past the int8 range
+    assert activation_range("relu_n1_to_1", 0.01, 0) == (-100, 100)
+    assert activation_range("none", 0.05, 5) == (-128, 127)
+
+
+def test_tiny_conv_padding_and_fused_relu(tmp_path):
+    path = tmp_path / "conv.tflite"
+    path.write_bytes(tiny_conv())
+    graph = import_tflite(path, requant="float")
+    conv = graph.nodes[0]
+    assert conv.attrs["padding"] == 1 and conv.attrs["stride"] == 1
+    assert (conv.attrs["act_min"], conv.attrs["act_max"]) == (5, 127)  # RELU on zero point 5
+    w = graph.constants["conv/weights"]
+    assert w.shape == (3, 2, 3, 3)  # OHWI -> OIHW
+
+
+def _pad_conv_model(pad: bool) -> bytes:
+    """A 3x3 conv of a 1x5x5x2 map with one pixel of padding: a PAD then a VALID conv, or a SAME conv."""
+    rng = np.random.default_rng(1)
+    weights = rng.integers(-127, 128, size=(4, 3, 3, 2), dtype=np.int8).tobytes()
+    tensors = [
+        Tensor("input", (1, 5, 5, 2), scales=(0.02,), zero_points=(7,)),
+        Tensor("w", (4, 3, 3, 2), data=weights, scales=(0.01, 0.02, 0.03, 0.04), zero_points=(0, 0, 0, 0)),
+        Tensor("b", (4,), "INT32", np.array([1, 2, 3, 4], "<i4").tobytes()),
+        Tensor("y", (1, 5, 5, 4), scales=(0.07,), zero_points=(-1,)),
+        Tensor("paddings", (4, 2), "INT32", np.array([[0, 0], [1, 1], [1, 1], [0, 0]], "<i4").tobytes()),
+        Tensor("padded", (1, 7, 7, 2), scales=(0.02,), zero_points=(7,)),
+    ]
+    conv = {"stride_w": 1, "stride_h": 1, "fused_activation_function": 0}
+    if not pad:
+        ops = [Operator("CONV_2D", (0, 1, 2), (3,), 3, "Conv2DOptions", {**conv, "padding": tflite.Padding.SAME})]
+        return build_tflite(tensors[:4], ops, (0,), (3,))
+    ops = [
+        Operator("PAD", (0, 4), (5,), 1),
+        Operator("CONV_2D", (5, 1, 2), (3,), 3, "Conv2DOptions", {**conv, "padding": tflite.Padding.VALID}),
+    ]
+    return build_tflite(tensors, ops, (0,), (3,))
+
+
+def test_pad_folds_into_the_next_conv(tmp_path):
+    graphs = []
+    for pad in (True, False):
+        path = tmp_path / f"pad{pad}.tflite"
+        path.write_bytes(_pad_conv_model(pad))
+        graphs.append(import_tflite(path, requant="float"))
+    folded, same = graphs
+    assert [n.op for n in folded.nodes] == [Op.CONV2D] and folded.nodes[0].attrs["padding"] == 1
+    x = np.random.default_rng(2).integers(-128, 128, size=(1, 2, 5, 5)).astype(np.int8)
+    np.testing.assert_array_equal(run_forward(folded, x), run_forward(same, x))
+
+
+def _refusal(tmp_path, capsys, data: bytes, *extra: str) -> str:
+    path = tmp_path / "m.tflite"
+    path.write_bytes(data)
+    out = tmp_path / "m.tte"
+    assert main(["import-tflite", str(path), "-o", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and str(path) in err
+    assert not out.exists()
+    return err
+
+
+def test_unsupported_op_and_version_are_refused_by_name(tmp_path, capsys):
+    err = _refusal(tmp_path, capsys, tiny_conv("CONV_3D"))
+    assert "op #0 CONV_3D (version 3) is not supported" in err and "supported: CONV_2D" in err
+    err = _refusal(tmp_path, capsys, tiny_conv(version=7))
+    assert "op #0 CONV_2D version 7 is newer than the versions tte knows (1-6)" in err
+
+
+def test_what_the_ops_cannot_express_is_refused(tmp_path, capsys):
+    assert "dilated convolutions are not supported" in _refusal(tmp_path, capsys, tiny_conv(dilation_h_factor=2))
+    assert "fused activation 4 is not supported" in _refusal(tmp_path, capsys, tiny_conv(fused_activation_function=4))
+    assert "--classes replaces the last FULLY_CONNECTED" in _refusal(tmp_path, capsys, tiny_conv(), "--classes", "3")
+
+
+def test_damaged_file_is_one_line(tmp_path, capsys):
+    data = bytearray(tiny_conv())
+    _refusal(tmp_path, capsys, bytes(data[: len(data) // 2]))
+
+
+def test_bad_arguments_are_refused(tmp_path):
+    path = tmp_path / "conv.tflite"
+    path.write_bytes(tiny_conv())
+    with pytest.raises(TfliteImportError, match="--classes must be at least 1"):
+        import_tflite(path, num_classes=0)
+    with pytest.raises(TfliteImportError, match="requant must be"):
+        import_tflite(path, requant="exact")
