@@ -278,3 +278,100 @@ def test_bad_arguments_are_refused(tmp_path):
         import_tflite(path, num_classes=0)
     with pytest.raises(TfliteImportError, match="requant must be"):
         import_tflite(path, requant="exact")
+
+
+def _every_op_model() -> bytes:
+    """A small model through every op the importer maps but PAD (tested above): float input, QUANTIZE,
+    CONV_2D + RELU6, HARD_SWISH, MEAN, LOGISTIC, MUL by the gate, ADD, CONCATENATION, DEPTHWISE_CONV_2D,
+    AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE, FULLY_CONNECTED, SOFTMAX, DEQUANTIZE."""
+    rng = np.random.default_rng(4)
+
+    def codes(*shape):
+        return rng.integers(-127, 128, size=shape, dtype=np.int8).tobytes()
+
+    s_in, s_w, s_dw, s_fc = 0.02, (0.01, 0.02, 0.015, 0.03), tuple(0.01 + 0.002 * i for i in range(8)), (0.02,) * 3
+    s_map, s_dwo = 0.05, 0.06
+    bias = lambda n, scales: Tensor(n, (len(scales),), "INT32", rng.integers(-300, 300, len(scales)).astype("<i4").tobytes(),  # noqa: E731
+                                    scales=scales, zero_points=(0,) * len(scales))  # fmt: skip
+    q = lambda n, shape, s, z: Tensor(n, shape, scales=(s,), zero_points=(z,))  # noqa: E731
+    tensors = [
+        Tensor("image", (1, 4, 4, 3), "FLOAT32"),
+        q("image_q", (1, 4, 4, 3), s_in, -10),
+        Tensor("conv/w", (4, 1, 1, 3), data=codes(4, 1, 1, 3), scales=s_w, zero_points=(0,) * 4),
+        bias("conv/b", tuple(s_in * s for s in s_w)),
+        q("conv", (1, 4, 4, 4), s_map, 3),
+        q("hswish", (1, 4, 4, 4), 0.04, -20),
+        Tensor("axes", (2,), "INT32", np.array([1, 2], "<i4").tobytes()),
+        q("mean", (1, 1, 1, 4), 0.03, 0),
+        q("gate", (1, 1, 1, 4), 1 / 256, -128),
+        q("mul", (1, 4, 4, 4), s_map, 3),
+        q("add", (1, 4, 4, 4), s_map, 3),
+        q("cat", (1, 4, 4, 8), s_map, 3),
+        Tensor("dw/w", (1, 3, 3, 8), data=codes(1, 3, 3, 8), scales=s_dw, zero_points=(0,) * 8, axis=3),
+        bias("dw/b", tuple(s_map * s for s in s_dw)),
+        q("dw", (1, 4, 4, 8), s_dwo, -5),
+        q("avg", (1, 2, 2, 8), s_dwo, -5),
+        q("max", (1, 1, 1, 8), s_dwo, -5),
+        Tensor("shape", (2,), "INT32", np.array([1, 8], "<i4").tobytes()),
+        q("flat", (1, 8), s_dwo, -5),
+        Tensor("fc/w", (3, 8), data=codes(3, 8), scales=s_fc, zero_points=(0,) * 3),
+        bias("fc/b", tuple(s_dwo * s for s in s_fc)),
+        q("logits", (1, 3), 0.08, 2),
+        q("probs", (1, 3), 1 / 256, -128),
+        Tensor("probs_f", (1, 3), "FLOAT32"),
+    ]
+    same, valid = tflite.Padding.SAME, tflite.Padding.VALID
+    conv = {"stride_w": 1, "stride_h": 1}
+    pool = lambda k: {"padding": valid, "stride_w": k, "stride_h": k, "filter_width": k, "filter_height": k}  # noqa: E731
+    ops = [
+        Operator("QUANTIZE", (0,), (1,)),
+        Operator("CONV_2D", (1, 2, 3), (4,), 3, "Conv2DOptions", {**conv, "padding": valid, "fused_activation_function": 3}),
+        Operator("HARD_SWISH", (4,), (5,)),
+        Operator("MEAN", (5, 6), (7,), 2, "ReducerOptions", {"keep_dims": True}),
+        Operator("LOGISTIC", (7,), (8,), 2),
+        Operator("MUL", (4, 8), (9,), 2, "MulOptions", {}),
+        Operator("ADD", (9, 4), (10,), 2, "AddOptions", {}),
+        Operator("CONCATENATION", (10, 4), (11,), 2, "ConcatenationOptions", {"axis": 3}),
+        Operator("DEPTHWISE_CONV_2D", (11, 12, 13), (14,), 3, "DepthwiseConv2DOptions",
+                 {**conv, "padding": same, "depth_multiplier": 1, "fused_activation_function": 1}),
+        Operator("AVERAGE_POOL_2D", (14,), (15,), 2, "Pool2DOptions", pool(2)),
+        Operator("MAX_POOL_2D", (15,), (16,), 2, "Pool2DOptions", pool(2)),
+        Operator("RESHAPE", (16, 17), (18,)),
+        Operator("FULLY_CONNECTED", (18, 19, 20), (21,), 4, "FullyConnectedOptions", {}),
+        Operator("SOFTMAX", (21,), (22,), 2, "SoftmaxOptions", {"beta": 1.0}),
+        Operator("DEQUANTIZE", (22,), (23,), 2),
+    ]  # fmt: skip
+    return build_tflite(tensors, ops, (0,), (23,))
+
+
+def test_every_op_against_tflite_reference_kernels(tmp_path):
+    """The model above through TFLite's interpreter (reference kernels) and through the imported graph:
+    every activation within a few codes under requant float, equal under fixed."""
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert (TFLite's interpreter) is absent")
+    path = tmp_path / "every_op.tflite"
+    path.write_bytes(_every_op_model())
+    interpreter = litert.Interpreter(
+        model_path=str(path), experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF,
+        experimental_preserve_all_tensors=True,
+    )  # fmt: skip
+    interpreter.allocate_tensors()
+    names = {d["name"]: d["index"] for d in interpreter.get_tensor_details()}
+    for requant in ("float", "fixed") if FIXED else ("float",):
+        graph = import_tflite(path, requant=requant)
+        assert graph.inputs == ("image_q",) and graph.metadata["float_input"]["name"] == "image"
+        ops = {n.op for n in graph.nodes}
+        assert ops == {Op.CONV2D, Op.LUT, Op.GLOBAL_AVG_POOL, Op.MUL, Op.ADD, Op.CONCAT, Op.AVG_POOL, Op.MAX_POOL,
+                       Op.RESHAPE, Op.LINEAR}  # fmt: skip
+        for seed in range(4):
+            image = np.random.default_rng(seed).uniform(-2.0, 2.5, size=(1, 4, 4, 3)).astype(np.float32)
+            interpreter.set_tensor(names["image"], image)
+            interpreter.invoke()
+            values = run_forward(graph, _nchw(interpreter.get_tensor(names["image_q"])), return_all=True)
+            for name in ("conv", "hswish", "mean", "gate", "mul", "add", "cat", "dw", "avg", "max", "flat", "logits"):
+                diff = np.abs(
+                    values[name].astype(np.int64) - _nchw(interpreter.get_tensor(names[name])).astype(np.int64)
+                )
+                assert diff.max() <= (0 if requant == "fixed" else 4), (requant, name, diff.max())
+            probs = softmax_int8(values["logits"], input_scale=0.08)
+            if requant == "fixed":
+                np.testing.assert_array_equal(probs, interpreter.get_tensor(names["probs"]))
