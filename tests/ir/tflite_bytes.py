@@ -259,3 +259,39 @@ def _wrap(b: flatbuffers.Builder, ops: list[int], tensors: list[Tensor], buffers
     tflite.ModelAddBuffers(b, bufs)
     b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
     return bytes(b.Output())
+
+
+def tiny_depthwise() -> bytes:
+    """A trainable model: 3x3 depthwise (SAME, RELU) on 1x5x5x4, flatten, FULLY_CONNECTED to 3 classes."""
+    rng = np.random.default_rng(1)
+    dw = rng.integers(-127, 128, size=(1, 3, 3, 4), dtype=np.int8)
+    dw_scales = (0.004, 0.006, 0.005, 0.003)
+    fc = rng.integers(-127, 128, size=(3, 100), dtype=np.int8)
+    x_scale, h_scale, fc_scale = 0.02, 0.03, 0.002
+    tensors = [
+        Tensor("input", (1, 5, 5, 4), scales=(x_scale,), zero_points=(-128,)),
+        Tensor("dw/weights", (1, 3, 3, 4), data=dw.tobytes(), scales=dw_scales, zero_points=(0,) * 4, axis=3),
+        Tensor(
+            "dw/bias", (4,), "INT32", np.array([5, -7, 100, 0], "<i4").tobytes(),
+            scales=tuple(x_scale * s for s in dw_scales), zero_points=(0,) * 4,
+        ),
+        Tensor("dw/out", (1, 5, 5, 4), scales=(h_scale,), zero_points=(-128,)),
+        Tensor("flatten/shape", (2,), "INT32", np.array([1, 100], "<i4").tobytes()),
+        Tensor("flatten/out", (1, 100), scales=(h_scale,), zero_points=(-128,)),
+        Tensor("fc/weights", (3, 100), data=fc.tobytes(), scales=(fc_scale,) * 3, zero_points=(0,) * 3),
+        Tensor(
+            "fc/bias", (3,), "INT32", np.array([50, -50, 0], "<i4").tobytes(),
+            scales=(h_scale * fc_scale,) * 3, zero_points=(0,) * 3,
+        ),
+        Tensor("logits", (1, 3), scales=(0.1,), zero_points=(3,)),
+    ]  # fmt: skip
+    dw_options = {"padding": tflite.Padding.SAME, "stride_w": 1, "stride_h": 1, "depth_multiplier": 1}
+    ops = [
+        Operator(
+            "DEPTHWISE_CONV_2D", (0, 1, 2), (3,), 3, "DepthwiseConv2DOptions",
+            {**dw_options, "fused_activation_function": 1},
+        ),
+        Operator("RESHAPE", (3, 4), (5,), 1),
+        Operator("FULLY_CONNECTED", (5, 6, 7), (8,), 4, "FullyConnectedOptions", {}),
+    ]  # fmt: skip
+    return build_tflite(tensors, ops, (0,), (8,))
