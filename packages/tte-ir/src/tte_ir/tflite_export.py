@@ -228,10 +228,6 @@ def _patched(graph: Graph, model: TfliteModel, original: bytes) -> tuple[bytes, 
             f"not from this file ({model.digest[:12]}...)"
         )
     pairs = _match(_graph_layers(graph), _file_ops(model))
-    by_name = {t.name: t for t in model.tensors}
-    for name in graph.tensors:
-        if name not in graph.constants and name in by_name:
-            _check_quant(graph, name, by_name[name], "activation")
     data = bytearray(original)
     changed = max_change = written = 0
     regions: dict[int, bytes] = {}
@@ -271,6 +267,10 @@ def _patched(graph: Graph, model: TfliteModel, original: bytes) -> tuple[bytes, 
                 diff = np.abs(out.astype(np.int64) - tensor.data.astype(np.int64))
                 max_change = max(max_change, int(diff.max()))
             data[start : start + len(raw)] = raw
+    by_name = {t.name: t for t in model.tensors}
+    for name in graph.tensors:
+        if name not in graph.constants and name in by_name:
+            _check_quant(graph, name, by_name[name], "activation")
     return bytes(data), written, changed, max_change
 
 
