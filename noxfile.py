@@ -148,6 +148,17 @@ def zoo(session: nox.Session) -> None:
                 env={"OMP_NUM_THREADS": "2", "TTE_ROOT": str(ROOT)})  # fmt: skip
 
 
+@nox.session
+def tflite(session: nox.Session) -> None:
+    """The int8 TensorFlow Lite models of ../shared/models/tflite (issue 13), one table per model: ops,
+    parameters, import time, parity with TFLite's interpreter (requant fixed and float, against its reference
+    and optimized kernels' goldens) and held-out accuracy before and after a short simulated transfer."""
+    session.install(*CONSTRAINTS, "./packages/tte-ir[tflite]", "./packages/tte-codegen", "./packages/tte-algo")
+    models = Path(os.environ.get("TTE_SHARED", ROOT.parent / "shared")) / "models" / "tflite"
+    session.run("python", "-m", "tte_algo.tflite_bench", "--dir", str(models), *session.posargs,
+                env={"OMP_NUM_THREADS": "2"})  # fmt: skip
+
+
 # ---- engine and boards (issue 3) ----------------------------------------------------------------------------------
 
 FIRMWARE_TOOL = str(ROOT / "boards" / "tools" / "firmware.py")
