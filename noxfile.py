@@ -44,10 +44,11 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
-# What `nox -s fuzz` runs: (test file, share of the cases). The .tte reader reports every case it ran;
-# the scheme and data-file properties run their share each (hypothesis statistics in the log).
+# What `nox -s fuzz` runs: (test file, share of the cases). The .tte and .tflite readers report every case
+# they ran; the scheme and data-file properties run their share each (hypothesis statistics in the log).
 FUZZ_SHARES = (
-    ("tests/ir/test_format_fuzz.py", 0.6),
+    ("tests/ir/test_format_fuzz.py", 0.4),
+    ("tests/ir/test_tflite_fuzz.py", 0.2),
     ("tests/ir/test_scheme_fuzz.py", 0.15),  # two properties: 0.3 of the cases
     ("tests/codegen/test_data_fuzz.py", 0.1),
 )
@@ -56,8 +57,8 @@ FUZZ_SHARES = (
 @nox.session
 def fuzz(session: nox.Session) -> None:
     """The input paths fuzzed with 100,000 mutated cases in all (posargs: another total): .tte files
-    (tests/ir/test_format_fuzz.py), schemes (test_scheme_fuzz.py) and tte run data files
-    (tests/codegen/test_data_fuzz.py). Prints the cases run and how they ended; any uncaught exception or
+    (tests/ir/test_format_fuzz.py), .tflite files (test_tflite_fuzz.py), schemes (test_scheme_fuzz.py) and
+    tte run data files (tests/codegen/test_data_fuzz.py). Prints the cases run and how they ended; any uncaught exception or
     hang fails it."""
     install_packages(session, "tte-ir", "tte-codegen", "tte-engine")
     total = int(session.posargs[0]) if session.posargs else 100_000
@@ -72,6 +73,10 @@ def fuzz(session: nox.Session) -> None:
         session.log(f"  {count:>7}  {outcome}")
     for warning, count in sorted(result["warnings"].items()):
         session.log(f"  {count:>7}  warning (not a failure): {warning}")
+    tflite = result["tflite"]
+    session.log(f"fuzz: .tflite reader {tflite['cases']} cases, 0 uncaught exceptions, 0 hangs (over 10 s); outcomes:")
+    for outcome, count in sorted(tflite["outcomes"].items(), key=lambda item: -item[1]):
+        session.log(f"  {count:>7}  {outcome}")
 
 
 @nox.session
