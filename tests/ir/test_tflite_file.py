@@ -198,6 +198,10 @@ def test_hostile_offsets_are_refused(lenet):
     _refused(_patched(lenet, tensors_field, "<I", 0xFFFFFFF0), "subgraph 0 tensors", "past the end of the file")
     vector = tensors_field + struct.unpack_from("<I", lenet, tensors_field)[0]
     _refused(_patched(lenet, vector, "<I", 0x7FFFFFFF), "subgraph 0 tensors", "2147483647 elements")
+    # a reference to itself (flatbuffer offsets only point forward, so this is the only loop one can write)
+    subgraphs = field_position(model, 2)
+    element = subgraphs + struct.unpack_from("<I", lenet, subgraphs)[0] + 4
+    _refused(_patched(lenet, element, "<I", 0), "model subgraphs[0]")
     # a field whose offset leaves its table
     op_vtable = sub.Operators(0)._tab.Pos - struct.unpack_from("<i", lenet, sub.Operators(0)._tab.Pos)[0]
     _refused(_patched(lenet, op_vtable + 2, "<H", 4), "operator 0", "outside its table")

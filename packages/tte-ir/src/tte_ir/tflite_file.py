@@ -201,10 +201,7 @@ def parse_tflite(data: bytes, name: str = "<bytes>") -> TfliteModel:
     try:
         return _parse(data, name)
     except _Bad as exc:
-        message = f"{name}: {exc}"
-    except RecursionError:
-        message = f"{name}: nested too deeply to be a TFLite model"
-    raise TfliteFormatError(_one_line(message))
+        raise TfliteFormatError(_one_line(f"{name}: {exc}")) from None
 
 
 def _one_line(message: str) -> str:
@@ -273,7 +270,8 @@ class _Table:
             what,
         )
 
-    def _field(self, slot: int, width: int, name: str) -> int | None:
+    def position(self, slot: int, width: int, name: str) -> int | None:
+        """Where field ``slot`` (``width`` bytes) lies in the file, None if the table leaves it out."""
         entry = 4 + 2 * slot
         if entry >= self.vtable_size:
             return None
@@ -285,17 +283,17 @@ class _Table:
         return self.pos + offset
 
     def scalar(self, slot: int, fmt: str, default: Any, name: str) -> Any:
-        pos = self._field(slot, struct.calcsize(fmt), name)
+        pos = self.position(slot, struct.calcsize(fmt), name)
         return default if pos is None else self.r.scalar(fmt, pos, f"{self.what} {name}")
 
     def table(self, slot: int, name: str) -> _Table | None:
-        pos = self._field(slot, 4, name)
+        pos = self.position(slot, 4, name)
         what = f"{self.what} {name}"
         return None if pos is None else self.r.table(self.r.follow(pos, what), what)
 
     def array(self, slot: int, dtype: str, name: str) -> np.ndarray | None:
         """A vector of scalars as a read-only numpy view, charged to the budget (None if absent)."""
-        pos = self._field(slot, 4, name)
+        pos = self.position(slot, 4, name)
         if pos is None:
             return None
         what = f"{self.what} {name}"
@@ -318,7 +316,7 @@ class _Table:
             raise _Bad(f"{self.what} {name} is not UTF-8 text") from None
 
     def tables(self, slot: int, name: str) -> list[_Table]:
-        pos = self._field(slot, 4, name)
+        pos = self.position(slot, 4, name)
         if pos is None:
             return []
         what = f"{self.what} {name}"
@@ -370,7 +368,7 @@ def _options(reader: _Reader, table: _Table | None, kind: int, what: str) -> tup
     slots = (table.vtable_size - 4) // 2
     reader.charge(slots, f"{what} {class_name}")
     for slot in range(slots):
-        table._field(slot, 1, f"{class_name} #{slot}")
+        table.position(slot, 1, f"{class_name} #{slot}")
     options = cls()
     options.Init(reader.data, table.pos)
     values: dict[str, Any] = {}
@@ -466,7 +464,7 @@ def _buffers(r: _Reader, model: _Table) -> list[tuple[int, int]]:
                 raise _Bad(f"buffer {i}: {size} bytes at offset {offset} run past the end of the file ({r.size} bytes)")
             out.append((offset, size))
             continue
-        pos = buf._field(0, 4, "data")
+        pos = buf.position(0, 4, "data")
         if pos is None:
             out.append((0, 0))
         else:
@@ -531,7 +529,7 @@ def _tensor(r: _Reader, t: _Table, index: int, buffers: list[tuple[int, int]]) -
     buffer = t.scalar(2, "<I", 0, "buffer")
     if buffer >= len(buffers):
         raise _Bad(f"{t.what} refers to buffer {buffer}; the file has {len(buffers)}")
-    sparse = t._field(6, 4, "sparsity") is not None
+    sparse = t.position(6, 4, "sparsity") is not None
     start, size = buffers[buffer]
     data = offset = None
     if size:
