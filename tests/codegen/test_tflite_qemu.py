@@ -1,0 +1,56 @@
+"""TensorFlow Lite models on a microcontroller (issue 13 acceptance): every int8 model of
+../shared/models/tflite, imported as it is (requant fixed), compiles with a sparse scheme (biases of the last
+four convs, half the input channels of the third-last conv's weights, the whole last conv, the fp32 head)
+under a memory budget, and its generated C trains 10 steps identically on the host and under QEMU
+Cortex-M7: the same losses, parameters and logits, bit for bit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tflite", reason="the tflite package (tte-ir[tflite]) is not installed")
+
+from tests.ir.test_tflite_import import MODELS, _importable
+from tte_codegen import generate, run_firmware
+from tte_ir import QuantParams, Scheme, WeightUpdate, compile_training, conv_nodes, memory_report
+from tte_ir.datasets import load_digits
+from tte_ir.tflite_import import import_tflite
+
+from .conftest import qemu_tools
+from .test_qemu import STEPS, assert_bit_exact, host_run
+
+pytestmark = [pytest.mark.qemu, pytest.mark.slow]
+
+BUDGET_HEADROOM = 1.25  # a quarter above the smallest-peak plan, spent by the compiler on taller row tiles
+PIXEL_CODES = QuantParams.per_tensor(1 / 127.5, 0)  # digits as the codes p - 128 (the models' [0, 1] inputs)
+
+
+def sparse_scheme(n: int) -> Scheme:
+    """The sparse update of the module docstring on a model of ``n`` convs."""
+    return Scheme(n_bias=min(4, n), weights=(WeightUpdate(max(n - 3, 0), 0.5), WeightUpdate(n - 1, 1.0)))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_tflite_model_trains_identically_on_the_host_and_cortex_m7(name, shared_dir: Path, tmp_path):
+    _importable(name)
+    qemu_tools()
+    path = shared_dir / "models" / "tflite" / f"{name}.tflite"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    graph = import_tflite(path)
+    scheme = sparse_scheme(len(conv_nodes(graph)))
+    smallest = memory_report(compile_training(graph, scheme), input_in_arena=True).total_bytes
+    budget = int(smallest * BUDGET_HEADROOM)
+    training = compile_training(graph, scheme, budget=budget)
+    assert training.metadata["requant"] == "fixed"
+    assert memory_report(training, input_in_arena=True).total_bytes <= budget
+    project = generate(training, tmp_path / "model")
+    digits = load_digits(graph.tensors[graph.inputs[0]].shape[1:])
+    classes = graph.tensors[graph.outputs[0]].shape[1]
+    xs, labels = digits.codes(PIXEL_CODES)[:STEPS], digits.y[:STEPS] % classes
+    run = run_firmware(project, xs, labels, board="qemu-mps2-an500", build_dir=tmp_path / "m7")
+    assert_bit_exact(run, host_run(project, training, xs, labels, tmp_path / "host"))
+    assert np.all(np.isfinite(run.losses)) and len(run.losses) == STEPS
