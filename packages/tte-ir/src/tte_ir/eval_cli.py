@@ -26,27 +26,32 @@ import argparse
 import io
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tte_ir._ir import DType, Graph, Op, TteError
+from tte_ir._ir import DType, Graph, Op, QuantParams, TteError
 from tte_ir.datasets import Data, load_dataset, parse_classes
 from tte_ir.reference import FORWARD, forward_node
 
 __all__ = ["EvalResult", "evaluate_graph", "forward_of", "register_eval"]
 
 
+@dataclass(frozen=True)
 class EvalResult:
-    """The logits (or output codes) ``[N, classes]``, the final codes (after a recorded softmax), the
-    labels and the top-1 accuracy of one evaluation."""
+    """One evaluation: the logits (the graph's output codes, or an fp32 head's logits) ``[N, classes]``,
+    the final codes (after a recorded softmax; else the logits themselves) and the labels."""
 
-    def __init__(self, logits: np.ndarray, codes: np.ndarray, labels: np.ndarray) -> None:
-        self.logits = logits
-        self.codes = codes
-        self.labels = labels
-        self.accuracy = float(np.mean(np.argmax(logits, axis=1) == labels)) if len(labels) else 0.0
+    logits: np.ndarray
+    codes: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def accuracy(self) -> float:
+        """Top-1 accuracy of the logits (0 on no inputs)."""
+        return float(np.mean(np.argmax(self.logits, axis=1) == self.labels)) if len(self.labels) else 0.0
 
 
 def forward_of(graph: Graph) -> tuple[str, str, list[Any]]:
@@ -59,8 +64,10 @@ def forward_of(graph: Graph) -> tuple[str, str, list[Any]]:
         image, logits = str(info["input"]), str(info["logits"])
     else:
         if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-            raise TteError(f"graph '{graph.name}' has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; "
-                           "tte eval runs a model of one image and one output")  # fmt: skip
+            raise TteError(
+                f"graph '{graph.name}' has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; tte eval "
+                "runs a model of one image and one output"
+            )
         image, logits = graph.inputs[0], graph.outputs[0]
     nodes = []
     for node in graph.nodes:
@@ -75,8 +82,6 @@ def forward_of(graph: Graph) -> tuple[str, str, list[Any]]:
 
 def _codes(data: Data, graph: Graph, image: str, images: bool) -> np.ndarray:
     """The int8 input codes of ``data`` (module docstring: images fill the int8 range)."""
-    from tte_ir._ir import QuantParams
-
     if data.x.dtype == np.int8:
         return data.x
     if images:  # (p - 128) / 127.5 is exactly the code p - 128 under scale 1/127.5, zero point 0

@@ -247,8 +247,9 @@ class _Importer:
         self.pads: dict[int, tuple[int, tuple[int, int, int, int]]] = {}  # PAD output -> (its input, padding)
         self.names: set[str] = set()
         self.metadata: dict[str, Any] = {"requant": requant}
-        self.b = GraphBuilder(_graph_name(path), {})
+        self.b = GraphBuilder(path.stem, {})
         self.op: TfliteOperator | None = None
+        self.first_input = -1
 
     # -- messages -------------------------------------------------------------------------------------
     def fail(self, message: str) -> TfliteImportError:
@@ -299,11 +300,11 @@ class _Importer:
         self.values[index] = name
         return name
 
-    def value(self, index: int, *, padded: bool = False) -> str:
-        """The tte tensor holding activation ``index``; a PAD's output only where ``padded`` (a conv)."""
+    def value(self, index: int) -> str:
+        """The tte tensor holding activation ``index`` (a PAD's output is read only by the conv it folds into)."""
         if index < 0:
             raise self.fail("an input it needs is left out")
-        if index in self.pads and not padded:
+        if index in self.pads:
             raise self.fail(
                 f"it reads the output of a PAD ('{self.tensor(index).name}'); tte folds a PAD only into convs"
             )
@@ -367,7 +368,7 @@ class _Importer:
         if final is None:
             raise self.fail(f"the model's output '{self.tensor(output).name}' is not computed by an imported op")
         self.b.output(final)
-        self.b.metadata.update(self.summary())
+        self.b.metadata.update(self.summary(self.values[self.first_input], final))
         try:
             return self.b.build()
         except TteError as exc:
@@ -410,6 +411,7 @@ class _Importer:
         name = self.tte_name(t)
         self.b.input(name, _tte_shape(t.shape, self, t.name), DType.INT8, self.quant(t))
         self.values[index] = name
+        self.first_input = index
         return ops
 
     def output_edge(self, ops: list[TfliteOperator]) -> tuple[list[TfliteOperator], int]:
@@ -750,7 +752,7 @@ class _Importer:
         raise self.fail("tte imports SOFTMAX only as the model's last op (training's loss replaces it)")
 
     # -- metadata -------------------------------------------------------------------------------------
-    def summary(self) -> dict[str, Any]:
+    def summary(self, image: str, output: str) -> dict[str, Any]:
         ops = Counter(f"{op.opcode} v{op.version}" for op in self.m.operators)
         weights = [
             self.tensor(op.inputs[1])
@@ -758,7 +760,7 @@ class _Importer:
             if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 1
         ]
         per_channel = sum(1 for t in weights if t.quantization is not None and t.quantization.per_channel)
-        x, y = (self.b.spec(name) for name in (self.b._inputs[0], self.b._outputs[0]))
+        x, y = self.b.spec(image), self.b.spec(output)
         quant = {
             "activations": "int8, per tensor, asymmetric",
             "weights": f"int8, {per_channel} of {len(weights)} per output channel, zero point 0",
@@ -777,10 +779,6 @@ class _Importer:
             "provenance": {"description": self.m.description, **{k: _text(v) for k, v in self.m.metadata.items()}},
             **self.metadata,
         }
-
-
-def _graph_name(path: Path) -> str:
-    return path.stem
 
 
 def _tte_shape(shape: Sequence[int], importer: _Importer, name: str) -> tuple[int, ...]:
