@@ -80,6 +80,7 @@ def test_import_keeps_tflite_names_shapes_and_quantization(models_dir, name):
     assert graph.metadata["source_sha256"] and graph.metadata["source"] == f"{name}.tflite"
     assert sum(graph.metadata["tflite_ops"].values()) == len(info["operators"])
     assert graph.metadata["provenance"]["min_runtime_version"] == "1.14.0"
+    assert graph.metadata["provenance"]["CONVERSION_METADATA"].endswith(" 2.21.0")  # TensorFlow's version
     assert graph.metadata["softmax"]["output"] == info["output_name"]
     x = graph.tensors[graph.inputs[0]]
     assert x.name == info["input_name"] and x.quant.zero_point == info["input_zero_point"]

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -222,7 +223,8 @@ def _sides(top: int, left: int, bottom: int, right: int) -> int | tuple[int, int
 
 
 def _text(value: bytes) -> str:
-    """A metadata entry as text when it is printable (NULs at the end dropped), else its size."""
+    """A metadata entry as text when it is printable (NULs at the end dropped), else its size and the
+    printable runs inside it (CONVERSION_METADATA, a flatbuffer, holds the converter's version)."""
     stripped = value.rstrip(b"\x00")
     try:
         text = stripped.decode("utf-8")
@@ -230,7 +232,8 @@ def _text(value: bytes) -> str:
         text = None
     if text is not None and text.isprintable() and len(text) <= 200:
         return text
-    return f"<{len(value)} bytes>"
+    runs = [run.decode("ascii") for run in re.findall(rb"[\x20-\x7e]{4,}", value)][:8]
+    return f"<{len(value)} bytes>" + (f" {' '.join(runs)}" if runs else "")
 
 
 class _Importer:
