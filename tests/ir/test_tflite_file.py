@@ -253,7 +253,9 @@ def test_bad_quantization_is_refused():
     _refused(_model(Tensor("w", (4, 2), scales=(0.1, 0.2, 0.3), axis=0)), "3 per-channel scales along dimension 0")
     _refused(_model(Tensor("w", (4, 2), scales=(0.1, 0.2), axis=5)), "along dimension 5")
     _refused(_model(Tensor("x", (2,), scales=(0.1,), zero_points=(200,))), "zero point lies outside the INT8 range")
-    _refused(_model(Tensor("x", (2,), scales=(float("nan"),))), "negative or not finite")
+    _refused(_model(Tensor("x", (2,), scales=(float("nan"),))), "zero, negative or not finite")
+    _refused(_model(Tensor("x", (2,), scales=(0.0,))), "zero, negative or not finite")
+    _refused(_model(Tensor("w", (2, 1), scales=(0.1, -0.1), axis=0)), "zero, negative or not finite")
     _refused(_model(Tensor("x", (2,), scales=(0.1, 0.1), zero_points=(0,), axis=0)), "2 scales but 1 zero points")
     q = parse_tflite(_model(Tensor("w", (4, 2), scales=(0.1, 0.2, 0.3, 0.4), zero_points=(0, 1, 2, 3)))).tensors[0]
     assert q.quantization.per_channel and q.quantization.zero_points.tolist() == [0, 1, 2, 3]

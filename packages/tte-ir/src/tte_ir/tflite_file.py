@@ -571,8 +571,9 @@ def _quantization(t: _Table, shape: tuple[int, ...], dtype: str) -> TfliteQuanti
     if zero_points is None or len(zero_points) != len(scales):
         found = 0 if zero_points is None else len(zero_points)
         raise _Bad(f"{t.what}: {len(scales)} scales but {found} zero points")
-    if not np.all(np.isfinite(scales)) or np.any(scales < 0):
-        raise _Bad(f"{t.what}: a quantization scale is negative or not finite")
+    if not np.all(np.isfinite(scales)) or np.any(scales <= 0):
+        # TFLite divides by scales (effective multipliers, activation ranges): a zero one is no model
+        raise _Bad(f"{t.what}: a quantization scale is zero, negative or not finite")
     axis = q.scalar(6, "<i", 0, "quantized_dimension")
     if len(scales) > 1 and not (0 <= axis < len(shape) and shape[axis] == len(scales)):
         raise _Bad(f"{t.what}: {len(scales)} per-channel scales along dimension {axis} of shape {list(shape)}")
