@@ -22,14 +22,27 @@ ALLOWED = {
 }
 # The `tte` subcommands each installation must offer, and no others.
 COMMANDS = {
-    "tte-ir": {"import-pkl", "inspect", "compile", "plan"},
-    "tte-codegen": {"import-pkl", "inspect", "compile", "plan", "generate", "run"},
+    "tte-ir": {"import-pkl", "inspect", "compile", "plan", "import-tflite", "eval", "export-tflite"},
+    "tte-codegen": {
+        "import-pkl",
+        "inspect",
+        "compile",
+        "plan",
+        "import-tflite",
+        "eval",
+        "export-tflite",
+        "generate",
+        "run",
+    },
     "tte-engine": None,  # a library: no command
     "tte-algo": {
         "import-pkl",
         "inspect",
         "compile",
         "plan",
+        "import-tflite",
+        "eval",
+        "export-tflite",
         "generate",
         "run",
         "quantize",
