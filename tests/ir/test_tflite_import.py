@@ -268,6 +268,14 @@ def test_what_the_ops_cannot_express_is_refused(tmp_path, capsys):
     assert "--classes replaces the last FULLY_CONNECTED" in _refusal(tmp_path, capsys, tiny_conv(), "--classes", "3")
 
 
+def test_an_op_without_its_inputs_is_refused(tmp_path, capsys):
+    """Found by the reader's fuzz (the importer indexed a missing input): an op's arity is checked first."""
+    tensors = [Tensor("input", (1, 4, 4, 2), scales=(0.02,), zero_points=(0,)), Tensor("y", (1, 4, 4, 3))]
+    ops = [Operator("CONV_2D", (0,), (1,), 3, "Conv2DOptions", {"stride_w": 1, "stride_h": 1})]
+    err = _refusal(tmp_path, capsys, build_tflite(tensors, ops, (0,), (1,)))
+    assert "op #0 CONV_2D has inputs [0] and outputs [1]; it needs 2 inputs and one output" in err
+
+
 def test_damaged_file_is_one_line(tmp_path, capsys):
     data = bytearray(tiny_conv())
     _refusal(tmp_path, capsys, bytes(data[: len(data) // 2]))

@@ -94,6 +94,9 @@ SUPPORTED_OPS: Mapping[str, int] = {
 this importer maps (newer versions add int16 or int4 variants, which the dtype checks refuse too)."""
 
 _FOLDED = ("SHAPE", "STRIDED_SLICE", "PACK")
+# the inputs each op needs (a conv's or a linear layer's bias is optional)
+_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "MUL": 2, "MEAN": 2, "PAD": 2,
+           "STRIDED_SLICE": 4}  # fmt: skip
 _ACTIVATIONS = {0: "none", 1: "relu", 2: "relu_n1_to_1", 3: "relu6"}
 _SAME, _VALID = 0, 1
 _LUT_OPS = {"HARD_SWISH": "hard_swish", "LOGISTIC": "sigmoid"}
@@ -388,6 +391,13 @@ class _Importer:
                 refused.append(
                     f"op #{op.index} {name} version {op.version} is newer than the versions tte knows (1-{limit})"
                 )
+            else:
+                need = _INPUTS.get(op.opcode, 1)
+                if len(op.inputs) < need or min(op.inputs[:need]) < 0 or len(op.outputs) != 1 or op.outputs[0] < 0:
+                    refused.append(
+                        f"op #{op.index} {name} has inputs {list(op.inputs)} and outputs {list(op.outputs)}; it needs "
+                        f"{need} inputs and one output"
+                    )
         if refused:
             listed = "; ".join(dict.fromkeys(refused))
             raise TfliteImportError(f"{self.path}: {listed} (supported: {', '.join(SUPPORTED_OPS)})")
@@ -481,7 +491,7 @@ class _Importer:
         _, channels, height, width = self.b.spec(x).shape
         w_t = self.tensor(op.inputs[1])
         data = self.constant(op.inputs[1], "INT8", "weights").reshape(w_t.shape)
-        if len(w_t.shape) != 4:
+        if len(w_t.shape) != 4 or min(w_t.shape) < 1:
             raise self.fail(f"weights '{w_t.name}' have shape {list(w_t.shape)}; expected 4 dimensions")
         if depthwise:
             if int(op.options.get("depth_multiplier", 1)) not in (1, 0) or w_t.shape[3] != channels:
@@ -530,7 +540,7 @@ class _Importer:
         x = self.flat_input(op, op.inputs[0])
         w_t = self.tensor(op.inputs[1])
         data = self.constant(op.inputs[1], "INT8", "weights")
-        if len(w_t.shape) != 2 or w_t.shape[1] != self.b.spec(x).shape[1]:
+        if len(w_t.shape) != 2 or w_t.shape[0] < 1 or w_t.shape[1] != self.b.spec(x).shape[1]:
             raise self.fail(
                 f"weights '{w_t.name}' {list(w_t.shape)} do not take the input's {self.b.spec(x).shape[1]} values"
             )
@@ -604,6 +614,8 @@ class _Importer:
         if len(spec.shape) != 4:
             raise self.fail(f"input '{self.tensor(op.inputs[0]).name}' is not a map [1, H, W, C]")
         kernel = (int(op.options.get("filter_height", 1)), int(op.options.get("filter_width", 1)))
+        if min(kernel) < 1:
+            raise self.fail(f"filter {kernel[0]}x{kernel[1]} must be at least 1x1")
         stride, padding = self.window(op.options, spec.shape[2:], kernel)
         self.full_range(op.options, self.tensor(op.outputs[0]))
         y = self.define(op.outputs[0])
@@ -787,6 +799,8 @@ class _Importer:
 def _tte_shape(shape: Sequence[int], importer: _Importer, name: str) -> tuple[int, ...]:
     """A TFLite activation shape in tte's order: ``[1, H, W, C]`` -> ``[1, C, H, W]``, ``[1, N]`` kept."""
     shape = tuple(int(d) for d in shape)
+    if min(shape, default=0) < 1:
+        raise importer.fail(f"tensor '{name}' has shape {list(shape)}; every dimension must be at least 1")
     if len(shape) == 4 and shape[0] == 1:
         return (1, shape[3], shape[1], shape[2])
     if len(shape) == 2 and shape[0] == 1:
