@@ -90,3 +90,14 @@ def test_bad_arguments_are_one_line(lenet, tmp_path, capsys):
     np.savez(wrong, x=np.zeros((2, 3, 8, 8), np.int8), y=np.zeros(2, np.int64))
     assert main(["eval", str(path), "--data", str(wrong)]) == 2
     assert "the model takes [N, 1, 28, 28]" in capsys.readouterr().err
+
+
+def test_an_fp32_head_gives_float_logits(lenet, shared_dir, tmp_path, capsys):
+    _, _, data, _ = lenet
+    graph = import_tflite(shared_dir / "models" / "tflite" / "lenet5.tflite", num_classes=10, head="fp32")
+    path, codes = tmp_path / "fp32.tte", tmp_path / "codes.npz"
+    save(graph, path)
+    assert main(["eval", str(path), "--data", str(data), "--codes", str(codes)]) == 0
+    out = np.load(codes)
+    assert out["codes"].dtype == np.float32 and out["codes"].shape == (32, 10) and "logits" not in out.files
+    assert "codes float32[32, 10]" in capsys.readouterr().out
