@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import tte_ir._ir
-import tte_ir.quant
 from tte_ir import DType, Op, Scheme, compile_training, load
 from tte_ir.cli import main
 from tte_ir.eval_cli import evaluate_graph
@@ -34,7 +33,6 @@ MODELS = (
 )
 SQUARE = ("lenet5", "lenet5_b1")  # every other model has asymmetric SAME padding or a non-square kernel
 NONSQUARE = hasattr(tte_ir._ir, "as_padding")  # the IR takes (top, left, bottom, right) padding
-FIXED = any("fixed" in name for name in vars(tte_ir.quant))  # tte_ir.quant derives requant "fixed" parameters
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +113,6 @@ def test_float_requant_is_close_to_tflite(models_dir, name):
     assert agree >= 1 - 1 / 32
 
 
-@pytest.mark.skipif(not FIXED, reason="requant 'fixed' (tte_ir.quant) is not in this tte yet")
 @pytest.mark.parametrize("name", MODELS)
 def test_fixed_requant_equals_tflite_reference_kernels(models_dir, name):
     _importable(name)
@@ -183,7 +180,7 @@ def test_cli_writes_a_graph_inspect_shows(models_dir, tmp_path, capsys):
     assert main(["inspect", str(out)]) == 0
     text = capsys.readouterr().out
     assert "conv_2d_0" in text and "totals: 2 convs, 3 linear layers" in text
-    assert "requant: float" in text and f"source_sha256: {graph.metadata['source_sha256']}" in text
+    assert "requant float" in text and f"source_sha256: {graph.metadata['source_sha256']}" in text
     assert "tflite_ops: CONV_2D v3=2" in text and "min_runtime_version=1.14.0" in text
 
 
@@ -366,7 +363,7 @@ def test_every_op_against_tflite_reference_kernels(tmp_path):
     )  # fmt: skip
     interpreter.allocate_tensors()
     names = {d["name"]: d["index"] for d in interpreter.get_tensor_details()}
-    for requant in ("float", "fixed") if FIXED else ("float",):
+    for requant in ("float", "fixed"):
         graph = import_tflite(path, requant=requant)
         assert graph.inputs == ("image_q",) and graph.metadata["float_input"]["name"] == "image"
         ops = {n.op for n in graph.nodes}

@@ -115,8 +115,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 # what an importer records about the file a graph came from, in the order `tte inspect` shows it
-_PROVENANCE_KEYS = ("source", "source_sha256", "importer", "requant", "tflite_ops", "quantization", "provenance",
-                    "softmax", "head")  # fmt: skip
+_PROVENANCE_KEYS = ("source", "source_sha256", "importer", "tflite_ops", "quantization", "provenance", "softmax",
+                    "head")  # fmt: skip
 
 
 def _provenance(metadata: Any) -> list[str]:

@@ -34,6 +34,7 @@ import numpy as np
 
 from tte_ir._ir import DType, Graph, Op, QuantParams, TteError
 from tte_ir.datasets import Data, load_dataset, parse_classes
+from tte_ir.quant import requant_mode
 from tte_ir.reference import FORWARD, forward_node
 
 __all__ = ["EvalResult", "evaluate_graph", "forward_of", "register_eval"]
@@ -174,7 +175,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         figures = {
             "graph": args.graph, "data": data.source, "inputs": len(y), "accuracy": result.accuracy,
-            "requant": graph.metadata.get("requant", "float"), "softmax": "softmax" in graph.metadata,
+            "requant": requant_mode(graph), "softmax": "softmax" in graph.metadata,
         }  # fmt: skip
         atomic_write_bytes(Path(args.json), (json.dumps(figures, indent=1) + "\n").encode())
     return 0

@@ -57,6 +57,9 @@ from typing import Any
 import numpy as np
 
 from tte_ir._ir import DType, Graph, GraphBuilder, Op, QuantParams, TteError
+from tte_ir.constants import INT32_MAX, INT32_MIN
+from tte_ir.fixedpoint import quantize_multiplier, rdbpot, round_half_away, srdhm
+from tte_ir.quant import REQUANT_MODES
 from tte_ir.tflite_file import TfliteModel, TfliteOperator, TfliteTensor, read_tflite
 
 __all__ = [
@@ -117,8 +120,7 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 def _quantize_real(value: float, scale: float, zero_point: int) -> int:
     """TFLite's ``Quantize`` of a real bound: ``zero_point + round(value / scale)`` with the division in
     float32 and the rounding half away from zero (``TfLiteRound``)."""
-    q = np.float32(value) / np.float32(scale)
-    return int(zero_point) + int(math.copysign(math.floor(abs(float(q)) + 0.5), float(q)))
+    return int(zero_point) + round_half_away(float(np.float32(value) / np.float32(scale)))
 
 
 def activation_range(activation: str, scale: float, zero_point: int) -> tuple[int, int]:
@@ -134,39 +136,14 @@ def activation_range(activation: str, scale: float, zero_point: int) -> tuple[in
     return lo, hi
 
 
-_INT32_MAX = 2**31 - 1
 _SOFTMAX_DIFF_BITS = 5  # TFLite's kScaledDiffIntegerBits: the exp() input is Q5.26
 _SOFTMAX_SUM_BITS = 12  # kAccumulationIntegerBits: the sum of exps is Q12.19
-
-
-def _srdhm(a: np.ndarray, b: Any) -> np.ndarray:
-    """gemmlowp's ``SaturatingRoundingDoublingHighMul`` of int32 values held in int64 arrays."""
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
-    t = a * b + np.where(a * b >= 0, 1 << 30, 1 - (1 << 30))
-    high = np.where(t >= 0, t >> 31, -((-t) >> 31))  # C's division: truncation toward zero
-    return np.where((a == -(2**31)) & (b == -(2**31)), _INT32_MAX, high)
-
-
-def _rdbpot(x: np.ndarray, exponent: Any) -> np.ndarray:
-    """gemmlowp's ``RoundingDivideByPOT``: ``x / 2^exponent`` rounded half away from zero."""
-    x, exponent = np.asarray(x, dtype=np.int64), np.asarray(exponent, dtype=np.int64)
-    mask = (np.int64(1) << exponent) - 1
-    return (x >> exponent) + ((x & mask) > (mask >> 1) + (x < 0))
-
-
-def _quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLite's ``QuantizeMultiplier`` of a float64 ``real > 0``: ``(q, shift)``, ``real ~ q * 2^(shift - 31)``."""
-    fraction, shift = math.frexp(real)
-    q = math.floor(abs(fraction) * 2.0**31 + 0.5)  # std::round of a positive value
-    if q == 2**31:
-        q, shift = q // 2, shift + 1
-    return q, shift
 
 
 def _saturating_shift_left(x: np.ndarray, exponent: int) -> np.ndarray:
     """gemmlowp's ``SaturatingRoundingMultiplyByPOT`` by ``2^exponent``, ``exponent > 0``."""
     threshold = (1 << (31 - exponent)) - 1
-    return np.where(x > threshold, _INT32_MAX, np.where(x < -threshold, -(2**31), x << exponent))
+    return np.where(x > threshold, INT32_MAX, np.where(x < -threshold, INT32_MIN, x << exponent))
 
 
 def _exp_on_negative_values(a: np.ndarray) -> np.ndarray:
@@ -175,26 +152,26 @@ def _exp_on_negative_values(a: np.ndarray) -> np.ndarray:
     a_mod = (a & (quarter - 1)) - quarter
     # exp on [-1/4, 0): a Taylor expansion around -1/8 (exp_on_interval_between_negative_one_quarter_and_0_excl)
     x = _saturating_shift_left(a_mod, _SOFTMAX_DIFF_BITS) + (1 << 28)
-    x2 = _srdhm(x, x)
-    x3 = _srdhm(x2, x)
-    x4 = _srdhm(x2, x2)
-    poly = _rdbpot(_srdhm(_rdbpot(x4, 2) + x3, 715827883) + x2, 1)
-    result = 1895147668 + _srdhm(1895147668, x + poly)
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    poly = rdbpot(srdhm(rdbpot(x4, 2) + x3, 715827883) + x2, 1)
+    result = 1895147668 + srdhm(1895147668, x + poly)
     remainder = a_mod - a
     for exponent, multiplier in ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
                                  (2, 39332535), (3, 720401), (4, 242)):  # fmt: skip
         bit = 1 << (26 + exponent)
-        result = np.where(remainder & bit, _srdhm(result, multiplier), result)
-    return np.where(a == 0, _INT32_MAX, result)
+        result = np.where(remainder & bit, srdhm(result, multiplier), result)
+    return np.where(a == 0, INT32_MAX, result)
 
 
 def _one_over_one_plus_x(a: np.ndarray) -> np.ndarray:
     """gemmlowp's ``one_over_one_plus_x_for_x_in_0_1`` of Q0.31 values (Newton-Raphson, 3 steps)."""
-    total = a + _INT32_MAX
+    total = a + INT32_MAX
     half = np.where(total >= 0, (total + 1) // 2, -((-(total - 1)) // 2))  # (sum + sign) / 2, truncated
-    x = 1515870810 + _srdhm(half, -1010580540)  # Q2.29: 48/17 - 32/17 * half
+    x = 1515870810 + srdhm(half, -1010580540)  # Q2.29: 48/17 - 32/17 * half
     for _ in range(3):
-        x = x + _saturating_shift_left(_srdhm(x, (1 << 29) - _srdhm(half, x)), 2)
+        x = x + _saturating_shift_left(srdhm(x, (1 << 29) - srdhm(half, x)), 2)
     return _saturating_shift_left(x, 1)
 
 
@@ -203,17 +180,17 @@ def softmax_int8(logits: np.ndarray, *, input_scale: float, beta: float = 1.0) -
     ``[N, classes]`` with scale ``input_scale``: int8 codes of scale 1/256, zero point -128, the
     output quantization TFLite requires of an int8 SOFTMAX."""
     x = np.asarray(logits, dtype=np.int64)
-    real = min(float(beta) * float(input_scale) * float(1 << (31 - _SOFTMAX_DIFF_BITS)), float(_INT32_MAX))
-    multiplier, left_shift = _quantize_multiplier(real)
+    real = min(float(beta) * float(input_scale) * float(1 << (31 - _SOFTMAX_DIFF_BITS)), float(INT32_MAX))
+    multiplier, left_shift = quantize_multiplier(real)
     diff_min = -math.floor(((1 << _SOFTMAX_DIFF_BITS) - 1) * (1 << (31 - _SOFTMAX_DIFF_BITS)) / (1 << left_shift))
     diff = x - x.max(axis=1, keepdims=True)
     live = diff >= diff_min
-    exps = _exp_on_negative_values(_srdhm(np.where(live, diff, 0) << left_shift, multiplier))
-    total = np.where(live, _rdbpot(exps, _SOFTMAX_SUM_BITS), 0).sum(axis=1, keepdims=True)
+    exps = _exp_on_negative_values(srdhm(np.where(live, diff, 0) << left_shift, multiplier))
+    total = np.where(live, rdbpot(exps, _SOFTMAX_SUM_BITS), 0).sum(axis=1, keepdims=True)
     headroom = np.asarray([[32 - int(v).bit_length()] for v in total.ravel()], dtype=np.int64).reshape(total.shape)
     scale = _one_over_one_plus_x((total << headroom) - (1 << 31))
     exponent = _SOFTMAX_SUM_BITS - headroom + 31 - 8
-    out = _rdbpot(_srdhm(scale, exps), exponent) - 128
+    out = rdbpot(srdhm(scale, exps), exponent) - 128
     return np.where(live, np.clip(out, -128, 127), -128).astype(np.int8)
 
 
@@ -827,8 +804,8 @@ def import_tflite(
         raise TfliteImportError(f"--classes must be at least 1, got {num_classes}")
     if head not in ("int8", "fp32"):
         raise TfliteImportError(f"head must be 'int8' or 'fp32', got '{head}'")
-    if requant not in ("fixed", "float"):
-        raise TfliteImportError(f"requant must be 'fixed' or 'float', got '{requant}'")
+    if requant not in REQUANT_MODES:
+        raise TfliteImportError(f"requant must be one of {', '.join(REQUANT_MODES)}, got '{requant}'")
     path = Path(path)
     return _Importer(read_tflite(path), path, num_classes, head, requant, seed).run()
 
