@@ -382,3 +382,61 @@ def test_every_op_against_tflite_reference_kernels(tmp_path):
             probs = softmax_int8(values["logits"], input_scale=0.08)
             if requant == "fixed":
                 np.testing.assert_array_equal(probs, interpreter.get_tensor(names["probs"]))
+
+
+def _dense_model(kind: str) -> bytes:
+    """A per-channel int8 CONV_2D (1x1 on 32x32x8) or FULLY_CONNECTED (8 -> 16) with random weights."""
+    rng = np.random.default_rng(5)
+    out = 16
+    scales = tuple(float(v) for v in rng.uniform(0.005, 0.02, out))
+    shape = (out, 1, 1, 8) if kind == "conv" else (out, 8)
+    tensors = [
+        Tensor("x", (1, 32, 32, 8) if kind == "conv" else (1, 8), scales=(0.02,), zero_points=(-3,)),
+        Tensor("w", shape, data=rng.integers(-127, 128, size=shape, dtype=np.int8).tobytes(), scales=scales,
+               zero_points=(0,) * out),
+        Tensor("b", (out,), "INT32", rng.integers(-500, 500, out).astype("<i4").tobytes()),
+        Tensor("y", (1, 32, 32, out) if kind == "conv" else (1, out), scales=(0.03,), zero_points=(2,)),
+    ]  # fmt: skip
+    if kind == "conv":
+        options = {"padding": tflite.Padding.VALID, "stride_w": 1, "stride_h": 1}
+        ops = [Operator("CONV_2D", (0, 1, 2), (3,), 3, "Conv2DOptions", options)]
+    else:
+        ops = [Operator("FULLY_CONNECTED", (0, 1, 2), (3,), 4, "FullyConnectedOptions", {})]
+    return build_tflite(tensors, ops, (0,), (3,))
+
+
+def _differing_codes(tmp_path: Path, kind: str, inputs: int) -> int:
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert (TFLite's interpreter) is absent")
+    path = tmp_path / f"{kind}.tflite"
+    path.write_bytes(_dense_model(kind))
+    graph = import_tflite(path)
+    interpreter = litert.Interpreter(
+        model_path=str(path), experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF
+    )
+    interpreter.allocate_tensors()
+    x_detail, y_detail = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    rng = np.random.default_rng(6)
+    differing = 0
+    for _ in range(inputs):
+        x = rng.integers(-128, 128, size=x_detail["shape"]).astype(np.int8)
+        interpreter.set_tensor(x_detail["index"], x)
+        interpreter.invoke()
+        differing += int(
+            np.count_nonzero(run_forward(graph, _nchw(x)) != _nchw(interpreter.get_tensor(y_detail["index"])))
+        )
+    return differing
+
+
+def test_fixed_conv_equals_tflite_on_random_inputs(tmp_path):
+    """65,536 outputs of a per-channel conv: TFLite's CONV_2D rounds twice (gemmlowp), as requant fixed does."""
+    assert _differing_codes(tmp_path, "conv", 4) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="TFLite's FULLY_CONNECTED requantizes with one rounding ((acc * qm + 2^(30 - shift)) >> (31 - shift) in "
+    "int64; measured: it matches all 6,848 FC outputs of a trained LeNet-5 where the double rounding misses 3), "
+    "tte's fixed linear with the conv's two (gemmlowp); about 0.4% of FC codes differ by 1",
+)
+def test_fixed_fully_connected_equals_tflite_on_random_inputs(tmp_path):
+    assert _differing_codes(tmp_path, "fc", 2000) == 0
