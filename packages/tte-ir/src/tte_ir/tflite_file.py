@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from tte_ir._ir import TteError
+from tte_ir.constants import INT32_MAX
 
 __all__ = [
     "MAX_ELEMENTS",
@@ -54,8 +55,8 @@ FILE_IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3
 MAX_RANK = 8  # TFLite's kernels take at most 6 dimensions; a rank above this is not a model
 MAX_ELEMENTS = 1 << 28  # elements of one tensor: far above any microcontroller model, far below a bad shape's
-MAX_TOTAL_ELEMENTS = 1 << 30  # over all tensors: what a forward pass of the model could have to hold
-MAX_FILE_BYTES = 1 << 31  # the flatbuffer format's own limit (signed 32-bit offsets)
+MAX_TOTAL_ELEMENTS = 1024**3  # over all tensors: what a forward pass of the model could have to hold
+MAX_FILE_BYTES = INT32_MAX + 1  # the flatbuffer format's own limit (signed 32-bit offsets)
 
 # numpy element types of the TensorType values with a fixed size; the others (STRING, INT4 packed two
 # to a byte, RESOURCE, VARIANT) give their buffer as raw bytes.

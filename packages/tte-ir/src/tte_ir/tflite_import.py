@@ -58,7 +58,7 @@ import numpy as np
 
 from tte_ir._ir import DType, Graph, GraphBuilder, Op, QuantParams, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
-from tte_ir.fixedpoint import quantize_multiplier, rdbpot, round_half_away, srdhm
+from tte_ir.fixedpoint import Q31_ONE, quantize_multiplier, rdbpot, round_half_away, srdhm
 from tte_ir.quant import REQUANT_MODES
 from tte_ir.tflite_file import TfliteModel, TfliteOperator, TfliteTensor, read_tflite
 
@@ -188,7 +188,7 @@ def softmax_int8(logits: np.ndarray, *, input_scale: float, beta: float = 1.0) -
     exps = _exp_on_negative_values(srdhm(np.where(live, diff, 0) << left_shift, multiplier))
     total = np.where(live, rdbpot(exps, _SOFTMAX_SUM_BITS), 0).sum(axis=1, keepdims=True)
     headroom = np.asarray([[32 - int(v).bit_length()] for v in total.ravel()], dtype=np.int64).reshape(total.shape)
-    scale = _one_over_one_plus_x((total << headroom) - (1 << 31))
+    scale = _one_over_one_plus_x((total << headroom) - Q31_ONE)
     exponent = _SOFTMAX_SUM_BITS - headroom + 31 - 8
     out = rdbpot(srdhm(scale, exps), exponent) - 128
     return np.where(live, np.clip(out, -128, 127), -128).astype(np.int8)
