@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("tflite", reason="the tflite package (tte-ir[tflite]) is not installed")
 
-from tests.ir.test_tflite_import import MODELS, _importable
+from tests.ir.test_tflite_import import MODELS
 from tte_codegen import HostModel, generate, run_firmware
 from tte_codegen.firmware import board_tools
 from tte_ir import QuantParams, Scheme, WeightUpdate, compile_training, conv_nodes, memory_report
@@ -39,7 +39,6 @@ def sparse_scheme(n: int, head: str = "fp32") -> Scheme:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_tflite_model_trains_identically_on_the_host_and_cortex_m7(name, shared_dir: Path, tmp_path):
-    _importable(name)
     qemu_tools()
     path = shared_dir / "models" / "tflite" / f"{name}.tflite"
     if not path.exists():

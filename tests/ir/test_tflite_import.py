@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tte_ir._ir
 from tte_ir import DType, Op, Scheme, compile_training, load
 from tte_ir.cli import main
 from tte_ir.eval_cli import evaluate_graph
@@ -31,8 +30,6 @@ MODELS = (
     "mobilenetv1_025_vww",
     "mobilenetv1_025_vww_b1",
 )
-SQUARE = ("lenet5", "lenet5_b1")  # every other model has asymmetric SAME padding or a non-square kernel
-NONSQUARE = hasattr(tte_ir._ir, "as_padding")  # the IR takes (top, left, bottom, right) padding
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +38,6 @@ def models_dir(shared_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} not found")
     return path
-
-
-def _importable(name: str) -> None:
-    if name not in SQUARE and not NONSQUARE:
-        pytest.skip(f"{name} needs asymmetric padding or a non-square kernel, which this IR does not take yet")
 
 
 def _golden(models_dir: Path, name: str):
@@ -71,7 +63,6 @@ def _intermediates(graph, golden, prefix: str) -> dict[str, tuple[float, int]]:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_import_keeps_tflite_names_shapes_and_quantization(models_dir, name):
-    _importable(name)
     golden, info = _golden(models_dir, name)
     graph = import_tflite(models_dir / f"{name}.tflite")
     assert graph.metadata["requant"] == "fixed"
@@ -103,7 +94,6 @@ def test_float_requant_is_close_to_tflite(models_dir, name):
     """requant float (tte's float32 rounding) differs from TFLite's integer arithmetic by one rounding in
     the first layer (the differences then grow with depth: MobileNet's reach tens of codes), and classifies
     the golden images as TFLite does but for at most one."""
-    _importable(name)
     golden, _ = _golden(models_dir, name)
     graph = import_tflite(models_dir / f"{name}.tflite", requant="float")
     first = f"ref_tensor/{graph.nodes[0].outputs[0]}"
@@ -115,7 +105,6 @@ def test_float_requant_is_close_to_tflite(models_dir, name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_fixed_requant_equals_tflite_reference_kernels(models_dir, name):
-    _importable(name)
     golden, _ = _golden(models_dir, name)
     graph = import_tflite(models_dir / f"{name}.tflite")
     differing = {key: v for key, v in _intermediates(graph, golden, "ref_tensor").items() if v[1]}
@@ -200,7 +189,7 @@ def test_tiny_conv_padding_and_fused_relu(tmp_path):
     path.write_bytes(tiny_conv())
     graph = import_tflite(path, requant="float")
     conv = graph.nodes[0]
-    assert conv.attrs["padding"] == 1 and conv.attrs["stride"] == 1
+    assert conv.attrs["padding"] == (1, 1, 1, 1) and conv.attrs["stride"] == (1, 1)
     assert (conv.attrs["act_min"], conv.attrs["act_max"]) == (5, 127)  # RELU on zero point 5
     w = graph.constants["conv/weights"]
     assert w.shape == (3, 2, 3, 3)  # OHWI -> OIHW
@@ -236,7 +225,7 @@ def test_pad_folds_into_the_next_conv(tmp_path):
         path.write_bytes(_pad_conv_model(pad))
         graphs.append(import_tflite(path, requant="float"))
     folded, same = graphs
-    assert [n.op for n in folded.nodes] == [Op.CONV2D] and folded.nodes[0].attrs["padding"] == 1
+    assert [n.op for n in folded.nodes] == [Op.CONV2D] and folded.nodes[0].attrs["padding"] == (1, 1, 1, 1)
     x = np.random.default_rng(2).integers(-128, 128, size=(1, 2, 5, 5)).astype(np.int8)
     np.testing.assert_array_equal(run_forward(folded, x), run_forward(same, x))
 

@@ -33,9 +33,8 @@ their TFLite names, so an intermediate tensor of the imported graph is compared 
 of the same name and ``tte export-tflite`` finds each weight's tensor. Fused activations (none,
 RELU, RELU6, RELU_N1_TO_1) become the output range ``[act_min, act_max]`` exactly as TFLite's
 ``CalculateActivationRangeQuantized`` computes it. SAME padding follows TFLite: along each axis
-``total = max((out - 1) * stride + kernel - in, 0)``, ``before = total // 2``, the rest after; a
-geometry that is not the same along both axes is written as tuples (``stride`` = (sh, sw),
-``padding`` = (top, left, bottom, right), ``kernel`` = (kh, kw)), otherwise as plain ints.
+``total = max((out - 1) * stride + kernel - in, 0)``, ``before = total // 2``, the rest after, written
+as the IR's ``stride`` = (sh, sw), ``padding`` = (top, left, bottom, right) and a pool's ``kernel`` = (kh, kw).
 
 ``num_classes`` replaces the last FULLY_CONNECTED by a new head as :func:`tte_ir.import_seed_pkl`
 makes one (seeded uniform initialisation, fp32 or int8). Anything else (an op or op version not in
@@ -192,14 +191,6 @@ def softmax_int8(logits: np.ndarray, *, input_scale: float, beta: float = 1.0) -
     exponent = _SOFTMAX_SUM_BITS - headroom + 31 - 8
     out = rdbpot(srdhm(scale, exps), exponent) - 128
     return np.where(live, np.clip(out, -128, 127), -128).astype(np.int8)
-
-
-def _pair(a: int, b: int) -> int | tuple[int, int]:
-    return a if a == b else (a, b)
-
-
-def _sides(top: int, left: int, bottom: int, right: int) -> int | tuple[int, int, int, int]:
-    return top if top == left == bottom == right else (top, left, bottom, right)
 
 
 def _text(value: bytes) -> str:
@@ -490,7 +481,7 @@ class _Importer:
         act_min, act_max = self.act(op.options, out)
         y = self.define(op.outputs[0])
         self.b.node(
-            name, Op.CONV2D, (x, w, b), (y,), stride=_pair(*stride), padding=_sides(*padding), groups=groups,
+            name, Op.CONV2D, (x, w, b), (y,), stride=tuple(stride), padding=tuple(padding), groups=groups,
             act_min=act_min, act_max=act_max,
         )  # fmt: skip
 
@@ -598,8 +589,8 @@ class _Importer:
         y = self.define(op.outputs[0])
         extra = {"count_include_pad": False} if kind is Op.AVG_POOL else {}
         self.b.node(
-            self.node_name(op), kind, (x,), (y,), kernel=_pair(*kernel), stride=_pair(*stride),
-            padding=_sides(*padding), **extra,
+            self.node_name(op), kind, (x,), (y,), kernel=kernel, stride=tuple(stride),
+            padding=tuple(padding), **extra,
         )  # fmt: skip
 
     def op_average_pool_2d(self, op: TfliteOperator) -> None:
