@@ -58,6 +58,7 @@ import numpy as np
 from tte_ir._ir import DType, Graph, GraphBuilder, Op, QuantParams, TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
 from tte_ir.fixedpoint import Q31_ONE, quantize_multiplier, rdbpot, round_half_away, srdhm
+from tte_ir.importers.head import HEAD_INIT, new_head
 from tte_ir.quant import REQUANT_MODES
 from tte_ir.tflite_file import TfliteModel, TfliteOperator, TfliteTensor, read_tflite
 
@@ -523,26 +524,12 @@ class _Importer:
     def new_head(self, op: TfliteOperator) -> None:
         """The last FULLY_CONNECTED replaced by a ``num_classes`` head (see :func:`tte_ir.import_seed_pkl`)."""
         x = self.flat_input(op, op.inputs[0])
-        features = self.b.spec(x).shape[1]
-        rng = np.random.default_rng(self.seed)
-        bound = 1.0 / np.sqrt(features)
-        w_float = rng.uniform(-bound, bound, size=(self.num_classes, features))
-        if self.head == "fp32":
-            w = self.b.constant("head.w", w_float.astype(np.float32))
-            b = self.b.constant("head.b", np.zeros(self.num_classes, dtype=np.float32))
-            y = self.b.tensor("logits", (1, self.num_classes), DType.FLOAT32)
-        else:
-            w_scales = (np.abs(w_float).max(axis=1) / 127.0).astype(np.float32)
-            codes = np.clip(np.rint(w_float / w_scales.astype(np.float64)[:, None]), -127, 127).astype(np.int8)
-            w = self.b.constant("head.w", codes, QuantParams.per_channel(w_scales))
-            b = self.b.constant("head.b", np.zeros(self.num_classes, dtype=np.int32))
-            scale = self.quant(self.tensor(op.outputs[0])).tensor_scale
-            y = self.b.tensor("logits", (1, self.num_classes), DType.INT8, QuantParams.per_tensor(scale, 0))
-        self.b.node("head", Op.LINEAR, (x, w, b), (y,))
+        scale = self.quant(self.tensor(op.outputs[0])).tensor_scale if self.head == "int8" else 0.0
+        y = new_head(self.b, x, self.num_classes, self.head, self.seed, scale)
         self.values[op.outputs[0]] = y
         self.metadata.update(
             num_classes=self.num_classes, head=self.head, replaced=self.tensor(op.outputs[0]).name,
-            head_init=f"uniform(+-1/sqrt(C)), numpy default_rng({self.seed}), zero bias",
+            head_init=HEAD_INIT.format(seed=self.seed),
         )  # fmt: skip
 
     def same_shape_inputs(self, op: TfliteOperator) -> tuple[str, str]:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from tte_ir._ir import DType, Graph, GraphBuilder, Op, QuantParams, TteError
+from tte_ir.importers.head import HEAD_INIT, new_head
 
 __all__ = ["SeedModelError", "import_seed_pkl", "load_seed_pkl"]
 
@@ -227,7 +228,7 @@ class _Importer:
                 "importer": "tte_ir.import_seed_pkl",
                 "num_classes": num_classes,
                 "head": head,
-                "head_init": f"uniform(+-1/sqrt(C)), numpy default_rng({seed}), zero bias",
+                "head_init": HEAD_INIT.format(seed=seed),
                 "input_mapping": "pixel p in [0,255] -> code p - 128 (scale 1/127.5, zero point 0)",
             },
         )
@@ -326,21 +327,8 @@ class _Importer:
         classifier = self.get(self.model, "classifier", "model")
         cparams = self.get(classifier, "params", "classifier")
         self.check_input_quant("classifier", flat, cparams)
-        rng = np.random.default_rng(self.seed)
-        bound = 1.0 / np.sqrt(channels)
-        w_float = rng.uniform(-bound, bound, size=(self.num_classes, channels))
-        if self.head == "fp32":
-            w = self.b.constant("head.w", w_float.astype(np.float32))
-            b = self.b.constant("head.b", np.zeros(self.num_classes, dtype=np.float32))
-            y = self.b.tensor("logits", (1, self.num_classes), DType.FLOAT32)
-        else:
-            w_scales = (np.abs(w_float).max(axis=1) / 127.0).astype(np.float32)
-            codes = np.clip(np.rint(w_float / w_scales.astype(np.float64)[:, None]), -127, 127).astype(np.int8)
-            w = self.b.constant("head.w", codes, QuantParams.per_channel(w_scales))
-            b = self.b.constant("head.b", np.zeros(self.num_classes, dtype=np.int32))
-            scale = float(self.get(cparams, "y_scale", "classifier"))
-            y = self.b.tensor("logits", (1, self.num_classes), DType.INT8, QuantParams.per_tensor(scale, 0))
-        self.b.node("head", Op.LINEAR, (flat, w, b), (y,))
+        scale = float(self.get(cparams, "y_scale", "classifier")) if self.head == "int8" else 0.0
+        y = new_head(self.b, flat, self.num_classes, self.head, self.seed, scale)
         self.b.output(y)
         return self.b.build()
 
