@@ -8,7 +8,8 @@ ones and ones beyond the patch bound, which run the reference kernel) and on MCU
 depthwise and dense convs, six variants each
 (extreme zero points, ties, +-2^31 biases, huge and non-finite multipliers, masks, row bands,
 trained slices), and three of fixed-point requantization (NUMERICS.md 2b: random and extreme
-multipliers and shifts, with masks, a row band and a trained slice)."""
+multipliers and shifts, with masks, a row band and a trained slice), and one of the single rounding
+(TTE_REQUANT_FIXED_SINGLE, which the ARM kernels hand to the reference kernel)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ require_packages("tte_ir")
 
 import kernel_bench  # noqa: E402
 
-VARIANTS = 9  # kernel_check_main.c
+VARIANTS = 10  # kernel_check_main.c
 KERNELS = ROOT / "engine" / "src" / "kernels"
 # A host build as CMake compiles it (TTE_ENGINE_HOST_KERNELS), and one whose kernels are the baseline copy
 # alone (TTE_HOST_CLONES defined empty: no AVX2 clone), so that the copy the loader does not pick on this
