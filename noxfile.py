@@ -22,6 +22,8 @@ PACKAGES = {
     "tte-engine": "./engine",
 }
 
+TFLITE_INTERPRETER = "ai-edge-litert==2.3.0"
+
 # In-tree dependencies of each package: pip must take them from the tree, never from an index.
 LOCAL_DEPENDENCIES = {"tte-codegen": ("tte-ir",), "tte-algo": ("tte-ir", "tte-codegen")}
 
@@ -41,6 +43,8 @@ def tests(session: nox.Session) -> None:
     # through tte_codegen.build (TTE_WERROR).
     session.env.update({"TTE_ENGINE_WERROR": "ON", "TTE_WERROR": "1"})
     install_packages(session, *PACKAGES)
+    # TFLite's own interpreter: the tests that compare tte with it (tests/ir/test_tflite_*.py) skip without it
+    session.install(*CONSTRAINTS, TFLITE_INTERPRETER)
     session.run("pytest", *session.posargs)
 
 

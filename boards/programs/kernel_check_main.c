@@ -3,7 +3,8 @@
  * variants each: random data and zero points, the extreme zero points -128 and 127, rounding ties
  * (power-of-two multipliers), biases of +-2^31, huge and non-finite multipliers, narrow clamps,
  * masks, row bands and trained slices, and fixed-point requantization (NUMERICS.md 2b: random and
- * extreme multipliers and shifts, no float multipliers at all). Both kernels start from the same
+ * extreme multipliers and shifts, no float multipliers at all; and the single rounding of a linear
+ * layer's TTE_REQUANT_FIXED_SINGLE). Both kernels start from the same
  * output and mask contents; statuses, outputs and masks must agree byte for byte. Prints, for tests/engine/test_arm_kernels.py:
  *     CHECK <shape> <variant> PASS
  *     CHECK <shape> <variant> FAIL <what differs>
@@ -17,7 +18,7 @@
 #include "tte/tte.h"
 #include "tte/tte_ref.h"
 
-#define VARIANTS 10
+#define VARIANTS 11
 #define MAX_BYTES (192 * 1024) /* any activation or weight tensor of a checked shape */
 #define MAX_CHANNELS 1024
 
@@ -223,6 +224,13 @@ static const char *check(const kernel_shape *s, int variant) {
         }
         bias[0] = INT32_MIN;
         bias[p.out_c - 1] = INT32_MAX;
+        break;
+    case 10: /* the single rounding of a linear layer's 1x1 conv, any kernel: random shifts, a mask */
+        use_fixed(&p, taps);
+        p.requant = TTE_REQUANT_FIXED_SINGLE;
+        mp = NULL;
+        p.y_zero = -5;
+        mask = mask_opt;
         break;
     default:
         break;

@@ -1,6 +1,7 @@
 """Fixed-point requantization (NUMERICS.md §2b): tte_ir.fixedpoint, tte_ir.quant's TFLite parameters
-and the C engine's helper (through a linear kernel) against a big-integer transcription of gemmlowp's
-and TFLite's definitions, on random inputs and the edges (INT32_MIN, 2^31 - 1, every shift, ties)."""
+and the C engine's helpers (through a linear kernel) against a big-integer transcription of gemmlowp's
+and TFLite's definitions (the two-rounding MultiplyByQuantizedMultiplier and its single-rounding variant),
+on random inputs and the edges (INT32_MIN, 2^31 - 1, every shift, ties)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tte_ir import TteError
-from tte_ir.fixedpoint import mbqm, quantize_multiplier, rdbpot, srdhm
+from tte_ir.fixedpoint import mbqm, mbqm_single, quantize_multiplier, rdbpot, srdhm
+from tte_ir.kernels import REQUANT
 from tte_ir.quant import add_fixed_params, mean_fixed_multiplier
 
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
@@ -47,6 +49,13 @@ def mbqm_big(x: int, qm: int, shift: int) -> int:
     return rdbpot_big(srdhm_big(shifted, qm), max(-shift, 0))
 
 
+def mbqm_single_big(x: int, qm: int, shift: int) -> int:
+    """TFLite's TFLITE_SINGLE_ROUNDING MultiplyByQuantizedMultiplier: floor((x*qm + 2^(30-shift)) / 2^(31-shift))
+    (an int64 add and arithmetic shift), then static_cast<int32_t>, which wraps."""
+    v = (x * qm + 2 ** (30 - shift)) // 2 ** (31 - shift)
+    return ((v - I32_MIN) % 2**32) + I32_MIN
+
+
 @settings(max_examples=400, deadline=None)
 @given(a=int32s, b=int32s)
 def test_srdhm_is_gemmlowps(a: int, b: int) -> None:
@@ -63,6 +72,22 @@ def test_rdbpot_rounds_half_away(x: int, exponent: int) -> None:
 @given(x=int32s, qm=multipliers, shift=shifts)
 def test_mbqm_is_tflites(x: int, qm: int, shift: int) -> None:
     assert int(mbqm(np.int64(x), np.int64(qm), np.int64(shift))) == mbqm_big(x, qm, shift)
+
+
+@settings(max_examples=400, deadline=None)
+@given(x=int32s, qm=multipliers, shift=shifts)
+def test_mbqm_single_is_tflites(x: int, qm: int, shift: int) -> None:
+    assert int(mbqm_single(np.int64(x), np.int64(qm), np.int64(shift))) == mbqm_single_big(x, qm, shift)
+
+
+def test_single_rounding_differs_from_the_double_one() -> None:
+    """1 * 0.5 * 2^-1 = 0.25: the single rounding gives 0; gemmlowp's high multiply first rounds 0.5 up to
+    1, and RoundingDivideByPOT then rounds 1/2 away from zero to 1 (TFLite's FC and CONV_2D part here)."""
+    x, qm, shift = np.int64(1), np.int64(2**30), np.int64(-1)
+    assert int(mbqm_single(x, qm, shift)) == mbqm_single_big(1, 2**30, -1) == 0
+    assert int(mbqm(x, qm, shift)) == mbqm_big(1, 2**30, -1) == 1
+    assert int(mbqm_single(np.int64(-1), qm, shift)) == 0  # -0.25 + 0.5 floors to 0
+    assert mbqm_single_big(I32_MIN, I32_MAX, 30) == mbqm_single(np.int64(I32_MIN), np.int64(I32_MAX), np.int64(30))
 
 
 def test_ties() -> None:
@@ -127,20 +152,24 @@ tte_engine = pytest.importorskip("tte_engine", reason="the C engine binding (pip
 )
 def test_the_engine_helper_is_tflites(accs: list[int], data: st.DataObject, y_zero: int) -> None:
     """A linear layer with one input 0 and weight 1 gives acc = bias, so y = clamp(MBQM(bias) + y_zero)
-    and its mask bit show the engine's tte_requantize_fixed on any int32."""
+    and its mask bit show the engine's tte_requantize_fixed (requant 1) and tte_fixed_multiply_single
+    (requant 2, a linear layer's own) on any int32."""
     from tte_engine import _core
+
+    requant = data.draw(st.sampled_from([REQUANT["fixed"], REQUANT["fixed_single"]]))
+    big = mbqm_single_big if requant == REQUANT["fixed_single"] else mbqm_big
 
     o = len(accs)
     qm = [data.draw(multipliers) for _ in range(o)]
     sh = [data.draw(shifts) for _ in range(o)]
     params = {
         "in_features": 1, "out_features": o, "x_zero": 0, "y_zero": y_zero, "act_min": -128, "act_max": 127,
-        "requant": 1, "qmult": qm, "qshift": sh,
+        "requant": requant, "qmult": qm, "qshift": sh,
     }  # fmt: skip
     y, mask = np.zeros(o, np.int8), np.zeros(1, np.uint8)
     args = [np.zeros(1, np.int8), np.ones((o, 1), np.int8), np.array(accs, np.int32), None, y, mask]
     _core.call("linear_fwd_s8", params, args)
-    shifted = [mbqm_big(a, q, s) + y_zero for a, q, s in zip(accs, qm, sh, strict=True)]
+    shifted = [big(a, q, s) + y_zero for a, q, s in zip(accs, qm, sh, strict=True)]
     assert y.tolist() == [min(127, max(-128, v)) for v in shifted]
     bits = np.unpackbits(mask, bitorder="little")[:o].tolist()
     assert bits == [int(-128 <= v <= 127) for v in shifted]
@@ -154,7 +183,9 @@ def test_the_engine_refuses_bad_fixed_parameters() -> None:
         ({}, "NULL"),  # fixed without its tables
         ({"qmult": [2**30], "qshift": [31]}, "fixed-point multiplier"),
         ({"qmult": [-1], "qshift": [0]}, "fixed-point multiplier"),
-        ({"qmult": [2**30], "qshift": [0], "requant": 2}, "fixed-point multiplier"),  # no such mode
+        ({"qmult": [2**30], "qshift": [0], "requant": 3}, "fixed-point multiplier"),  # no such mode
+        ({"requant": 2}, "NULL"),  # fixed_single without its tables
+        ({"qmult": [2**30], "qshift": [31], "requant": 2}, "fixed-point multiplier"),
     )
     for fields, message in cases:
         y = np.zeros(1, np.int8)

@@ -421,11 +421,7 @@ def test_fixed_conv_equals_tflite_on_random_inputs(tmp_path):
     assert _differing_codes(tmp_path, "conv", 4) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TFLite's FULLY_CONNECTED requantizes with one rounding ((acc * qm + 2^(30 - shift)) >> (31 - shift) in "
-    "int64; measured: it matches all 6,848 FC outputs of a trained LeNet-5 where the double rounding misses 3), "
-    "tte's fixed linear with the conv's two (gemmlowp); about 0.4% of FC codes differ by 1",
-)
 def test_fixed_fully_connected_equals_tflite_on_random_inputs(tmp_path):
+    """32,000 outputs of a per-channel FC: TFLite's FULLY_CONNECTED rounds once ((acc * qm + 2^(30 - shift)) >>
+    (31 - shift) in int64), as a requant fixed linear does (the conv's two roundings miss some by 1)."""
     assert _differing_codes(tmp_path, "fc", 2000) == 0

@@ -90,8 +90,11 @@ int32_t tte_conv2d_out_dim(int32_t in, int32_t kernel, int32_t stride, int32_t p
  * FLOAT, one float32 multiply and round half to even; FIXED, TFLite's integer arithmetic
  *     v = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x * 2^max(shift, 0), qmult), max(-shift, 0))
  * (MultiplyByQuantizedMultiplier; the left shift wraps in int32), y = clamp(v + y_zero, lo, hi), and
- * the mask bit [lo <= v + y_zero <= hi]. Other values are TTE_ERR_QUANT. */
-enum { TTE_REQUANT_FLOAT = 0, TTE_REQUANT_FIXED = 1 };
+ * the mask bit [lo <= v + y_zero <= hi]; FIXED_SINGLE (conv-family and linear descriptors only), TFLite's
+ * single-rounding MultiplyByQuantizedMultiplier of its int8 FULLY_CONNECTED instead,
+ *     v = (int32)((x * qmult + 2^(30 - shift)) >> (31 - shift))   (in int64; the cast wraps)
+ * Other values are TTE_ERR_QUANT. */
+enum { TTE_REQUANT_FLOAT = 0, TTE_REQUANT_FIXED = 1, TTE_REQUANT_FIXED_SINGLE = 2 };
 
 /* One descriptor for the dense, depthwise and pointwise int8 convolutions.
  * Output: [out_h][out_w][out_c] with out_h = tte_conv2d_out_dim(in_h, kernel_h, stride_h, pad_top,
@@ -114,7 +117,7 @@ typedef struct tte_conv2d_params {
      * (depthwise). NULL and 0 when the conv has no trained slice. */
     const int32_t *train_channels;
     int32_t train_count;
-    /* Forward only: TTE_REQUANT_FLOAT (multiplier[o] used) or TTE_REQUANT_FIXED, which uses
+    /* Forward only: TTE_REQUANT_FLOAT (multiplier[o] used) or TTE_REQUANT_FIXED(_SINGLE), which uses
      * qmult[O] and qshift[O] (TFLite's per-channel QuantizeMultiplier of s_x*s_w[o]/s_y in float64,
      * qshift in [-31, 30]) instead, with acc + bias as x; NULL under FLOAT. */
     int32_t requant;

@@ -166,13 +166,17 @@ tte_status tte_conv2d_check_update(const tte_conv2d_params *p, const tte_train_c
 tte_status tte_conv2d_fwd_check(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int8_t *w_train,
                                 const int32_t *bias, const float *multiplier, const int8_t *y, const tte_row_band *rows,
                                 tte_conv2d_kind kind, tte_conv2d_window *win) {
-    if (p == NULL || x == NULL || w == NULL || bias == NULL || y == NULL ||
-        (multiplier == NULL && p->requant != TTE_REQUANT_FIXED)) {
+    if (p == NULL) {
+        return TTE_ERR_NULL;
+    }
+    /* FIXED_SINGLE (the conv family's alone) reads the same tables as FIXED */
+    const int32_t requant = p->requant == TTE_REQUANT_FIXED_SINGLE ? TTE_REQUANT_FIXED : p->requant;
+    if (x == NULL || w == NULL || bias == NULL || y == NULL || (multiplier == NULL && requant != TTE_REQUANT_FIXED)) {
         return TTE_ERR_NULL;
     }
     tte_status status = tte_conv2d_check(p, &win->out_h, &win->out_w);
     if (status == TTE_OK) {
-        status = tte_requant_check(p->requant, p->qmult, p->qshift, p->out_c);
+        status = tte_requant_check(requant, p->qmult, p->qshift, p->out_c);
     }
     if (status == TTE_OK && kind == TTE_CONV2D_POINTWISE &&
         (p->kernel_h != 1 || p->kernel_w != 1 || !tte_conv2d_unpadded(p) || p->groups != 1)) {

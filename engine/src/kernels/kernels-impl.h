@@ -135,6 +135,15 @@ static inline int32_t tte_fixed_multiply(int32_t x, int32_t qmult, int32_t shift
     return tte_fixed_divide_pot(tte_fixed_high_mul(shifted, qmult), shift > 0 ? 0 : -shift);
 }
 
+/* TFLite's single-rounding MultiplyByQuantizedMultiplier(x, qmult, shift) (its int8 FULLY_CONNECTED's),
+ * shift in [-31, 30]: (x*qmult + 2^(30 - shift)) >> (31 - shift) in int64 (|x*qmult| < 2^62), one rounding,
+ * half toward +infinity; the int32 cast wraps as TFLite's does (it only DCHECKs the range). */
+static inline int32_t tte_fixed_multiply_single(int32_t x, int32_t qmult, int32_t shift) {
+    const int32_t total = 31 - shift;
+    const int64_t product = (int64_t)x * (int64_t)qmult;
+    return (int32_t)(uint32_t)(uint64_t)((product + ((int64_t)1 << (total - 1))) >> total);
+}
+
 /* Writes clamp(v + y_zero, lo, hi) to *y and returns the mask bit [lo <= v + y_zero <= hi] of an
  * int32 v from tte_fixed_multiply (the sum in int64, so no y_zero overflows it). */
 static inline int tte_store_fixed(int32_t v, int32_t y_zero, int32_t lo, int32_t hi, int8_t *y) {
@@ -185,13 +194,19 @@ static inline void tte_conv_store(int32_t acc, int32_t bias, float multiplier, i
 }
 
 /* The epilogue of a conv-family output (o: its channel) under the descriptor's requantization:
- * tte_conv_store (FLOAT) or TFLite's MultiplyByQuantizedMultiplier of sat32(acc + bias) (FIXED). */
+ * tte_conv_store (FLOAT) or TFLite's MultiplyByQuantizedMultiplier of sat32(acc + bias) (FIXED; its
+ * single-rounding variant under FIXED_SINGLE). */
 static inline void tte_conv_epilogue(const tte_conv2d_params *p, int32_t o, int32_t acc, const int32_t *bias,
                                      const float *multiplier, int8_t *y, uint8_t *mask, int32_t mask_index) {
     if (p->requant == TTE_REQUANT_FIXED) {
         const int in_range = tte_requantize_fixed(tte_sat32_add(acc, bias[o]), p->qmult[o], p->qshift[o], p->y_zero,
                                                   p->act_min, p->act_max, y);
         tte_mask_put(mask, mask_index, in_range);
+        return;
+    }
+    if (p->requant == TTE_REQUANT_FIXED_SINGLE) {
+        const int32_t v = tte_fixed_multiply_single(tte_sat32_add(acc, bias[o]), p->qmult[o], p->qshift[o]);
+        tte_mask_put(mask, mask_index, tte_store_fixed(v, p->y_zero, p->act_min, p->act_max, y));
         return;
     }
     tte_conv_store(acc, bias[o], multiplier[o], p->y_zero, p->act_min, p->act_max, y, mask, mask_index);

@@ -220,6 +220,9 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
     if (status != TTE_OK) {
         return status;
     }
+    if (p->requant == TTE_REQUANT_FIXED_SINGLE) { /* a linear layer's single rounding: the reference's epilogue */
+        return tte_ref_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
+    }
     const int32_t taps = p->kernel_h * p->kernel_w * p->in_c;
     if (p->train_count != 0 || p->groups != 1 || taps > TTE_ARM_CONV_PATCH ||
         !tte_arm_scales_supported(p, multiplier, p->out_c)) {

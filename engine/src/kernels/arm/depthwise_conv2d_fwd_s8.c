@@ -170,6 +170,9 @@ tte_status tte_depthwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
     if (status != TTE_OK) {
         return status;
     }
+    if (p->requant == TTE_REQUANT_FIXED_SINGLE) { /* a linear layer's single rounding: the reference's epilogue */
+        return tte_ref_depthwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
+    }
     if (p->train_count != 0 || !tte_arm_scales_supported(p, multiplier, p->in_c)) {
         return tte_ref_depthwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }

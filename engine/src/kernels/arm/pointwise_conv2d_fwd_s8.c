@@ -217,6 +217,9 @@ tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
     if (status != TTE_OK) {
         return status;
     }
+    if (p->requant == TTE_REQUANT_FIXED_SINGLE) { /* a linear layer's single rounding: the reference's epilogue */
+        return tte_ref_pointwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
+    }
     if (p->in_c > TTE_ARM_PW_SLICE_CHANNELS && p->train_count != 0) {
         return tte_ref_pointwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }

@@ -83,7 +83,7 @@ TTE_ALWAYS_INLINE void tte_host_epilogue(const tte_conv2d_params *p, const int32
                                          int32_t o, int32_t n, const int32_t *acc, int8_t *y, uint8_t *mask,
                                          int32_t index) {
     const tte_conv2d_params pc = *p;
-    if (mask == NULL && pc.requant != TTE_REQUANT_FIXED) { /* the requantization known inside the loop */
+    if (mask == NULL && pc.requant == TTE_REQUANT_FLOAT) { /* the requantization known inside the loop */
         for (int32_t j = 0; j < n; ++j) {
             tte_conv_epilogue(&pc, o + j, acc[j], bias, multiplier, &y[j], NULL, 0);
         }

@@ -15,7 +15,8 @@ Forward (NUMERICS.md §2) is bit-exact with :mod:`tte_ir.reference` on every int
   float32 gradients without TF32;
 - under ``requant: fixed`` (NUMERICS.md §2b, the kernel call's ``requant`` field) the exact integer
   pre-rounding value goes to int64 and TensorFlow Lite's integer arithmetic replaces the float32
-  multiply and rounding (:func:`_mbqm`, the torch twin of :func:`tte_ir.fixedpoint.mbqm`); the backward
+  multiply and rounding (:func:`_mbqm`, the torch twin of :func:`tte_ir.fixedpoint.mbqm`; :func:`_mbqm_single`
+  under ``fixed_single``, a linear layer's and its 1x1 conv's single rounding); the backward
   and the float twin are unchanged (they use the float32 multipliers).
 
 Backward (NUMERICS.md §4) is float32 with gradients with respect to the integer codes:
@@ -87,6 +88,15 @@ def _mbqm(x: torch.Tensor, qm: torch.Tensor, shift: torch.Tensor) -> torch.Tenso
     return torch.bitwise_right_shift(high, right) + ((high & mask) > threshold).to(torch.int64)
 
 
+def _mbqm_single(x: torch.Tensor, qm: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """TFLite's single-rounding MultiplyByQuantizedMultiplier on int64 tensors holding int32 values
+    (broadcasting), the torch twin of :func:`tte_ir.fixedpoint.mbqm_single`: one int64 product, one
+    rounding, the result wrapped to int32."""
+    total = 31 - shift
+    t = torch.bitwise_right_shift(x * qm + torch.bitwise_left_shift(torch.ones_like(total), total - 1), total)
+    return ((t - INT32_MIN) & 0xFFFFFFFF) + INT32_MIN
+
+
 def _requantize_fixed(v: torch.Tensor, q: _Requant, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Codes (as ``dtype``) and mask from the int64 results ``v`` of fixed-point requantization."""
     shifted = v + q.y_zero
@@ -132,6 +142,7 @@ class _ConvCfg:
     x_zero: int
     requant: _Requant
     fixed: tuple[torch.Tensor, torch.Tensor] | None = None  # qmult [O], qshift [O] (int64) under requant fixed
+    single: bool = False  # the fixed multiply rounds once (REQUANT["fixed_single"])
 
 
 class _Conv(torch.autograd.Function):
@@ -151,7 +162,9 @@ class _Conv(torch.autograd.Function):
         elif cfg.fixed is not None:
             qm, sh = (t.view(1, -1, 1, 1) for t in cfg.fixed)
             acc = acc.clamp(INT32_MIN, INT32_MAX).to(torch.int64)
-            y, mask = _requantize_fixed(_mbqm(acc, qm, sh), cfg.requant, torch.float32)
+            y, mask = _requantize_fixed(
+                (_mbqm_single if cfg.single else _mbqm)(acc, qm, sh), cfg.requant, torch.float32
+            )
         else:
             acc = acc.clamp(INT32_MIN, INT32_MAX)  # sat32: real models carry +-2^31 biases in dead channels
             v = acc.to(torch.float32) * multiplier.view(1, -1, 1, 1)
@@ -374,7 +387,12 @@ class _Mul(torch.autograd.Function):
 
 def _fixed(params: Mapping[str, Any]) -> bool:
     """Whether a kernel call's descriptor asks for fixed-point requantization (NUMERICS.md §2b)."""
-    return params.get("requant", REQUANT["float"]) == REQUANT["fixed"]
+    return params.get("requant", REQUANT["float"]) in (REQUANT["fixed"], REQUANT["fixed_single"])
+
+
+def _single(params: Mapping[str, Any]) -> bool:
+    """Whether a conv or linear descriptor's fixed multiply rounds once (TFLite's FULLY_CONNECTED)."""
+    return params.get("requant") == REQUANT["fixed_single"]
 
 
 def head_node(graph: Graph) -> Node:
@@ -475,7 +493,9 @@ class Int8Sim(torch.nn.Module):
 
 def _sim_conv2d(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tensor]) -> torch.Tensor:
     p = call.params
-    cfg = _ConvCfg(params_stride(p), params_padding(p), p["groups"], p["x_zero"], sim.requant(p), sim.fixed_tables(p))
+    cfg = _ConvCfg(
+        params_stride(p), params_padding(p), p["groups"], p["x_zero"], sim.requant(p), sim.fixed_tables(p), _single(p)
+    )
     return _Conv.apply(ins[0], ins[1], ins[2], sim.multipliers[node.name], cfg)
 
 
@@ -498,7 +518,7 @@ def _sim_linear(sim: Int8Sim, node: Node, call: KernelCall, ins: list[torch.Tens
     if call.kernel == "linear_fwd_f32":
         xf = float(p["x_scale"]) * (x - p["x_zero"])  # float32 scalar times exact codes: x_f of NUMERICS §2
         return F.linear(xf, w, b)
-    cfg = _ConvCfg((1, 1), (0, 0, 0, 0), 1, p["x_zero"], sim.requant(p), sim.fixed_tables(p))
+    cfg = _ConvCfg((1, 1), (0, 0, 0, 0), 1, p["x_zero"], sim.requant(p), sim.fixed_tables(p), _single(p))
     return _Conv.apply(x[:, :, None, None], w[:, :, None, None], b, sim.multipliers[node.name], cfg)[:, :, 0, 0]
 
 

@@ -147,7 +147,8 @@ def _linear_as_conv(node: Node, tensors: dict[str, TensorSpec], constants: dict[
     tensors[w4] = TensorSpec(w4, (out_channels, in_channels, 1, 1), DType.INT8, w.quant)
     constants[w4] = constants.pop(w.name).reshape(out_channels, in_channels, 1, 1)
     del tensors[w.name]
-    attrs = {k: v for k, v in node.attrs.items() if k in ("act_min", "act_max")}
+    # TFLite's FULLY_CONNECTED rounds once under requant fixed; the conv keeps the linear layer's rounding
+    attrs = {**{k: v for k, v in node.attrs.items() if k in ("act_min", "act_max")}, "requant_rounding": "single"}
     return [
         Node(f"{node.name}.in", Op.RESHAPE, (x.name,), (x4,), {"shape": [1, in_channels, 1, 1]}),
         Node(node.name, Op.CONV2D, (x4, w4, node.inputs[2]), (y4,), attrs),

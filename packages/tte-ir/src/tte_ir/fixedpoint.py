@@ -9,9 +9,12 @@ int32 values, so that every intermediate is exact:
   truncates toward zero; the one overflow ``INT32_MIN * INT32_MIN`` saturates);
 - :func:`rdbpot`: gemmlowp's ``RoundingDivideByPOT`` (arithmetic shift right, round half away from zero);
 - :func:`mbqm`: TFLite's ``MultiplyByQuantizedMultiplier`` (the two above, after a left shift
-  ``x * 2^max(shift, 0)`` that wraps in int32 as the compiled C++ does).
+  ``x * 2^max(shift, 0)`` that wraps in int32 as the compiled C++ does);
+- :func:`mbqm_single`: its single-rounding variant (``TFLITE_SINGLE_ROUNDING``), which TFLite's int8
+  FULLY_CONNECTED computes: ``(x*qm + 2^(30-shift)) >> (31-shift)`` in int64, one rounding (half toward
+  +infinity), the result cast to int32 (wrapping, as the compiled C++ does; TFLite only DCHECKs it fits).
 
-The C engine's ``tte_requantize_fixed`` (``kernels-impl.h``) and the simulation (``tte_algo.sim``)
+The C engine's ``tte_requantize_fixed`` (and ``tte_fixed_multiply_single``) (``kernels-impl.h``) and the simulation (``tte_algo.sim``)
 compute the same functions; a test checks all three against a big-integer transcription.
 """
 
@@ -24,7 +27,17 @@ import numpy as np
 from tte_ir._ir import TteError
 from tte_ir.constants import INT32_MAX, INT32_MIN
 
-__all__ = ["NUDGE", "Q31_ONE", "mbqm", "quantize_multiplier", "rdbpot", "round_half_away", "srdhm", "wrap32"]
+__all__ = [
+    "NUDGE",
+    "Q31_ONE",
+    "mbqm",
+    "mbqm_single",
+    "quantize_multiplier",
+    "rdbpot",
+    "round_half_away",
+    "srdhm",
+    "wrap32",
+]
 
 Q31_ONE = -INT32_MIN
 """2^31, the one of a Q0.31 fixed-point multiplier: ``m ~ qm / Q31_ONE * 2^shift``."""
@@ -94,3 +107,13 @@ def mbqm(x: np.ndarray, qm: np.ndarray, shift: np.ndarray) -> np.ndarray:
     left = np.maximum(shift, 0)
     shifted = wrap32(np.asarray(x, dtype=np.int64) << left)
     return rdbpot(srdhm(shifted, qm), np.maximum(-shift, 0))
+
+
+def mbqm_single(x: np.ndarray, qm: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """TFLite's single-rounding ``MultiplyByQuantizedMultiplier(x, qm, shift)`` of int32 values (as int64),
+    broadcasting: ``(x*qm + 2^(30-shift)) >> (31-shift)``, wrapped to int32, ``shift`` in [-31, 30]."""
+    x = np.asarray(x, dtype=np.int64)
+    qm = np.asarray(qm, dtype=np.int64)
+    total = 31 - np.asarray(shift, dtype=np.int64)  # 1..62
+    product = x * qm  # |x*qm| < 2^62, and the nudge <= 2^61: exact in int64
+    return wrap32((product + (np.int64(1) << (total - 1))) >> total)

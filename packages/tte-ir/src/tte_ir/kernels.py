@@ -177,8 +177,10 @@ _CHANNELS = "const int32_t *"
 _FIXED_TABLES = (("requant", _I32), ("qmult", _CHANNELS), ("qshift", _CHANNELS))
 _FIXED_SCALAR = (("requant", _I32), ("qm", _I32), ("sh", _I32))
 
-REQUANT = {"float": 0, "fixed": 1}
-"""The ``requant`` descriptor field of each requantization mode (``TTE_REQUANT_*`` of ``tte/tte.h``)."""
+REQUANT = {"float": 0, "fixed": 1, "fixed_single": 2}
+"""The ``requant`` descriptor field of each requantization mode (``TTE_REQUANT_*`` of ``tte/tte.h``):
+``fixed_single`` is ``fixed`` with TFLite's single-rounding MultiplyByQuantizedMultiplier (its int8
+FULLY_CONNECTED's, :func:`tte_ir.fixedpoint.mbqm_single`), for a linear layer and the 1x1 conv it becomes."""
 _WINDOW = (
     ("stride_h", _I32), ("stride_w", _I32), ("pad_top", _I32), ("pad_left", _I32), ("pad_bottom", _I32),
     ("pad_right", _I32),
@@ -484,7 +486,7 @@ def _conv2d(graph: Graph, node: Node) -> KernelCall:
         act=(attrs["act_min"], attrs["act_max"]),
     )  # fmt: skip
     m = node_multipliers(graph, node)
-    params.update(_fixed_tables(m))
+    params.update(_fixed_tables(m, single=attrs["requant_rounding"] == "single"))
     args = [
         _read("x", ins["x"]),
         _read("w", ins["w"], family),
@@ -499,12 +501,13 @@ def _conv2d(graph: Graph, node: Node) -> KernelCall:
     return _call(node, f"{_FAMILY_PREFIX[family]}_fwd_s8", params, args, family)
 
 
-def _fixed_tables(m: Mapping[str, Any]) -> dict[str, Any]:
+def _fixed_tables(m: Mapping[str, Any], *, single: bool = False) -> dict[str, Any]:
     """The fixed-point fields of a descriptor with ``qmult`` / ``qshift`` tables (none under float
-    requantization; an average pool's tables may be None: TFLite's rounded division)."""
+    requantization; an average pool's tables may be None: TFLite's rounded division); ``single``: the
+    single-rounding multiply (``REQUANT["fixed_single"]``)."""
     if "qmult" not in m:
         return {}
-    fields: dict[str, Any] = {"requant": REQUANT["fixed"]}
+    fields: dict[str, Any] = {"requant": REQUANT["fixed_single" if single else "fixed"]}
     if m["qmult"] is not None:
         fields.update(qmult=tuple(m["qmult"]), qshift=tuple(m["qshift"]))
     return fields
@@ -558,7 +561,7 @@ def _linear(graph: Graph, node: Node) -> KernelCall:
     m = node_multipliers(graph, node)
     params = {
         "in_features": w.shape[1], "out_features": w.shape[0], "x_zero": _zero(x), "y_zero": _zero(y),
-        "act_min": attrs["act_min"], "act_max": attrs["act_max"], **_fixed_tables(m),
+        "act_min": attrs["act_min"], "act_max": attrs["act_max"], **_fixed_tables(m, single=True),
     }  # fmt: skip
     args = [
         _read("x", ins["x"]),

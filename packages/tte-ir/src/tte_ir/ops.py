@@ -69,7 +69,9 @@ is a view; an "nchw" one of a map with more than one channel and pixel would mov
 ``w_train`` (present when ``channels`` is set) is the SRAM slice of a conv whose weights train:
 ``[O, k, KH, KW]`` holding input channels ``channels`` of a dense or pointwise conv, ``[k, 1, KH, KW]``
 holding channels ``channels`` of a depthwise conv. The conv uses ``w`` with those channels replaced by
-``w_train``; ``w`` (flash) is never written. ``mask`` is the 1-bit clamp mask of NUMERICS.md §2,
+``w_train``; ``w`` (flash) is never written. ``requant_rounding`` of a conv2d: "double" (gemmlowp's two
+roundings, TFLite's CONV_2D) or "single" (TFLite's FULLY_CONNECTED's one rounding, set on the 1x1 conv an
+int8 linear layer becomes in training graphs); it matters only under ``requant: fixed`` (NUMERICS.md §2b). ``mask`` is the 1-bit clamp mask of NUMERICS.md §2,
 bit-packed, ``ceil(numel/8)`` bytes in the engine's element order. ``tile`` marks a node of a row-tiled
 fused group (see :mod:`tte_ir.tiling`).
 
@@ -124,6 +126,7 @@ __all__ = [
     "MAX_POOL_TAPS",
     "MAX_RANK",
     "OP_TABLE",
+    "REQUANT_ROUNDINGS",
     "AttrType",
     "OpDef",
     "as_padding",
@@ -760,6 +763,8 @@ def _infer_channel_insert(node: Node, ins: Specs, attrs: Mapping[str, Any]) -> I
 
 
 _ACT = {"act_min": -128, "act_max": 127}
+REQUANT_ROUNDINGS = ("double", "single")
+"""The values of a conv2d's ``requant_rounding`` (see the module docstring)."""
 _NO_PADDING = (0, 0, 0, 0)
 _WINDOW = {"stride": (1, 1), "padding": _NO_PADDING}
 _MASKED = {"save_mask": False}
@@ -770,7 +775,7 @@ OP_TABLE: Mapping[Op, OpDef] = {
         Op.CONV2D,
         ("x", "w", "b", "w_train"),
         ("y", "mask"),
-        {**_WINDOW, "groups": 1, **_ACT, **_MASKED, "channels": None, "tile": None},
+        {**_WINDOW, "groups": 1, **_ACT, **_MASKED, "channels": None, "tile": None, "requant_rounding": "double"},
         (),
         _infer_conv2d,
         _macs_conv2d,
@@ -1089,6 +1094,7 @@ ATTR_TYPES: Mapping[Op, Mapping[str, AttrType]] = {
         "save_mask": _BOOL,
         "channels": _CHANNELS,
         "tile": _TILE,
+        "requant_rounding": AttrType("str", choices=REQUANT_ROUNDINGS),
     },
     Op.ADD: {"act_min": _INT8, "act_max": _INT8, "save_mask": _BOOL, "tile": _TILE},
     Op.GLOBAL_AVG_POOL: {"save_mask": _BOOL},

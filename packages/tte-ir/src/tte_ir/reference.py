@@ -31,7 +31,7 @@ import numpy as np
 
 from tte_ir._ir import Graph, Node, Op, TteError, as_padding, as_pair
 from tte_ir.constants import INT32_MAX, INT32_MIN
-from tte_ir.fixedpoint import mbqm
+from tte_ir.fixedpoint import mbqm, mbqm_single
 from tte_ir.kernels import DEPTHWISE, REQUANT, KernelCall, kernel_call, params_kernel, params_padding, params_stride
 
 __all__ = [
@@ -92,7 +92,7 @@ def requantize_fixed(
 
 def _fixed(p: Mapping[str, Any]) -> bool:
     """Whether a kernel call's descriptor asks for fixed-point requantization."""
-    return p.get("requant", REQUANT["float"]) == REQUANT["fixed"]
+    return p.get("requant", REQUANT["float"]) in (REQUANT["fixed"], REQUANT["fixed_single"])
 
 
 def _check_int8(name: str, array: np.ndarray) -> np.ndarray:
@@ -174,13 +174,15 @@ def conv2d(
     return_mask: bool = False,
     qmult: Any = None,
     qshift: Any = None,
+    single: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """int8 convolution (NUMERICS.md §2).
 
     x: int8 [1, C, H, W]; w: int8 [O, C/groups, KH, KW]; b: int32 [O]; multiplier: float32 [O];
     ``stride`` (sh, sw) and ``padding`` (top, left, bottom, right), an int meaning every axis or side.
     With ``qmult`` and ``qshift`` (int [O], §2b) the multiplier is unused and
-    ``v = MultiplyByQuantizedMultiplier(acc, qmult[o], qshift[o])``, TFLite's ConvPerChannel.
+    ``v = MultiplyByQuantizedMultiplier(acc, qmult[o], qshift[o])``, TFLite's ConvPerChannel; ``single``:
+    its single-rounding variant (:func:`tte_ir.fixedpoint.mbqm_single`), TFLite's FULLY_CONNECTED.
     Returns int8 [1, O, Ho, Wo] (and a bool mask of the same shape when ``return_mask``).
     """
     x = _check_int8("x", x)
@@ -188,7 +190,7 @@ def conv2d(
     acc = _accumulate_conv(x, w, stride, padding, groups, x_zero)
     acc = sat32(acc + np.asarray(b, dtype=np.int64)[:, None, None])
     if qmult is not None:
-        v = mbqm(
+        v = (mbqm_single if single else mbqm)(
             acc, np.asarray(qmult, dtype=np.int64)[:, None, None], np.asarray(qshift, dtype=np.int64)[:, None, None]
         )
         result = requantize_fixed(v, y_zero, act_min, act_max, return_mask)
@@ -353,7 +355,8 @@ def linear_s8(
     qshift: Any = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """int8 linear layer = a 1x1 conv on a 1x1 map. x: int8 [1, I]; w: int8 [O, I]; b: int32 [O]
-    (``qmult``, ``qshift``: fixed-point requantization, as :func:`conv2d`)."""
+    (``qmult``, ``qshift``: fixed-point requantization as :func:`conv2d`, with the single rounding of
+    TFLite's FULLY_CONNECTED)."""
     x = _check_int8("x", x)
     w = _check_int8("w", w)
     result = conv2d(
@@ -371,6 +374,7 @@ def linear_s8(
         return_mask=return_mask,
         qmult=qmult,
         qshift=qshift,
+        single=True,
     )
     if return_mask:
         return result[0].reshape(1, -1), result[1].reshape(1, -1)
@@ -473,6 +477,7 @@ def _conv2d(call: KernelCall, values: Values) -> dict[str, np.ndarray]:
         _value(call, "x", values), w, _value(call, "bias", values), call.arg("multiplier").value,
         stride=params_stride(p), padding=params_padding(p), groups=p["groups"], x_zero=p["x_zero"],
         y_zero=p["y_zero"], act_min=p["act_min"], act_max=p["act_max"], return_mask=True, **_tables(p),
+        single=p.get("requant") == REQUANT["fixed_single"],
     )  # fmt: skip
     return _outputs(call, y, mask)
 
