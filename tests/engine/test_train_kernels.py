@@ -420,3 +420,30 @@ def test_bad_arguments_name_themselves() -> None:
         tte_engine.mask_scale_f32(np.zeros((2, 3), np.float32), np.zeros(5, np.uint8), np.ones(3, np.float32))
     with pytest.raises(ValueError, match="status='broken'"):
         ctx.status = "broken"
+
+
+@pytest.mark.parametrize("rounding_mode", ["nearest", "stochastic"])
+@pytest.mark.parametrize("spread", [1.0, 1e5])
+def test_pointwise_weight_update_around_the_step_limits(rounding_mode: str, spread: float) -> None:
+    """The pointwise update clamps step values to +-512, and leaves the clamp out where the update's bound
+    (tte_update_bound) is below 2^21: spread 1 (inv 1 everywhere, steps to +-1500) takes that path, spread 1e5
+    (inv up to 1e5, steps to 3e9) the clamped one. The codes stay those of the reference for step values just
+    inside and outside +-254 and +-512, ties included, on codes at both ends of int8."""
+    rng = np.random.default_rng(5)
+    far = [1500.0] if spread == 1.0 else [1e4, 3e9]
+    targets = np.array([0.5, 1.5, 2.5, 253.5, 254.0, 254.5, 511.5, 512.0, 512.5, 513.0, *far], np.float32)
+    targets = np.concatenate([targets, -targets, rng.uniform(-1500.0, 1500.0, 21).astype(np.float32)])
+    o, c = targets.size, 6
+    inv = np.geomspace(1.0, spread, o).astype(np.float32)
+    gh = np.zeros((1, o, 2, 2), np.float32)
+    gh[0, :, 0, 0] = targets / (np.float32(0.05) * inv)  # lr 0.05 (train_cases.new_ctx); x codes 1 at (0, 0)
+    gh[0, :, 1, 1] = rng.standard_normal(o).astype(np.float32) * 1e-3
+    x = rng.integers(-3, 4, size=(1, c, 2, 2), dtype=np.int8)
+    x[0, :, 0, 0] = 1
+    w = rng.choice(np.array([-127, -126, -1, 0, 1, 126, 127], np.int8), size=(o, c, 1, 1))
+    case = tc.conv_w_update_case(
+        "limits", "pointwise", x, gh, w, inv, full=(o, c, 1, 1), channels=list(range(c)), stride=(1, 1),
+        padding=(0, 0, 0, 0), x_zero=0, rounding=rounding_mode, tensor_id=3,
+    )  # fmt: skip
+    assert case.step_status == "ok"
+    assert_matches_reference(case)

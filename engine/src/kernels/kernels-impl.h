@@ -368,6 +368,18 @@ static inline int tte_qas_frozen(float inv) {
     return inv == 0.0f || !tte_isfinite(inv);
 }
 
+/* The bound |lr| * g_max * terms * x_max * inv_max of tte_update_safe (NaN or infinite where that is, and
+ * infinite for more than 2^20 terms): with the 7% of a sum's rounding and those of the products, every
+ * |step value| stays below twice it. */
+#define TTE_UPDATE_SAFE_BOUND (FLT_MAX / 16.0f)
+static inline float tte_update_bound(float lr, float g_max, int64_t terms, float x_max, float inv_max) {
+    if (terms > ((int64_t)1 << 20)) {
+        return INFINITY;
+    }
+    const float lr_abs = lr < 0.0f ? -lr : lr;
+    return (((lr_abs * g_max) * (float)terms) * x_max) * inv_max;
+}
+
 /* Whether every step value of an update is certainly finite, so that its
  * check pass can be left out. Each gradient is a float sum of at most `terms`
  * products |g| * |coefficient| <= g_max * x_max; for up to 2^20 terms rounding
@@ -376,12 +388,7 @@ static inline int tte_qas_frozen(float inv) {
  * False for a NaN or infinite lr or bound and for more than 2^20 terms: the
  * kernel then checks every element's value before writing any. */
 static inline int tte_update_safe(float lr, float g_max, int64_t terms, float x_max, float inv_max) {
-    if (terms > ((int64_t)1 << 20)) {
-        return 0;
-    }
-    const float lr_abs = lr < 0.0f ? -lr : lr;
-    const float bound = (((lr_abs * g_max) * (float)terms) * x_max) * inv_max;
-    return bound <= FLT_MAX / 16.0f; /* false for NaN */
+    return tte_update_bound(lr, g_max, terms, x_max, inv_max) <= TTE_UPDATE_SAFE_BOUND; /* false for NaN */
 }
 
 /* The largest |v[i]| of n finite values (tte_update_gate has checked them). */
@@ -533,6 +540,36 @@ static inline int32_t tte_block_start(int32_t done, int32_t n, int32_t size) {
 static inline int8_t tte_weight_add(int8_t w, int32_t step) {
     const int32_t v = (int32_t)w + step;
     return (int8_t)(v < -127 ? -127 : (v > 127 ? 127 : v));
+}
+
+/* A weight code's QAS step is only ever added to the code and clamped to [-127, 127] (tte_weight_add), so any
+ * step of 254 or more gives 127 and any of -254 or less gives -127. Clamping the step value to +-512 first keeps
+ * every final code: rounding is monotone, v = 512 rounds (with or without noise in [0, 1)) to at least 512 and
+ * v = -512 to at most -511. A clamped value, or one known to be small (tte_update_bound), lies far inside
+ * tte_rne_small's range, which drops tte_rne_wide's four range tests and the clamp to 2^30 from every weight. */
+#define TTE_QAS_WEIGHT_LIMIT 512.0f
+
+/* The largest tte_update_bound under which a weight kernel may leave tte_qas_weight_clamp out: step values
+ * then stay below 2^22, where tte_rne_small rounds exactly, noise included. */
+#define TTE_QAS_SMALL_BOUND 2097152.0f /* 2^21 */
+
+static inline float tte_qas_weight_clamp(float v) {
+    return v > TTE_QAS_WEIGHT_LIMIT ? TTE_QAS_WEIGHT_LIMIT : (v < -TTE_QAS_WEIGHT_LIMIT ? -TTE_QAS_WEIGHT_LIMIT : v);
+}
+
+/* tte_weight_add(w, tte_qas_round(v, ...)) of nearest rounding, bit for bit, for a finite step value v that is
+ * clamped (tte_qas_weight_clamp) or below 2^22 in magnitude. */
+static inline int8_t tte_qas_weight_nearest(int8_t w, float v) {
+    return tte_weight_add(w, (int32_t)tte_rne_small(v));
+}
+
+/* tte_weight_add(w, tte_qas_round(v, ...)) of stochastic rounding, bit for bit, for v as in
+ * tte_qas_weight_nearest and the element's noise (tte_round_uniform): floor(float32(v + noise)) as
+ * tte_qas_round computes it. */
+static inline int8_t tte_qas_weight_stochastic(int8_t w, float v, float noise) {
+    const float s = v + noise;
+    const float r = tte_rne_small(s);
+    return tte_weight_add(w, (int32_t)(r > s ? r - 1.0f : r));
 }
 
 /* Checks what the three conv weight-update kernels share: pointers, the

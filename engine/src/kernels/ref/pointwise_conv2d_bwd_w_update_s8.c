@@ -26,12 +26,32 @@ static void block_grads(const tte_conv2d_params *p, int32_t out_h, int32_t out_w
     }
 }
 
+/* Writes the steps of weights j_done .. j0 + nb - 1 of one live output channel o's row from their gradients
+ * g (trained channels j0 ...), by the rounding mode (`stochastic`); `clamp` 0 where the update's bound shows
+ * every step value small (tte_update_bound). */
+TTE_ALWAYS_INLINE void apply_row(const tte_train_ctx *c, const tte_update_params *uc, const int32_t *train_channels,
+                                 uint32_t in_c, int32_t o, float inv, const float *g, int32_t j_done, int32_t j0,
+                                 int32_t nb, int8_t *wrow, int stochastic, int clamp) {
+    for (int32_t j = j_done; j < j0 + nb; ++j) {
+        const float value = tte_qas_value(g[j - j0], inv, c, uc);
+        const float v = clamp ? tte_qas_weight_clamp(value) : value;
+        if (stochastic) {
+            /* The element's index in the IR layout [O][C][1][1] names its rounding noise. */
+            const uint32_t index = (uint32_t)o * in_c + (uint32_t)train_channels[j];
+            wrow[j] = tte_qas_weight_stochastic(wrow[j], v, tte_round_uniform(c->seed, c->step, uc->tensor_id, index));
+        } else {
+            wrow[j] = tte_qas_weight_nearest(wrow[j], v);
+        }
+    }
+}
+
 /* One pass over the trained slice, in blocks of output x trained channels whose gradients are summed
  * together. apply 0: checks every live element's step value, failing the step at the first non-finite
- * one (returns 0); apply 1: writes every element's step (returns 1). */
-static int sweep(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_update_params *u, const int8_t *x_saved,
-                 const float *gh, const float *inv_w, int8_t *w_train, int32_t out_h, int32_t out_w, int32_t begin,
-                 int32_t count, int apply) {
+ * one (returns 0); apply 1: writes every element's step (returns 1). apply, stochastic (the rounding mode)
+ * and clamp (apply_row) are constants at each call, so that no weight or row tests them. */
+TTE_ALWAYS_INLINE int sweep(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_update_params *u,
+                            const int8_t *x_saved, const float *gh, const float *inv_w, int8_t *w_train, int32_t out_h,
+                            int32_t out_w, int32_t begin, int32_t count, int apply, int stochastic, int clamp) {
     const int32_t k = p->train_count;
     const int32_t na = tte_block_size(count, PW_NA), nb = tte_block_size(k, PW_NB);
     /* Local copies: the weight stores below are int8 stores, which may alias any object whose address
@@ -55,25 +75,24 @@ static int sweep(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_updat
             for (int32_t ol = o_done; ol < ol0 + na; ++ol) {
                 const int32_t o = begin + ol;
                 const float inv = inv_w[o];
-                const int frozen = tte_qas_frozen(inv);
-                if (frozen && !apply) {
-                    continue;
-                }
                 int8_t *wrow = &w_train[(size_t)o * k];
-                for (int32_t j = j_done; j < j0 + nb; ++j) {
-                    int32_t step = 0;
-                    if (!frozen) {
-                        const float v = tte_qas_value(g[(ol - ol0) * nb + (j - j0)], inv, &c, &uc);
-                        if (!apply) {
-                            if (!tte_step_value_ok(ctx, v)) {
-                                return 0;
-                            }
-                            continue;
+                const float *grow = &g[(ol - ol0) * nb];
+                if (tte_qas_frozen(inv)) {
+                    if (apply) {
+                        for (int32_t j = j_done; j < j0 + nb; ++j) {
+                            wrow[j] = tte_weight_add(wrow[j], 0);
                         }
-                        /* The element's index in the IR layout [O][C][1][1] names its rounding noise. */
-                        step = tte_qas_round(v, &c, &uc, (uint32_t)o * in_c + (uint32_t)train_channels[j]);
                     }
-                    wrow[j] = tte_weight_add(wrow[j], step);
+                } else if (!apply) {
+                    for (int32_t j = j_done; j < j0 + nb; ++j) {
+                        if (!tte_step_value_ok(ctx, tte_qas_value(grow[j - j0], inv, &c, &uc))) {
+                            return 0;
+                        }
+                    }
+                } else if (j_done == j0 && nb == PW_NB) { /* a whole row of the block: unrolled */
+                    apply_row(&c, &uc, train_channels, in_c, o, inv, grow, j0, j0, PW_NB, wrow, stochastic, clamp);
+                } else {
+                    apply_row(&c, &uc, train_channels, in_c, o, inv, grow, j_done, j0, nb, wrow, stochastic, clamp);
                 }
             }
             j_done = j0 + nb;
@@ -100,10 +119,22 @@ tte_status tte_pointwise_conv2d_bwd_w_update_s8(const tte_conv2d_params *p, tte_
     if (!tte_update_gate_max(ctx, gh, n, &gh_max)) {
         return TTE_OK;
     }
-    const int safe =
-        tte_update_safe(ctx->lr[u->lr_group], gh_max, (int64_t)out_h * out_w, 255.0f, tte_max_inv(inv_w, begin, count));
-    if (safe || sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 0)) {
-        (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1);
+    const float inv_max = tte_max_inv(inv_w, begin, count);
+    const float bound = tte_update_bound(ctx->lr[u->lr_group], gh_max, (int64_t)out_h * out_w, 255.0f, inv_max);
+    if (!(bound <= TTE_UPDATE_SAFE_BOUND) &&
+        !sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 0, 0, 1)) {
+        return TTE_OK;
+    }
+    /* Four copies of the writing pass, one per rounding mode and clamp (NaN bound: clamp). */
+    const int stochastic = u->rounding != TTE_ROUND_NEAREST, clamp = !(bound <= TTE_QAS_SMALL_BOUND);
+    if (stochastic && clamp) {
+        (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1, 1, 1);
+    } else if (stochastic) {
+        (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1, 1, 0);
+    } else if (clamp) {
+        (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1, 0, 1);
+    } else {
+        (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1, 0, 0);
     }
     return TTE_OK;
 }
