@@ -11,10 +11,10 @@ typedef struct kernel_shape {
     const char *name;
     kernel_kind kind;
     int32_t in_h, in_w, in_c, out_c;
-    int32_t kernel_h, kernel_w;                    /* pointwise: 1, 1 */
-    int32_t stride_h, stride_w;                    /* >= 1 */
+    int32_t kernel_h, kernel_w;                       /* pointwise: 1, 1 */
+    int32_t stride_h, stride_w;                       /* >= 1 */
     int32_t pad_top, pad_left, pad_bottom, pad_right; /* pointwise: 0 */
-    int32_t groups;                                /* dense: divides in_c and out_c; pointwise 1, depthwise in_c */
+    int32_t groups;                                   /* dense: divides in_c and out_c; pointwise 1, depthwise in_c */
 } kernel_shape;
 
 extern const kernel_shape kernel_shapes[];

@@ -78,9 +78,10 @@ py::object run_conv(ConvKernel kernel, ConvScratch scratch_size, const char *nam
 }
 
 py::object conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
-                         const py::object &multiplier, const py::object &stride, const py::object &padding, int64_t groups, int64_t x_zero,
-                         int64_t y_zero, int64_t act_min, int64_t act_max, bool return_mask, const py::object &w_train,
-                         const py::object &train_channels, const py::object &rows_obj, const py::object &in_h) {
+                         const py::object &multiplier, const py::object &stride, const py::object &padding,
+                         int64_t groups, int64_t x_zero, int64_t y_zero, int64_t act_min, int64_t act_max,
+                         bool return_mask, const py::object &w_train, const py::object &train_channels,
+                         const py::object &rows_obj, const py::object &in_h) {
     py::array x = checked<int8_t>(x_obj, "x", 3, "[H][W][C]");
     py::array w = checked<int8_t>(w_obj, "w", 4, "[O][KH][KW][C/groups]");
     tte_conv2d_params p = conv_params(x, stride, padding, x_zero, y_zero, act_min, act_max);
@@ -104,8 +105,8 @@ py::object conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const
 }
 
 py::object depthwise_conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
-                                   const py::object &multiplier, const py::object &stride, const py::object &padding, int64_t x_zero,
-                                   int64_t y_zero, int64_t act_min, int64_t act_max, bool return_mask,
+                                   const py::object &multiplier, const py::object &stride, const py::object &padding,
+                                   int64_t x_zero, int64_t y_zero, int64_t act_min, int64_t act_max, bool return_mask,
                                    const py::object &w_train, const py::object &train_channels,
                                    const py::object &rows_obj, const py::object &in_h) {
     py::array x = checked<int8_t>(x_obj, "x", 3, "[H][W][C]");
@@ -123,10 +124,10 @@ py::object depthwise_conv2d_fwd_s8(const py::object &x_obj, const py::object &w_
 }
 
 py::object pointwise_conv2d_fwd_s8(const py::object &x_obj, const py::object &w_obj, const py::object &bias,
-                                   const py::object &multiplier, const py::object &stride, int64_t x_zero, int64_t y_zero,
-                                   int64_t act_min, int64_t act_max, bool return_mask, const py::object &w_train,
-                                   const py::object &train_channels, const py::object &rows_obj,
-                                   const py::object &in_h) {
+                                   const py::object &multiplier, const py::object &stride, int64_t x_zero,
+                                   int64_t y_zero, int64_t act_min, int64_t act_max, bool return_mask,
+                                   const py::object &w_train, const py::object &train_channels,
+                                   const py::object &rows_obj, const py::object &in_h) {
     py::array x = checked<int8_t>(x_obj, "x", 3, "[H][W][C]");
     py::array w = checked<int8_t>(w_obj, "w", 2, "[O][C]");
     tte_conv2d_params p = conv_params(x, stride, py::int_(0), x_zero, y_zero, act_min, act_max);

@@ -158,8 +158,8 @@ inline void set_window(tte_conv2d_params &p, const py::object &stride, const py:
 
 // Checks and fills the geometry of a conv descriptor from x [H][W][C]; the
 // caller fills the kernel size and output channels from its weight layout.
-inline tte_conv2d_params conv_params(const py::array &x, const py::object &stride, const py::object &padding, int64_t x_zero,
-                                     int64_t y_zero, int64_t act_min, int64_t act_max) {
+inline tte_conv2d_params conv_params(const py::array &x, const py::object &stride, const py::object &padding,
+                                     int64_t x_zero, int64_t y_zero, int64_t act_min, int64_t act_max) {
     tte_conv2d_params p{};
     p.in_h = dim(x, 0);
     p.in_w = dim(x, 1);
@@ -179,10 +179,9 @@ inline Shape conv_out_shape(const tte_conv2d_params &p) {
     const int32_t ow = tte_conv2d_out_dim(p.in_w, p.kernel_w, p.stride_w, p.pad_left, p.pad_right);
     if (oh < 1 || ow < 1) {
         throw py::value_error("w: kernel " + std::to_string(p.kernel_h) + "x" + std::to_string(p.kernel_w) +
-                              " with padding (" + std::to_string(p.pad_top) + ", " + std::to_string(p.pad_left) +
-                              ", " + std::to_string(p.pad_bottom) + ", " + std::to_string(p.pad_right) +
-                              ") does not fit x of " +
-                              std::to_string(p.in_h) + "x" + std::to_string(p.in_w));
+                              " with padding (" + std::to_string(p.pad_top) + ", " + std::to_string(p.pad_left) + ", " +
+                              std::to_string(p.pad_bottom) + ", " + std::to_string(p.pad_right) +
+                              ") does not fit x of " + std::to_string(p.in_h) + "x" + std::to_string(p.in_w));
     }
     const int64_t reduction = static_cast<int64_t>(p.in_c / p.groups) * p.kernel_h * p.kernel_w;
     if (reduction > TTE_MAX_REDUCTION) {

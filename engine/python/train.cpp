@@ -185,8 +185,8 @@ struct ConvWeights {
 };
 
 // The descriptor of a conv from its weight w (engine layout), the input size and the geometry.
-ConvWeights conv_from_weights(Kind kind, const py::array &w, int64_t in_h, int64_t in_w, int64_t in_c, const py::object &stride,
-                              const py::object &padding, int64_t groups) {
+ConvWeights conv_from_weights(Kind kind, const py::array &w, int64_t in_h, int64_t in_w, int64_t in_c,
+                              const py::object &stride, const py::object &padding, int64_t groups) {
     ConvWeights cw;
     tte_conv2d_params &p = cw.p;
     p.in_h = in_range(in_h, "in_h", 1, INT32_MAX);
@@ -275,9 +275,9 @@ using WUpdateKernel = tte_status (*)(const tte_conv2d_params *, tte_train_ctx *,
 
 py::array conv_bwd_w_update(Kind kind, WUpdateKernel kernel, const char *name, tte_train_ctx &ctx,
                             const py::object &x_obj, const py::object &gh_obj, const py::object &w_train_obj,
-                            const py::object &inv_obj, const py::object &channels, int64_t in_c, const py::object &stride,
-                            const py::object &padding, int64_t x_zero, int64_t tensor_id, const std::string &rounding,
-                            const std::string &lr_group, const py::object &gh_band_obj) {
+                            const py::object &inv_obj, const py::object &channels, int64_t in_c,
+                            const py::object &stride, const py::object &padding, int64_t x_zero, int64_t tensor_id,
+                            const std::string &rounding, const std::string &lr_group, const py::object &gh_band_obj) {
     const tte_update_params u = update_params(rounding, lr_group, tensor_id);
     py::array x = checked<int8_t>(x_obj, "x_saved", 3, "[H][W][k]");
     py::array w_train = checked<int8_t>(w_train_obj, "w_train", -1, "(the slice layout)");
@@ -443,9 +443,9 @@ void bind_train(py::module_ &m) {
 
     m.def(
         "conv2d_bwd_x_f32",
-        [](const py::object &gh, const py::object &w, int64_t in_h, int64_t in_w, const py::object &stride, const py::object &padding,
-           int64_t groups, const py::object &w_train, const py::object &train_channels, const py::object &acc,
-           const py::object &gh_band, const py::object &gx_band) {
+        [](const py::object &gh, const py::object &w, int64_t in_h, int64_t in_w, const py::object &stride,
+           const py::object &padding, int64_t groups, const py::object &w_train, const py::object &train_channels,
+           const py::object &acc, const py::object &gh_band, const py::object &gx_band) {
             return conv_bwd_x(Kind::dense, tte_conv2d_bwd_x_f32, "conv2d_bwd_x_f32", gh, w, in_h, in_w, stride, padding,
                               groups, w_train, train_channels, acc, gh_band, gx_band);
         },
@@ -456,8 +456,9 @@ void bind_train(py::module_ &m) {
         py::arg("gx_band") = py::none());
     m.def(
         "depthwise_conv2d_bwd_x_f32",
-        [](const py::object &gh, const py::object &w, int64_t in_h, int64_t in_w, const py::object &stride, const py::object &padding,
-           const py::object &w_train, const py::object &train_channels, const py::object &acc, const py::object &band) {
+        [](const py::object &gh, const py::object &w, int64_t in_h, int64_t in_w, const py::object &stride,
+           const py::object &padding, const py::object &w_train, const py::object &train_channels,
+           const py::object &acc, const py::object &band) {
             return conv_bwd_x(Kind::depthwise, tte_depthwise_conv2d_bwd_x_f32, "depthwise_conv2d_bwd_x_f32", gh, w,
                               in_h, in_w, stride, padding, 1, w_train, train_channels, acc, band, band);
         },
@@ -482,9 +483,9 @@ void bind_train(py::module_ &m) {
     m.def(
         "conv2d_bwd_w_update_s8",
         [](tte_train_ctx &ctx, const py::object &x, const py::object &gh, const py::object &w_train,
-           const py::object &inv, const py::object &channels, int64_t in_c, const py::object &stride, const py::object &padding,
-           int64_t x_zero, int64_t tensor_id, const std::string &rounding, const std::string &lr_group,
-           const py::object &band) {
+           const py::object &inv, const py::object &channels, int64_t in_c, const py::object &stride,
+           const py::object &padding, int64_t x_zero, int64_t tensor_id, const std::string &rounding,
+           const std::string &lr_group, const py::object &band) {
             return conv_bwd_w_update(Kind::dense, tte_conv2d_bwd_w_update_s8, "conv2d_bwd_w_update_s8", ctx, x, gh,
                                      w_train, inv, channels, in_c, stride, padding, x_zero, tensor_id, rounding,
                                      lr_group, band);
@@ -496,9 +497,9 @@ void bind_train(py::module_ &m) {
     m.def(
         "depthwise_conv2d_bwd_w_update_s8",
         [](tte_train_ctx &ctx, const py::object &x, const py::object &gh, const py::object &w_train,
-           const py::object &inv, const py::object &channels, int64_t in_c, const py::object &stride, const py::object &padding,
-           int64_t x_zero, int64_t tensor_id, const std::string &rounding, const std::string &lr_group,
-           const py::object &band) {
+           const py::object &inv, const py::object &channels, int64_t in_c, const py::object &stride,
+           const py::object &padding, int64_t x_zero, int64_t tensor_id, const std::string &rounding,
+           const std::string &lr_group, const py::object &band) {
             return conv_bwd_w_update(Kind::depthwise, tte_depthwise_conv2d_bwd_w_update_s8,
                                      "depthwise_conv2d_bwd_w_update_s8", ctx, x, gh, w_train, inv, channels, in_c,
                                      stride, padding, x_zero, tensor_id, rounding, lr_group, band);

@@ -103,15 +103,15 @@ enum { TTE_REQUANT_FLOAT = 0, TTE_REQUANT_FIXED = 1, TTE_REQUANT_FIXED_SINGLE = 
  * ox*stride_w - pad_left + [0, kernel_w). TFLite's SAME padding at stride 2 is the asymmetric case
  * (one more row or column at the bottom or right). */
 typedef struct tte_conv2d_params {
-    int32_t in_h, in_w, in_c;   /* input x: [in_h][in_w][in_c] */
-    int32_t out_c;              /* output channels O */
-    int32_t kernel_h, kernel_w; /* KH, KW, any sizes */
-    int32_t stride_h, stride_w; /* along H and W, >= 1 */
-    int32_t pad_top, pad_left;  /* zero padding before the first row / column, >= 0 */
+    int32_t in_h, in_w, in_c;      /* input x: [in_h][in_w][in_c] */
+    int32_t out_c;                 /* output channels O */
+    int32_t kernel_h, kernel_w;    /* KH, KW, any sizes */
+    int32_t stride_h, stride_w;    /* along H and W, >= 1 */
+    int32_t pad_top, pad_left;     /* zero padding before the first row / column, >= 0 */
     int32_t pad_bottom, pad_right; /* after the last row / column, >= 0; padded taps contribute 0 */
-    int32_t groups;             /* divides in_c and out_c (depthwise: in_c; pointwise: 1) */
-    int32_t x_zero, y_zero;     /* zero points, [-128, 127] */
-    int32_t act_min, act_max;   /* output clamp, -128 <= act_min <= act_max <= 127 */
+    int32_t groups;                /* divides in_c and out_c (depthwise: in_c; pointwise: 1) */
+    int32_t x_zero, y_zero;        /* zero points, [-128, 127] */
+    int32_t act_min, act_max;      /* output clamp, -128 <= act_min <= act_max <= 127 */
     /* Channels whose weights train (tte_train.h): they are read from the SRAM slice w_train instead
      * of w. Ascending indices of input channels (dense with groups 1, pointwise) or of channels
      * (depthwise). NULL and 0 when the conv has no trained slice. */
@@ -258,8 +258,8 @@ typedef struct tte_pool2d_params {
     int32_t stride_h, stride_w;    /* along H and W, >= 1 */
     int32_t pad_top, pad_left;     /* before the first row / column, >= 0 */
     int32_t pad_bottom, pad_right; /* after the last row / column, >= 0 */
-    int32_t count_include_pad;  /* avg: 1 divides by kernel_h*kernel_w, 0 by the window's input pixels */
-    int32_t x_zero, y_zero;     /* avg: zero points, [-128, 127]; the output clamp is [-128, 127] */
+    int32_t count_include_pad;     /* avg: 1 divides by kernel_h*kernel_w, 0 by the window's input pixels */
+    int32_t x_zero, y_zero;        /* avg: zero points, [-128, 127]; the output clamp is [-128, 127] */
     /* avg, forward: TTE_REQUANT_FLOAT (the multiplier table) or TTE_REQUANT_FIXED: with qmult NULL,
      * TFLite's int8 AVERAGE_POOL_2D (x and y share scale and zero point): v = the codes' sum s divided
      * by count, rounded half away from zero ((s + count/2)/count, or (s - count/2)/count for s <= 0, C

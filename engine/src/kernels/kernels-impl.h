@@ -485,8 +485,8 @@ static inline void tte_tap_range(int32_t n_in, int32_t n_out, int32_t stride, in
  * and trained input channels j0 + b (b < nb),
  *     g[a * nb + b] = sum over output positions (oy, ox), ascending row-major, from 0, of
  *                     fmaf(gh[oy][ox][col0 + a], float32(x[iy][ix][j0 + b] - x_zero), partial sum)
- * (iy = oy*stride_h + ky - pad_top, ix = ox*stride_w + kx - pad_left); positions whose tap is padding are skipped. Each weight is
- * one chain, one rounding per step, so any blocking gives the same bits. x_saved [in_h][in_w][train_count]
+ * (iy = oy*stride_h + ky - pad_top, ix = ox*stride_w + kx - pad_left); positions whose tap is padding are skipped. Each
+ * weight is one chain, one rounding per step, so any blocking gives the same bits. x_saved [in_h][in_w][train_count]
  * holds only the trained channels; gh is [out_h][out_w][gh_stride]. na and nb (na * nb <= TTE_WG_ACC,
  * nb <= TTE_WG_X) are constants at every call, so the loops unroll into na*nb register accumulators that
  * share each gh value and each converted x value. Written once for the three weight-update kernels. */

@@ -138,8 +138,7 @@ static inline __attribute__((always_inline)) int32_t tte_arm_scale_at(const tte_
 }
 
 static inline __attribute__((always_inline)) int tte_arm_requantize(const tte_arm_channel *c, int kind, int32_t acc,
-                                                                    int32_t y_zero, int32_t lo, int32_t hi,
-                                                                    int8_t *y) {
+                                                                    int32_t y_zero, int32_t lo, int32_t hi, int8_t *y) {
     const int32_t s = tte_arm_scale_at(c, kind, acc, y_zero);
     const int32_t q = s < lo ? lo : (s > hi ? hi : s);
     *y = (int8_t)q;

@@ -33,8 +33,8 @@ size_t tte_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
 typedef struct conv_call {
     int32_t in_h, in_w, in_c, kh, kw, x_row; /* x_row: the whole-input row of x[0] */
     int32_t stride_h, stride_w, pad_top, pad_left;
-    int32_t taps;                                         /* K = kh * kw * in_c, codes per patch */
-    int32_t quads;                                        /* ceil(K / 4): groups of four codes */
+    int32_t taps;  /* K = kh * kw * in_c, codes per patch */
+    int32_t quads; /* ceil(K / 4): groups of four codes */
     int32_t out_c, out_w, x_zero;
     const int8_t *x, *w;
     const int8_t *tail[TAIL_ROWS]; /* the last group of the last TAIL_ROWS weight rows, padded */
@@ -185,17 +185,17 @@ static inline __attribute__((always_inline)) void pixel_pair(const conv_call *c,
     for (int32_t k = 0; k < (pixels); k += 2) {                                                                        \
         const int32_t kb = k + 1 < (pixels) ? k + 1 : k;                                                               \
         const int32_t ia = (first) + k, ib = (first) + kb, out_w = (c)->out_w;                                         \
-        pixel_pair(c, kh, kw, in_c, quads, kind, ia / out_w, ia % out_w, ib / out_w, ib % out_w,                      \
+        pixel_pair(c, kh, kw, in_c, quads, kind, ia / out_w, ia % out_w, ib / out_w, ib % out_w,                       \
                    (y) + (size_t)k * (c)->out_c, (y) + (size_t)kb * (c)->out_c, ia, ib);                               \
     }
 
 /* The stem's copy (3x3 kernel on 3 channels, constant) and the general one, for each epilogue kind. */
 #define RUN_COPIES(suffix, kind)                                                                                       \
-    static __attribute__((noinline)) void run_stem##suffix(const conv_call *c, int8_t *y, int32_t first,              \
+    static __attribute__((noinline)) void run_stem##suffix(const conv_call *c, int8_t *y, int32_t first,               \
                                                            int32_t pixels) {                                           \
         PIXEL_PAIRS(c, 3, 3, 3, 7, kind, y, first, pixels)                                                             \
     }                                                                                                                  \
-    static __attribute__((noinline)) void run_any##suffix(const conv_call *c, int8_t *y, int32_t first,               \
+    static __attribute__((noinline)) void run_any##suffix(const conv_call *c, int8_t *y, int32_t first,                \
                                                           int32_t pixels) {                                            \
         PIXEL_PAIRS(c, c->kh, c->kw, c->in_c, c->quads, kind, y, first, pixels)                                        \
     }

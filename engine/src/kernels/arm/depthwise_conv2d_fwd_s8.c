@@ -97,7 +97,7 @@ static void dw_taps(int32_t at, int32_t k, int32_t size, int32_t *first, int32_t
  * or 7, a constant; 0: none) or `any_pixel`. */
 #define DW_PIXELS(p, win, d, x, w, y, square, square_pixel, any_pixel)                                                 \
     do {                                                                                                               \
-        /* in locals: y's int8 stores may alias *p, so its fields would be read again each pixel */                   \
+        /* in locals: y's int8 stores may alias *p, so its fields would be read again each pixel */                    \
         const int32_t channels = (d)->channels, kh = (p)->kernel_h, kw = (p)->kernel_w, in_h = (p)->in_h;              \
         const int32_t in_w = (p)->in_w, stride_h = (p)->stride_h, stride_w = (p)->stride_w;                            \
         const int32_t pad_top = (p)->pad_top, pad_left = (p)->pad_left, out_w = (win)->out_w;                          \
@@ -143,7 +143,7 @@ static void dw_taps(int32_t at, int32_t k, int32_t size, int32_t *first, int32_t
                                      int8_t *y, int32_t mask_index) {                                                  \
         dw_pixel(d, x, w, rows, cols, kind, y, mask_index);                                                            \
     }                                                                                                                  \
-    static void dw_run##suffix(const tte_conv2d_params *p, const tte_conv2d_window *win, const dw_call *d,            \
+    static void dw_run##suffix(const tte_conv2d_params *p, const tte_conv2d_window *win, const dw_call *d,             \
                                const int8_t *x, const int8_t *w, int32_t square, int8_t *y) {                          \
         if (square == 3) {                                                                                             \
             DW_PIXELS(p, win, d, x, w, y, 3, dw_pixel_3##suffix, dw_pixel_any##suffix);                                \

@@ -177,15 +177,16 @@ static inline __attribute__((always_inline)) void channel_pair(const tte_conv2d_
         for (; k + 1 < pixels; k += 2, xa += 2 * in_c) {
             int32_t acc[4] = {za, zb, za, zb};
             dot_2x2_adjacent(xa, wa, in_c, acc);
-            tte_arm_store_2x2(d, &ca, &cb, acc, o, ob, kind, y + (size_t)k * out_c, y + (size_t)(k + 1) * out_c, first + k,
-                              first + k + 1);
+            tte_arm_store_2x2(d, &ca, &cb, acc, o, ob, kind, y + (size_t)k * out_c, y + (size_t)(k + 1) * out_c,
+                              first + k, first + k + 1);
         }
     }
     for (; k < pixels; k += 2) {
         const int32_t kb = k + 1 < pixels ? k + 1 : k;
         int32_t acc[4] = {za, zb, za, zb};
         dot_2x2(pixel_at(p, win, x, k), pixel_at(p, win, x, kb), wa, wb, in_c, acc);
-        tte_arm_store_2x2(d, &ca, &cb, acc, o, ob, kind, y + (size_t)k * out_c, y + (size_t)kb * out_c, first + k, first + kb);
+        tte_arm_store_2x2(d, &ca, &cb, acc, o, ob, kind, y + (size_t)k * out_c, y + (size_t)kb * out_c, first + k,
+                          first + kb);
     }
 }
 

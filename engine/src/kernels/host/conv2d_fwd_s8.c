@@ -70,8 +70,8 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
     if (p->train_count != 0 || p->groups != 1 || k_pad > TTE_HOST_ROW_CODES) {
         return tte_ref_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
-    const conv_call c = {p, x, w, p->stride_h, p->stride_w, p->pad_top, p->pad_left, win.out_w, win.oy_begin, win.x_row,
-                         taps, k_pad};
+    const conv_call c = {
+        p, x, w, p->stride_h, p->stride_w, p->pad_top, p->pad_left, win.out_w, win.oy_begin, win.x_row, taps, k_pad};
     const tte_host_out d = {p, bias, multiplier, p->out_c, y, mask, win.oy_begin * win.out_w};
     conv_run(&c, &d, (win.oy_end - win.oy_begin) * win.out_w);
     return TTE_OK;

@@ -21,8 +21,7 @@ static void pw_row(const void *ctx, int32_t k, int16_t *row) {
     const pw_call *c = ctx;
     const int32_t oy = c->oy_begin + k / c->out_w, ox = k % c->out_w;
     const int32_t in_c = c->p->in_c;
-    const int8_t *xp =
-        c->x + ((size_t)(oy * c->stride_h - c->x_row) * c->p->in_w + (size_t)ox * c->stride_w) * in_c;
+    const int8_t *xp = c->x + ((size_t)(oy * c->stride_h - c->x_row) * c->p->in_w + (size_t)ox * c->stride_w) * in_c;
     tte_host_widen(xp, in_c, c->p->x_zero, c->k_pad, row);
 }
 
