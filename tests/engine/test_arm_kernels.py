@@ -7,9 +7,8 @@ that differ per axis, padding that differs per side), dense ones (the 3x3 stride
 ones and ones beyond the patch bound, which run the reference kernel) and on MCUNet-5fps's pointwise,
 depthwise and dense convs, six variants each
 (extreme zero points, ties, +-2^31 biases, huge and non-finite multipliers, masks, row bands,
-trained slices), four of fixed-point requantization (NUMERICS.md 2b: random and extreme
-multipliers and shifts, with masks, a row band and a trained slice, and one whose shifts are all
-negative, the ARM kernels' own fixed epilogue), and one of the single rounding
+trained slices), and three of fixed-point requantization (NUMERICS.md 2b: random and extreme
+multipliers and shifts, with masks, a row band and a trained slice), and one of the single rounding
 (TTE_REQUANT_FIXED_SINGLE, which the ARM kernels hand to the reference kernel)."""
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ require_packages("tte_ir")
 
 import kernel_bench  # noqa: E402
 
-VARIANTS = 11  # kernel_check_main.c
+VARIANTS = 10  # kernel_check_main.c
 KERNELS = ROOT / "engine" / "src" / "kernels"
 # A host build as CMake compiles it (TTE_ENGINE_HOST_KERNELS), and one whose kernels are the baseline copy
 # alone (TTE_HOST_CLONES defined empty: no AVX2 clone), so that the copy the loader does not pick on this
