@@ -5,11 +5,9 @@
  * masks, row bands and trained slices, and fixed-point requantization (NUMERICS.md 2b: random and
  * extreme multipliers and shifts, no float multipliers at all; and the single rounding of a linear
  * layer's TTE_REQUANT_FIXED_SINGLE). Both kernels start from the same
- * output and mask contents; statuses, outputs and masks must agree byte for byte. Prints, for tests/engine/test_arm_kernels.py:
- *     CHECK <shape> <variant> PASS
- *     CHECK <shape> <variant> FAIL <what differs>
- *     DONE passed=<n> failed=<n>
- * The exit status is 0 only when every check passed. */
+ * output and mask contents; statuses, outputs and masks must agree byte for byte. Prints, for
+ * tests/engine/test_arm_kernels.py: CHECK <shape> <variant> PASS CHECK <shape> <variant> FAIL <what differs> DONE
+ * passed=<n> failed=<n> The exit status is 0 only when every check passed. */
 #include <math.h> /* INFINITY, NAN (macros only) */
 #include <stdio.h>
 #include <string.h>

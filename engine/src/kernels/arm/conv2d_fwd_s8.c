@@ -32,8 +32,8 @@ size_t tte_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
 typedef struct conv_call {
     int32_t in_h, in_w, in_c, kh, kw, x_row; /* x_row: the whole-input row of x[0] */
     int32_t stride_h, stride_w, pad_top, pad_left;
-    int32_t taps;                                         /* K = kh * kw * in_c, codes per patch */
-    int32_t quads;                                        /* ceil(K / 4): groups of four codes */
+    int32_t taps;  /* K = kh * kw * in_c, codes per patch */
+    int32_t quads; /* ceil(K / 4): groups of four codes */
     int32_t out_c, out_w, x_zero;
     const int8_t *x, *w;
     const int8_t *tail[TAIL_ROWS]; /* the last group of the last TAIL_ROWS weight rows, padded */
