@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, require_tool
+from conftest import ROOT, missing, require_tool
 
 sys.path.insert(0, str(ROOT / "boards" / "tools"))  # firmware, firmware_data: shared with nox and tte-codegen
 
@@ -47,3 +48,12 @@ def require_packages(*names: str) -> None:
             if os.environ.get("TTE_REQUIRE_QEMU") == "1":
                 pytest.fail(f"{reason} (TTE_REQUIRE_QEMU=1 requires it)", pytrace=False)
             pytest.skip(reason, allow_module_level=True)
+
+
+def host_cc() -> str:
+    """The host C compiler (cc, gcc or clang) the C test programs build with; skip-or-fail without one."""
+    for name in ("cc", "gcc", "clang"):
+        if shutil.which(name):
+            return name
+    missing("no host C compiler (cc, gcc or clang)")
+    raise AssertionError

@@ -7,29 +7,22 @@ both roundings (the binding passes no band to these kernels, so the check is in 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import ROOT, missing
+from conftest import ROOT
+
+from .helpers import host_cc
 
 ENGINE = ROOT / "engine"
 PROGRAM = Path(__file__).parent / "c" / "batch_band_main.c"
-
-
-def _host_cc() -> str:
-    for name in ("cc", "gcc", "clang"):
-        if shutil.which(name):
-            return name
-    missing("no host C compiler (cc, gcc or clang)")
-    raise AssertionError
 
 
 def test_acc_kernels_band_by_band_equal_the_whole_tensor(tmp_path: Path) -> None:
     kernels = ENGINE / "src" / "kernels"
     sources = [PROGRAM, *sorted(kernels.glob("*.c")), *sorted((kernels / "ref").glob("*.c"))]
     exe = tmp_path / "batch_band"
-    command = [_host_cc(), "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+    command = [host_cc(), "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic"]
     command += ["-I", str(ENGINE / "include"), "-I", str(kernels), *map(str, sources), "-o", str(exe), "-lm"]
     subprocess.run(command, check=True, capture_output=True, text=True)
     result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)

@@ -8,28 +8,21 @@ against exact sums rounded once; the Cortex-M3 objects call it, never newlib's f
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import ROOT, missing
+from conftest import ROOT
+
+from .helpers import host_cc
 
 ENGINE = ROOT / "engine"
 PROGRAM = Path(__file__).parent / "c" / "fmaf_soft_main.c"
 
 
-def _host_cc() -> str:
-    for name in ("cc", "gcc", "clang"):
-        if shutil.which(name):
-            return name
-    missing("no host C compiler (cc, gcc or clang)")
-    raise AssertionError
-
-
 def test_fmaf_soft_equals_the_correctly_rounded_fmaf(tmp_path: Path) -> None:
     kernels = ENGINE / "src" / "kernels"
     exe = tmp_path / "fmaf_soft"
-    command = [_host_cc(), "-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+    command = [host_cc(), "-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", "-pedantic"]
     command += ["-I", str(ENGINE / "include"), "-I", str(kernels), str(PROGRAM), str(kernels / "math.c")]
     subprocess.run([*command, "-o", str(exe), "-lm"], check=True, capture_output=True, text=True)
     result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
