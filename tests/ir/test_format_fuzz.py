@@ -20,8 +20,6 @@ import contextlib
 import io
 import json
 import math
-import os
-import signal
 import tempfile
 import warnings
 from collections import Counter
@@ -30,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fuzzing import byte_edits, fuzz_settings, time_limit, write_report
 from tte_ir import (
     Scheme,
     TteError,
@@ -53,23 +52,11 @@ from tte_ir.cli import main as tte_ir_main
 from .helpers import tiny_residual_graph
 from .tte_bytes import assemble, blob_sha, split
 
-PROPERTIES = 4
-TOTAL = int(os.environ.get("TTE_FUZZ_EXAMPLES", "400"))
-TIMEOUT_S = float(os.environ.get("TTE_FUZZ_TIMEOUT", "10"))
-FUZZ = settings(
-    max_examples=max(1, TOTAL // PROPERTIES),
-    deadline=None,  # the hard per-case timeout below counts hangs; timing noise must not fail a case
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    derandomize="TTE_FUZZ_EXAMPLES" not in os.environ,
-)
+FUZZ = fuzz_settings(properties=4)
 OUTCOMES: Counter[str] = Counter()
 WARNINGS: Counter[str] = Counter()  # numpy warnings the later stages raised (not failures)
 SAMPLES: dict[str, str] = {}  # one message per kind of refusal after a load
 WORKDIR = Path(tempfile.mkdtemp(prefix="tte-fuzz-"))
-
-
-class Hang(Exception):
-    """A case ran past TTE_FUZZ_TIMEOUT."""
 
 
 @cache
@@ -168,35 +155,25 @@ def _exercise(path: Path, graph) -> str:
     return "loaded: training step ran"
 
 
-def _on_alarm(signum, frame):
-    raise Hang(f"a case ran longer than {TIMEOUT_S} s")
-
-
 def check(data: bytes, name: str = "mutant.tte") -> str:
     """Write ``data`` to a file and check the property on it; return how it ended."""
     path = WORKDIR / name
     path.write_bytes(data)
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, TIMEOUT_S)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+    with time_limit(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            graph = load(path)
+        except TteFormatError as exc:
+            message = str(exc)
+            assert message.startswith(f"{path}: ") and "\n" not in message, message
+            outcome = "refused by load"
+        else:
             try:
-                graph = load(path)
-            except TteFormatError as exc:
-                message = str(exc)
-                assert message.startswith(f"{path}: ") and "\n" not in message, message
-                outcome = "refused by load"
-            else:
-                try:
-                    outcome = _exercise(path, graph)
-                except TteError as exc:
-                    assert "\n" not in str(exc), str(exc)
-                    outcome = f"loaded, then refused: {type(exc).__name__}"
-                    SAMPLES.setdefault(outcome, str(exc)[:300])
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+                outcome = _exercise(path, graph)
+            except TteError as exc:
+                assert "\n" not in str(exc), str(exc)
+                outcome = f"loaded, then refused: {type(exc).__name__}"
+                SAMPLES.setdefault(outcome, str(exc)[:300])
     OUTCOMES[outcome] += 1
     for warning in caught:
         WARNINGS[f"{warning.category.__name__}: {warning.message}"] += 1
@@ -207,15 +184,9 @@ def check(data: bytes, name: str = "mutant.tte") -> str:
 def report():
     OUTCOMES.clear()
     yield
-    target = os.environ.get("TTE_FUZZ_REPORT")
-    if target:
-        summary = {
-            "cases": sum(OUTCOMES.values()),
-            "outcomes": dict(OUTCOMES),
-            "samples": SAMPLES,
-            "warnings": dict(WARNINGS),
-        }
-        Path(target).write_text(json.dumps(summary, indent=1))
+    write_report(
+        {"cases": sum(OUTCOMES.values()), "outcomes": dict(OUTCOMES), "samples": SAMPLES, "warnings": dict(WARNINGS)}
+    )
 
 
 def test_seed_files_load_and_run():
@@ -227,21 +198,7 @@ def test_seed_files_load_and_run():
 @given(seed=SEED, data=st.data())
 def test_raw_byte_mutations(seed, data):
     """Bit flips, byte changes and truncation anywhere (mostly caught by a checksum)."""
-    raw = bytearray(seeds()[seed])
-    for _ in range(data.draw(st.integers(1, 4), label="edits")):
-        kind = data.draw(st.sampled_from(["flip", "byte", "truncate", "extend"]), label="kind")
-        at = data.draw(st.integers(0, len(raw) - 1), label="at")
-        if kind == "flip":
-            raw[at] ^= 1 << data.draw(st.integers(0, 7), label="bit")
-        elif kind == "byte":
-            raw[at] = data.draw(st.integers(0, 255), label="byte")
-        elif kind == "truncate":
-            del raw[at:]
-            if not raw:
-                break
-        else:
-            raw += data.draw(st.binary(min_size=1, max_size=200), label="tail")
-    check(bytes(raw))
+    check(byte_edits(data, seeds()[seed], max_edits=4, max_tail=200))
 
 
 @FUZZ

@@ -16,10 +16,7 @@ they ended go under the key ``"tflite"`` (beside what the .tte reader's fuzz wro
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
 import tempfile
 from collections import Counter
 from functools import cache
@@ -27,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import shared_path
+from tests.fuzzing import byte_edits, fuzz_settings, set_word, time_limit, write_report
 from tte_ir import TteError, reference
 from tte_ir.tflite_file import TfliteFormatError, TfliteModel, parse_tflite
 from tte_ir.tflite_import import import_tflite
@@ -39,15 +37,7 @@ pytest.importorskip("tflite", reason="the tflite package (tte-ir[tflite]) is not
 
 from .tflite_bytes import tiny_conv
 
-PROPERTIES = 4
-TOTAL = int(os.environ.get("TTE_FUZZ_EXAMPLES", "400"))
-TIMEOUT_S = float(os.environ.get("TTE_FUZZ_TIMEOUT", "10"))
-FUZZ = settings(
-    max_examples=max(1, TOTAL // PROPERTIES),
-    deadline=None,  # the hard per-case timeout below counts hangs; timing noise must not fail a case
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    derandomize="TTE_FUZZ_EXAMPLES" not in os.environ,
-)
+FUZZ = fuzz_settings(properties=4)
 SEED_MODELS = (
     "lenet5",
     "lenet5_b1",
@@ -62,10 +52,6 @@ WORKDIR = Path(tempfile.mkdtemp(prefix="tte-tflite-fuzz-"))
 WORDS = [0, 1, 2, 3, 4, 8, 0x7F, 0x80, 0xFF, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFF0, 0xFFFFFFFF]
 
 
-class Hang(Exception):
-    """A case ran past TTE_FUZZ_TIMEOUT."""
-
-
 @cache
 def seeds() -> dict[str, bytes]:
     out = {"tiny": tiny_conv()}
@@ -78,6 +64,11 @@ def seeds() -> dict[str, bytes]:
 
 
 SEED = st.sampled_from(sorted(seeds()))
+
+
+def _hostile_words(raw: bytearray, at: int) -> st.SearchStrategy[int]:
+    """Values for the word at ``at``: the usual suspects, the file's length, the distance to its end, any."""
+    return st.one_of(st.sampled_from([*WORDS, len(raw), len(raw) - at]), st.integers(0, 2**32 - 1))
 
 
 def _check_model(model: TfliteModel, data: bytes) -> None:
@@ -123,15 +114,9 @@ def _import(data: bytes) -> str:
     return "imported, forward ran"
 
 
-def _on_alarm(signum, frame):
-    raise Hang(f"a case ran longer than {TIMEOUT_S} s")
-
-
 def check(data: bytes) -> str:
     """The property on one file's bytes; returns how it ended."""
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, TIMEOUT_S)
-    try:
+    with time_limit():
         try:
             model = parse_tflite(data, NAME)
         except TfliteFormatError as exc:
@@ -142,9 +127,6 @@ def check(data: bytes) -> str:
         else:
             _check_model(model, data)
             outcome = _import(data)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
     OUTCOMES[outcome] += 1
     return outcome
 
@@ -153,12 +135,7 @@ def check(data: bytes) -> str:
 def report():
     OUTCOMES.clear()
     yield
-    target = os.environ.get("TTE_FUZZ_REPORT")
-    if target:
-        path = Path(target)
-        summary = json.loads(path.read_text()) if path.exists() else {}
-        summary["tflite"] = {"cases": sum(OUTCOMES.values()), "outcomes": dict(OUTCOMES)}
-        path.write_text(json.dumps(summary, indent=1))
+    write_report({"cases": sum(OUTCOMES.values()), "outcomes": dict(OUTCOMES)}, section="tflite")
 
 
 def test_seed_files_read():
@@ -171,25 +148,7 @@ def test_seed_files_read():
 @given(seed=SEED, data=st.data())
 def test_byte_mutations(seed, data):
     """Bit flips, bytes and hostile 32-bit words (offsets, lengths, indices) anywhere; truncation; tails."""
-    raw = bytearray(seeds()[seed])
-    for _ in range(data.draw(st.integers(1, 6), label="edits")):
-        kind = data.draw(st.sampled_from(["flip", "byte", "word", "word", "truncate", "extend"]), label="kind")
-        at = data.draw(st.integers(0, len(raw) - 1), label="at")
-        if kind == "flip":
-            raw[at] ^= 1 << data.draw(st.integers(0, 7), label="bit")
-        elif kind == "byte":
-            raw[at] = data.draw(st.integers(0, 255), label="byte")
-        elif kind == "word":
-            at -= at % 4  # the flatbuffer aligns offsets and lengths to 4 bytes
-            word = data.draw(st.one_of(st.sampled_from([*WORDS, len(raw), len(raw) - at]), st.integers(0, 2**32 - 1)))
-            raw[at : at + 4] = int(word).to_bytes(4, "little")
-        elif kind == "truncate":
-            del raw[at:]
-            if not raw:
-                break
-        else:
-            raw += data.draw(st.binary(min_size=1, max_size=64), label="tail")
-    check(bytes(raw))
+    check(byte_edits(data, seeds()[seed], max_edits=6, max_tail=64, words=_hostile_words))
 
 
 @FUZZ
@@ -199,8 +158,9 @@ def test_small_model_word_mutations(seed, data):
     raw = bytearray(seeds()["tiny"])
     for _ in range(data.draw(st.integers(1, 3), label="edits")):
         at = 4 * data.draw(st.integers(0, len(raw) // 4 - 1), label="word at")
-        word = data.draw(st.one_of(st.sampled_from(WORDS), st.integers(0, 2**32 - 1), st.integers(0, len(raw))))
-        raw[at : at + 4] = int(word).to_bytes(4, "little")
+        set_word(
+            raw, at, data.draw(st.one_of(st.sampled_from(WORDS), st.integers(0, 2**32 - 1), st.integers(0, len(raw))))
+        )
     check(bytes(raw))
 
 
