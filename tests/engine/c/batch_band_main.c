@@ -43,6 +43,39 @@ static void cut_band(const float *gh, int32_t channels, int32_t begin, int32_t c
     }
 }
 
+/* A stride-1 `kernel` x `kernel` convolution over the HW x HW input, padded to keep its size, with the
+ * full int8 output range; `count` of its channels, `train`, train. */
+static tte_conv2d_params same_conv(int32_t in_c, int32_t out_c, int32_t kernel, int32_t groups, int32_t x_zero,
+                                   const int32_t *train, int32_t count) {
+    tte_conv2d_params p = {0};
+    p.in_h = p.in_w = HW;
+    p.in_c = in_c;
+    p.out_c = out_c;
+    p.kernel_h = p.kernel_w = kernel;
+    p.stride_h = p.stride_w = 1;
+    p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = kernel / 2;
+    p.groups = groups;
+    p.x_zero = x_zero;
+    p.act_min = -128;
+    p.act_max = 127;
+    p.train_channels = train;
+    p.train_count = count;
+    return p;
+}
+
+/* The context of sample `s` of the batch: the batch ends after its last sample. */
+static tte_train_ctx sample_ctx(int s) {
+    const tte_train_ctx ctx = {
+        .lr = {0.05f, 0.05f}, .step = 4u, .seed = 9u, .status = TTE_STEP_OK, .batch_end = s == BATCH - 1};
+    return ctx;
+}
+
+/* The band of `tile` channels from `begin`, cut short at `channels`. */
+static tte_channel_band band_at(int32_t begin, int32_t tile, int32_t channels) {
+    const tte_channel_band band = {begin, begin + tile <= channels ? tile : channels - begin};
+    return band;
+}
+
 typedef tte_status (*conv_acc_fn)(const tte_conv2d_params *, tte_train_ctx *, const tte_update_params *, int32_t,
                                   const int8_t *, const float *, const float *, float *, int8_t *,
                                   const tte_channel_band *);
@@ -75,12 +108,11 @@ static void conv_case(const char *name, conv_acc_fn fn, const tte_conv2d_params 
         }
     }
     for (int s = 0; s < BATCH; ++s) {
-        tte_train_ctx whole = {
-            .lr = {0.05f, 0.05f}, .step = 4u, .seed = 9u, .status = TTE_STEP_OK, .batch_end = s == BATCH - 1};
+        tte_train_ctx whole = sample_ctx(s);
         tte_train_ctx banded = whole;
         ok &= fn(p, &whole, &u, BATCH, x[s], gh[s], inv, acc_whole, w_whole, NULL) == TTE_OK;
         for (int32_t c = 0; c < oc; c += tile) {
-            const tte_channel_band band = {c, c + tile <= oc ? tile : oc - c};
+            const tte_channel_band band = band_at(c, tile, oc);
             cut_band(gh[s], oc, band.begin, band.count, band_gh);
             ok &= fn(p, &banded, &u, BATCH, x[s], band_gh, inv, acc_band, w_band, &band) == TTE_OK;
         }
@@ -115,12 +147,11 @@ static void bias_case(int rounding, int32_t tile) {
         }
     }
     for (int s = 0; s < BATCH; ++s) {
-        tte_train_ctx whole = {
-            .lr = {0.05f, 0.05f}, .step = 4u, .seed = 9u, .status = TTE_STEP_OK, .batch_end = s == BATCH - 1};
+        tte_train_ctx whole = sample_ctx(s);
         tte_train_ctx banded = whole;
         ok &= tte_bias_acc_s32(&p, &whole, &u, BATCH, gh[s], inv, acc_whole, b_whole, NULL) == TTE_OK;
         for (int32_t c = 0; c < C; c += tile) {
-            const tte_channel_band band = {c, c + tile <= C ? tile : C - c};
+            const tte_channel_band band = band_at(c, tile, C);
             cut_band(gh[s], C, band.begin, band.count, band_gh);
             ok &= tte_bias_acc_s32(&p, &banded, &u, BATCH, band_gh, inv, acc_band, b_band, &band) == TTE_OK;
         }
@@ -133,69 +164,9 @@ static void bias_case(int rounding, int32_t tile) {
 
 int main(void) {
     static const int32_t dense_ch[] = {0, 2}, dw_ch[] = {0, 2, 3}, pw_ch[] = {1, 3};
-    const tte_conv2d_params dense = {
-        .in_h = HW,
-        .in_w = HW,
-        .in_c = 3,
-        .out_c = 5,
-        .kernel_h = 3,
-        .kernel_w = 3,
-        .stride_h = 1,
-        .stride_w = 1,
-        .pad_top = 1,
-        .pad_left = 1,
-        .pad_bottom = 1,
-        .pad_right = 1,
-        .groups = 1,
-        .x_zero = -3,
-        .y_zero = 0,
-        .act_min = -128,
-        .act_max = 127,
-        .train_channels = dense_ch,
-        .train_count = 2,
-    };
-    const tte_conv2d_params dw = {
-        .in_h = HW,
-        .in_w = HW,
-        .in_c = 5,
-        .out_c = 5,
-        .kernel_h = 3,
-        .kernel_w = 3,
-        .stride_h = 1,
-        .stride_w = 1,
-        .pad_top = 1,
-        .pad_left = 1,
-        .pad_bottom = 1,
-        .pad_right = 1,
-        .groups = 5,
-        .x_zero = 4,
-        .y_zero = 0,
-        .act_min = -128,
-        .act_max = 127,
-        .train_channels = dw_ch,
-        .train_count = 3,
-    };
-    const tte_conv2d_params pw = {
-        .in_h = HW,
-        .in_w = HW,
-        .in_c = 4,
-        .out_c = 6,
-        .kernel_h = 1,
-        .kernel_w = 1,
-        .stride_h = 1,
-        .stride_w = 1,
-        .pad_top = 0,
-        .pad_left = 0,
-        .pad_bottom = 0,
-        .pad_right = 0,
-        .groups = 1,
-        .x_zero = 0,
-        .y_zero = 0,
-        .act_min = -128,
-        .act_max = 127,
-        .train_channels = pw_ch,
-        .train_count = 2,
-    };
+    const tte_conv2d_params dense = same_conv(3, 5, 3, 1, -3, dense_ch, 2);
+    const tte_conv2d_params dw = same_conv(5, 5, 3, 5, 4, dw_ch, 3);
+    const tte_conv2d_params pw = same_conv(4, 6, 1, 1, 0, pw_ch, 2);
     for (int rounding = 0; rounding < 2; ++rounding) {
         for (int32_t tile = 1; tile <= 4; ++tile) {
             conv_case("conv2d_bwd_w_acc_s8", tte_conv2d_bwd_w_acc_s8, &dense, 0, rounding, tile);
