@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from tte_algo.bench_tables import print_tables, usage_error
 from tte_ir import TteError
 from tte_ir.cli_args import bounded_int
 
@@ -145,19 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         if not names:
             raise TteError(f"{args.dir}: holds no .tflite models")
     except TteError as exc:
-        print(f"tflite: error: {exc}", file=sys.stderr)
-        return 2
-    failed = 0
-    for name in names:
-        try:
-            report = model_report(args.dir / f"{name}.tflite", args.epochs, args.last_k)
-        except TteError as exc:
-            # one model tte cannot take must not hide the others' tables
-            print(f"tflite: {name}: error: {exc}", file=sys.stderr, flush=True)
-            failed += 1
-            continue
-        print(format_table(report), flush=True)
-    return 2 if failed else 0
+        return usage_error("tflite", exc)
+    return print_tables(
+        "tflite", names, lambda name: model_report(args.dir / f"{name}.tflite", args.epochs, args.last_k), format_table
+    )
 
 
 if __name__ == "__main__":

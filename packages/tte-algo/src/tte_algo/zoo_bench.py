@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tte_algo.bench_tables import print_tables, usage_error
 from tte_ir import TteError
 from tte_ir.cli_args import bounded_int
 
@@ -225,21 +226,14 @@ def main(argv: list[str] | None = None) -> int:
         for flag in ("last_k", "epochs", "steps", "pretrain_epochs"):
             bounded_int(getattr(args, flag), f"--{flag.replace('_', '-')}", 1)
     except TteError as exc:
-        print(f"zoo: error: {exc}", file=sys.stderr)
-        return 2
-    failed = 0
-    for name in args.models:
-        try:
-            report = model_report(
-                name, args.last_k, args.epochs, args.steps, args.out, not args.no_firmware, args.pretrain_epochs
-            )
-        except TteError as exc:
-            # one model tte cannot take must not hide the others' tables
-            print(f"zoo: {name}: error: {exc}", file=sys.stderr, flush=True)
-            failed += 1
-            continue
-        print(format_table(report), flush=True)
-    return 2 if failed else 0
+        return usage_error("zoo", exc)
+
+    def report(name: str) -> dict[str, Any]:
+        return model_report(
+            name, args.last_k, args.epochs, args.steps, args.out, not args.no_firmware, args.pretrain_epochs
+        )
+
+    return print_tables("zoo", args.models, report, format_table)
 
 
 if __name__ == "__main__":
