@@ -2,6 +2,11 @@
  * channel (NUMERICS.md 4): each gx element starts at 0 (or its entry value)
  * and adds fmaf(w[u][v][c], gh[oy][ox][c], gx) over its taps in ascending
  * (u, v) order. Channel-separable, so a band of gh gives the same band of gx.
+ * Two paths, the same chains. The plane path (stride 1, 3x3 / 5x5 / 7x7, maps up to DW_PW - k + 1 wide: the
+ * MCUNet layers at 8x8) copies one channel's gh (a band of rows) once into a zero-padded plane of constant row
+ * length on the stack, so every tap of a pixel is an immediate offset and DW_RUN pixels of a row share each
+ * weight and gh load; a padded position's taps read zeros (fmaf(w, +0, a) = a, since a chain started at +0
+ * never holds -0). The general path, everywhere else:
  * Blocked: DW_CB channels at a time (then DW_CB / 2, then 1), their weights converted to float once per
  * call (in tiles of whole kernel rows), each pixel's valid taps found once (no
  * per-tap bounds tests). With stride_h s > 1 an input row reads only the kernel rows of one class
@@ -13,6 +18,30 @@
 #define DW_CB 8    /* channels per block */
 #define DW_TAPS 32 /* taps per weight tile: wf holds DW_TAPS x DW_CB floats (1 KB of stack) */
 #define DW_WIDE 16 /* channels per block where a kernel row fits DW_TAPS / 2 taps (rows then take more tiles) */
+#define DW_KMAX 7        /* the largest kernel side of the plane path */
+#define DW_PW 16         /* floats per plane row: a constant, so a tap's plane row is an immediate offset */
+#define DW_PH 16         /* plane rows (DW_PH x DW_PW floats: 1 KB of stack) */
+#define DW_RUN 4         /* pixels per block of the plane path */
+#define DW_UNROLL_ROWS 4 /* blocks of kernels of at most this many rows unroll whole */
+#define DW_MIN_MACS 512  /* the plane path's least forward MACs per channel */
+/* The plane path's blocks unroll whole (the kernel side is a constant), past GCC's default limits; its rows
+ * are a function of their own (inlined, their registers would spill across the channel loop). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define DW_UNROLL _Pragma("GCC unroll 8")
+#define DW_NO_UNROLL _Pragma("GCC unroll 1")
+#define DW_UNROLL_COPY _Pragma("GCC unroll 4")
+#define DW_NOINLINE __attribute__((noinline))
+#elif defined(__clang__)
+#define DW_UNROLL _Pragma("unroll")
+#define DW_NO_UNROLL _Pragma("nounroll")
+#define DW_UNROLL_COPY _Pragma("unroll 4")
+#define DW_NOINLINE __attribute__((noinline))
+#else
+#define DW_UNROLL
+#define DW_NO_UNROLL
+#define DW_UNROLL_COPY
+#define DW_NOINLINE
+#endif
 
 /* The depthwise kernel reads and writes the same channels: its two bands must agree. */
 static int same_band(const tte_channel_band *a, const tte_channel_band *b) {
@@ -115,33 +144,109 @@ static void dw_plain(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, c
     }
 }
 
+/* DW_RUN pixels of an input row, step floats apart in gx from out, from 0: pixel m adds, for kernel rows j < k
+ * and columns t < k (ascending), wf[j k + t] times the plane value g[m + k - 1 - t - j DW_PW]. */
+TTE_ALWAYS_INLINE void dw_pixels(const float *g, const float *wf, int32_t k, float *out, size_t step) {
+    float a[DW_RUN] = {0.0f};
+    if (k <= DW_UNROLL_ROWS) { /* every tap of the block unrolled: the weights stay in registers */
+        DW_UNROLL
+        for (int32_t j = 0; j < k; ++j) {
+            DW_UNROLL
+            for (int32_t t = 0; t < k; ++t) {
+                for (int32_t m = 0; m < DW_RUN; ++m) {
+                    a[m] = tte_fma(wf[j * k + t], g[m + k - 1 - t - j * DW_PW], a[m]);
+                }
+            }
+        }
+    } else { /* one kernel row at a time: its weights loaded once per block */
+        for (int32_t j = 0; j < k; ++j) {
+            DW_UNROLL
+            for (int32_t t = 0; t < k; ++t) {
+                for (int32_t m = 0; m < DW_RUN; ++m) {
+                    a[m] = tte_fma(wf[j * k + t], g[m + k - 1 - t - j * DW_PW], a[m]);
+                }
+            }
+        }
+    }
+    for (int32_t m = 0; m < DW_RUN; ++m) {
+        out[m * step] = a[m];
+    }
+}
+
+/* `rows` input rows of n >= DW_RUN pixels (gx from out, row_step floats between rows, step between pixels), the
+ * plane value of the first pixel's tap (0, k - 1) at g, the next row's one plane row down. Whole blocks; the
+ * last one may overlap the one before (its pixels computed again from 0: the same bits). */
+TTE_ALWAYS_INLINE void dw_rows_k(const float *g, const float *wf, int32_t k, int32_t rows, int32_t n, float *out,
+                                 size_t row_step, size_t step) {
+    for (int32_t r = 0; r < rows; ++r, g += DW_PW, out += row_step) {
+        for (int32_t m = 0; m < n; m += DW_RUN) {
+            const int32_t at = m + DW_RUN <= n ? m : n - DW_RUN;
+            dw_pixels(g + at, wf, k, out + at * step, step);
+        }
+    }
+}
+
+/* dw_rows_k with the kernel side a constant (3, 5 or 7: dw_planes takes no other), so the blocks unroll. */
+TTE_FMA_CLONES DW_NOINLINE
+static void dw_rows(const float *g, const float *wf, int32_t k, int32_t rows, int32_t n, float *out, size_t row_step,
+                    size_t step) {
+    if (k == 3) {
+        dw_rows_k(g, wf, 3, rows, n, out, row_step, step);
+    } else if (k == 5) {
+        dw_rows_k(g, wf, 5, rows, n, out, row_step, step);
+    } else {
+        dw_rows_k(g, wf, 7, rows, n, out, row_step, step);
+    }
+}
+
+/* The plane path (stride 1, a k x k kernel, k in {3, 5, 7}, in_w + k - 1 <= DW_PW, no entry gx): bands of input
+ * rows whose gh rows fit the plane, then channel by channel: its weights as floats and its gh band copied into
+ * the zero-padded plane once (plane column 0 is output column x_lo = pad_left - k + 1), then every row. */
+static void dw_planes(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, const int8_t *w,
+                      const int8_t *w_train, float *gx, int32_t begin, int32_t count) {
+    const int32_t k = p->kernel_h, x_lo = p->pad_left - k + 1;
+    const int32_t cx0 = x_lo > 0 ? x_lo : 0, cx1 = p->in_w + p->pad_left < out_w ? p->in_w + p->pad_left : out_w;
+    float plane[DW_PH * DW_PW], wf[DW_KMAX * DW_KMAX];
+    for (int32_t iy0 = 0, iy1; iy0 < p->in_h; iy0 = iy1) {
+        /* Input rows [iy0, iy1) read gh rows [lo, iy1 - 1 + pad_top]: k - 1 more. */
+        iy1 = iy0 + DW_PH - k + 1 < p->in_h ? iy0 + DW_PH - k + 1 : p->in_h;
+        const int32_t lo = iy0 + p->pad_top - k + 1, hi = iy1 - 1 + p->pad_top;
+        memset(plane, 0, (size_t)(hi - lo + 1) * DW_PW * sizeof plane[0]);
+        const int32_t cy0 = lo > 0 ? lo : 0, cy1 = hi + 1 < out_h ? hi + 1 : out_h;
+        int32_t next = 0;
+        for (int32_t col = 0; col < count; ++col) {
+            /* Channel c's filter: column c of w [KH][KW][C], or column j of w_train [KH][KW][k]. */
+            const int32_t c = begin + col;
+            const int32_t j = tte_slice_index(p->train_channels, p->train_count, c, &next);
+            const int8_t *wc = j < 0 ? w + c : w_train + j;
+            const size_t wstride = j < 0 ? (size_t)p->in_c : (size_t)p->train_count;
+            DW_NO_UNROLL
+            for (int32_t t = 0; t < k * k; ++t) {
+                wf[t] = (float)wc[(size_t)t * wstride];
+            }
+            for (int32_t oy = cy0; oy < cy1; ++oy) {
+                const float *src = gh + ((size_t)oy * out_w + cx0) * count + col;
+                float *dst = plane + (size_t)(oy - lo) * DW_PW + (cx0 - x_lo);
+                DW_UNROLL_COPY
+                for (int32_t ox = cx0; ox < cx1; ++ox, src += count) {
+                    *dst++ = *src;
+                }
+            }
+            dw_rows(plane + (k - 1) * DW_PW, wf, k, iy1 - iy0, p->in_w, gx + (size_t)iy0 * p->in_w * count + col,
+                    (size_t)p->in_w * count, (size_t)count);
+        }
+    }
+}
+
+/* The blocked path of every shape (valid taps only): DW_CB or DW_WIDE channels at a time in registers. */
 TTE_FMA_CLONES
-tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const float *gh, const int8_t *w,
-                                          const int8_t *w_train, float *gx, int accumulate,
-                                          const tte_channel_band *gh_band, const tte_channel_band *gx_band) {
-    if (p == NULL || gh == NULL || w == NULL || gx == NULL) {
-        return TTE_ERR_NULL;
-    }
-    int32_t out_h, out_w, begin, count;
-    tte_status status = tte_conv2d_check_geometry(p, &out_h, &out_w);
-    if (status == TTE_OK && (p->groups != p->in_c || p->out_c != p->in_c)) {
-        status = TTE_ERR_SHAPE;
-    }
-    if (status == TTE_OK) {
-        status = tte_conv2d_check_slice(p, w_train, p->in_c);
-    }
-    if (status == TTE_OK &&
-        (!same_band(gh_band, gx_band) || tte_band_window(gh_band, p->in_c, &begin, &count) != TTE_OK)) {
-        status = TTE_ERR_ARG;
-    }
-    if (status != TTE_OK) {
-        return status;
-    }
+static void dw_general(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, const int8_t *w,
+                       const int8_t *w_train, float *gx, int32_t begin, int32_t count, int accumulate) {
     /* Whole kernel rows per weight tile: DW_CB channels while a row fits DW_TAPS taps, else one channel
      * (rows up to DW_TAPS * DW_CB taps); wider rows convert each weight where it is used. */
     if (p->kernel_w > DW_TAPS * DW_CB) {
         dw_plain(p, out_h, out_w, gh, w, w_train, gx, begin, count, accumulate);
-        return TTE_OK;
+        return;
     }
     float wf[DW_TAPS * DW_CB];
     int32_t next = 0;
@@ -205,5 +310,41 @@ tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const floa
             }
         }
     }
+}
+
+TTE_FMA_CLONES
+tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const float *gh, const int8_t *w,
+                                          const int8_t *w_train, float *gx, int accumulate,
+                                          const tte_channel_band *gh_band, const tte_channel_band *gx_band) {
+    if (p == NULL || gh == NULL || w == NULL || gx == NULL) {
+        return TTE_ERR_NULL;
+    }
+    int32_t out_h, out_w, begin, count;
+    tte_status status = tte_conv2d_check_geometry(p, &out_h, &out_w);
+    if (status == TTE_OK && (p->groups != p->in_c || p->out_c != p->in_c)) {
+        status = TTE_ERR_SHAPE;
+    }
+    if (status == TTE_OK) {
+        status = tte_conv2d_check_slice(p, w_train, p->in_c);
+    }
+    if (status == TTE_OK &&
+        (!same_band(gh_band, gx_band) || tte_band_window(gh_band, p->in_c, &begin, &count) != TTE_OK)) {
+        status = TTE_ERR_ARG;
+    }
+    if (status != TTE_OK) {
+        return status;
+    }
+    /* The plane path where it pays (measured on the MCUNet layers, QEMU Cortex-M7 and M4: 8x8 maps): a channel's
+     * plane copy and weight conversion take at least DW_MIN_MACS forward MACs (fewer: 4x4 maps, where the general
+     * path's valid-taps-only blocks win). Stride 2 and entry values stay on the general path: the padded plane's
+     * zero taps would turn an entry of -0 into +0, and the stride classes' blocks cost more code than the
+     * STM32F746G image can spare. */
+    const int32_t k = p->kernel_h;
+    if (!accumulate && p->stride_h == 1 && p->stride_w == 1 && p->kernel_w == k && (k == 3 || k == 5 || k == 7) &&
+        p->in_w >= DW_RUN && p->in_w + k - 1 <= DW_PW && (int64_t)out_h * out_w * k * k >= DW_MIN_MACS) {
+        dw_planes(p, out_h, out_w, gh, w, w_train, gx, begin, count);
+        return TTE_OK;
+    }
+    dw_general(p, out_h, out_w, gh, w, w_train, gx, begin, count, accumulate);
     return TTE_OK;
 }
