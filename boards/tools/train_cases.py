@@ -783,4 +783,9 @@ def golden_train_set(seed: int = 1) -> list[CallCase]:
     ]  # fmt: skip
     hard = fmaf_double_rounding_triples(rng, 48)
     cases.append(fmaf_case("fmaf_soft", *(np.concatenate(v) for v in zip(hard, FMAF_EDGES, strict=True))))
+    # The depthwise input gradient's plane path (stride 1, 3x3, 8x8 like MCUNet's trained blocks), with a slice.
+    cases.append(
+        conv_bwd_x_case("bwd_x_dw_plane", _grad(rng, 1, 4, 8, 8), _s8(rng, 4, 1, 3, 3, low=-127), size=(8, 8),
+                        stride=1, padding=1, groups=4, channels=[1], w_train=_s8(rng, 1, 1, 3, 3, low=-127))
+    )  # fmt: skip
     return cases

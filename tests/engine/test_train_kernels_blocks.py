@@ -2,20 +2,29 @@
 kernels at stride 2 and 3 and 5x5 at stride 2 (the input gradient's weight tiles then hold one class of
 kernel rows each, ky = c mod stride, and visit only the input rows that read it),
 kernels wider than a weight tile, channel counts that leave blocks of 16, 8, 4 and 1, with and without an
-entry gx, against the numpy reference bit for bit."""
+entry gx, against the numpy reference bit for bit; and the input gradient's plane path (stride 1 on Cortex-M),
+forced on the host in C."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
+from conftest import ROOT
 
-from .helpers import require_packages
+from .helpers import host_cc, require_packages
 
 require_packages("tte_engine", "tte_ir")
 
 import train_cases as tc  # noqa: E402
 
 from .test_train_kernels import assert_matches_reference  # noqa: E402
+
+ENGINE = ROOT / "engine"
+PLANE_PROGRAM = Path(__file__).parent / "c" / "dw_plane_main.c"
 
 
 @pytest.mark.parametrize(
@@ -90,50 +99,19 @@ def test_depthwise_weight_update_row_sums_match_reference(k: int, padding: int, 
     assert_matches_reference(case)
 
 
-@pytest.mark.parametrize(
-    ("c", "k", "padding", "size"),
-    [
-        (9, 3, 1, (8, 8)),  # the MCUNet shapes of the plane path: 3x3, 5x5 and 7x7 at 8x8
-        (6, 5, 2, (8, 8)),
-        (5, 7, 3, (8, 8)),
-        (3, 7, 3, (7, 7)),  # rows of 7: the second block overlaps the first
-        (4, 5, 2, (9, 5)),  # rows of 5
-        (3, 3, 1, (40, 6)),  # 42 gh rows: three bands of the plane
-        (2, 7, 3, (23, 10)),  # two bands, a row as wide as the plane (16 floats)
-        (4, 3, (0, 2, 2, 1), (9, 10)),  # uneven padding
-        (2, 7, 0, (12, 10)),  # no padding: every plane value is a gh value
-        (2, 7, (6, 5, 4, 3), (8, 8)),  # padding wider than the map: edge pixels read zeros only
-    ],
-)
-def test_depthwise_bwd_x_plane_path_matches_reference(c: int, k: int, padding, size: tuple[int, int]) -> None:
-    """The zero-padded plane path (stride 1, 3x3 / 5x5 / 7x7, at least 512 MACs per channel, no entry gx) at its
-    band boundaries, row ends and paddings, with and without a trained slice, bit for bit; with an entry gx the
-    same shapes take the general path."""
-    rng = np.random.default_rng(c * 1000 + size[0] * 10 + size[1])
-    top, left, bottom, right = (padding,) * 4 if isinstance(padding, int) else padding
-    w = rng.integers(-127, 128, size=(c, 1, k, k), dtype=np.int8)
-    out = (size[0] + top + bottom - k + 1, size[1] + left + right - k + 1)
-    gh = (rng.standard_normal((1, c, *out)) * 1e-3).astype(np.float32)
-    w_train = rng.integers(-127, 128, size=(2, 1, k, k), dtype=np.int8)
-    for acc in (None, (rng.standard_normal((1, c, *size)) * 1e-3).astype(np.float32)):
-        for slice_args in ({}, {"channels": [0, c - 1], "w_train": w_train}):
-            case = tc.conv_bwd_x_case(
-                "depthwise", gh, w, size=size, stride=1, padding=padding, groups=c, acc=acc, **slice_args
-            )
-            assert_matches_reference(case)
-
-
-def test_depthwise_bwd_x_keeps_negative_zero_entries() -> None:
-    """An entry gx of -0 stays -0 where every product of its chain is -0 (a padded tap's fmaf(w, +0, -0)
-    would give +0): a plane-path shape with an entry gx takes the general path, whose chains hold only the
-    valid taps."""
-    rng = np.random.default_rng(5)
-    c, size = 4, (8, 8)
-    w = rng.integers(1, 128, size=(c, 1, 3, 3), dtype=np.int8)  # positive: w * -0 = -0
-    gh = np.full((1, c, *size), -0.0, np.float32)
-    gh[0, :, 4:, :] = (rng.standard_normal((c, 4, 8)) * 1e-3).astype(np.float32)
-    acc = np.full((1, c, *size), -0.0, np.float32)
-    case = tc.conv_bwd_x_case("depthwise", gh, w, size=size, stride=1, padding=1, groups=c, acc=acc)
-    gx = next(iter(case.reference.values()))
-    assert (np.signbit(gx) & (gx == 0)).any()  # the case has chains that keep -0
-    assert_matches_reference(case)
+def test_depthwise_bwd_x_plane_path_keeps_the_contract(tmp_path: Path) -> None:
+    """The input gradient's plane path, which Cortex-M builds take (the host binding takes the general path),
+    built on the host with TTE_DW_PLANE=1: tests/engine/c/dw_plane_main.c checks it bit for bit against the
+    contract written out, with slices and entry values (-0 included), and that nothing past gx is written."""
+    kernels = ENGINE / "src" / "kernels"
+    sources = [PLANE_PROGRAM, *sorted(kernels.glob("*.c")), *sorted((kernels / "ref").glob("*.c"))]
+    exe = tmp_path / "dw_plane"
+    command = [host_cc(), "-DTTE_DW_PLANE=1", "-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror"]
+    command += ["-pedantic", "-I", str(ENGINE / "include"), "-I", str(kernels), *map(str, sources), "-o", str(exe)]
+    subprocess.run([*command, "-lm"], check=True, capture_output=True, text=True)
+    result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    failed = [line for line in result.stdout.splitlines() if line.startswith("CHECK") and not line.endswith("PASS")]
+    assert not failed, "\n".join(failed)
+    done = re.search(r"^DONE checks=(\d+) failed=(\d+)$", result.stdout, re.MULTILINE)
+    assert done and done.groups() == ("66", "0"), result.stdout + result.stderr
+    assert result.returncode == 0
