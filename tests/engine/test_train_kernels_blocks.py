@@ -103,12 +103,17 @@ def test_depthwise_weight_update_row_sums_match_reference(k: int, padding: int, 
         ((3, 7), 1, (1, 6, 1, 6), 2),
         ((3, 3), 1, 1, 13),
         ((5, 5), 1, 2, 4),
+        ((3, 3), 1, 1, 20),
+        ((5, 5), 1, 2, 18),
+        ((7, 7), 2, 3, 23),
+        ((4, 6), 1, (1, 2, 2, 3), 17),
     ],
 )
 @pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
 def test_depthwise_weight_update_tap_classes_match_reference(k, stride, padding, size: int, rounding: str) -> None:
-    """The taps of a kernel row are summed by classes kx mod stride_w over a window of gh values: every
-    stride, padding on each side, rows shorter and longer than a class, both rounding modes."""
+    """The taps of a kernel row are summed by classes kx mod stride_w over a window of registers, from padded
+    planes of converted codes where they fit (sizes to 13) and from x and gh directly where they do not (17
+    and up): every stride, padding on each side, rows shorter and longer than a class, both rounding modes."""
     rng = np.random.default_rng(k[0] * 100 + k[1] * 10 + size)
     c, channels = 6, [0, 1, 3, 5]
     sh, sw = (stride, stride) if isinstance(stride, int) else stride

@@ -141,6 +141,185 @@ static void channel_grads(const tte_conv2d_params *p, int32_t out_h, int32_t out
     }
 }
 
+/* The padded path, for layers whose converted input fits DW_PAD_FLOATS floats (the small late layers that
+ * sparse updates train): each input code of the channel is converted once for all its taps into xb, one
+ * plane per class q = kx mod stride_w, plane row oy*stride_h + ky holding the codes that kernel row ky
+ * reads at output row oy, plane column ox + t the code that tap kx = q + s*t reads at output column ox,
+ * +0 where that is padding. Every tap then reads a whole plane row for every output row, with no bounds:
+ * where it reads padding it adds fmaf(gh, +0, acc) = acc exactly (gh finite; acc never -0, see
+ * dw_class_grads), so the chains keep their bits. */
+#define DW_PAD_FLOATS 256
+
+/* The planes of channel j into xb: `rows` rows of `width` columns per class. Only the codes are written:
+ * the padding, the same for every channel, is zeroed once before the first (sweep). */
+TTE_ALWAYS_INLINE void dw_pad_planes(const tte_conv2d_params *p, const int8_t *x_saved, int32_t j, int32_t classes,
+                                     int32_t rows, int32_t width, float *xb) {
+    const int32_t k = p->train_count, s = p->stride_w, in_w = p->in_w, x_zero = p->x_zero;
+    const size_t x_step = (size_t)s * k;
+    for (int32_t q = 0; q < classes; ++q, xb += (size_t)rows * width) {
+        /* Columns m in [m_lo, m_hi) read input column s*m + q - pad_left inside the row; rows r in
+         * [pad_top, pad_top + in_h) input row r - pad_top. */
+        const int32_t first = p->pad_left - q;
+        int32_t m_lo = first <= 0 ? 0 : (first + s - 1) / s;
+        int32_t m_hi = (in_w + first + s - 1) / s;
+        m_hi = m_hi < width ? m_hi : width;
+        m_lo = m_lo < m_hi ? m_lo : m_hi;
+        const int32_t r_hi = p->pad_top + p->in_h < rows ? p->pad_top + p->in_h : rows;
+        for (int32_t r = p->pad_top; r < r_hi; ++r) {
+            const int8_t *xp = x_saved + ((size_t)(r - p->pad_top) * in_w + (size_t)(s * m_lo - first)) * k + j;
+            float *xr = xb + (size_t)r * width;
+            for (int32_t m = m_lo; m < m_hi; ++m, xp += x_step) {
+                xr[m] = (float)((int32_t)*xp - x_zero);
+            }
+        }
+    }
+}
+
+/* The gradients g[rho * g_row + t * g_tap] of the T taps of class q (kx = q + s*t) of kernel rows
+ * ky0 + rho (rho < R) from plane xq (width columns): for each output row, a gh value is loaded once for all
+ * R*T taps, and each plane row's codes enter a window of T registers one at a time, slots named by the
+ * step's number mod T (as in dw_class_grads; the loop takes T steps at a time, and the last, partial group
+ * tests each step). */
+TTE_ALWAYS_INLINE void dw_pad_rows(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *xq,
+                                   int32_t width, const float *gh, int32_t count, int32_t col, int32_t ky0, int32_t T,
+                                   int32_t R, float *g, int32_t g_row, int32_t g_tap) {
+    float acc[DW_ROW_MAX * 3], win[DW_ROW_MAX * 3];
+#pragma GCC unroll 21
+    for (int32_t i = 0; i < R * T; ++i) {
+        acc[i] = 0.0f;
+    }
+    const int32_t sh = p->stride_h;
+    for (int32_t oy = 0; oy < out_h; ++oy) {
+        const float *gp = gh + (size_t)oy * out_w * count + col;
+        const float *xr = xq + (size_t)(oy * sh + ky0) * width;
+#pragma GCC unroll 3
+        for (int32_t rho = 0; rho < R; ++rho) {
+#pragma GCC unroll 7
+            for (int32_t m = 0; m + 1 < T; ++m) {
+                win[rho * T + m] = xr[(size_t)rho * width + m];
+            }
+        }
+        int32_t i = 0;
+        for (; i + T <= out_w; i += T, gp += (size_t)T * count, xr += T) {
+#pragma GCC unroll 7
+            for (int32_t r = 0; r < T; ++r) {
+                const float gv = gp[(size_t)r * count];
+#pragma GCC unroll 3
+                for (int32_t rho = 0; rho < R; ++rho) {
+                    win[rho * T + (r + T - 1) % T] = xr[(size_t)rho * width + r + T - 1];
+#pragma GCC unroll 7
+                    for (int32_t t = 0; t < T; ++t) {
+                        acc[rho * T + t] = tte_fma(gv, win[rho * T + (r + t) % T], acc[rho * T + t]);
+                    }
+                }
+            }
+        }
+        if (i < out_w) {
+#pragma GCC unroll 7
+            for (int32_t r = 0; r + 1 < T; ++r) {
+                if (i + r < out_w) {
+                    const float gv = gp[(size_t)r * count];
+#pragma GCC unroll 3
+                    for (int32_t rho = 0; rho < R; ++rho) {
+                        win[rho * T + (r + T - 1) % T] = xr[(size_t)rho * width + r + T - 1];
+#pragma GCC unroll 7
+                        for (int32_t t = 0; t < T; ++t) {
+                            acc[rho * T + t] = tte_fma(gv, win[rho * T + (r + t) % T], acc[rho * T + t]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+#pragma GCC unroll 3
+    for (int32_t rho = 0; rho < R; ++rho) {
+#pragma GCC unroll 7
+        for (int32_t t = 0; t < T; ++t) {
+            g[(size_t)rho * g_row + (size_t)t * g_tap] = acc[rho * T + t];
+        }
+    }
+}
+
+#define DW_PAD(T, R)                                                                                                   \
+    TTE_FMA_CLONES DW_NOINLINE static void dw_pad_rows_##T##_##R(                                                      \
+        const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *xq, int32_t width, const float *gh,     \
+        int32_t count, int32_t col, int32_t ky0, float *g, int32_t g_row, int32_t g_tap) {                             \
+        dw_pad_rows(p, out_h, out_w, xq, width, gh, count, col, ky0, T, R, g, g_row, g_tap);                           \
+    }
+DW_PAD(1, 1)
+DW_PAD(2, 1)
+DW_PAD(3, 1)
+DW_PAD(4, 1)
+DW_PAD(5, 1)
+DW_PAD(6, 1)
+DW_PAD(7, 1)
+DW_PAD(2, 3)
+DW_PAD(3, 3)
+DW_PAD(4, 2)
+DW_PAD(5, 2)
+
+/* The padded path's plane size for p (0 where it does not apply: a class of more than DW_ROW_MAX taps, or
+ * planes over DW_PAD_FLOATS floats); *rows and *width its plane geometry. */
+static int32_t dw_pad_size(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, int32_t *rows, int32_t *width) {
+    const int32_t s = p->stride_w, K = p->kernel_w, taps = (K + s - 1) / s;
+    if (taps > DW_ROW_MAX) {
+        return 0;
+    }
+    const int64_t h = (int64_t)(out_h - 1) * p->stride_h + p->kernel_h, w = (int64_t)out_w - 1 + taps;
+    const int64_t size = (int64_t)(s < K ? s : K) * h * w;
+    if (size > DW_PAD_FLOATS) {
+        return 0;
+    }
+    *rows = (int32_t)h;
+    *width = (int32_t)w;
+    return (int32_t)size;
+}
+
+/* channel_grads by the padded path: g [KH][KW] of trained channel j, xb the planes' room. */
+TTE_FMA_CLONES
+static void channel_grads_padded(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved,
+                                 int32_t j, const float *gh, int32_t count, int32_t col, int32_t rows, int32_t width,
+                                 float *xb, float *g) {
+    const int32_t K = p->kernel_w, KH = p->kernel_h, s = p->stride_w, classes = s < K ? s : K;
+    dw_pad_planes(p, x_saved, j, classes, rows, width, xb);
+    for (int32_t q = 0; q < classes; ++q) {
+        const int32_t T = (K - q + s - 1) / s;
+        const float *xq = xb + (size_t)q * rows * width;
+        for (int32_t ky = 0; ky < KH;) {
+            float *gq = g + (size_t)ky * K + q;
+            int32_t R = 1;
+            if (T == 3 && ky + 3 <= KH) {
+                dw_pad_rows_3_3(p, out_h, out_w, xq, width, gh, count, col, ky, gq, K, s);
+                R = 3;
+            } else if (T == 2 && ky + 3 <= KH) {
+                dw_pad_rows_2_3(p, out_h, out_w, xq, width, gh, count, col, ky, gq, K, s);
+                R = 3;
+            } else if (T == 4 && ky + 2 <= KH) {
+                dw_pad_rows_4_2(p, out_h, out_w, xq, width, gh, count, col, ky, gq, K, s);
+                R = 2;
+            } else if (T == 5 && ky + 2 <= KH) {
+                dw_pad_rows_5_2(p, out_h, out_w, xq, width, gh, count, col, ky, gq, K, s);
+                R = 2;
+            } else if (T == 1) {
+                dw_pad_rows_1_1(p, out_h, out_w, xq, width, gh, count, col, ky, gq, K, s);
+            } else if (T == 2) {
+                dw_pad_rows_2_1(p, out_h, out_w, xq, width, gh, count, col, ky, gq, K, s);
+            } else if (T == 3) {
+                dw_pad_rows_3_1(p, out_h, out_w, xq, width, gh, count, col, ky, gq, K, s);
+            } else if (T == 4) {
+                dw_pad_rows_4_1(p, out_h, out_w, xq, width, gh, count, col, ky, gq, K, s);
+            } else if (T == 5) {
+                dw_pad_rows_5_1(p, out_h, out_w, xq, width, gh, count, col, ky, gq, K, s);
+            } else if (T == 6) {
+                dw_pad_rows_6_1(p, out_h, out_w, xq, width, gh, count, col, ky, gq, K, s);
+            } else {
+                dw_pad_rows_7_1(p, out_h, out_w, xq, width, gh, count, col, ky, gq, K, s);
+            }
+            ky += R;
+        }
+    }
+}
+
 /* Writes the steps of one live channel's taps from their gradients g (tte_qas_value with the channel's
  * inv), w the channel's first code in w_train (taps k apart), by the rounding mode (`stochastic`) and
  * clamp (sweep); `index` the IR index of the channel's first element, which with the tap names each
@@ -174,7 +353,13 @@ TTE_ALWAYS_INLINE int sweep(const tte_conv2d_params *p, tte_train_ctx *ctx, cons
      * escapes, so the compiler would reload every field after each one. */
     const tte_train_ctx c = *ctx;
     const tte_update_params uc = *u;
-    float g[DW_TAPS_MAX];
+    float g[DW_TAPS_MAX], xb[DW_PAD_FLOATS];
+    int32_t rows = 0, width = 0;
+    const int32_t pad_size = taps <= DW_TAPS_MAX ? dw_pad_size(p, out_h, out_w, &rows, &width) : 0;
+    const int padded = pad_size > 0;
+    if (padded) {
+        memset(xb, 0, (size_t)pad_size * sizeof *xb);
+    }
     for (int32_t j = 0; j < k; ++j) {
         const int32_t ch = train_channels[j];
         if (ch < begin || ch >= begin + count) {
@@ -207,7 +392,11 @@ TTE_ALWAYS_INLINE int sweep(const tte_conv2d_params *p, tte_train_ctx *ctx, cons
             }
             continue;
         }
-        channel_grads(p, out_h, out_w, x_saved, j, gh, count, ch - begin, g);
+        if (padded) {
+            channel_grads_padded(p, out_h, out_w, x_saved, j, gh, count, ch - begin, rows, width, xb, g);
+        } else {
+            channel_grads(p, out_h, out_w, x_saved, j, gh, count, ch - begin, g);
+        }
         if (!apply) {
             for (int32_t t = 0; t < taps; ++t) {
                 if (!tte_step_value_ok(ctx, tte_qas_value(g[t], inv, &c, &uc))) {
