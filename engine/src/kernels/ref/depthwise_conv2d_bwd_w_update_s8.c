@@ -1,11 +1,14 @@
 /* depthwise conv2d_bwd_w_update: the fused weight gradient and QAS update of
  * a depthwise conv's trained channels (NUMERICS.md 4-5), no weight-gradient
  * buffer. With a gh band, only the trained channels inside it update. Each
- * tap's gradient is one chain (tte_weight_grad_block); at stride_w 1 with
- * kernels 3, 5 or 7 wide a kernel row's taps are summed side by side over a
- * window of gh values held in registers (dw_row_grads), then each weight's
- * step is written by the exact fast passes of the pointwise kernel (one per
- * rounding mode and clamp). The portable kernel of every target. */
+ * tap's gradient is one chain (tte_weight_grad_block's order); the taps of a
+ * kernel row are summed side by side, by classes kx mod stride_w, over a
+ * window of registers: on small layers from planes of the channel's input
+ * codes converted once with zero padding, several kernel rows at a time
+ * (channel_grads_padded), else from x and gh directly (channel_grads). Each
+ * weight's step is then written by the exact fast passes of the pointwise
+ * kernel (one per rounding mode and clamp). The portable kernel of every
+ * target. */
 #include "kernels-impl.h"
 
 /* The most taps of one side-by-side sum (dw_class_grads), and of a channel's gradients on the stack. */
