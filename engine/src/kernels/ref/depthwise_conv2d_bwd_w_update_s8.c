@@ -99,10 +99,9 @@ TTE_ALWAYS_INLINE void dw_class_grads(const tte_conv2d_params *p, int32_t out_h,
 #define DW_NOINLINE
 #endif
 #define DW_CLASS(T)                                                                                                    \
-    TTE_FMA_CLONES DW_NOINLINE static void dw_class_grads_##T(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, \
-                                                              const int8_t *x_saved, int32_t j, const float *gh,       \
-                                                              int32_t count, int32_t col, int32_t ky, int32_t q,       \
-                                                              float *g) {                                              \
+    TTE_FMA_CLONES DW_NOINLINE static void dw_class_grads_##T(                                                         \
+        const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved, int32_t j, const float *gh,   \
+        int32_t count, int32_t col, int32_t ky, int32_t q, float *g) {                                                 \
         dw_class_grads(p, out_h, out_w, x_saved, j, gh, count, col, ky, q, T, g);                                      \
     }
 DW_CLASS(2)
