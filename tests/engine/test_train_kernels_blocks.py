@@ -115,3 +115,71 @@ def test_depthwise_bwd_x_plane_path_keeps_the_contract(tmp_path: Path) -> None:
     done = re.search(r"^DONE checks=(\d+) failed=(\d+)$", result.stdout, re.MULTILINE)
     assert done and done.groups() == ("66", "0"), result.stdout + result.stderr
     assert result.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("k", "stride", "padding", "size"),
+    [
+        ((7, 7), 2, 3, 8),
+        ((7, 7), 2, 3, 9),
+        ((5, 5), 2, 2, 8),
+        ((3, 3), 2, 1, 7),
+        ((7, 7), 3, 3, 10),
+        ((5, 3), (1, 2), (2, 0, 1, 2), 9),
+        ((3, 5), 1, (0, 4, 1, 0), 6),
+        ((3, 7), 1, (1, 6, 1, 6), 2),
+        ((3, 3), 1, 1, 13),
+        ((5, 5), 1, 2, 4),
+        ((3, 3), 1, 1, 20),
+        ((5, 5), 1, 2, 18),
+        ((7, 7), 2, 3, 23),
+        ((4, 6), 1, (1, 2, 2, 3), 17),
+    ],
+)
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+def test_depthwise_weight_update_tap_classes_match_reference(k, stride, padding, size: int, rounding: str) -> None:
+    """The taps of a kernel row are summed by classes kx mod stride_w over a window of registers, from padded
+    planes of converted codes where they fit (sizes to 13) and from x and gh directly where they do not (17
+    and up): every stride, padding on each side, rows shorter and longer than a class, both rounding modes."""
+    rng = np.random.default_rng(k[0] * 100 + k[1] * 10 + size)
+    c, channels = 6, [0, 1, 3, 5]
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    top, left, bottom, right = (padding,) * 4 if isinstance(padding, int) else padding
+    out = ((size + top + bottom - k[0]) // sh + 1, (size + left + right - k[1]) // sw + 1)
+    case = tc.conv_w_update_case(
+        "classes", "depthwise", rng.integers(-128, 128, size=(1, 4, size, size), dtype=np.int8),
+        (rng.standard_normal((1, c, *out)) * 1e-3).astype(np.float32),
+        rng.integers(-127, 128, size=(4, 1, *k), dtype=np.int8), np.full(c, 3e3, np.float32), full=(c, 1, *k),
+        channels=channels, stride=(sh, sw), padding=(top, left, bottom, right), x_zero=5, rounding=rounding,
+        tensor_id=9,
+    )  # fmt: skip
+    assert case.step_status == "ok"
+    assert_matches_reference(case)
+
+
+@pytest.mark.parametrize("rounding_mode", ["nearest", "stochastic"])
+@pytest.mark.parametrize("spread", [1.0, 1e5])
+def test_depthwise_weight_update_around_the_step_limits(rounding_mode: str, spread: float) -> None:
+    """The depthwise update writes its steps by the pointwise kernel's passes: step values clamped to +-512,
+    the clamp left out where the bound is below 2^21 (spread 1) and kept where it is not (spread 1e5). The
+    centre tap of each channel gets a step value just inside or outside +-254 and +-512, ties included."""
+    rng = np.random.default_rng(6)
+    far = [1500.0] if spread == 1.0 else [1e4, 3e9]
+    targets = np.array([0.5, 1.5, 2.5, 253.5, 254.0, 254.5, 511.5, 512.0, 512.5, 513.0, *far], np.float32)
+    targets = np.concatenate([targets, -targets, rng.uniform(-1500.0, 1500.0, 9).astype(np.float32)])
+    c = targets.size
+    inv = np.geomspace(1.0, spread, c).astype(np.float32)
+    gh = np.zeros((1, c, 3, 3), np.float32)
+    gh[0, :, 0, 0] = targets / (np.float32(0.05) * inv)  # lr 0.05 (train_cases.new_ctx); x codes 1 at (0, 0)
+    gh[0, :, 2, 1] = rng.standard_normal(c).astype(np.float32) * 1e-3
+    x = rng.integers(-3, 4, size=(1, c, 3, 3), dtype=np.int8)
+    x[0, :, 0, 0] = 1
+    x[0, :, 1:, :] = 0
+    x[0, :, :, 1:] = 0
+    w = rng.choice(np.array([-127, -126, -1, 0, 1, 126, 127], np.int8), size=(c, 1, 3, 3))
+    case = tc.conv_w_update_case(
+        "limits", "depthwise", x, gh, w, inv, full=(c, 1, 3, 3), channels=list(range(c)), stride=(1, 1),
+        padding=(1, 1, 1, 1), x_zero=0, rounding=rounding_mode, tensor_id=3,
+    )  # fmt: skip
+    assert case.step_status == "ok"
+    assert_matches_reference(case)
