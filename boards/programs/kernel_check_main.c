@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "board.h"
 #include "kernel_shapes.h"
 #include "tte/tte.h"
 #include "tte/tte_ref.h"
@@ -270,14 +271,14 @@ int main(void) {
         for (int v = 0; v < VARIANTS; ++v) {
             const char *why = check(&kernel_shapes[i], v);
             if (why == NULL) {
-                printf("CHECK %s %d PASS\n", kernel_shapes[i].name, v);
+                board_printf("CHECK %s %d PASS\n", kernel_shapes[i].name, v);
                 ++passed;
             } else {
-                printf("CHECK %s %d FAIL %s\n", kernel_shapes[i].name, v, why);
+                board_printf("CHECK %s %d FAIL %s\n", kernel_shapes[i].name, v, why);
                 ++failed;
             }
         }
     }
-    printf("DONE passed=%lu failed=%lu\n", (unsigned long)passed, (unsigned long)failed);
+    board_printf("DONE passed=%lu failed=%lu\n", (unsigned long)passed, (unsigned long)failed);
     return failed == 0 ? 0 : 1;
 }

@@ -69,6 +69,7 @@ def _host_check(build: str, tmp_path: Path, shapes) -> tuple[int, dict[tuple[str
     exe = tmp_path / "tte_kernel_check"
     command = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-fno-trapping-math"]
     command += [*HOST_BUILDS[build], "-I", str(ROOT / "engine" / "include"), "-I", str(KERNELS), "-I", str(programs)]
+    command += ["-I", str(ROOT / "boards" / "common")]
     subprocess.run([*command, *map(str, sources), "-o", str(exe), "-lm"], check=True, capture_output=True, text=True)
     result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     return result.returncode, kernel_bench.check_results(result.stdout, "on the host")
