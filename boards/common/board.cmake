@@ -35,6 +35,8 @@ add_library(tte_board OBJECT
 target_include_directories(tte_board PUBLIC ${TTE_BOARDS_DIR}/common ${TTE_BOARDS_DIR}/programs)
 target_compile_options(tte_board PUBLIC -Wall -Wextra $<$<BOOL:${TTE_ENGINE_WERROR}>:-Werror>)
 set_target_properties(tte_board PROPERTIES C_STANDARD 99 C_EXTENSIONS OFF)
+# newlib declares iprintf (board.h's board_printf) only beside _DEFAULT_SOURCE under -std=c99.
+target_compile_definitions(tte_board PUBLIC _DEFAULT_SOURCE)
 # Semihosting newlib (rdimon) for stdio; no crt0: startup.c is the entry.
 target_link_options(tte_board PUBLIC
   --specs=rdimon.specs -nostartfiles

@@ -5,6 +5,18 @@
 #define TTE_BOARD_H
 
 #include <stdint.h>
+#include <stdio.h>
+
+/* The programs print through board_printf: on a board, newlib's integer-only iprintf (it keeps %llu),
+ * because printf's float formatting (_vfprintf_r, _dtoa_r, ...: 16 KB of flash) would be linked into
+ * every image though the programs print floats only as their bits (%08lx); board.cmake defines
+ * _DEFAULT_SOURCE, without which -std=c99 hides iprintf. A host build of a program (the tests' kernel
+ * and power-cut checks) uses its C library's printf. */
+#ifdef __NEWLIB__
+#define board_printf iprintf
+#else
+#define board_printf printf
+#endif
 
 /* Starts the board's free-running counter from zero. */
 void board_counter_start(void);

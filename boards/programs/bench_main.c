@@ -42,7 +42,7 @@ int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0);
     const int images = open("tte_inputs.bin", O_RDONLY);
     if (images < 0 || read(images, tte_model_input(), TTE_MODEL_INPUT_BYTES) != TTE_MODEL_INPUT_BYTES) {
-        printf("FAIL cannot read one image from tte_inputs.bin\n");
+        board_printf("FAIL cannot read one image from tte_inputs.bin\n");
         return 1;
     }
     close(images);
@@ -52,23 +52,24 @@ int main(void) {
     const tte_status s = tte_model_infer(tte_model_input(), logits);
     const uint64_t count = board_counter_read();
     if (s != TTE_OK) {
-        printf("FAIL infer: %s\n", tte_model_error());
+        board_printf("FAIL infer: %s\n", tte_model_error());
         return 1;
     }
     if (dropped != 0) {
-        printf("FAIL the forward has more than %d blocks\n", MAX_BLOCKS);
+        board_printf("FAIL the forward has more than %d blocks\n", MAX_BLOCKS);
         return 1;
     }
     for (uint32_t i = 0; i < blocks; ++i) {
-        printf("BLOCK %s count=%llu\n", block_names[i], (unsigned long long)block_counts[i]);
+        board_printf("BLOCK %s count=%llu\n", block_names[i], (unsigned long long)block_counts[i]);
     }
-    printf("INFER count=%llu unit=%s macs=%lu\n", (unsigned long long)count, board_counter_unit,
-           (unsigned long)TTE_MODEL_MACS_PER_INFER);
+    board_printf("INFER count=%llu unit=%s macs=%lu\n", (unsigned long long)count, board_counter_unit,
+                 (unsigned long)TTE_MODEL_MACS_PER_INFER);
     for (uint32_t i = 0; i < TTE_MODEL_CLASSES; ++i) {
         uint32_t bits = 0;
         memcpy(&bits, &logits[i], sizeof logits[i]);
-        printf("LOGIT %lu %08lx\n", (unsigned long)i, (unsigned long)bits);
+        board_printf("LOGIT %lu %08lx\n", (unsigned long)i, (unsigned long)bits);
     }
-    printf("DONE blocks=%lu stack_high_water=%lu\n", (unsigned long)blocks, (unsigned long)board_stack_high_water());
+    board_printf("DONE blocks=%lu stack_high_water=%lu\n", (unsigned long)blocks,
+                 (unsigned long)board_stack_high_water());
     return 0;
 }

@@ -14,13 +14,13 @@ int main(void) {
     for (uint32_t i = 0; i < golden_case_count; ++i) {
         const char *why = golden_cases[i].run();
         if (why == NULL) {
-            printf("CASE %s PASS\n", golden_cases[i].name);
+            board_printf("CASE %s PASS\n", golden_cases[i].name);
         } else {
-            printf("CASE %s FAIL %s\n", golden_cases[i].name, why);
+            board_printf("CASE %s FAIL %s\n", golden_cases[i].name, why);
             ++failed;
         }
     }
-    printf("DONE passed=%lu failed=%lu stack_high_water=%lu\n", (unsigned long)(golden_case_count - failed),
-           (unsigned long)failed, (unsigned long)board_stack_high_water());
+    board_printf("DONE passed=%lu failed=%lu stack_high_water=%lu\n", (unsigned long)(golden_case_count - failed),
+                 (unsigned long)failed, (unsigned long)board_stack_high_water());
     return failed == 0 ? 0 : 1;
 }

@@ -52,7 +52,7 @@ static uint64_t count_tte(conv_kernel kernel, const tte_conv2d_params *p) {
     const tte_status status = kernel(p, x, w, NULL, bias, multiplier, y, NULL, NULL, NULL);
     const uint64_t count = board_counter_read();
     if (status != TTE_OK) {
-        printf("FAIL %s\n", tte_status_str(status));
+        board_printf("FAIL %s\n", tte_status_str(status));
     }
     return count;
 }
@@ -101,7 +101,7 @@ static void count_backward(const kernel_shape *s, tte_conv2d_params p, int32_t o
     const int depthwise = s->kind == KERNEL_DEPTHWISE;
     const int32_t window = s->kernel_h * s->kernel_w;
     if ((int64_t)out_h * out_w * s->out_c > MAX_FLOATS || (int64_t)s->in_h * s->in_w * s->in_c > MAX_FLOATS) {
-        printf("FAIL %s too large for the bench's float buffers\n", s->name);
+        board_printf("FAIL %s too large for the bench's float buffers\n", s->name);
         return;
     }
     for (int32_t j = 0; j < out_h * out_w * s->out_c; ++j) {
@@ -119,7 +119,7 @@ static void count_backward(const kernel_shape *s, tte_conv2d_params p, int32_t o
     tte_status status = depthwise ? tte_depthwise_conv2d_bwd_x_f32(&p, gh, w, NULL, gx, 0, NULL, NULL)
                                   : tte_pointwise_conv2d_bwd_x_f32(&p, gh, w, NULL, gx, 0, NULL, NULL);
     uint64_t count = board_counter_read();
-    printf("BWD %s kind=bwd_x macs=%lu count=%lu\n", s->name, (unsigned long)macs, (unsigned long)count);
+    board_printf("BWD %s kind=bwd_x macs=%lu count=%lu\n", s->name, (unsigned long)macs, (unsigned long)count);
     p.train_channels = train_channels;
     p.train_count = k;
     tte_train_ctx ctx = {.lr = {0.01f, 0.01f}, .step = 1, .seed = 11, .status = TTE_STEP_OK};
@@ -129,10 +129,10 @@ static void count_backward(const kernel_shape *s, tte_conv2d_params p, int32_t o
                                         : tte_pointwise_conv2d_bwd_w_update_s8(&p, &ctx, &u, x, gh, inv_w, w, NULL);
     count = board_counter_read();
     const uint64_t w_macs = (uint64_t)out_h * out_w * window * k * (depthwise ? 1 : s->out_c);
-    printf("BWD %s kind=bwd_w_update macs=%lu count=%lu\n", s->name, (unsigned long)w_macs, (unsigned long)count);
+    board_printf("BWD %s kind=bwd_w_update macs=%lu count=%lu\n", s->name, (unsigned long)w_macs, (unsigned long)count);
     if (status != TTE_OK || update != TTE_OK || ctx.status != TTE_STEP_OK) {
-        printf("FAIL %s %s %s\n", s->name, tte_status_str(status != TTE_OK ? status : update),
-               ctx.status != TTE_STEP_OK ? "step failed" : "");
+        board_printf("FAIL %s %s %s\n", s->name, tte_status_str(status != TTE_OK ? status : update),
+                     ctx.status != TTE_STEP_OK ? "step failed" : "");
     }
 }
 
@@ -166,7 +166,7 @@ int main(void) {
         const int32_t weights = depthwise ? window * s->in_c : s->out_c * reduction;
         if (s->in_h * s->in_w * s->in_c > MAX_BYTES || out_h * out_w * s->out_c > MAX_BYTES || weights > MAX_BYTES ||
             s->out_c > MAX_CHANNELS) {
-            printf("FAIL %s too large for the bench's buffers\n", s->name);
+            board_printf("FAIL %s too large for the bench's buffers\n", s->name);
             return 1;
         }
         for (int32_t j = 0; j < s->in_h * s->in_w * s->in_c; ++j) {
@@ -190,25 +190,25 @@ int main(void) {
                                             : tte_pointwise_conv2d_fwd_s8;
         const uint64_t count_ref = count_tte(ref, &p);
         const uint64_t count_opt = count_tte(opt, &p);
-        printf("BENCH %s kind=%s macs=%lu ref=%lu tte=%lu cmsis=", s->name,
-               dense       ? "dense"
-               : depthwise ? "depthwise"
-                           : "pointwise",
-               (unsigned long)macs, (unsigned long)count_ref, (unsigned long)count_opt);
+        board_printf("BENCH %s kind=%s macs=%lu ref=%lu tte=%lu cmsis=", s->name,
+                     dense       ? "dense"
+                     : depthwise ? "depthwise"
+                                 : "pointwise",
+                     (unsigned long)macs, (unsigned long)count_ref, (unsigned long)count_opt);
 #ifdef TTE_BENCH_CMSIS_NN
         const uint64_t count_nn = count_cmsis(s, &p, out_h, out_w);
         if (count_nn > 0) {
-            printf("%lu\n", (unsigned long)count_nn);
+            board_printf("%lu\n", (unsigned long)count_nn);
         } else {
-            printf("-\n");
+            board_printf("-\n");
         }
 #else
-        printf("-\n");
+        board_printf("-\n");
 #endif
         if (kernel_shape_backward[i] && !dense) {
             count_backward(s, p, out_h, out_w);
         }
     }
-    printf("DONE unit=%s\n", board_counter_unit);
+    board_printf("DONE unit=%s\n", board_counter_unit);
     return 0;
 }

@@ -12,11 +12,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "board.h"
 #include "kernel_shapes.h"
 #include "tte/tte.h"
 #include "tte/tte_ref.h"
 
-#define VARIANTS 10
+#define VARIANTS 11
 #define MAX_BYTES (192 * 1024) /* any activation or weight tensor of a checked shape */
 #define MAX_CHANNELS 1024
 
@@ -213,6 +214,23 @@ static const char *check(const kernel_shape *s, int variant) {
         p.y_zero = -5;
         mask = mask_opt;
         break;
+    case 10: /* fixed, every shift negative (the ARM kernels' own fixed epilogue, tte_arm_fixed_multiply), the
+              * extreme ones and multipliers, saturating biases, the full clamp without a mask (SSAT) */
+        use_fixed(&p, taps);
+        mp = NULL;
+        for (int32_t o = 0; o < p.out_c; ++o) {
+            static const int32_t shifts[] = {-31, -1, -2, -30};
+            static const int32_t mults[] = {0, INT32_MAX, 0x40000000, 1};
+            if (o % 3 == 0) {
+                qshift[o] = shifts[(o / 3) % 4];
+            }
+            if (o % 4 == 1) {
+                qmult[o] = mults[(o / 4) % 4];
+            }
+        }
+        bias[0] = INT32_MIN;
+        bias[p.out_c - 1] = INT32_MAX;
+        break;
     default:
         break;
     }
@@ -253,14 +271,14 @@ int main(void) {
         for (int v = 0; v < VARIANTS; ++v) {
             const char *why = check(&kernel_shapes[i], v);
             if (why == NULL) {
-                printf("CHECK %s %d PASS\n", kernel_shapes[i].name, v);
+                board_printf("CHECK %s %d PASS\n", kernel_shapes[i].name, v);
                 ++passed;
             } else {
-                printf("CHECK %s %d FAIL %s\n", kernel_shapes[i].name, v, why);
+                board_printf("CHECK %s %d FAIL %s\n", kernel_shapes[i].name, v, why);
                 ++failed;
             }
         }
     }
-    printf("DONE passed=%lu failed=%lu\n", (unsigned long)passed, (unsigned long)failed);
+    board_printf("DONE passed=%lu failed=%lu\n", (unsigned long)passed, (unsigned long)failed);
     return failed == 0 ? 0 : 1;
 }

@@ -19,11 +19,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "board.h"
 #include "flash.h"
 #include "tte/tte_persist.h"
-#ifdef TTE_BOARD_HAS_FLASH
-#include "board.h"
-#endif
 
 #ifndef PERSIST_PAYLOAD_BYTES
 #define PERSIST_PAYLOAD_BYTES 36904u /* MCUNet-5fps under the seed scheme "49kb" */
@@ -103,10 +101,10 @@ static uint32_t checks, failed;
 static void check(const char *name, int ok, const char *what) {
     ++checks;
     if (ok) {
-        printf("CHECK %s PASS\n", name);
+        board_printf("CHECK %s PASS\n", name);
     } else {
         ++failed;
-        printf("CHECK %s FAIL %s\n", name, what);
+        board_printf("CHECK %s FAIL %s\n", name, what);
     }
 }
 
@@ -192,8 +190,8 @@ static void cut_everywhere(const char *scenario, int saves, uint32_t stride) {
             ++tried;
             if (got < 0) {
                 ++torn;
-                printf("TORN scenario=%s op=%lu kind=%c bytes=%lu status=%d\n", scenario, (unsigned long)(op + 1),
-                       plan.kind[op], (unsigned long)done, (int)s);
+                board_printf("TORN scenario=%s op=%lu kind=%c bytes=%lu status=%d\n", scenario, (unsigned long)(op + 1),
+                             plan.kind[op], (unsigned long)done, (int)s);
             } else {
                 counts[got] += 1;
             }
@@ -203,15 +201,15 @@ static void cut_everywhere(const char *scenario, int saves, uint32_t stride) {
                 tte_persist_status r = tte_persist_restore(&flash, DIGEST, restored, sizeof restored, &length_back);
                 if (s != TTE_PERSIST_OK || r != TTE_PERSIST_OK || !same(restored, params[later], PAYLOAD)) {
                     ++torn;
-                    printf("TORN scenario=%s op=%lu: the save after the cut failed (save %d, restore %d)\n", scenario,
-                           (unsigned long)(op + 1), (int)s, (int)r);
+                    board_printf("TORN scenario=%s op=%lu: the save after the cut failed (save %d, restore %d)\n",
+                                 scenario, (unsigned long)(op + 1), (int)s, (int)r);
                 }
             }
         }
     }
-    printf("CUTS scenario=%s erases=%lu programs=%lu tried=%lu torn=%lu old=%lu new=%lu empty=%lu\n", scenario,
-           (unsigned long)erases, (unsigned long)programs, (unsigned long)tried, (unsigned long)torn,
-           (unsigned long)counts[0], (unsigned long)counts[1], (unsigned long)counts[2]);
+    board_printf("CUTS scenario=%s erases=%lu programs=%lu tried=%lu torn=%lu old=%lu new=%lu empty=%lu\n", scenario,
+                 (unsigned long)erases, (unsigned long)programs, (unsigned long)tried, (unsigned long)torn,
+                 (unsigned long)counts[0], (unsigned long)counts[1], (unsigned long)counts[2]);
     total_tried += tried;
     total_torn += torn;
     check(scenario, torn == 0 && tried > ops, "torn restores (TORN lines)");
@@ -370,7 +368,8 @@ int main(void) {
         pattern[i] = (uint8_t)(i * 131u + 7u);
     }
     for (uint32_t i = 0; i < sizeof crc_lengths / sizeof crc_lengths[0]; ++i) {
-        printf("CRC %lu %08lx\n", (unsigned long)crc_lengths[i], (unsigned long)tte_crc32(0, pattern, crc_lengths[i]));
+        board_printf("CRC %lu %08lx\n", (unsigned long)crc_lengths[i],
+                     (unsigned long)tte_crc32(0, pattern, crc_lengths[i]));
     }
     check("crc_chained", tte_crc32(tte_crc32(0, pattern, 400), pattern + 400, 600) == tte_crc32(0, pattern, 1000),
           "chained CRC differs from the whole buffer's");
@@ -400,7 +399,7 @@ int main(void) {
 #ifdef TTE_BOARD_HAS_FLASH
     board_round_trip();
 #endif
-    printf("DONE checks=%lu failed=%lu tried=%lu torn=%lu\n", (unsigned long)checks, (unsigned long)failed,
-           (unsigned long)total_tried, (unsigned long)total_torn);
+    board_printf("DONE checks=%lu failed=%lu tried=%lu torn=%lu\n", (unsigned long)checks, (unsigned long)failed,
+                 (unsigned long)total_tried, (unsigned long)total_torn);
     return failed == 0 && total_torn == 0 ? 0 : 1;
 }

@@ -65,7 +65,7 @@ extern void *_sbrk(ptrdiff_t increment);
 static int open_or_fail(const char *path, int flags) {
     const int fd = open(path, flags, 0644);
     if (fd < 0) {
-        printf("FAIL cannot open %s\n", path);
+        board_printf("FAIL cannot open %s\n", path);
     }
     return fd;
 }
@@ -100,7 +100,7 @@ static long train(int images, int labels, int losses, int statuses, const tte_mo
     int32_t label;
     while (read_exactly(labels, &label, sizeof label) == 0) {
         if (read_exactly(images, tte_model_input(), TTE_MODEL_INPUT_BYTES) != 0) {
-            printf("FAIL tte_inputs.bin holds fewer images than tte_labels.bin has labels\n");
+            board_printf("FAIL tte_inputs.bin holds fewer images than tte_labels.bin has labels\n");
             return -1;
         }
         model_call_begin();
@@ -108,13 +108,13 @@ static long train(int images, int labels, int losses, int statuses, const tte_mo
         const uint64_t count = model_call_end();
         const int32_t status = (int32_t)tte_model_last_status();
         if (status == TTE_MODEL_STEP_ERROR) {
-            printf("FAIL step %ld: %s\n", steps, tte_model_error());
+            board_printf("FAIL step %ld: %s\n", steps, tte_model_error());
             return -1;
         }
         uint32_t bits;
         memcpy(&bits, &loss, sizeof bits);
-        printf("STEP %ld loss=%08lx status=%ld count=%llu\n", steps, (unsigned long)bits, (long)status,
-               (unsigned long long)count);
+        board_printf("STEP %ld loss=%08lx status=%ld count=%llu\n", steps, (unsigned long)bits, (long)status,
+                     (unsigned long long)count);
         write_all(losses, &loss, sizeof loss);
         write_all(statuses, &status, sizeof status);
         ++steps;
@@ -127,17 +127,17 @@ static int infer(int images, int logits_file, long steps) {
     tte_model_logit logits[TTE_MODEL_CLASSES];
     for (long i = 0; i < steps; ++i) {
         if (read_exactly(images, tte_model_input(), TTE_MODEL_INPUT_BYTES) != 0) {
-            printf("FAIL tte_inputs.bin changed while running\n");
+            board_printf("FAIL tte_inputs.bin changed while running\n");
             return 1;
         }
         model_call_begin();
         const tte_status s = tte_model_infer(tte_model_input(), logits);
         const uint64_t count = model_call_end();
         if (s != TTE_OK) {
-            printf("FAIL infer %ld: %s\n", i, tte_model_error());
+            board_printf("FAIL infer %ld: %s\n", i, tte_model_error());
             return 1;
         }
-        printf("INFER %ld count=%llu\n", i, (unsigned long long)count);
+        board_printf("INFER %ld count=%llu\n", i, (unsigned long long)count);
         write_all(logits_file, logits, sizeof logits);
     }
     return 0;
@@ -190,9 +190,9 @@ int main(void) {
         write_all(params, data, bytes);
     }
     close(params);
-    printf("DONE steps=%ld macs_per_step=%lu unit=%s stack_high_water=%lu model_stack=%lu heap_used=%lu\n", steps,
-           (unsigned long)TTE_MODEL_MACS_PER_STEP, board_counter_unit,
-           (unsigned long)max_u32(program_stack, board_stack_high_water()), (unsigned long)model_stack,
-           (unsigned long)((char *)_sbrk(0) - end));
+    board_printf("DONE steps=%ld macs_per_step=%lu unit=%s stack_high_water=%lu model_stack=%lu heap_used=%lu\n", steps,
+                 (unsigned long)TTE_MODEL_MACS_PER_STEP, board_counter_unit,
+                 (unsigned long)max_u32(program_stack, board_stack_high_water()), (unsigned long)model_stack,
+                 (unsigned long)((char *)_sbrk(0) - end));
     return 0;
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -126,3 +127,42 @@ def test_cli_refuses_a_name_that_cannot_prefix_c_symbols(training, tmp_path, cap
     err = capsys.readouterr().err
     assert "model name" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["int8-head", "requant-fixed"])
+def test_the_generated_cmake_gives_the_engine_the_graphs_requantization_modes(name, tmp_path):
+    """The engine compiles the epilogue copies of the modes the graph's calls use (CModel.requant), no other:
+    float alone for a float graph; fixed (and the int8 head's single rounding) for a fixed one."""
+    from tte_codegen import generate
+    from tte_codegen.generate import engine_cmake_dir
+
+    from .nets import variant
+
+    if shutil.which("cmake") is None or shutil.which("cc") is None:
+        pytest.skip("cmake and a C compiler are needed to configure the project")
+    training = variant(name)
+    modes = lower(training).requant
+    assert modes == {"int8-head": ("float",), "requant-fixed": ("fixed", "fixed_single")}[name]
+    project = generate(training, tmp_path / "model")
+    assert f'set(TTE_ENGINE_REQUANT "{";".join(modes)}" CACHE' in (project.path / "CMakeLists.txt").read_text()
+    build = tmp_path / "build"
+    configure = ["cmake", "-S", str(project.path), "-B", str(build), "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON"]
+    configure.append(f"-Dtte_engine_DIR={engine_cmake_dir(project.root)}")
+    subprocess.run(configure, check=True, capture_output=True, text=True)
+    commands = json.loads((build / "compile_commands.json").read_text())
+    engine = [c["command"] for c in commands if "/engine/src/kernels/" in c["file"]]
+    float_on, fixed_on = int("float" in modes), int("fixed" in modes)
+    assert engine and all(
+        f"-DTTE_ENGINE_REQUANT_FLOAT={float_on}" in c and f"-DTTE_ENGINE_REQUANT_FIXED={fixed_on}" in c for c in engine
+    )
+
+
+def test_the_engine_refuses_an_unknown_requantization_mode(project, tmp_path):
+    from tte_codegen.generate import engine_cmake_dir
+
+    if shutil.which("cmake") is None or shutil.which("cc") is None:
+        pytest.skip("cmake and a C compiler are needed to configure the project")
+    configure = ["cmake", "-S", str(project.path), "-B", str(tmp_path / "build"), "-DTTE_ENGINE_REQUANT=float;fix"]
+    configure.append(f"-Dtte_engine_DIR={engine_cmake_dir(project.root)}")
+    result = subprocess.run(configure, capture_output=True, text=True)
+    assert result.returncode != 0 and "'fix' is not a requantization mode" in result.stderr

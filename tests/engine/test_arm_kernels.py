@@ -7,8 +7,9 @@ that differ per axis, padding that differs per side), dense ones (the 3x3 stride
 ones and ones beyond the patch bound, which run the reference kernel) and on MCUNet-5fps's pointwise,
 depthwise and dense convs, six variants each
 (extreme zero points, ties, +-2^31 biases, huge and non-finite multipliers, masks, row bands,
-trained slices), and three of fixed-point requantization (NUMERICS.md 2b: random and extreme
-multipliers and shifts, with masks, a row band and a trained slice), and one of the single rounding
+trained slices), and four of fixed-point requantization (NUMERICS.md 2b: random and extreme
+multipliers and shifts, with masks, a row band and a trained slice, and one whose shifts are all
+negative, the ARM kernels' own fixed epilogue), and one of the single rounding
 (TTE_REQUANT_FIXED_SINGLE, which the ARM kernels hand to the reference kernel)."""
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, missing
 
-from .helpers import ARM_KERNEL_BOARDS, require_packages, require_tool
+from .helpers import ARM_KERNEL_BOARDS, build_board, require_packages, require_tool
 
 require_packages("tte_ir")
 
 import kernel_bench  # noqa: E402
 
-VARIANTS = 10  # kernel_check_main.c
+VARIANTS = 11  # kernel_check_main.c
 KERNELS = ROOT / "engine" / "src" / "kernels"
 # A host build as CMake compiles it (TTE_ENGINE_HOST_KERNELS), and one whose kernels are the baseline copy
 # alone (TTE_HOST_CLONES defined empty: no AVX2 clone), so that the copy the loader does not pick on this
@@ -68,6 +69,7 @@ def _host_check(build: str, tmp_path: Path, shapes) -> tuple[int, dict[tuple[str
     exe = tmp_path / "tte_kernel_check"
     command = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-fno-trapping-math"]
     command += [*HOST_BUILDS[build], "-I", str(ROOT / "engine" / "include"), "-I", str(KERNELS), "-I", str(programs)]
+    command += ["-I", str(ROOT / "boards" / "common")]
     subprocess.run([*command, *map(str, sources), "-o", str(exe), "-lm"], check=True, capture_output=True, text=True)
     result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     return result.returncode, kernel_bench.check_results(result.stdout, "on the host")
@@ -141,3 +143,44 @@ def test_shapes_source_writes_the_group_count() -> None:
     assert '{"d", KERNEL_DEPTHWISE, 4, 4, 5, 5, 3, 3, 1, 1, 0, 0, 0, 0, 5},' in source
     nonsquare = kernel_bench.Shape("n", "dense", 9, 8, 1, 4, (10, 4), (2, 1), (4, 1, 5, 2))
     assert '{"n", KERNEL_DENSE, 9, 8, 1, 4, 10, 4, 2, 1, 4, 1, 5, 2, 1},' in kernel_bench.shapes_source([nonsquare])
+
+
+# Each epilogue copy of the ARM kernels (a static function their tables point to), by requantization mode.
+COPIES = {
+    mode: {
+        f"{base}_{mode}{plain}"
+        for base in ("run_any", "run_stem", "dw_run", "channel_pair")
+        for plain in ("", "_plain")
+    }
+    for mode in ("float", "fixed")
+}
+
+
+@pytest.mark.qemu
+@pytest.mark.slow  # a board build and 176 checks under QEMU
+@pytest.mark.parametrize("mode", ["float", "fixed"])
+def test_a_build_of_one_requantization_mode_runs_the_other_by_the_reference(mode, tmp_path) -> None:
+    """TTE_ENGINE_REQUANT=<mode>: the kernels carry that mode's epilogue copies only, and a call of the other
+    mode (the check's float and fixed variants alike) still gives the reference kernel's bits."""
+    require_tool("arm-none-eabi-gcc")
+    require_tool("qemu-system-arm")
+    require_tool("arm-none-eabi-nm")
+    board = "qemu-mps2-an500"
+    shapes = kernel_bench.random_shapes(1, 10) + kernel_bench.dense_shapes(1, 6)
+    build = tmp_path / board
+    build.mkdir()
+    source = build / "kernel_shapes.c"
+    source.write_text(kernel_bench.shapes_source(shapes))
+    cache = {"TTE_KERNEL_SHAPES": source, "TTE_RAM_SIZE": kernel_bench.RAM_SIZE, "TTE_ENGINE_REQUANT": mode}
+    try:
+        build_board(board, build, **cache)
+    except subprocess.CalledProcessError as error:
+        pytest.fail(f"building {board} failed:\n{error.stdout}\n{error.stderr}")
+    listing = subprocess.run(["arm-none-eabi-nm", str(build / "tte_kernel_check.elf")], capture_output=True, text=True)
+    symbols = {line.split()[-1] for line in listing.stdout.splitlines() if line.strip()}
+    other = "fixed" if mode == "float" else "float"
+    assert COPIES[mode] <= symbols and not COPIES[other] & symbols
+    status, results = kernel_bench.run_check(build, board)
+    assert set(results) == {(s.name, v) for s in shapes for v in range(VARIANTS)}
+    failed = {k: r for k, r in results.items() if r != "PASS"}
+    assert not failed and status == 0, failed

@@ -5,8 +5,9 @@
  * two LDRDs and spends its extensions on the weights alone; padded taps and the last group's unused
  * places hold 0. The MCUNet stem (3x3 kernel, 3 input channels) runs a copy with those sizes
  * constant. Results equal tte_ref_conv2d_fwd_s8's bit for bit (exact int32 sums,
- * tte_arm_requantize). A call with a trained slice, groups > 1, a non-finite multiplier or a patch
- * of more than TTE_ARM_CONV_PATCH codes runs the reference kernel.
+ * tte_arm_requantize; the epilogue kind chosen once per call). A call with a trained slice, groups > 1,
+ * scales tte_arm_scales_supported refuses or a patch of more than TTE_ARM_CONV_PATCH codes runs the
+ * reference kernel.
  *
  * The patch lives on the stack, not in planned scratch: the planner asks the host build for
  * scratch sizes (tte_ir.scratch), so scratch only this build needs would be planned wrong. Its bound
@@ -142,9 +143,9 @@ static inline __attribute__((always_inline)) void dot_2x2(const int16x2_t *q, co
 
 /* Output pixels a (whole-output index ia: row oya, column oxa) and b of one call, stored at ya, yb:
  * both patches, then every output channel pair. Inlined with constant sizes for the stem, and with
- * `plain` constant: 1 when the clamp is [-128, 127] and there is no mask. */
+ * the epilogue `kind` (tte_arm_kind) constant. */
 static inline __attribute__((always_inline)) void pixel_pair(const conv_call *c, int32_t kh, int32_t kw, int32_t in_c,
-                                                             int32_t quads, int plain, int32_t oya, int32_t oxa,
+                                                             int32_t quads, int kind, int32_t oya, int32_t oxa,
                                                              int32_t oyb, int32_t oxb, int8_t *ya, int8_t *yb,
                                                              int32_t ia, int32_t ib) {
     int8_t codes[4 * TTE_ARM_CONV_GROUPS];
@@ -161,7 +162,9 @@ static inline __attribute__((always_inline)) void pixel_pair(const conv_call *c,
     for (; o + 1 + TAIL_ROWS < out_c; o += 2, wa += 2 * taps) {
         int32_t acc[4];
         dot_2x2(patch, wa, taps, quads, 0, NULL, 0, acc);
-        tte_arm_store_2x2(&c->out, acc, o, o + 1, plain, ya, yb, ia, ib);
+        const tte_arm_channel ca = tte_arm_channel_of(&c->out.scales, c->out.bias, kind, o);
+        const tte_arm_channel cb = tte_arm_channel_of(&c->out.scales, c->out.bias, kind, o + 1);
+        tte_arm_store_2x2(&c->out, &ca, &cb, acc, o, o + 1, kind, ya, yb, ia, ib);
     }
     for (; o < out_c; o += 2, wa += 2 * taps) {
         const int32_t ob = o + 1 < out_c ? o + 1 : o;
@@ -170,34 +173,50 @@ static inline __attribute__((always_inline)) void pixel_pair(const conv_call *c,
         const int8_t *tb = ob + TAIL_ROWS < out_c ? wa + row + last : c->tail[ob + TAIL_ROWS - out_c];
         int32_t acc[4];
         dot_2x2(patch, wa, row, quads, 1, ta, (int32_t)((uintptr_t)tb - (uintptr_t)ta), acc);
-        tte_arm_store_2x2(&c->out, acc, o, ob, plain, ya, yb, ia, ib);
+        const tte_arm_channel ca = tte_arm_channel_of(&c->out.scales, c->out.bias, kind, o);
+        const tte_arm_channel cb = tte_arm_channel_of(&c->out.scales, c->out.bias, kind, ob);
+        tte_arm_store_2x2(&c->out, &ca, &cb, acc, o, ob, kind, ya, yb, ia, ib);
     }
 }
 
 /* Pixel pairs [k, k + 1] of the band's `pixels` (an odd last pixel paired with itself), the band's
  * first pixel being whole-output pixel `first`; each variant a copy of pixel_pair. */
-#define PIXEL_PAIRS(c, kh, kw, in_c, quads, plain, y, first, pixels)                                                   \
+#define PIXEL_PAIRS(c, kh, kw, in_c, quads, kind, y, first, pixels)                                                    \
     for (int32_t k = 0; k < (pixels); k += 2) {                                                                        \
         const int32_t kb = k + 1 < (pixels) ? k + 1 : k;                                                               \
         const int32_t ia = (first) + k, ib = (first) + kb, out_w = (c)->out_w;                                         \
-        pixel_pair(c, kh, kw, in_c, quads, plain, ia / out_w, ia % out_w, ib / out_w, ib % out_w,                      \
+        pixel_pair(c, kh, kw, in_c, quads, kind, ia / out_w, ia % out_w, ib / out_w, ib % out_w,                       \
                    (y) + (size_t)k * (c)->out_c, (y) + (size_t)kb * (c)->out_c, ia, ib);                               \
     }
 
-static __attribute__((noinline)) void run_stem_plain(const conv_call *c, int8_t *y, int32_t first, int32_t pixels) {
-    PIXEL_PAIRS(c, 3, 3, 3, 7, 1, y, first, pixels)
-}
+/* The stem's copy (3x3 kernel on 3 channels, constant) and the general one, for each epilogue kind. */
+#define RUN_COPIES(suffix, kind)                                                                                       \
+    static __attribute__((noinline)) void run_stem##suffix(const conv_call *c, int8_t *y, int32_t first,               \
+                                                           int32_t pixels) {                                           \
+        PIXEL_PAIRS(c, 3, 3, 3, 7, kind, y, first, pixels)                                                             \
+    }                                                                                                                  \
+    static __attribute__((noinline)) void run_any##suffix(const conv_call *c, int8_t *y, int32_t first,                \
+                                                          int32_t pixels) {                                            \
+        PIXEL_PAIRS(c, c->kh, c->kw, c->in_c, c->quads, kind, y, first, pixels)                                        \
+    }
 
-static __attribute__((noinline)) void run_stem(const conv_call *c, int8_t *y, int32_t first, int32_t pixels) {
-    PIXEL_PAIRS(c, 3, 3, 3, 7, 0, y, first, pixels)
-}
+#if TTE_ENGINE_REQUANT_FLOAT
+RUN_COPIES(_float, 0)
+RUN_COPIES(_float_plain, TTE_ARM_PLAIN)
+#endif
+#if TTE_ENGINE_REQUANT_FIXED
+RUN_COPIES(_fixed, TTE_ARM_FIXED)
+RUN_COPIES(_fixed_plain, TTE_ARM_FIXED | TTE_ARM_PLAIN)
+#endif
 
-static __attribute__((noinline)) void run_any_plain(const conv_call *c, int8_t *y, int32_t first, int32_t pixels) {
-    PIXEL_PAIRS(c, c->kh, c->kw, c->in_c, c->quads, 1, y, first, pixels)
-}
-
-static __attribute__((noinline)) void run_any(const conv_call *c, int8_t *y, int32_t first, int32_t pixels){
-    PIXEL_PAIRS(c, c -> kh, c->kw, c->in_c, c->quads, 0, y, first, pixels)}
+typedef void (*run_fn)(const conv_call *c, int8_t *y, int32_t first, int32_t pixels);
+/* [stem][tte_arm_kind]; NULL: a mode the build does not carry */
+static const run_fn run_of[2][4] = {
+    {TTE_ARM_FLOAT_COPY(run_any_float), TTE_ARM_FLOAT_COPY(run_any_float_plain), TTE_ARM_FIXED_COPY(run_any_fixed),
+     TTE_ARM_FIXED_COPY(run_any_fixed_plain)},
+    {TTE_ARM_FLOAT_COPY(run_stem_float), TTE_ARM_FLOAT_COPY(run_stem_float_plain), TTE_ARM_FIXED_COPY(run_stem_fixed),
+     TTE_ARM_FIXED_COPY(run_stem_fixed_plain)},
+};
 
 tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int8_t *w_train,
                              const int32_t *bias, const float *multiplier, int8_t *y, uint8_t *mask,
@@ -212,7 +231,7 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
     }
     const int32_t taps = p->kernel_h * p->kernel_w * p->in_c;
     if (p->train_count != 0 || p->groups != 1 || taps > TTE_ARM_CONV_PATCH ||
-        !tte_arm_multipliers_finite(p, multiplier, p->out_c)) {
+        !tte_arm_scales_supported(p, multiplier, p->out_c)) {
         return tte_ref_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
     conv_call c = {
@@ -245,16 +264,7 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
         c.tail[i] = tails[i];
     }
     const int stem = c.kh == 3 && c.kw == 3 && c.in_c == 3;
-    const int plain = mask == NULL && p->act_min == -128 && p->act_max == 127;
     const int32_t first = win.oy_begin * win.out_w, pixels = (win.oy_end - win.oy_begin) * win.out_w;
-    if (stem && plain) {
-        run_stem_plain(&c, y, first, pixels);
-    } else if (stem) {
-        run_stem(&c, y, first, pixels);
-    } else if (plain) {
-        run_any_plain(&c, y, first, pixels);
-    } else {
-        run_any(&c, y, first, pixels);
-    }
+    run_of[stem][tte_arm_kind(p, mask)](&c, y, first, pixels);
     return TTE_OK;
 }

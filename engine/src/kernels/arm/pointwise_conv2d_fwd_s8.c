@@ -7,8 +7,9 @@
  * tte_ref_pointwise_conv2d_fwd_s8's bit for bit (the int32 sums are exact in any order; the epilogue
  * is tte_arm_requantize). With a trained slice each output channel pair's two weight rows are first
  * merged with their slices on the stack (2 * TTE_ARM_PW_SLICE_CHANNELS bytes, kept off planned
- * scratch because the planner sizes scratch from the host build). A call with a non-finite
- * multiplier, or a trained slice on more than TTE_ARM_PW_SLICE_CHANNELS input channels, runs the
+ * scratch because the planner sizes scratch from the host build). The epilogue kind (tte_arm_kind) is
+ * chosen once per call, each kind a copy of the loops. A call with scales tte_arm_scales_supported
+ * refuses, or a trained slice on more than TTE_ARM_PW_SLICE_CHANNELS input channels, runs the
  * reference kernel. */
 #include "arm-impl.h"
 
@@ -149,11 +150,11 @@ static void merge_row(const tte_conv2d_params *p, const int8_t *w_row, const int
     }
 }
 
-/* Output channels o, ob (o or o + 1) of every pixel of the band; `plain` as tte_arm_store_2x2's,
+/* Output channels o, ob (o or o + 1) of every pixel of the band; `kind` as tte_arm_store_2x2's,
  * constant in each copy. */
 static inline __attribute__((always_inline)) void channel_pair(const tte_conv2d_params *p, const tte_conv2d_window *win,
                                                                const tte_arm_out *d, const int8_t *x, const int8_t *w,
-                                                               const int8_t *w_train, int32_t o, int32_t ob, int plain,
+                                                               const int8_t *w_train, int32_t o, int32_t ob, int kind,
                                                                int8_t *y) {
     const int32_t in_c = p->in_c, out_c = p->out_c;
     const int32_t pixels = (win->oy_end - win->oy_begin) * win->out_w;
@@ -168,35 +169,51 @@ static inline __attribute__((always_inline)) void channel_pair(const tte_conv2d_
         wb = ob == o ? merged : merged + in_c;
     }
     const int32_t za = zero_term(wa, in_c, p->x_zero), zb = ob == o ? za : zero_term(wb, in_c, p->x_zero);
+    const tte_arm_channel ca = tte_arm_channel_of(&d->scales, d->bias, kind, o);
+    const tte_arm_channel cb = tte_arm_channel_of(&d->scales, d->bias, kind, ob);
     int32_t k = 0;
     if (p->stride_h == 1 && p->stride_w == 1 && ob == o + 1) { /* consecutive pixels lie in_c bytes apart */
         const int8_t *xa = pixel_at(p, win, x, 0);
         for (; k + 1 < pixels; k += 2, xa += 2 * in_c) {
             int32_t acc[4] = {za, zb, za, zb};
             dot_2x2_adjacent(xa, wa, in_c, acc);
-            tte_arm_store_2x2(d, acc, o, ob, plain, y + (size_t)k * out_c, y + (size_t)(k + 1) * out_c, first + k,
-                              first + k + 1);
+            tte_arm_store_2x2(d, &ca, &cb, acc, o, ob, kind, y + (size_t)k * out_c, y + (size_t)(k + 1) * out_c,
+                              first + k, first + k + 1);
         }
     }
     for (; k < pixels; k += 2) {
         const int32_t kb = k + 1 < pixels ? k + 1 : k;
         int32_t acc[4] = {za, zb, za, zb};
         dot_2x2(pixel_at(p, win, x, k), pixel_at(p, win, x, kb), wa, wb, in_c, acc);
-        tte_arm_store_2x2(d, acc, o, ob, plain, y + (size_t)k * out_c, y + (size_t)kb * out_c, first + k, first + kb);
+        tte_arm_store_2x2(d, &ca, &cb, acc, o, ob, kind, y + (size_t)k * out_c, y + (size_t)kb * out_c, first + k,
+                          first + kb);
     }
 }
 
-static void channel_pair_plain(const tte_conv2d_params *p, const tte_conv2d_window *win, const tte_arm_out *d,
-                               const int8_t *x, const int8_t *w, const int8_t *w_train, int32_t o, int32_t ob,
-                               int8_t *y) {
-    channel_pair(p, win, d, x, w, w_train, o, ob, 1, y);
-}
+/* channel_pair's copy for each epilogue kind, indexed by tte_arm_kind. */
+#define CHANNEL_PAIR_COPY(suffix, kind)                                                                                \
+    static void channel_pair##suffix(const tte_conv2d_params *p, const tte_conv2d_window *win, const tte_arm_out *d,   \
+                                     const int8_t *x, const int8_t *w, const int8_t *w_train, int32_t o, int32_t ob,   \
+                                     int8_t *y) {                                                                      \
+        channel_pair(p, win, d, x, w, w_train, o, ob, kind, y);                                                        \
+    }
 
-static void channel_pair_any(const tte_conv2d_params *p, const tte_conv2d_window *win, const tte_arm_out *d,
-                             const int8_t *x, const int8_t *w, const int8_t *w_train, int32_t o, int32_t ob,
-                             int8_t *y) {
-    channel_pair(p, win, d, x, w, w_train, o, ob, 0, y);
-}
+#if TTE_ENGINE_REQUANT_FLOAT
+CHANNEL_PAIR_COPY(_float, 0)
+CHANNEL_PAIR_COPY(_float_plain, TTE_ARM_PLAIN)
+#endif
+#if TTE_ENGINE_REQUANT_FIXED
+CHANNEL_PAIR_COPY(_fixed, TTE_ARM_FIXED)
+CHANNEL_PAIR_COPY(_fixed_plain, TTE_ARM_FIXED | TTE_ARM_PLAIN)
+#endif
+
+typedef void (*channel_pair_fn)(const tte_conv2d_params *p, const tte_conv2d_window *win, const tte_arm_out *d,
+                                const int8_t *x, const int8_t *w, const int8_t *w_train, int32_t o, int32_t ob,
+                                int8_t *y);
+/* NULL: a mode the build does not carry */
+static const channel_pair_fn channel_pair_of[4] = {
+    TTE_ARM_FLOAT_COPY(channel_pair_float), TTE_ARM_FLOAT_COPY(channel_pair_float_plain),
+    TTE_ARM_FIXED_COPY(channel_pair_fixed), TTE_ARM_FIXED_COPY(channel_pair_fixed_plain)};
 
 tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w,
                                        const int8_t *w_train, const int32_t *bias, const float *multiplier, int8_t *y,
@@ -213,20 +230,15 @@ tte_status tte_pointwise_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t 
     if (p->in_c > TTE_ARM_PW_SLICE_CHANNELS && p->train_count != 0) {
         return tte_ref_pointwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
-    if (!tte_arm_multipliers_finite(p, multiplier, p->out_c)) {
+    if (!tte_arm_scales_supported(p, multiplier, p->out_c)) {
         return tte_ref_pointwise_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
     const tte_arm_out d = {bias, tte_arm_scales_of(p, multiplier), p->y_zero, p->act_min, p->act_max, p->out_c, mask};
-    const int plain = mask == NULL && p->act_min == -128 && p->act_max == 127;
+    const channel_pair_fn pair = channel_pair_of[tte_arm_kind(p, mask)];
     /* Output channels two by two, outermost, so that each pair's zero-point terms are summed once;
      * inside, pixels two by two. An odd last channel or pixel is paired with itself. */
     for (int32_t o = 0; o < p->out_c; o += 2) {
-        const int32_t ob = o + 1 < p->out_c ? o + 1 : o;
-        if (plain) {
-            channel_pair_plain(p, &win, &d, x, w, w_train, o, ob, y);
-        } else {
-            channel_pair_any(p, &win, &d, x, w, w_train, o, ob, y);
-        }
+        pair(p, &win, &d, x, w, w_train, o, o + 1 < p->out_c ? o + 1 : o, y);
     }
     return TTE_OK;
 }

@@ -100,6 +100,9 @@ class CModel:
     seed: int
     digest: int  # tte_ir.digest.graph_digest: stamped into exports and flash saves
     kernels: tuple[str, ...] = field(default=())
+    # the requantization modes of its calls (tte_ir.kernels.call_requant), in REQUANT order: the engine's
+    # TTE_ENGINE_REQUANT, so that its kernels carry no epilogue copy this model never calls
+    requant: tuple[str, ...] = field(default=())
     batch: int = 1  # samples per update (the scheme's batch): train_step applies the updates every batch-th call
 
     @property

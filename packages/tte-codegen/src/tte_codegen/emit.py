@@ -26,6 +26,7 @@ from tte_ir.kernels import (
     CEnum,
     KernelCall,
     buffer_shape,
+    call_requant,
     derived_array,
     kernel_call,
     weight_layout,
@@ -87,6 +88,7 @@ class Emitter:
         self.descriptors: list[str] = []
         self.descriptor_of: dict[tuple[str, str], str] = {}
         self.kernels: list[str] = []
+        self.requant: set[str] = set()  # the requantization modes of the calls described
         self.idents: set[str] = set()
 
     # -- names ---------------------------------------------------------------------------------
@@ -229,11 +231,15 @@ class Emitter:
     def describe(self, node: Node) -> KernelCall:
         """The node's kernel call (:func:`tte_ir.kernels.kernel_call`), refused as a CodegenError."""
         try:
-            return kernel_call(self.graph, node)
+            call = kernel_call(self.graph, node)
         except CodegenError:
             raise
         except Exception as error:  # the description's refusal, in the code generator's words
             raise CodegenError(str(error)) from error
+        mode = call_requant(call)
+        if mode is not None:
+            self.requant.add(mode)
+        return call
 
     def arg(self, node: Node, call: KernelCall, arg: Arg, tile: Tile | None) -> str:
         """The C expression of one argument of ``call``."""

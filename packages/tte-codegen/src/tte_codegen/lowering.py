@@ -23,6 +23,7 @@ from tte_codegen.emit import Emitter
 from tte_codegen.groups import channel_group, emit_node, row_group, schedule_runs
 from tte_ir import Graph, Op, node_macs
 from tte_ir.digest import graph_digest
+from tte_ir.kernels import REQUANT
 
 __all__ = [
     "CArray",
@@ -100,5 +101,6 @@ def lower(graph: Graph, *, name: str = "model", declared: frozenset[str] | None 
         seed=int(scheme["seed"]),
         digest=graph_digest(graph),
         kernels=tuple(em.kernels),
+        requant=tuple(mode for mode in REQUANT if mode in em.requant),
         batch=int(scheme.get("batch", 1)),
     )

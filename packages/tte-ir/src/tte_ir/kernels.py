@@ -49,6 +49,7 @@ __all__ = [
     "KernelCall",
     "WeightLayout",
     "buffer_shape",
+    "call_requant",
     "conv_family",
     "derived_array",
     "kernel_call",
@@ -405,6 +406,17 @@ class KernelCall:
             if a.name == name:
                 return a
         raise KeyError(f"{self.kernel}: no argument '{name}'")
+
+
+def call_requant(call: KernelCall) -> str | None:
+    """The requantization mode (a :data:`REQUANT` name) of a forward call: its descriptor's ``requant``
+    field, ``float`` where unset. None for a call that requantizes nothing: one whose descriptor has no
+    such field, or a backward kernel (``*_bwd_*``), which shares its forward's descriptor for the shapes
+    and never reads the field."""
+    if call.params_type is None or "requant" not in dict(PARAM_STRUCTS[call.params_type]) or "_bwd_" in call.kernel:
+        return None
+    value = int(call.params.get("requant", REQUANT["float"]))
+    return next(name for name, code in REQUANT.items() if code == value)
 
 
 def _call(node: Node, kernel: str, params: Mapping[str, Any] | None, args: list[Arg], family: str | None = None):
