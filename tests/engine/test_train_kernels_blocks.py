@@ -1,9 +1,11 @@
-"""The blocked depthwise backward kernels on the shapes the random property tests do not reach: 7x7
+"""The blocked depthwise and dense backward kernels on the shapes the random property tests do not reach: 7x7
 kernels at stride 2 and 3 and 5x5 at stride 2 (the input gradient's weight tiles then hold one class of
 kernel rows each, ky = c mod stride, and visit only the input rows that read it),
 kernels wider than a weight tile, channel counts that leave blocks of 16, 8, 4 and 1, with and without an
-entry gx, against the numpy reference bit for bit; and the input gradient's plane path (stride 1 on Cortex-M),
-forced on the host in C."""
+entry gx; dense input gradients on rows long enough for every pixel block (4, 2 and 1 pixels of each stride
+class) beside the borders, more output channels than a weight tile, channel blocks cut by a group's end,
+filters too large for a tile, slices and bands; against the numpy reference bit for bit; and the depthwise
+input gradient's plane path (stride 1 on Cortex-M), forced on the host in C."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT
+from hypothesis import given
+from hypothesis import strategies as st
 
 from .helpers import host_cc, require_packages
 
@@ -21,7 +25,9 @@ require_packages("tte_engine", "tte_ir")
 
 import train_cases as tc  # noqa: E402
 
-from .test_train_kernels import assert_matches_reference  # noqa: E402
+from tte_ir.ops import window_output_size  # noqa: E402
+
+from .test_train_kernels import SETTINGS, assert_matches_reference, channel_list, grad, rng_of  # noqa: E402
 
 ENGINE = ROOT / "engine"
 PLANE_PROGRAM = Path(__file__).parent / "c" / "dw_plane_main.c"
@@ -182,4 +188,47 @@ def test_depthwise_weight_update_around_the_step_limits(rounding_mode: str, spre
         padding=(1, 1, 1, 1), x_zero=0, rounding=rounding_mode, tensor_id=3,
     )  # fmt: skip
     assert case.step_status == "ok"
+    assert_matches_reference(case)
+
+
+@st.composite
+def dense_windows(draw) -> dict:
+    """A dense conv whose rows hold several pixel blocks: kernels 1-7 per axis (some larger than a weight tile,
+    9x9), strides 1-3 per axis, padding per side up to the kernel's half plus one, 1-3 groups of 1-7 input and
+    1-12 output channels (3x3 filters: 7 output channels per weight tile), inputs up to 20 wide."""
+    k = draw(st.sampled_from([(3, 3), (3, 3), (5, 5), (1, 7), (3, 1), (2, 5), (7, 3), (9, 9)]))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    top, bottom = (draw(st.integers(0, k[0] // 2 + 1)) for _ in range(2))
+    left, right = (draw(st.integers(0, k[1] // 2 + 1)) for _ in range(2))
+    groups = draw(st.integers(1, 3))
+    c, o = groups * draw(st.integers(1, 7)), groups * draw(st.integers(1, 12))
+    h = draw(st.integers(max(1, k[0] - top - bottom), 10))
+    w = draw(st.integers(max(1, k[1] - left - right), 20))
+    return {"c": c, "o": o, "k": k, "stride": stride, "padding": (top, left, bottom, right), "groups": groups,
+            "h": h, "w": w}  # fmt: skip
+
+
+@SETTINGS
+@given(data=st.data())
+def test_dense_bwd_x_blocks_match_reference(data: st.DataObject) -> None:
+    rng = rng_of(data)
+    g = data.draw(dense_windows())
+    ho, wo = window_output_size((g["h"], g["w"]), g["k"], g["stride"], g["padding"])
+    w = rng.integers(-127, 128, size=(g["o"], g["c"] // g["groups"], *g["k"]), dtype=np.int8)
+    gh = grad(rng, 1, g["o"], ho, wo)
+    acc = grad(rng, 1, g["c"], g["h"], g["w"]) if data.draw(st.booleans()) else None
+    channels, w_train = [], None
+    if g["groups"] == 1 and data.draw(st.booleans()):
+        channels = channel_list(data, g["c"])
+        w_train = rng.integers(-127, 128, size=(g["o"], len(channels), *g["k"]), dtype=np.int8)
+    band = data.draw(st.sampled_from([None, "gh", "gx"]))
+    bands = {}
+    if band is not None:
+        n = g["o"] if band == "gh" else g["c"]
+        begin = data.draw(st.integers(0, n - 1))
+        bands[f"{band}_band"] = (begin, data.draw(st.integers(1, n - begin)))
+    case = tc.conv_bwd_x_case(
+        "dense", gh, w, size=(g["h"], g["w"]), stride=g["stride"], padding=g["padding"], groups=g["groups"],
+        channels=channels, w_train=w_train, acc=acc, **bands,
+    )  # fmt: skip
     assert_matches_reference(case)
