@@ -4,7 +4,8 @@ kernel rows each, ky = c mod stride, and visit only the input rows that read it)
 kernels wider than a weight tile, channel counts that leave blocks of 16, 8, 4 and 1, with and without an
 entry gx; dense input gradients on rows long enough for every pixel block (4, 2 and 1 pixels of each stride
 class) beside the borders, more output channels than a weight tile, channel blocks cut by a group's end,
-filters too large for a tile, slices and bands; against the numpy reference bit for bit; and the depthwise
+filters too large for a tile, slices and bands; dense weight updates in blocks of 8 output x 3 trained
+channels, both writing passes (clamped or not); against the numpy reference bit for bit; and the depthwise
 input gradient's plane path (stride 1 on Cortex-M), forced on the host in C."""
 
 from __future__ import annotations
@@ -231,4 +232,63 @@ def test_dense_bwd_x_blocks_match_reference(data: st.DataObject) -> None:
         "dense", gh, w, size=(g["h"], g["w"]), stride=g["stride"], padding=g["padding"], groups=g["groups"],
         channels=channels, w_train=w_train, acc=acc, **bands,
     )  # fmt: skip
+    assert_matches_reference(case)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_dense_weight_update_blocks_match_reference(data: st.DataObject) -> None:
+    """The dense update's blocks of 8 output x 3 trained channels (and the overlapping last ones) at every
+    tap, frozen channels among them, both rounding modes, with and without the step-value clamp (gh up to
+    1 with inv up to 1e6 takes the clamped pass), and bands of gh's channels."""
+    rng = rng_of(data)
+    k = data.draw(st.sampled_from([(3, 3), (3, 3), (5, 5), (1, 3), (3, 2)]))
+    stride = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    top, left, bottom, right = (data.draw(st.integers(0, 2)) for _ in range(4))
+    o, c = data.draw(st.integers(1, 20)), data.draw(st.integers(1, 9))
+    h = data.draw(st.integers(max(1, k[0] - top - bottom), 9))
+    w = data.draw(st.integers(max(1, k[1] - left - right), 9))
+    ho, wo = window_output_size((h, w), k, stride, (top, left, bottom, right))
+    channels = channel_list(data, c)
+    scale = data.draw(st.sampled_from([1e-5, 1e-3, 1.0]))
+    inv = np.exp(rng.uniform(np.log(1e2), np.log(1e6), o)).astype(np.float32)
+    inv[rng.random(o) < 0.15] = data.draw(st.sampled_from([0.0, np.inf]))
+    band = None
+    if data.draw(st.booleans()):
+        begin = data.draw(st.integers(0, o - 1))
+        band = (begin, data.draw(st.integers(1, o - begin)))
+    case = tc.conv_w_update_case(
+        "dense_blocks", "dense", rng.integers(-128, 128, size=(1, len(channels), h, w), dtype=np.int8),
+        grad(rng, 1, o, ho, wo, scale=scale), rng.integers(-127, 128, size=(o, len(channels), *k), dtype=np.int8),
+        inv, full=(o, c, *k), channels=channels, stride=stride, padding=(top, left, bottom, right),
+        x_zero=data.draw(st.integers(-128, 127)), rounding=data.draw(st.sampled_from(["nearest", "stochastic"])),
+        tensor_id=data.draw(st.integers(0, 40)), band=band,
+    )  # fmt: skip
+    assert case.step_status == "ok"
+    assert_matches_reference(case)
+
+
+@pytest.mark.parametrize("rounding_mode", ["nearest", "stochastic"])
+@pytest.mark.parametrize("spread", [1.0, 1e5])
+def test_dense_weight_update_around_the_step_limits(rounding_mode: str, spread: float) -> None:
+    """The dense update's two writing passes, as the pointwise one's (test_train_kernels): step values just
+    inside and outside +-254 and +-512, ties included, and far beyond (3e9 only where the clamp is taken),
+    at tap (0, 0) of a 2x1 kernel, on codes at both ends of int8."""
+    rng = np.random.default_rng(6)
+    far = [1500.0] if spread == 1.0 else [1e4, 3e9]
+    targets = np.array([0.5, 1.5, 2.5, 253.5, 254.0, 254.5, 511.5, 512.0, 512.5, 513.0, *far], np.float32)
+    targets = np.concatenate([targets, -targets, rng.uniform(-1500.0, 1500.0, 21).astype(np.float32)])
+    o, c = targets.size, 6
+    inv = np.geomspace(1.0, spread, o).astype(np.float32)
+    gh = np.zeros((1, o, 2, 2), np.float32)
+    gh[0, :, 0, 0] = targets / (np.float32(0.05) * inv)  # lr 0.05 (train_cases.new_ctx); x codes 1 at (0, 0)
+    gh[0, :, 1, 1] = rng.standard_normal(o).astype(np.float32) * 1e-3
+    x = rng.integers(-3, 4, size=(1, c, 3, 2), dtype=np.int8)
+    x[0, :, 0, 0] = 1
+    w = rng.choice(np.array([-127, -126, -1, 0, 1, 126, 127], np.int8), size=(o, c, 2, 1))
+    case = tc.conv_w_update_case(
+        "limits", "dense", x, gh, w, inv, full=(o, c, 2, 1), channels=list(range(c)), stride=(1, 1),
+        padding=(0, 0, 0, 0), x_zero=0, rounding=rounding_mode, tensor_id=3,
+    )  # fmt: skip
+    assert case.step_status == "ok"
     assert_matches_reference(case)
