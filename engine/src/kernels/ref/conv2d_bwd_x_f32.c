@@ -81,8 +81,7 @@ TTE_ALWAYS_INLINE void dx_block(const tte_conv2d_params *p, size_t hn, size_t g_
  * i - t of the first tap's, so one row's gh values q serve every column; otherwise dx_block's chains, in
  * its order. */
 TTE_ALWAYS_INLINE void dx_slide(const tte_conv2d_params *p, size_t hn, size_t g_row, const float *wf, int32_t no,
-                                const dx_window *win, float *x, size_t x_pix, int32_t store_c, int32_t nt,
-                                int32_t sw) {
+                                const dx_window *win, float *x, size_t x_pix, int32_t store_c, int32_t nt, int32_t sw) {
     const int32_t sh = p->stride_h, kw = p->kernel_w;
     const size_t w_o = (size_t)p->kernel_h * kw * DX_CB, w_row = (size_t)sh * kw * DX_CB;
     const size_t w_col = (size_t)sw * DX_CB;
@@ -187,8 +186,8 @@ static void dx_tile(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, co
 
 /* The plain gather, each weight converted where it is used: filters larger than a weight tile. */
 TTE_FMA_CLONES
-static void dx_plain(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, int32_t hb,
-                     int32_t hn, const int8_t *w, const int8_t *w_train, float *gx, int32_t xb, int32_t xn) {
+static void dx_plain(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, int32_t hb, int32_t hn,
+                     const int8_t *w, const int8_t *w_train, float *gx, int32_t xb, int32_t xn) {
     const int32_t group_in = p->in_c / p->groups;
     const int32_t group_out = p->out_c / p->groups;
     for (int32_t iy = 0; iy < p->in_h; ++iy) {
