@@ -330,12 +330,13 @@ def bench(build_dir: Path, model: Path, cmsis_nn: Path | None = CMSIS_NN_DIR) ->
             ]
         table.append(row)
 
+    side = f"{BACKWARD_MAX_SIDE}x{BACKWARD_MAX_SIDE}"
+    layers = "dense and shortcut layers" if str(model) == "resnet8" else f"layers of at most {side} inputs"
     return (
         f"{model.stem}: pointwise, depthwise and dense int8 forward convs, instructions per MAC, "
         f"QEMU -icount shift=0 (M7: mps2-an500, M4: mps2-an386)\n{note}{_table(header, table)}\n"
-        f"fp32 backward kernels (portable C, the same on every target) on the "
-        f"{'dense and shortcut layers' if str(model) == 'resnet8' else f'layers of at most {BACKWARD_MAX_SIDE}x{BACKWARD_MAX_SIDE} inputs'}"
-        f": input gradient (MACs of the forward conv), weight "
+        f"fp32 backward kernels (portable C, the same on every target) on the {layers}: input gradient (MACs of "
+        f"the forward conv), weight "
         f"gradient + QAS update of half the input channels (MACs of the trained weights)\n"
         f"{_backward_table(shapes, backward)}"
     )
