@@ -98,7 +98,7 @@ static uint64_t count_cmsis(const kernel_shape *s, const tte_conv2d_params *p, i
 /* The layer's input gradient and weight gradient + update (trained slice: every other input channel;
  * its codes are the first ones of w). MACs: those of the forward conv, and of its trained weights. */
 static void count_backward(const kernel_shape *s, tte_conv2d_params p, int32_t out_h, int32_t out_w) {
-    const int depthwise = s->kind == KERNEL_DEPTHWISE;
+    const int depthwise = s->kind == KERNEL_DEPTHWISE, dense = s->kind == KERNEL_DENSE;
     const int32_t window = s->kernel_h * s->kernel_w;
     if ((int64_t)out_h * out_w * s->out_c > MAX_FLOATS || (int64_t)s->in_h * s->in_w * s->in_c > MAX_FLOATS) {
         board_printf("FAIL %s too large for the bench's float buffers\n", s->name);
@@ -114,9 +114,10 @@ static void count_backward(const kernel_shape *s, tte_conv2d_params p, int32_t o
     for (int32_t j = 0; j < k; ++j) {
         train_channels[j] = 2 * j;
     }
-    const uint64_t macs = (uint64_t)out_h * out_w * s->out_c * window * (depthwise ? 1 : s->in_c);
+    const uint64_t macs = (uint64_t)out_h * out_w * s->out_c * window * (depthwise ? 1 : s->in_c / s->groups);
     board_counter_start();
     tte_status status = depthwise ? tte_depthwise_conv2d_bwd_x_f32(&p, gh, w, NULL, gx, 0, NULL, NULL)
+                        : dense   ? tte_conv2d_bwd_x_f32(&p, gh, w, NULL, gx, 0, NULL, NULL)
                                   : tte_pointwise_conv2d_bwd_x_f32(&p, gh, w, NULL, gx, 0, NULL, NULL);
     uint64_t count = board_counter_read();
     board_printf("BWD %s kind=bwd_x macs=%lu count=%lu\n", s->name, (unsigned long)macs, (unsigned long)count);
@@ -126,6 +127,7 @@ static void count_backward(const kernel_shape *s, tte_conv2d_params p, int32_t o
     const tte_update_params u = {TTE_ROUND_NEAREST, TTE_LR_BODY, 7};
     board_counter_start();
     const tte_status update = depthwise ? tte_depthwise_conv2d_bwd_w_update_s8(&p, &ctx, &u, x, gh, inv_w, w, NULL)
+                              : dense   ? tte_conv2d_bwd_w_update_s8(&p, &ctx, &u, x, gh, inv_w, w, NULL)
                                         : tte_pointwise_conv2d_bwd_w_update_s8(&p, &ctx, &u, x, gh, inv_w, w, NULL);
     count = board_counter_read();
     const uint64_t w_macs = (uint64_t)out_h * out_w * window * k * (depthwise ? 1 : s->out_c);
@@ -205,7 +207,7 @@ int main(void) {
 #else
         board_printf("-\n");
 #endif
-        if (kernel_shape_backward[i] && !dense) {
+        if (kernel_shape_backward[i]) {
             count_backward(s, p, out_h, out_w);
         }
     }

@@ -6,9 +6,11 @@ of a seed model (:func:`model_shapes`) or random ones (:func:`random_shapes`, :f
 ``bench`` builds ``tte_kernel_bench`` for QEMU Cortex-M7 (mps2-an500) and M4 (mps2-an386), with
 CMSIS-NN compiled from ``../shared/anchors/cmsis-nn`` by the same board build and toolchain file when
 that folder exists, runs it under ``-icount shift=0`` and prints instructions per MAC by kernel type, then
-the fp32 backward kernels (input gradients, weight gradient + update) on the layers at 8x8 and below::
+the fp32 backward kernels (input gradients, weight gradient + update) on the layers at 8x8 and below, or on
+ResNet-8's convs (``--model resnet8``: :func:`resnet8_shapes`, every dense one with its backward)::
 
     python boards/tools/kernel_bench.py bench BUILD_DIR --model ../shared/models/mcunet-5fps.pkl
+    python boards/tools/kernel_bench.py bench BUILD_DIR --model resnet8
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from firmware import BOARDS_DIR, QEMU_MACHINES, _table, build_board, run_qemu
 from tte_ir.ops import as_padding, as_pair
 
 __all__ = [
-    "Shape", "bench", "build_programs", "check_results", "dense_shapes", "model_shapes", "random_shapes", "run_check",
-    "shapes_source",
+    "Shape", "bench", "build_programs", "check_results", "dense_shapes", "model_shapes", "random_shapes",
+    "resnet8_shapes", "run_check", "shapes_source",
 ]  # fmt: skip
 
 CMSIS_NN_DIR = BOARDS_DIR.parent.parent / "shared" / "anchors" / "cmsis-nn"
@@ -86,6 +88,8 @@ class Shape:
         what = "input gradient" if kind == "bwd_x" else "weight gradient + update"
         if self.kind == "pointwise":
             return f"pointwise {what}"
+        if self.kind == "dense":
+            return f"dense {what} {self._size()}, {self.in_h}x{self.in_w}x{self.in_c} -> {self.out_c}"
         (kh, kw), _, _ = self.window
         geometry = f" {self._size()}" if kind == "bwd_x" else f" {kh}x{kw}"
         return f"depthwise {what}{geometry}"
@@ -116,6 +120,20 @@ def model_shapes(model: Path) -> list[Shape]:
                 call.kernel != "conv2d_fwd_s8" and q["in_h"] <= BACKWARD_MAX_SIDE,
             )
         )  # fmt: skip
+    return shapes
+
+
+def resnet8_shapes() -> list[Shape]:
+    """The convs of ResNet-8 (tte_algo.user_models, 3x32x32 input) as the compiler calls them, each dense
+    one after the stem with its backward kernels (the ones a scheme that trains the 3x3 convs runs)."""
+    dense = [(32, 16, 16, 1), (32, 16, 16, 1), (32, 16, 32, 2), (16, 32, 32, 1), (16, 32, 64, 2), (8, 64, 64, 1)]
+    shapes = [Shape("stem", "dense", 32, 32, 3, 16, 3, 1, 1)]
+    for i, (side, in_c, out_c, stride) in enumerate(dense):
+        shapes.append(Shape(f"conv{i + 1}", "dense", side, side, in_c, out_c, 3, stride, 1, backward=True))
+    shapes += [
+        Shape("shortcut1", "pointwise", 32, 32, 16, 32, 1, 2, 0, backward=True),
+        Shape("shortcut2", "pointwise", 16, 16, 32, 64, 1, 2, 0, backward=True),
+    ]
     return shapes
 
 
@@ -273,8 +291,9 @@ def _per_mac(rows: Sequence[dict], key: str) -> float | None:
 
 def bench(build_dir: Path, model: Path, cmsis_nn: Path | None = CMSIS_NN_DIR) -> str:
     """Instructions per MAC of the reference kernels, the selected (optimized) kernels and CMSIS-NN on
-    ``model``'s pointwise, depthwise and dense conv shapes, by kernel type, under QEMU Cortex-M7 and M4."""
-    shapes = model_shapes(model)
+    ``model``'s pointwise, depthwise and dense conv shapes (``resnet8``: :func:`resnet8_shapes`), by kernel
+    type, under QEMU Cortex-M7 and M4."""
+    shapes = resnet8_shapes() if str(model) == "resnet8" else model_shapes(model)
     if cmsis_nn is not None and not (cmsis_nn / "Include" / "arm_nnfunctions.h").is_file():
         note = f"CMSIS-NN skipped: {cmsis_nn} is absent (the anchors live in ../shared/anchors)\n"
         cmsis_nn = None
@@ -291,7 +310,8 @@ def bench(build_dir: Path, model: Path, cmsis_nn: Path | None = CMSIS_NN_DIR) ->
     for core in cores.values():
         header += [f"{core} ref", f"{core} tte", f"{core} CMSIS-NN", f"{core} tte/CMSIS-NN"]
     table = []
-    for kind in [*types, "depthwise (all)", "all"]:
+    depthwise = ["depthwise (all)"] if any(t.startswith("depthwise") for t in types) else []
+    for kind in [*types, *depthwise, "all"]:
         row: list[object] = [kind]
         for i, core in enumerate(cores.values()):
             rows = [
@@ -310,11 +330,13 @@ def bench(build_dir: Path, model: Path, cmsis_nn: Path | None = CMSIS_NN_DIR) ->
             ]
         table.append(row)
 
+    side = f"{BACKWARD_MAX_SIDE}x{BACKWARD_MAX_SIDE}"
+    layers = "dense and shortcut layers" if str(model) == "resnet8" else f"layers of at most {side} inputs"
     return (
         f"{model.stem}: pointwise, depthwise and dense int8 forward convs, instructions per MAC, "
         f"QEMU -icount shift=0 (M7: mps2-an500, M4: mps2-an386)\n{note}{_table(header, table)}\n"
-        f"fp32 backward kernels (portable C, the same on every target) on the layers of at most "
-        f"{BACKWARD_MAX_SIDE}x{BACKWARD_MAX_SIDE} inputs: input gradient (MACs of the forward conv), weight "
+        f"fp32 backward kernels (portable C, the same on every target) on the {layers}: input gradient (MACs of "
+        f"the forward conv), weight "
         f"gradient + QAS update of half the input channels (MACs of the trained weights)\n"
         f"{_backward_table(shapes, backward)}"
     )
@@ -324,14 +346,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=("bench",))
     parser.add_argument("build_dir", type=Path)
-    parser.add_argument("--model", type=Path, required=True, help="seed model .pkl (../shared/models/mcunet-5fps.pkl)")
+    parser.add_argument(
+        "--model", type=Path, required=True, help="seed model .pkl (../shared/models/mcunet-5fps.pkl), or resnet8"
+    )
     parser.add_argument("--cmsis-nn", type=Path, default=CMSIS_NN_DIR, help="CMSIS-NN sources (default: %(default)s)")
     args = parser.parse_args(argv)
     for tool in ("cmake", "arm-none-eabi-gcc", "qemu-system-arm"):
         if shutil.which(tool) is None:
             parser.error(f"'{tool}' is not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
                          "qemu-system-arm cmake)")  # fmt: skip
-    if not args.model.is_file():
+    if str(args.model) != "resnet8" and not args.model.is_file():
         parser.error(f"{args.model}: no such model file (the seed models live in ../shared/models)")
     try:
         print(bench(args.build_dir, args.model, args.cmsis_nn))

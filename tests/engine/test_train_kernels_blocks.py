@@ -1,9 +1,12 @@
-"""The blocked depthwise backward kernels on the shapes the random property tests do not reach: 7x7
+"""The blocked depthwise and dense backward kernels on the shapes the random property tests do not reach: 7x7
 kernels at stride 2 and 3 and 5x5 at stride 2 (the input gradient's weight tiles then hold one class of
 kernel rows each, ky = c mod stride, and visit only the input rows that read it),
 kernels wider than a weight tile, channel counts that leave blocks of 16, 8, 4 and 1, with and without an
-entry gx, against the numpy reference bit for bit; and the input gradient's plane path (stride 1 on Cortex-M),
-forced on the host in C."""
+entry gx; dense input gradients on rows long enough for every pixel block (4, 2 and 1 pixels of each stride
+class) beside the borders, more output channels than a weight tile, channel blocks cut by a group's end,
+filters too large for a tile, slices and bands; dense weight updates in blocks of 8 output x 3 trained
+channels, both writing passes (clamped or not); against the numpy reference bit for bit; and the depthwise
+input gradient's plane path (stride 1 on Cortex-M), forced on the host in C."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT
+from hypothesis import given
+from hypothesis import strategies as st
 
 from .helpers import host_cc, require_packages
 
@@ -21,7 +26,9 @@ require_packages("tte_engine", "tte_ir")
 
 import train_cases as tc  # noqa: E402
 
-from .test_train_kernels import assert_matches_reference  # noqa: E402
+from tte_ir.ops import window_output_size  # noqa: E402
+
+from .test_train_kernels import SETTINGS, assert_matches_reference, channel_list, grad, rng_of  # noqa: E402
 
 ENGINE = ROOT / "engine"
 PLANE_PROGRAM = Path(__file__).parent / "c" / "dw_plane_main.c"
@@ -180,6 +187,108 @@ def test_depthwise_weight_update_around_the_step_limits(rounding_mode: str, spre
     case = tc.conv_w_update_case(
         "limits", "depthwise", x, gh, w, inv, full=(c, 1, 3, 3), channels=list(range(c)), stride=(1, 1),
         padding=(1, 1, 1, 1), x_zero=0, rounding=rounding_mode, tensor_id=3,
+    )  # fmt: skip
+    assert case.step_status == "ok"
+    assert_matches_reference(case)
+
+
+@st.composite
+def dense_windows(draw) -> dict:
+    """A dense conv whose rows hold several pixel blocks: kernels 1-7 per axis (some larger than a weight tile,
+    9x9), strides 1-3 per axis, padding per side up to the kernel's half plus one, 1-3 groups of 1-7 input and
+    1-12 output channels (3x3 filters: 7 output channels per weight tile), inputs up to 20 wide."""
+    k = draw(st.sampled_from([(3, 3), (3, 3), (5, 5), (1, 7), (3, 1), (2, 5), (7, 3), (9, 9)]))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    top, bottom = (draw(st.integers(0, k[0] // 2 + 1)) for _ in range(2))
+    left, right = (draw(st.integers(0, k[1] // 2 + 1)) for _ in range(2))
+    groups = draw(st.integers(1, 3))
+    c, o = groups * draw(st.integers(1, 7)), groups * draw(st.integers(1, 12))
+    h = draw(st.integers(max(1, k[0] - top - bottom), 10))
+    w = draw(st.integers(max(1, k[1] - left - right), 20))
+    return {"c": c, "o": o, "k": k, "stride": stride, "padding": (top, left, bottom, right), "groups": groups,
+            "h": h, "w": w}  # fmt: skip
+
+
+@SETTINGS
+@given(data=st.data())
+def test_dense_bwd_x_blocks_match_reference(data: st.DataObject) -> None:
+    rng = rng_of(data)
+    g = data.draw(dense_windows())
+    ho, wo = window_output_size((g["h"], g["w"]), g["k"], g["stride"], g["padding"])
+    w = rng.integers(-127, 128, size=(g["o"], g["c"] // g["groups"], *g["k"]), dtype=np.int8)
+    gh = grad(rng, 1, g["o"], ho, wo)
+    acc = grad(rng, 1, g["c"], g["h"], g["w"]) if data.draw(st.booleans()) else None
+    channels, w_train = [], None
+    if g["groups"] == 1 and data.draw(st.booleans()):
+        channels = channel_list(data, g["c"])
+        w_train = rng.integers(-127, 128, size=(g["o"], len(channels), *g["k"]), dtype=np.int8)
+    band = data.draw(st.sampled_from([None, "gh", "gx"]))
+    bands = {}
+    if band is not None:
+        n = g["o"] if band == "gh" else g["c"]
+        begin = data.draw(st.integers(0, n - 1))
+        bands[f"{band}_band"] = (begin, data.draw(st.integers(1, n - begin)))
+    case = tc.conv_bwd_x_case(
+        "dense", gh, w, size=(g["h"], g["w"]), stride=g["stride"], padding=g["padding"], groups=g["groups"],
+        channels=channels, w_train=w_train, acc=acc, **bands,
+    )  # fmt: skip
+    assert_matches_reference(case)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_dense_weight_update_blocks_match_reference(data: st.DataObject) -> None:
+    """The dense update's blocks of 8 output x 3 trained channels (and the overlapping last ones) at every
+    tap, frozen channels among them, both rounding modes, with and without the step-value clamp (gh up to
+    1 with inv up to 1e6 takes the clamped pass), and bands of gh's channels."""
+    rng = rng_of(data)
+    k = data.draw(st.sampled_from([(3, 3), (3, 3), (5, 5), (1, 3), (3, 2)]))
+    stride = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    top, left, bottom, right = (data.draw(st.integers(0, 2)) for _ in range(4))
+    o, c = data.draw(st.integers(1, 20)), data.draw(st.integers(1, 9))
+    h = data.draw(st.integers(max(1, k[0] - top - bottom), 9))
+    w = data.draw(st.integers(max(1, k[1] - left - right), 9))
+    ho, wo = window_output_size((h, w), k, stride, (top, left, bottom, right))
+    channels = channel_list(data, c)
+    scale = data.draw(st.sampled_from([1e-5, 1e-3, 1.0]))
+    inv = np.exp(rng.uniform(np.log(1e2), np.log(1e6), o)).astype(np.float32)
+    inv[rng.random(o) < 0.15] = data.draw(st.sampled_from([0.0, np.inf]))
+    band = None
+    if data.draw(st.booleans()):
+        begin = data.draw(st.integers(0, o - 1))
+        band = (begin, data.draw(st.integers(1, o - begin)))
+    case = tc.conv_w_update_case(
+        "dense_blocks", "dense", rng.integers(-128, 128, size=(1, len(channels), h, w), dtype=np.int8),
+        grad(rng, 1, o, ho, wo, scale=scale), rng.integers(-127, 128, size=(o, len(channels), *k), dtype=np.int8),
+        inv, full=(o, c, *k), channels=channels, stride=stride, padding=(top, left, bottom, right),
+        x_zero=data.draw(st.integers(-128, 127)), rounding=data.draw(st.sampled_from(["nearest", "stochastic"])),
+        tensor_id=data.draw(st.integers(0, 40)), band=band,
+    )  # fmt: skip
+    assert case.step_status == "ok"
+    assert_matches_reference(case)
+
+
+@pytest.mark.parametrize("rounding_mode", ["nearest", "stochastic"])
+@pytest.mark.parametrize("spread", [1.0, 1e5])
+def test_dense_weight_update_around_the_step_limits(rounding_mode: str, spread: float) -> None:
+    """The dense update's two writing passes, as the pointwise one's (test_train_kernels): step values just
+    inside and outside +-254 and +-512, ties included, and far beyond (3e9 only where the clamp is taken),
+    at tap (0, 0) of a 2x1 kernel, on codes at both ends of int8."""
+    rng = np.random.default_rng(6)
+    far = [1500.0] if spread == 1.0 else [1e4, 3e9]
+    targets = np.array([0.5, 1.5, 2.5, 253.5, 254.0, 254.5, 511.5, 512.0, 512.5, 513.0, *far], np.float32)
+    targets = np.concatenate([targets, -targets, rng.uniform(-1500.0, 1500.0, 21).astype(np.float32)])
+    o, c = targets.size, 6
+    inv = np.geomspace(1.0, spread, o).astype(np.float32)
+    gh = np.zeros((1, o, 2, 2), np.float32)
+    gh[0, :, 0, 0] = targets / (np.float32(0.05) * inv)  # lr 0.05 (train_cases.new_ctx); x codes 1 at (0, 0)
+    gh[0, :, 1, 1] = rng.standard_normal(o).astype(np.float32) * 1e-3
+    x = rng.integers(-3, 4, size=(1, c, 3, 2), dtype=np.int8)
+    x[0, :, 0, 0] = 1
+    w = rng.choice(np.array([-127, -126, -1, 0, 1, 126, 127], np.int8), size=(o, c, 2, 1))
+    case = tc.conv_w_update_case(
+        "limits", "dense", x, gh, w, inv, full=(o, c, 2, 1), channels=list(range(c)), stride=(1, 1),
+        padding=(0, 0, 0, 0), x_zero=0, rounding=rounding_mode, tensor_id=3,
     )  # fmt: skip
     assert case.step_status == "ok"
     assert_matches_reference(case)

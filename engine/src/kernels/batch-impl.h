@@ -57,28 +57,17 @@ static inline tte_slice_element tte_slice_at_position(const tte_conv2d_params *p
     return e;
 }
 
-/* The whole of a conv family's mini-batch weight update, after the kernel checked its kind: add the
- * gradient to acc (gated like every update), then at a batch's end apply the QAS step of acc / batch
- * (all elements checked before any is written) and zero acc. Only elements whose row is inside gh's
- * band take part. */
-static inline void tte_conv2d_acc_apply(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_update_params *u,
-                                        int32_t batch, const int8_t *x_saved, const float *gh, const float *inv_w,
-                                        float *acc, int8_t *w_train, int32_t out_h, int32_t out_w, int32_t begin,
-                                        int32_t count, int depthwise) {
-    const size_t rows = depthwise ? 1u : (size_t)p->out_c;
-    const size_t n = rows * (size_t)p->kernel_h * (size_t)p->kernel_w * (size_t)p->train_count;
-    if (tte_update_gate(ctx, gh, (size_t)out_h * out_w * count)) {
-        for (size_t pos = 0; pos < n; ++pos) {
-            const tte_slice_element e = tte_slice_at_position(p, depthwise, pos);
-            if (e.row >= begin && e.row < begin + count && !tte_qas_frozen(inv_w[e.row])) {
-                acc[pos] =
-                    acc[pos] + tte_batch_tap_grad(p, out_h, out_w, x_saved, e.j, gh, count, e.row - begin, e.ky, e.kx);
-            }
-        }
-    }
+/* The end of a conv family's mini-batch weight update (tte_conv2d_acc_apply), once the sample's gradient
+ * is in acc: at a batch's end apply the QAS step of acc / batch (all elements checked before any is
+ * written) and zero acc. Only elements whose row is inside gh's band [begin, begin + count) take part. */
+static inline void tte_conv2d_acc_finish(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_update_params *u,
+                                         int32_t batch, const float *inv_w, float *acc, int8_t *w_train, int32_t begin,
+                                         int32_t count, int depthwise) {
     if (!ctx->batch_end) {
         return;
     }
+    const size_t rows = depthwise ? 1u : (size_t)p->out_c;
+    const size_t n = rows * (size_t)p->kernel_h * (size_t)p->kernel_w * (size_t)p->train_count;
     const float b = (float)batch;
     int ok = ctx->status == TTE_STEP_OK;
     for (size_t pos = 0; ok && pos < n; ++pos) {
@@ -101,6 +90,27 @@ static inline void tte_conv2d_acc_apply(const tte_conv2d_params *p, tte_train_ct
         }
         acc[pos] = 0.0f;
     }
+}
+
+/* The whole of a conv family's mini-batch weight update, after the kernel checked its kind: add the
+ * gradient to acc (gated like every update), one element at a time, then tte_conv2d_acc_finish. Only
+ * elements whose row is inside gh's band take part. */
+static inline void tte_conv2d_acc_apply(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_update_params *u,
+                                        int32_t batch, const int8_t *x_saved, const float *gh, const float *inv_w,
+                                        float *acc, int8_t *w_train, int32_t out_h, int32_t out_w, int32_t begin,
+                                        int32_t count, int depthwise) {
+    const size_t rows = depthwise ? 1u : (size_t)p->out_c;
+    const size_t n = rows * (size_t)p->kernel_h * (size_t)p->kernel_w * (size_t)p->train_count;
+    if (tte_update_gate(ctx, gh, (size_t)out_h * out_w * count)) {
+        for (size_t pos = 0; pos < n; ++pos) {
+            const tte_slice_element e = tte_slice_at_position(p, depthwise, pos);
+            if (e.row >= begin && e.row < begin + count && !tte_qas_frozen(inv_w[e.row])) {
+                acc[pos] =
+                    acc[pos] + tte_batch_tap_grad(p, out_h, out_w, x_saved, e.j, gh, count, e.row - begin, e.ky, e.kx);
+            }
+        }
+    }
+    tte_conv2d_acc_finish(p, ctx, u, batch, inv_w, acc, w_train, begin, count, depthwise);
 }
 
 /* Checks a mini-batch kernel's own arguments: the accumulator and a batch of at least one sample. */

@@ -1,8 +1,94 @@
 /* conv2d_bwd_w_acc: the mini-batch weight update of a dense conv's trained
  * slice (tte/tte_train.h, "Mini-batch updates"): the sample's weight gradient
  * added to a float32 accumulator, and at the batch's end the QAS step of its
- * mean. Reference kernel. */
+ * mean (tte_conv2d_acc_finish). Each weight's gradient is tte_batch_tap_grad's
+ * sum, computed at each tap for AC_NA x AC_NB blocks of weights that share each
+ * gh value and each converted input code, over the output positions the tap
+ * reads (no bounds test per position). The portable kernel of every target. */
 #include "batch-impl.h"
+
+/* Output channels x trained channels per block (as the fused update, conv2d_bwd_w_update_s8.c). */
+#define AC_NA 8
+#define AC_NB 3
+
+/* tte_batch_tap_grad of na x nb weights at tap (ky, kx): gh columns col0 + a (a < na), trained channels
+ * j0 + b (b < nb), each g[a * nb + b] summed from 0 over the output positions ascending row-major, one
+ * rounding per multiply and per add. na and nb are constants at every call (1, AC_NA or AC_NB). */
+TTE_ALWAYS_INLINE void batch_grad_block(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved,
+                                        int32_t j0, int32_t nb, const float *gh, int32_t gh_stride, int32_t col0,
+                                        int32_t na, int32_t ky, int32_t kx, float *g) {
+    float acc[AC_NA * AC_NB];
+    for (int32_t i = 0; i < na * nb; ++i) {
+        acc[i] = 0.0f;
+    }
+    int32_t oy_lo, oy_hi, ox_lo, ox_hi;
+    tte_tap_range(p->in_h, out_h, p->stride_h, p->pad_top, ky, &oy_lo, &oy_hi);
+    tte_tap_range(p->in_w, out_w, p->stride_w, p->pad_left, kx, &ox_lo, &ox_hi);
+    const int32_t k = p->train_count;
+    const size_t x_step = (size_t)p->stride_w * k;
+    for (int32_t oy = oy_lo; oy < oy_hi; ++oy) {
+        const int32_t iy = oy * p->stride_h + ky - p->pad_top;
+        const int8_t *xp = x_saved + ((size_t)iy * p->in_w + (ox_lo * p->stride_w + kx - p->pad_left)) * k + j0;
+        const float *gp = gh + ((size_t)oy * out_w + ox_lo) * gh_stride + col0;
+        for (int32_t ox = ox_lo; ox < ox_hi; ++ox, xp += x_step, gp += gh_stride) {
+            float xf[AC_NB];
+            for (int32_t b = 0; b < nb; ++b) {
+                xf[b] = (float)((int32_t)xp[b] - p->x_zero);
+            }
+            for (int32_t a = 0; a < na; ++a) {
+                const float gv = gp[a];
+                for (int32_t b = 0; b < nb; ++b) {
+                    acc[a * nb + b] = acc[a * nb + b] + gv * xf[b];
+                }
+            }
+        }
+    }
+    for (int32_t i = 0; i < na * nb; ++i) {
+        g[i] = acc[i];
+    }
+}
+
+/* acc += the sample's gradient, for the live output channels begin .. begin + count - 1 (gh's band). */
+static void accumulate(const tte_conv2d_params *p, const int8_t *x_saved, const float *gh, const float *inv_w,
+                       float *acc, int32_t out_h, int32_t out_w, int32_t begin, int32_t count) {
+    const int32_t k = p->train_count;
+    const int32_t na = tte_block_size(count, AC_NA), nb = tte_block_size(k, AC_NB);
+    float g[AC_NA * AC_NB];
+    for (int32_t o_done = 0; o_done < count;) {
+        const int32_t ol0 = tte_block_start(o_done, count, na);
+        int live = 0;
+        for (int32_t a = 0; a < na; ++a) {
+            live |= !tte_qas_frozen(inv_w[begin + ol0 + a]);
+        }
+        for (int32_t t = 0; live && t < p->kernel_h * p->kernel_w; ++t) {
+            const int32_t ky = t / p->kernel_w, kx = t % p->kernel_w;
+            for (int32_t j_done = 0; j_done < k;) {
+                const int32_t j0 = tte_block_start(j_done, k, nb);
+                if (na == AC_NA && nb == AC_NB) {
+                    batch_grad_block(p, out_h, out_w, x_saved, j0, AC_NB, gh, count, ol0, AC_NA, ky, kx, g);
+                } else if (na == AC_NA) {
+                    batch_grad_block(p, out_h, out_w, x_saved, j0, 1, gh, count, ol0, AC_NA, ky, kx, g);
+                } else if (nb == AC_NB) {
+                    batch_grad_block(p, out_h, out_w, x_saved, j0, AC_NB, gh, count, ol0, 1, ky, kx, g);
+                } else {
+                    batch_grad_block(p, out_h, out_w, x_saved, j0, 1, gh, count, ol0, 1, ky, kx, g);
+                }
+                for (int32_t ol = o_done; ol < ol0 + na; ++ol) {
+                    const int32_t o = begin + ol;
+                    if (tte_qas_frozen(inv_w[o])) {
+                        continue;
+                    }
+                    float *row = &acc[((size_t)o * p->kernel_h * p->kernel_w + (size_t)t) * k];
+                    for (int32_t j = j_done; j < j0 + nb; ++j) {
+                        row[j] = row[j] + g[(ol - ol0) * nb + (j - j0)];
+                    }
+                }
+                j_done = j0 + nb;
+            }
+        }
+        o_done = ol0 + na;
+    }
+}
 
 tte_status tte_conv2d_bwd_w_acc_s8(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_update_params *u,
                                    int32_t batch, const int8_t *x_saved, const float *gh, const float *inv_w,
@@ -19,6 +105,9 @@ tte_status tte_conv2d_bwd_w_acc_s8(const tte_conv2d_params *p, tte_train_ctx *ct
     if (status != TTE_OK) {
         return status;
     }
-    tte_conv2d_acc_apply(p, ctx, u, batch, x_saved, gh, inv_w, acc, w_train, out_h, out_w, begin, count, 0);
+    if (tte_update_gate(ctx, gh, (size_t)out_h * out_w * count)) {
+        accumulate(p, x_saved, gh, inv_w, acc, out_h, out_w, begin, count);
+    }
+    tte_conv2d_acc_finish(p, ctx, u, batch, inv_w, acc, w_train, begin, count, 0);
     return TTE_OK;
 }
