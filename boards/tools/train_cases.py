@@ -788,4 +788,9 @@ def golden_train_set(seed: int = 1) -> list[CallCase]:
         conv_bwd_x_case("bwd_x_dw_plane", _grad(rng, 1, 4, 8, 8), _s8(rng, 4, 1, 3, 3, low=-127), size=(8, 8),
                         stride=1, padding=1, groups=4, channels=[1], w_train=_s8(rng, 1, 1, 3, 3, low=-127))
     )  # fmt: skip
+    # Its stride-2 classes (7x7 s2, 8x8 like MCUNet's blocks.10: four sub-kernels of 4x4 to 3x3), with a slice.
+    cases.append(
+        conv_bwd_x_case("bwd_x_dw_s2_plane", _grad(rng, 1, 3, 4, 4), _s8(rng, 3, 1, 7, 7, low=-127), size=(8, 8),
+                        stride=2, padding=3, groups=3, channels=[2], w_train=_s8(rng, 1, 1, 7, 7, low=-127))
+    )  # fmt: skip
     return cases

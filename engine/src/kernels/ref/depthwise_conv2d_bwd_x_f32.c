@@ -22,6 +22,7 @@
 #define DW_PW 16         /* floats per plane row: a constant, so a tap's plane row is an immediate offset */
 #define DW_PH 16         /* plane rows (DW_PH x DW_PW floats: 1 KB of stack) */
 #define DW_RUN 4         /* pixels per block of the plane path */
+#define DW_SUB 4         /* the most taps per row of a stride-2 class's sub-kernel (7x7: 4) */
 #define DW_UNROLL_ROWS 4 /* blocks of kernels of at most this many rows unroll whole */
 #define DW_MIN_MACS 512  /* the plane path's least forward MACs per channel */
 /* The plane path pays on cores without a vector unit (Cortex-M: 32-bit Arm without NEON). Elsewhere (x86-64,
@@ -42,7 +43,9 @@
 #define DW_NO_UNROLL _Pragma("GCC unroll 1")
 #define DW_UNROLL_COPY _Pragma("GCC unroll 4")
 #define DW_NOINLINE __attribute__((noinline))
+#define DW_OPAQUE(x) __asm__("" : "+r"(x))
 #elif defined(__clang__)
+#define DW_OPAQUE(x) __asm__("" : "+r"(x))
 #define DW_UNROLL _Pragma("unroll")
 #define DW_NO_UNROLL _Pragma("nounroll")
 #define DW_UNROLL_COPY _Pragma("unroll 4")
@@ -52,6 +55,9 @@
 #define DW_NO_UNROLL
 #define DW_UNROLL_COPY
 #define DW_NOINLINE
+#endif
+#ifndef DW_OPAQUE
+#define DW_OPAQUE(x) (void)(x)
 #endif
 
 /* The depthwise kernel reads and writes the same channels: its two bands must agree. */
@@ -249,6 +255,147 @@ static void dw_planes(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, 
     }
 }
 
+/* One block of the stride-2 path: DW_RUN x DW_RUN pixels of one parity class (gx from out, row_step floats
+ * between its rows, step between its pixels), from 0. The class reads kernel rows u0, u0 + 2, ... (rows of them)
+ * and columns v0, v0 + 2, ... (n of them): a stride-1 correlation of the plane with that sub-kernel, so pixel
+ * (r, m) adds, for sub-kernel rows j < rows and columns t < n (ascending), the code at wc + j w_row + t w_step
+ * times g[(r - j) DW_PW + m - t]. All DW_RUN x DW_RUN chains stay in registers, so each weight is converted
+ * once per block and shared by its DW_RUN x DW_RUN pixels. */
+TTE_ALWAYS_INLINE void dw_class_block(const float *g, const int8_t *wc, size_t w_step, size_t w_row, int32_t rows,
+                                      int32_t n, float *out, size_t row_step, size_t step) {
+    float a[DW_RUN][DW_RUN] = {{0.0f}};
+    for (int32_t j = 0; j < rows; ++j, g -= DW_PW, wc += w_row) {
+        DW_OPAQUE(g);
+        float wr[DW_SUB];
+        DW_UNROLL
+        for (int32_t t = 0; t < n; ++t) {
+            wr[t] = (float)wc[(size_t)t * w_step];
+        }
+        DW_UNROLL
+        for (int32_t r = 0; r < DW_RUN; ++r) {
+            DW_UNROLL
+            for (int32_t t = 0; t < n; ++t) {
+                DW_UNROLL
+                for (int32_t m = 0; m < DW_RUN; ++m) {
+                    a[r][m] = tte_fma(wr[t], g[r * DW_PW + m - t], a[r][m]);
+                }
+            }
+        }
+    }
+    DW_UNROLL
+    for (int32_t r = 0; r < DW_RUN; ++r, out += row_step) {
+        float *o = out;
+        DW_UNROLL
+        for (int32_t m = 0; m < DW_RUN; ++m, o += step) {
+            DW_OPAQUE(o);
+            *o = a[r][m];
+        }
+    }
+}
+
+/* A class of n_i x n_j >= DW_RUN x DW_RUN pixels in whole blocks; the last block of a row or column may overlap
+ * the one before (its pixels computed again from 0: the same bits). g: the plane value of pixel (0, 0)'s tap
+ * (0, 0); a class pixel row is two gx rows, a class pixel two gx pixels. */
+TTE_ALWAYS_INLINE void dw_class_n(const float *g, const int8_t *wc, size_t w_step, size_t w_row, int32_t rows,
+                                  int32_t n, int32_t n_i, int32_t n_j, float *out, size_t row_step, size_t step) {
+    for (int32_t i = 0; i < n_i; i += DW_RUN) {
+        const int32_t at_i = i + DW_RUN <= n_i ? i : n_i - DW_RUN;
+        for (int32_t jx = 0; jx < n_j; jx += DW_RUN) {
+            const int32_t at_j = jx + DW_RUN <= n_j ? jx : n_j - DW_RUN;
+            dw_class_block(g + at_i * DW_PW + at_j, wc, w_step, w_row, rows, n,
+                           out + (size_t)at_i * row_step + (size_t)at_j * step, row_step, step);
+        }
+    }
+}
+
+/* One parity class (qy, qx) of the stride-2 path: its input positions 2 i + q read the kernel taps first,
+ * first + 2, ... (taps of them) of an axis, tap first + 2 t through output position i + d - t; count positions.
+ * plane, w_tap and out: the offsets of its pixel (0, 0)'s tap (0, 0) in the plane, of its first tap in the
+ * kernel and of its first pixel in gx (in pixels). */
+typedef struct dw_class_of {
+    int32_t rows, taps, n_i, n_j, plane, w_tap, out;
+} dw_class_of;
+
+/* An axis's class q: its first tap, taps, output offset d and positions. */
+static void dw_parity(int32_t q, int32_t pad, int32_t k, int32_t n_in, int32_t *first, int32_t *taps, int32_t *d,
+                      int32_t *count) {
+    *first = (q + pad) & 1;
+    *taps = (k - *first + 1) / 2;
+    *d = (q + pad - *first) / 2;
+    *count = (n_in - q + 1) / 2;
+}
+
+/* The output positions [*lo, *hi] that an axis's two classes read (the plane's rows or columns; those out of
+ * range are zeros in the plane). */
+static void dw_parity_span(int32_t pad, int32_t k, int32_t n_in, int32_t *lo, int32_t *hi) {
+    *lo = INT32_MAX, *hi = INT32_MIN;
+    for (int32_t q = 0; q < 2; ++q) {
+        int32_t first, taps, d, count;
+        dw_parity(q, pad, k, n_in, &first, &taps, &d, &count);
+        *lo = d - taps + 1 < *lo ? d - taps + 1 : *lo;
+        *hi = count - 1 + d > *hi ? count - 1 + d : *hi;
+    }
+}
+
+/* The stride-2 plane path (a k x k kernel, k in {3, 5, 7}, in_h, in_w >= 2 DW_RUN, plane rows [y_lo, y_hi] and
+ * columns [x_lo, x_hi] within the plane, no entry gx): channel by channel, its gh copied into the zero-padded
+ * plane once (plane (0, 0) is output position (y_lo, x_lo)), then the four parity classes (iy mod 2, ix mod 2),
+ * each a stride-1 correlation of the plane with its sub-kernel. */
+TTE_FMA_CLONES DW_NOINLINE
+static void dw_planes_s2(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, const int8_t *w,
+                         const int8_t *w_train, float *gx, int32_t begin, int32_t count, int32_t y_lo, int32_t y_hi,
+                         int32_t x_lo, int32_t x_hi) {
+    const int32_t k = p->kernel_h;
+    dw_class_of classes[4];
+    for (int32_t q = 0; q < 4; ++q) {
+        int32_t first_y, first_x, d_y, d_x;
+        dw_class_of *c = &classes[q];
+        dw_parity(q >> 1, p->pad_top, k, p->in_h, &first_y, &c->rows, &d_y, &c->n_i);
+        dw_parity(q & 1, p->pad_left, k, p->in_w, &first_x, &c->taps, &d_x, &c->n_j);
+        c->plane = (d_y - y_lo) * DW_PW + (d_x - x_lo);
+        c->w_tap = first_y * k + first_x;
+        c->out = (q >> 1) * p->in_w + (q & 1);
+    }
+    const int32_t cy0 = y_lo > 0 ? y_lo : 0, cy1 = y_hi + 1 < out_h ? y_hi + 1 : out_h;
+    const int32_t cx0 = x_lo > 0 ? x_lo : 0, cx1 = x_hi + 1 < out_w ? x_hi + 1 : out_w;
+    float plane[DW_PH * DW_PW];
+    memset(plane, 0, (size_t)(y_hi - y_lo + 1) * DW_PW * sizeof plane[0]);
+    const size_t row_step = (size_t)2 * p->in_w * count, step = (size_t)2 * count;
+    int32_t next = 0;
+    for (int32_t col = 0; col < count; ++col) {
+        /* Channel c's filter: column c of w [KH][KW][C], or column j of w_train [KH][KW][k]. */
+        const int32_t c = begin + col;
+        const int32_t j = tte_slice_index(p->train_channels, p->train_count, c, &next);
+        const int8_t *wc = j < 0 ? w + c : w_train + j;
+        const size_t wstride = j < 0 ? (size_t)p->in_c : (size_t)p->train_count;
+        for (int32_t oy = cy0; oy < cy1; ++oy) {
+            const float *src = gh + ((size_t)oy * out_w + cx0) * count + col;
+            float *dst = plane + (size_t)(oy - y_lo) * DW_PW + (cx0 - x_lo);
+            DW_UNROLL_COPY
+            for (int32_t ox = cx0; ox < cx1; ++ox, src += count) {
+                *dst++ = *src;
+            }
+        }
+        DW_NO_UNROLL
+        for (int32_t q = 0; q < 4; ++q) {
+            const dw_class_of *cl = &classes[q];
+            const float *g = plane + cl->plane;
+            const int8_t *wq = wc + (size_t)cl->w_tap * wstride;
+            float *out = gx + (size_t)cl->out * count + col;
+            const size_t w_step = 2 * wstride, w_row = (size_t)2 * k * wstride;
+            if (cl->taps == 1) {
+                dw_class_n(g, wq, w_step, w_row, cl->rows, 1, cl->n_i, cl->n_j, out, row_step, step);
+            } else if (cl->taps == 2) {
+                dw_class_n(g, wq, w_step, w_row, cl->rows, 2, cl->n_i, cl->n_j, out, row_step, step);
+            } else if (cl->taps == 3) {
+                dw_class_n(g, wq, w_step, w_row, cl->rows, 3, cl->n_i, cl->n_j, out, row_step, step);
+            } else {
+                dw_class_n(g, wq, w_step, w_row, cl->rows, 4, cl->n_i, cl->n_j, out, row_step, step);
+            }
+        }
+    }
+}
+
 /* The blocked path of every shape (valid taps only): DW_CB or DW_WIDE channels at a time in registers. */
 TTE_FMA_CLONES
 static void dw_general(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, const int8_t *w,
@@ -356,6 +503,16 @@ tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const floa
         (int64_t)out_h * out_w * k * k >= DW_MIN_MACS) {
         dw_planes(p, out_h, out_w, gh, w, w_train, gx, begin, count);
         return TTE_OK;
+    }
+    if (TTE_DW_PLANE && !accumulate && p->stride_h == 2 && p->stride_w == 2 && p->kernel_w == k &&
+        (k == 3 || k == 5 || k == 7) && p->in_h >= 2 * DW_RUN && p->in_w >= 2 * DW_RUN) {
+        int32_t y_lo, y_hi, x_lo, x_hi;
+        dw_parity_span(p->pad_top, k, p->in_h, &y_lo, &y_hi);
+        dw_parity_span(p->pad_left, k, p->in_w, &x_lo, &x_hi);
+        if (y_hi - y_lo < DW_PH && x_hi - x_lo < DW_PW) {
+            dw_planes_s2(p, out_h, out_w, gh, w, w_train, gx, begin, count, y_lo, y_hi, x_lo, x_hi);
+            return TTE_OK;
+        }
     }
     dw_general(p, out_h, out_w, gh, w, w_train, gx, begin, count, accumulate);
     return TTE_OK;
