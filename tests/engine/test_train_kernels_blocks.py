@@ -120,7 +120,7 @@ def test_depthwise_bwd_x_plane_path_keeps_the_contract(tmp_path: Path) -> None:
     failed = [line for line in result.stdout.splitlines() if line.startswith("CHECK") and not line.endswith("PASS")]
     assert not failed, "\n".join(failed)
     done = re.search(r"^DONE checks=(\d+) failed=(\d+)$", result.stdout, re.MULTILINE)
-    assert done and done.groups() == ("132", "0"), result.stdout + result.stderr
+    assert done and done.groups() == ("138", "0"), result.stdout + result.stderr
     assert result.returncode == 0
 
 

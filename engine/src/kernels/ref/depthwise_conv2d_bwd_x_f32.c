@@ -2,11 +2,14 @@
  * channel (NUMERICS.md 4): each gx element starts at 0 (or its entry value)
  * and adds fmaf(w[u][v][c], gh[oy][ox][c], gx) over its taps in ascending
  * (u, v) order. Channel-separable, so a band of gh gives the same band of gx.
- * Two paths, the same chains. The plane path (stride 1, 3x3 / 5x5 / 7x7, maps up to DW_PW - k + 1 wide: the
+ * Three paths, the same chains. The plane path (stride 1, 3x3 / 5x5 / 7x7, maps up to DW_PW - k + 1 wide: the
  * MCUNet layers at 8x8) copies one channel's gh (a band of rows) once into a zero-padded plane of constant row
  * length on the stack, so every tap of a pixel is an immediate offset and DW_RUN pixels of a row share each
  * weight and gh load; a padded position's taps read zeros (fmaf(w, +0, a) = a, since a chain started at +0
- * never holds -0). The general path, everywhere else:
+ * never holds -0). The stride-2 plane path (3x3 / 5x5 / 7x7, the whole gh in the plane) splits gx into its four
+ * parity classes (iy mod 2, ix mod 2): a class reads every other kernel row and column, a 4x4, 4x3, 3x4 or 3x3
+ * sub-kernel of 7x7, and is a stride-1 correlation of the plane with it, in DW_RUN x DW_RUN pixel blocks whose
+ * chains stay in registers, each weight converted once per block. The general path, everywhere else:
  * Blocked: DW_CB channels at a time (then DW_CB / 2, then 1), their weights converted to float once per
  * call (in tiles of whole kernel rows), each pixel's valid taps found once (no
  * per-tap bounds tests). With stride_h s > 1 an input row reads only the kernel rows of one class
@@ -25,6 +28,7 @@
 #define DW_SUB 4         /* the most taps per row of a stride-2 class's sub-kernel (7x7: 4) */
 #define DW_UNROLL_ROWS 4 /* blocks of kernels of at most this many rows unroll whole */
 #define DW_MIN_MACS 512  /* the plane path's least forward MACs per channel */
+#define DW_MIN_MACS_S2 256 /* the stride-2 plane path's (8x8 5x5, 400, gains; 8x8 3x3, 144, loses) */
 /* The plane path pays on cores without a vector unit (Cortex-M: 32-bit Arm without NEON). Elsewhere (x86-64,
  * AArch64) the general path's channel blocks vectorize, 4 to 8 channels per instruction, and stay faster (x86-64
  * with the x86-64-v3 copy: 0.8 against 2.1 instructions per MAC on the 8x8 layers). -DTTE_DW_PLANE=1 builds it
@@ -37,7 +41,10 @@
 #endif
 #endif
 /* The plane path's blocks unroll whole (the kernel side is a constant), past GCC's default limits; its rows
- * are a function of their own (inlined, their registers would spill across the channel loop). */
+ * are a function of their own (inlined, their registers would spill across the channel loop). DW_OPAQUE(p)
+ * hides a pointer's value from the optimizer for one step: in the stride-2 blocks, GCC -O3 would otherwise keep
+ * the plane rows that the next kernel row reads again in registers (predictive commoning) and spill the
+ * chains, and would give each of a block's 16 stores an address register of its own. */
 #if defined(__GNUC__) && !defined(__clang__)
 #define DW_UNROLL _Pragma("GCC unroll 8")
 #define DW_NO_UNROLL _Pragma("GCC unroll 1")
@@ -45,18 +52,16 @@
 #define DW_NOINLINE __attribute__((noinline))
 #define DW_OPAQUE(x) __asm__("" : "+r"(x))
 #elif defined(__clang__)
-#define DW_OPAQUE(x) __asm__("" : "+r"(x))
 #define DW_UNROLL _Pragma("unroll")
 #define DW_NO_UNROLL _Pragma("nounroll")
 #define DW_UNROLL_COPY _Pragma("unroll 4")
 #define DW_NOINLINE __attribute__((noinline))
+#define DW_OPAQUE(x) __asm__("" : "+r"(x))
 #else
 #define DW_UNROLL
 #define DW_NO_UNROLL
 #define DW_UNROLL_COPY
 #define DW_NOINLINE
-#endif
-#ifndef DW_OPAQUE
 #define DW_OPAQUE(x) (void)(x)
 #endif
 
@@ -298,25 +303,36 @@ TTE_ALWAYS_INLINE void dw_class_block(const float *g, const int8_t *wc, size_t w
  * (0, 0); a class pixel row is two gx rows, a class pixel two gx pixels. */
 TTE_ALWAYS_INLINE void dw_class_n(const float *g, const int8_t *wc, size_t w_step, size_t w_row, int32_t rows,
                                   int32_t n, int32_t n_i, int32_t n_j, float *out, size_t row_step, size_t step) {
-    for (int32_t i = 0; i < n_i; i += DW_RUN) {
-        const int32_t at_i = i + DW_RUN <= n_i ? i : n_i - DW_RUN;
-        for (int32_t jx = 0; jx < n_j; jx += DW_RUN) {
-            const int32_t at_j = jx + DW_RUN <= n_j ? jx : n_j - DW_RUN;
-            dw_class_block(g + at_i * DW_PW + at_j, wc, w_step, w_row, rows, n,
-                           out + (size_t)at_i * row_step + (size_t)at_j * step, row_step, step);
+    for (int32_t i = DW_RUN;; i += DW_RUN) {
+        const float *gb = g;
+        float *ob = out;
+        for (int32_t jx = DW_RUN;; jx += DW_RUN) {
+            dw_class_block(gb, wc, w_step, w_row, rows, n, ob, row_step, step);
+            if (jx >= n_j) {
+                break;
+            }
+            const int32_t by = n_j - jx < DW_RUN ? n_j - jx : DW_RUN;
+            gb += by, ob += (size_t)by * step;
         }
+        if (i >= n_i) {
+            break;
+        }
+        const int32_t by = n_i - i < DW_RUN ? n_i - i : DW_RUN;
+        g += by * DW_PW, out += (size_t)by * row_step;
     }
 }
 
-/* One parity class (qy, qx) of the stride-2 path: its input positions 2 i + q read the kernel taps first,
- * first + 2, ... (taps of them) of an axis, tap first + 2 t through output position i + d - t; count positions.
- * plane, w_tap and out: the offsets of its pixel (0, 0)'s tap (0, 0) in the plane, of its first tap in the
- * kernel and of its first pixel in gx (in pixels). */
+/* One parity class (qy, qx) of the stride-2 path: rows x taps kernel taps, n_i x n_j pixels; g: the plane value
+ * of its pixel (0, 0)'s tap (0, 0); w_tap: its first kernel tap; out: its pixel (0, 0) in gx (floats from the
+ * channel's). */
 typedef struct dw_class_of {
-    int32_t rows, taps, n_i, n_j, plane, w_tap, out;
+    const float *g;
+    size_t out;
+    int32_t w_tap, rows, taps, n_i, n_j;
 } dw_class_of;
 
-/* An axis's class q: its first tap, taps, output offset d and positions. */
+/* An axis's class q: its input positions 2 i + q (count of them) read the kernel taps first, first + 2, ... (taps
+ * of them), tap first + 2 t through output position i + d - t. */
 static void dw_parity(int32_t q, int32_t pad, int32_t k, int32_t n_in, int32_t *first, int32_t *taps, int32_t *d,
                       int32_t *count) {
     *first = (q + pad) & 1;
@@ -337,6 +353,17 @@ static void dw_parity_span(int32_t pad, int32_t k, int32_t n_in, int32_t *lo, in
     }
 }
 
+/* rows x n floats from src (count floats apart, skip more between rows) into the plane from dst: a function of its
+ * own, so its loop keeps its pointers in registers. */
+DW_NOINLINE
+static void dw_copy_plane(float *dst, const float *src, int32_t rows, int32_t n, size_t count, size_t skip) {
+    for (int32_t r = 0; r < rows; ++r, src += skip, dst += DW_PW - n) {
+        for (const float *end = src + (size_t)n * count; src != end; src += count) {
+            *dst++ = *src;
+        }
+    }
+}
+
 /* The stride-2 plane path (a k x k kernel, k in {3, 5, 7}, in_h, in_w >= 2 DW_RUN, plane rows [y_lo, y_hi] and
  * columns [x_lo, x_hi] within the plane, no entry gx): channel by channel, its gh copied into the zero-padded
  * plane once (plane (0, 0) is output position (y_lo, x_lo)), then the four parity classes (iy mod 2, ix mod 2),
@@ -346,21 +373,22 @@ static void dw_planes_s2(const tte_conv2d_params *p, int32_t out_h, int32_t out_
                          const int8_t *w_train, float *gx, int32_t begin, int32_t count, int32_t y_lo, int32_t y_hi,
                          int32_t x_lo, int32_t x_hi) {
     const int32_t k = p->kernel_h;
+    float plane[DW_PH * DW_PW];
     dw_class_of classes[4];
     for (int32_t q = 0; q < 4; ++q) {
         int32_t first_y, first_x, d_y, d_x;
         dw_class_of *c = &classes[q];
         dw_parity(q >> 1, p->pad_top, k, p->in_h, &first_y, &c->rows, &d_y, &c->n_i);
         dw_parity(q & 1, p->pad_left, k, p->in_w, &first_x, &c->taps, &d_x, &c->n_j);
-        c->plane = (d_y - y_lo) * DW_PW + (d_x - x_lo);
+        c->g = plane + (d_y - y_lo) * DW_PW + (d_x - x_lo);
         c->w_tap = first_y * k + first_x;
-        c->out = (q >> 1) * p->in_w + (q & 1);
+        c->out = ((size_t)(q >> 1) * p->in_w + (q & 1)) * count;
     }
     const int32_t cy0 = y_lo > 0 ? y_lo : 0, cy1 = y_hi + 1 < out_h ? y_hi + 1 : out_h;
     const int32_t cx0 = x_lo > 0 ? x_lo : 0, cx1 = x_hi + 1 < out_w ? x_hi + 1 : out_w;
-    float plane[DW_PH * DW_PW];
     memset(plane, 0, (size_t)(y_hi - y_lo + 1) * DW_PW * sizeof plane[0]);
     const size_t row_step = (size_t)2 * p->in_w * count, step = (size_t)2 * count;
+    const size_t skip = (size_t)(out_w - (cx1 - cx0)) * count; /* from a copied gh row's end to the next's start */
     int32_t next = 0;
     for (int32_t col = 0; col < count; ++col) {
         /* Channel c's filter: column c of w [KH][KW][C], or column j of w_train [KH][KW][k]. */
@@ -368,20 +396,14 @@ static void dw_planes_s2(const tte_conv2d_params *p, int32_t out_h, int32_t out_
         const int32_t j = tte_slice_index(p->train_channels, p->train_count, c, &next);
         const int8_t *wc = j < 0 ? w + c : w_train + j;
         const size_t wstride = j < 0 ? (size_t)p->in_c : (size_t)p->train_count;
-        for (int32_t oy = cy0; oy < cy1; ++oy) {
-            const float *src = gh + ((size_t)oy * out_w + cx0) * count + col;
-            float *dst = plane + (size_t)(oy - y_lo) * DW_PW + (cx0 - x_lo);
-            DW_UNROLL_COPY
-            for (int32_t ox = cx0; ox < cx1; ++ox, src += count) {
-                *dst++ = *src;
-            }
-        }
+        dw_copy_plane(plane + (size_t)(cy0 - y_lo) * DW_PW + (cx0 - x_lo), gh + ((size_t)cy0 * out_w + cx0) * count + col,
+                      cy1 - cy0, cx1 - cx0, (size_t)count, skip);
         DW_NO_UNROLL
         for (int32_t q = 0; q < 4; ++q) {
             const dw_class_of *cl = &classes[q];
-            const float *g = plane + cl->plane;
+            const float *g = cl->g;
             const int8_t *wq = wc + (size_t)cl->w_tap * wstride;
-            float *out = gx + (size_t)cl->out * count + col;
+            float *out = gx + cl->out + col;
             const size_t w_step = 2 * wstride, w_row = (size_t)2 * k * wstride;
             if (cl->taps == 1) {
                 dw_class_n(g, wq, w_step, w_row, cl->rows, 1, cl->n_i, cl->n_j, out, row_step, step);
@@ -494,9 +516,8 @@ tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const floa
     }
     /* The plane path where it pays (measured on the MCUNet layers, QEMU Cortex-M7 and M4: 8x8 maps): a channel's
      * plane copy and weight conversion take at least DW_MIN_MACS forward MACs (fewer: 4x4 maps, where the general
-     * path's valid-taps-only blocks win). Stride 2 and entry values stay on the general path: the padded plane's
-     * zero taps would turn an entry of -0 into +0, and the stride classes' blocks cost more code than the
-     * STM32F746G image can spare. */
+     * path's valid-taps-only blocks win); stride 2 from DW_MIN_MACS_S2. Entry values stay on the general path:
+     * the padded plane's zero taps would turn an entry of -0 into +0. */
     const int32_t k = p->kernel_h;
     if (TTE_DW_PLANE && !accumulate && p->stride_h == 1 && p->stride_w == 1 && p->kernel_w == k &&
         (k == 3 || k == 5 || k == 7) && p->in_w >= DW_RUN && p->in_w + k - 1 <= DW_PW &&
@@ -505,7 +526,8 @@ tte_status tte_depthwise_conv2d_bwd_x_f32(const tte_conv2d_params *p, const floa
         return TTE_OK;
     }
     if (TTE_DW_PLANE && !accumulate && p->stride_h == 2 && p->stride_w == 2 && p->kernel_w == k &&
-        (k == 3 || k == 5 || k == 7) && p->in_h >= 2 * DW_RUN && p->in_w >= 2 * DW_RUN) {
+        (k == 3 || k == 5 || k == 7) && p->in_h >= 2 * DW_RUN && p->in_w >= 2 * DW_RUN &&
+        (int64_t)out_h * out_w * k * k >= DW_MIN_MACS_S2) {
         int32_t y_lo, y_hi, x_lo, x_hi;
         dw_parity_span(p->pad_top, k, p->in_h, &y_lo, &y_hi);
         dw_parity_span(p->pad_left, k, p->in_w, &x_lo, &x_hi);
