@@ -44,7 +44,7 @@
  * are a function of their own (inlined, their registers would spill across the channel loop). DW_OPAQUE(p)
  * hides a pointer's value from the optimizer for one step: in the stride-2 blocks, GCC -O3 would otherwise keep
  * the plane rows that the next kernel row reads again in registers (predictive commoning) and spill the
- * chains, and would give each of a block's 16 stores an address register of its own. */
+ * chains. */
 #if defined(__GNUC__) && !defined(__clang__)
 #define DW_UNROLL _Pragma("GCC unroll 8")
 #define DW_NO_UNROLL _Pragma("GCC unroll 1")
@@ -269,7 +269,7 @@ static void dw_planes(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, 
 TTE_ALWAYS_INLINE void dw_class_block(const float *g, const int8_t *wc, size_t w_step, size_t w_row, int32_t rows,
                                       int32_t n, float *out, size_t row_step, size_t step) {
     float a[DW_RUN][DW_RUN] = {{0.0f}};
-    for (int32_t j = 0; j < rows; ++j, g -= DW_PW, wc += w_row) {
+    for (const int8_t *end = wc + (size_t)rows * w_row; wc != end; g -= DW_PW, wc += w_row) {
         DW_OPAQUE(g);
         float wr[DW_SUB];
         DW_UNROLL
@@ -292,7 +292,6 @@ TTE_ALWAYS_INLINE void dw_class_block(const float *g, const int8_t *wc, size_t w
         float *o = out;
         DW_UNROLL
         for (int32_t m = 0; m < DW_RUN; ++m, o += step) {
-            DW_OPAQUE(o);
             *o = a[r][m];
         }
     }
