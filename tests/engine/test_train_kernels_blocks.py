@@ -107,9 +107,10 @@ def test_depthwise_weight_update_row_sums_match_reference(k: int, padding: int, 
 
 
 def test_depthwise_bwd_x_plane_path_keeps_the_contract(tmp_path: Path) -> None:
-    """The input gradient's plane path, which Cortex-M builds take (the host binding takes the general path),
-    built on the host with TTE_DW_PLANE=1: tests/engine/c/dw_plane_main.c checks it bit for bit against the
-    contract written out, with slices and entry values (-0 included), and that nothing past gx is written."""
+    """The input gradient's plane paths (stride 1 and the stride-2 parity classes), which Cortex-M builds take (the
+    host binding takes the general path), built on the host with TTE_DW_PLANE=1: tests/engine/c/dw_plane_main.c
+    checks them bit for bit against the contract written out, with slices and entry values (-0 included), and
+    that nothing past gx is written."""
     kernels = ENGINE / "src" / "kernels"
     sources = [PLANE_PROGRAM, *sorted(kernels.glob("*.c")), *sorted((kernels / "ref").glob("*.c"))]
     exe = tmp_path / "dw_plane"

@@ -3,8 +3,8 @@
  * each gx element from 0 or its entry value, fmaf(w, gh, gx) over its valid taps in ascending (u, v) order,
  * bit for bit, on the plane paths' shapes (stride 1: its band boundaries, row ends and paddings; stride 2: the
  * four parity classes of 3x3, 5x5 and 7x7, odd sizes, uneven paddings, overlapping last blocks, maps too large
- * for the plane), with a trained slice and with entry values (those, -0 included, take the general path). Prints one CHECK line per case and
- * DONE; tests/engine/test_train_kernels_blocks.py builds and runs it. */
+ * for the plane), with a trained slice and with entry values (those, -0 included, take the general path). Prints
+ * one CHECK line per case and DONE; tests/engine/test_train_kernels_blocks.py builds and runs it. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>

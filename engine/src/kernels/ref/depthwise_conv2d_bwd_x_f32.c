@@ -395,8 +395,8 @@ static void dw_planes_s2(const tte_conv2d_params *p, int32_t out_h, int32_t out_
         const int32_t j = tte_slice_index(p->train_channels, p->train_count, c, &next);
         const int8_t *wc = j < 0 ? w + c : w_train + j;
         const size_t wstride = j < 0 ? (size_t)p->in_c : (size_t)p->train_count;
-        dw_copy_plane(plane + (size_t)(cy0 - y_lo) * DW_PW + (cx0 - x_lo), gh + ((size_t)cy0 * out_w + cx0) * count + col,
-                      cy1 - cy0, cx1 - cx0, (size_t)count, skip);
+        dw_copy_plane(plane + (size_t)(cy0 - y_lo) * DW_PW + (cx0 - x_lo),
+                      gh + ((size_t)cy0 * out_w + cx0) * count + col, cy1 - cy0, cx1 - cx0, (size_t)count, skip);
         DW_NO_UNROLL
         for (int32_t q = 0; q < 4; ++q) {
             const dw_class_of *cl = &classes[q];
