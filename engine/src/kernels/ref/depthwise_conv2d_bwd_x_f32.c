@@ -41,28 +41,32 @@
 #endif
 #endif
 /* The plane path's blocks unroll whole (the kernel side is a constant), past GCC's default limits; its rows
- * are a function of their own (inlined, their registers would spill across the channel loop). DW_OPAQUE(p)
- * hides a pointer's value from the optimizer for one step: in the stride-2 blocks, GCC -O3 would otherwise keep
- * the plane rows that the next kernel row reads again in registers (predictive commoning) and spill the
- * chains. */
+ * are a function of their own (inlined, their registers would spill across the channel loop). In the stride-2
+ * blocks (no instruction either): DW_OPAQUE(p) hides a pointer's value from the optimizer for one step, else
+ * GCC -O3 keeps the plane rows that the next kernel row reads again in registers (predictive commoning) and
+ * spills the chains; DW_FENCE() keeps loads after it, else GCC for Cortex-M4 hoists a block row's plane loads
+ * above the row before and spills. */
 #if defined(__GNUC__) && !defined(__clang__)
 #define DW_UNROLL _Pragma("GCC unroll 8")
 #define DW_NO_UNROLL _Pragma("GCC unroll 1")
 #define DW_UNROLL_COPY _Pragma("GCC unroll 4")
 #define DW_NOINLINE __attribute__((noinline))
 #define DW_OPAQUE(x) __asm__("" : "+r"(x))
+#define DW_FENCE() __asm__ volatile("" ::: "memory")
 #elif defined(__clang__)
 #define DW_UNROLL _Pragma("unroll")
 #define DW_NO_UNROLL _Pragma("nounroll")
 #define DW_UNROLL_COPY _Pragma("unroll 4")
 #define DW_NOINLINE __attribute__((noinline))
 #define DW_OPAQUE(x) __asm__("" : "+r"(x))
+#define DW_FENCE() __asm__ volatile("" ::: "memory")
 #else
 #define DW_UNROLL
 #define DW_NO_UNROLL
 #define DW_UNROLL_COPY
 #define DW_NOINLINE
 #define DW_OPAQUE(x) (void)(x)
+#define DW_FENCE() (void)0
 #endif
 
 /* The depthwise kernel reads and writes the same channels: its two bands must agree. */
@@ -278,6 +282,7 @@ TTE_ALWAYS_INLINE void dw_class_block(const float *g, const int8_t *wc, size_t w
         }
         DW_UNROLL
         for (int32_t r = 0; r < DW_RUN; ++r) {
+            DW_FENCE();
             DW_UNROLL
             for (int32_t t = 0; t < n; ++t) {
                 DW_UNROLL
@@ -404,14 +409,14 @@ static void dw_planes_s2(const tte_conv2d_params *p, int32_t out_h, int32_t out_
             const int8_t *wq = wc + (size_t)cl->w_tap * wstride;
             float *out = gx + cl->out + col;
             const size_t w_step = 2 * wstride, w_row = (size_t)2 * k * wstride;
-            if (cl->taps == 1) {
-                dw_class_n(g, wq, w_step, w_row, cl->rows, 1, cl->n_i, cl->n_j, out, row_step, step);
-            } else if (cl->taps == 2) {
-                dw_class_n(g, wq, w_step, w_row, cl->rows, 2, cl->n_i, cl->n_j, out, row_step, step);
+            if (cl->taps == 4) { /* 7x7 first: the layer this path is for */
+                dw_class_n(g, wq, w_step, w_row, cl->rows, 4, cl->n_i, cl->n_j, out, row_step, step);
             } else if (cl->taps == 3) {
                 dw_class_n(g, wq, w_step, w_row, cl->rows, 3, cl->n_i, cl->n_j, out, row_step, step);
+            } else if (cl->taps == 2) {
+                dw_class_n(g, wq, w_step, w_row, cl->rows, 2, cl->n_i, cl->n_j, out, row_step, step);
             } else {
-                dw_class_n(g, wq, w_step, w_row, cl->rows, 4, cl->n_i, cl->n_j, out, row_step, step);
+                dw_class_n(g, wq, w_step, w_row, cl->rows, 1, cl->n_i, cl->n_j, out, row_step, step);
             }
         }
     }
