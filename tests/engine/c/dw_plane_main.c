@@ -104,8 +104,8 @@ static void check(const shape *s, int sliced, int entry) {
         gx[i] = expected[i] = 12345.0f;
     }
     contract(&p, out_h, out_w, entry != 0);
-    const tte_status status = tte_depthwise_conv2d_bwd_x_f32(&p, gh, w, sliced ? w_train : NULL, gx, entry != 0, NULL,
-                                                             NULL);
+    const tte_status status =
+        tte_depthwise_conv2d_bwd_x_f32(&p, gh, w, sliced ? w_train : NULL, gx, entry != 0, NULL, NULL);
     const int ok = status == TTE_OK && memcmp(gx, expected, (size_t)(n_gx + GUARD) * sizeof gx[0]) == 0;
     ++checks;
     failures += !ok;

@@ -18,16 +18,16 @@
  * taps (7x7 stride 2: four rows per class). The portable kernel of every target. */
 #include "kernels-impl.h"
 
-#define DW_CB 8    /* channels per block */
-#define DW_TAPS 32 /* taps per weight tile: wf holds DW_TAPS x DW_CB floats (1 KB of stack) */
-#define DW_WIDE 16 /* channels per block where a kernel row fits DW_TAPS / 2 taps (rows then take more tiles) */
-#define DW_KMAX 7        /* the largest kernel side of the plane path */
-#define DW_PW 16         /* floats per plane row: a constant, so a tap's plane row is an immediate offset */
-#define DW_PH 16         /* plane rows (DW_PH x DW_PW floats: 1 KB of stack) */
-#define DW_RUN 4         /* pixels per block of the plane path */
-#define DW_SUB 4         /* the most taps per row of a stride-2 class's sub-kernel (7x7: 4) */
-#define DW_UNROLL_ROWS 4 /* blocks of kernels of at most this many rows unroll whole */
-#define DW_MIN_MACS 512  /* the plane path's least forward MACs per channel */
+#define DW_CB 8            /* channels per block */
+#define DW_TAPS 32         /* taps per weight tile: wf holds DW_TAPS x DW_CB floats (1 KB of stack) */
+#define DW_WIDE 16         /* channels per block where a kernel row fits DW_TAPS / 2 taps (rows then take more tiles) */
+#define DW_KMAX 7          /* the largest kernel side of the plane path */
+#define DW_PW 16           /* floats per plane row: a constant, so a tap's plane row is an immediate offset */
+#define DW_PH 16           /* plane rows (DW_PH x DW_PW floats: 1 KB of stack) */
+#define DW_RUN 4           /* pixels per block of the plane path */
+#define DW_SUB 4           /* the most taps per row of a stride-2 class's sub-kernel (7x7: 4) */
+#define DW_UNROLL_ROWS 4   /* blocks of kernels of at most this many rows unroll whole */
+#define DW_MIN_MACS 512    /* the plane path's least forward MACs per channel */
 #define DW_MIN_MACS_S2 256 /* the stride-2 plane path's (8x8 5x5, 400, gains; 8x8 3x3, 144, loses) */
 /* The plane path pays on cores without a vector unit (Cortex-M: 32-bit Arm without NEON). Elsewhere (x86-64,
  * AArch64) the general path's channel blocks vectorize, 4 to 8 channels per instruction, and stay faster (x86-64
@@ -213,9 +213,8 @@ TTE_ALWAYS_INLINE void dw_rows_k(const float *g, const float *wf, int32_t k, int
 }
 
 /* dw_rows_k with the kernel side a constant (3, 5 or 7: dw_planes takes no other), so the blocks unroll. */
-TTE_FMA_CLONES DW_NOINLINE
-static void dw_rows(const float *g, const float *wf, int32_t k, int32_t rows, int32_t n, float *out, size_t row_step,
-                    size_t step) {
+TTE_FMA_CLONES DW_NOINLINE static void dw_rows(const float *g, const float *wf, int32_t k, int32_t rows, int32_t n,
+                                               float *out, size_t row_step, size_t step) {
     if (k == 3) {
         dw_rows_k(g, wf, 3, rows, n, out, row_step, step);
     } else if (k == 5) {
@@ -372,10 +371,10 @@ static void dw_copy_plane(float *dst, const float *src, int32_t rows, int32_t n,
  * columns [x_lo, x_hi] within the plane, no entry gx): channel by channel, its gh copied into the zero-padded
  * plane once (plane (0, 0) is output position (y_lo, x_lo)), then the four parity classes (iy mod 2, ix mod 2),
  * each a stride-1 correlation of the plane with its sub-kernel. */
-TTE_FMA_CLONES DW_NOINLINE
-static void dw_planes_s2(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const float *gh, const int8_t *w,
-                         const int8_t *w_train, float *gx, int32_t begin, int32_t count, int32_t y_lo, int32_t y_hi,
-                         int32_t x_lo, int32_t x_hi) {
+TTE_FMA_CLONES DW_NOINLINE static void dw_planes_s2(const tte_conv2d_params *p, int32_t out_h, int32_t out_w,
+                                                    const float *gh, const int8_t *w, const int8_t *w_train, float *gx,
+                                                    int32_t begin, int32_t count, int32_t y_lo, int32_t y_hi,
+                                                    int32_t x_lo, int32_t x_hi) {
     const int32_t k = p->kernel_h;
     float plane[DW_PH * DW_PW];
     dw_class_of classes[4];
