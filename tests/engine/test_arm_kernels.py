@@ -4,7 +4,8 @@ natively, each clone (AVX2 where the CPU has it, and the baseline copy alone). b
 kernel_check_main.c runs both on the same data and compares statuses, outputs and masks byte for
 byte, on random shapes (odd sizes and channel counts, kernels 1-7 with kh != kw among them, strides 1-3
 that differ per axis, padding that differs per side), dense ones (the 3x3 stride-2 stem on 3 channels, 1x1 on 1-2 channels, grouped
-ones and ones beyond the patch bound, which run the reference kernel) and on MCUNet-5fps's pointwise,
+ones, which run the reference kernel, and ones beyond the patch bound, which run the chunked copy), on ResNet-8's
+dense convs (3x3 on 16-64 channels: patches of 144-576 codes) and on MCUNet-5fps's pointwise,
 depthwise and dense convs, six variants each
 (extreme zero points, ties, +-2^31 biases, huge and non-finite multipliers, masks, row bands,
 trained slices), and four of fixed-point requantization (NUMERICS.md 2b: random and extreme
@@ -42,7 +43,14 @@ def _shapes(model) -> list[kernel_bench.Shape]:
     mcunet = [
         dataclasses.replace(s, in_h=min(s.in_h, 12), in_w=min(s.in_w, 11)) for s in kernel_bench.model_shapes(model)
     ]
-    return kernel_bench.random_shapes(1, 40) + kernel_bench.dense_shapes(1, 24) + mcunet
+    # ResNet-8's dense convs (patches beyond TTE_ARM_CONV_PATCH: the chunked copy, with and without a
+    # trained slice) on 6x5 maps.
+    resnet8 = [
+        dataclasses.replace(s, name=f"resnet8_{s.name}", in_h=6, in_w=5)
+        for s in kernel_bench.resnet8_shapes()
+        if s.kind == "dense"
+    ]
+    return kernel_bench.random_shapes(1, 40) + kernel_bench.dense_shapes(1, 24) + resnet8 + mcunet
 
 
 def _build(board, tmp_path, shapes):

@@ -4,20 +4,27 @@
  * in SXTB16's order (codes k, k+2 in one word, k+1, k+3 in the next), so each step loads it with
  * two LDRDs and spends its extensions on the weights alone; padded taps and the last group's unused
  * places hold 0. The MCUNet stem (3x3 kernel, 3 input channels) runs a copy with those sizes
- * constant. Results equal tte_ref_conv2d_fwd_s8's bit for bit (exact int32 sums,
- * tte_arm_requantize; the epilogue kind chosen once per call). A call with a trained slice, groups > 1,
- * scales tte_arm_scales_supported refuses or a patch of more than TTE_ARM_CONV_PATCH codes runs the
- * reference kernel.
+ * constant. A patch of more than TTE_ARM_CONV_PATCH codes, or a call with a trained slice, runs the
+ * chunked copy: the reduction is cut into chunks of at most TTE_ARM_CONV_PATCH codes whose int32 sums
+ * add up per block of TTE_ARM_CONV_BLOCK output channels, and a trained slice is a second matrix
+ * product (w_train is [out_c][kh * kw * train_count], the trained channels' codes its patch) while the
+ * first one reads the trained channels as x_zero. Results equal tte_ref_conv2d_fwd_s8's bit for bit
+ * (exact int32 sums, in any order; tte_arm_requantize; the epilogue kind chosen once per call). Groups > 1
+ * or scales tte_arm_scales_supported refuses run the reference kernel.
  *
  * The patch lives on the stack, not in planned scratch: the planner asks the host build for
  * scratch sizes (tte_ir.scratch), so scratch only this build needs would be planned wrong. Its bound
- * costs about 5 * TTE_ARM_CONV_PATCH bytes of stack (the patch and one pixel's codes). */
+ * costs about 5 * TTE_ARM_CONV_PATCH bytes of stack (the patch and one pixel's codes), and the chunked
+ * copy 8 * TTE_ARM_CONV_BLOCK more (its sums). */
 #include "arm-impl.h"
 
 /* The most codes (kernel_h * kernel_w * in_c) of a patch this kernel takes: a 7x7 kernel on 3
  * channels, 3x3 on 17. */
 #define TTE_ARM_CONV_PATCH 160
 #define TTE_ARM_CONV_GROUPS ((TTE_ARM_CONV_PATCH + 3) / 4)
+/* Output channels whose sums the chunked copy keeps across chunks (even: whole pairs): each chunk's
+ * patch is gathered once per block, so ResNet-8's 64-channel convs gather theirs twice. */
+#define TTE_ARM_CONV_BLOCK 32
 
 /* A weight row's last group is read as 4 codes from 4 * (quads - 1), up to 3 past the row, into
  * the next rows (where the patch is 0); for the last TAIL_ROWS rows, which 4 codes would carry past
@@ -29,6 +36,17 @@ size_t tte_conv2d_fwd_s8_scratch_size(const tte_conv2d_params *p) {
     return 0;
 }
 
+/* One matrix product of the chunked copy: weights [out_c][taps] and the last group of their last
+ * TAIL_ROWS rows, padded; `channels`: the input channel of each of a tap's `width` codes (NULL: all
+ * in_c in order, those of `zeroed`, zeroed_count of them, read as x_zero). */
+typedef struct conv_product {
+    const int8_t *w;
+    int32_t taps, width;
+    const int32_t *channels, *zeroed;
+    int32_t zeroed_count;
+    const int8_t *tail[TAIL_ROWS];
+} conv_product;
+
 /* What every pixel pair of one call shares. */
 typedef struct conv_call {
     int32_t in_h, in_w, in_c, kh, kw, x_row; /* x_row: the whole-input row of x[0] */
@@ -39,6 +57,8 @@ typedef struct conv_call {
     const int8_t *x, *w;
     const int8_t *tail[TAIL_ROWS]; /* the last group of the last TAIL_ROWS weight rows, padded */
     tte_arm_out out;
+    conv_product product[2]; /* the chunked copy's: w (trained channels zeroed), then w_train */
+    int32_t products;        /* 1, or 2 with a trained slice */
 } conv_call;
 
 /* One pixel's codes, in K order, with x_zero at padded taps and past K up to 4 * quads (both
@@ -179,6 +199,111 @@ static inline __attribute__((always_inline)) void pixel_pair(const conv_call *c,
     }
 }
 
+/* The codes of tap `tap` (a kernel position) of pixel (oy, ox): x at its input pixel, or NULL where
+ * the tap is padding. */
+static inline const int8_t *tap_codes(const conv_call *c, int32_t oy, int32_t ox, int32_t tap) {
+    const int32_t iy = oy * c->stride_h - c->pad_top + tap / c->kw, ix = ox * c->stride_w - c->pad_left + tap % c->kw;
+    if (iy < 0 || iy >= c->in_h || ix < 0 || ix >= c->in_w) {
+        return NULL;
+    }
+    return c->x + ((size_t)(iy - c->x_row) * c->in_w + ix) * c->in_c;
+}
+
+/* Codes [k0, k0 + len) of product m's patch of pixel (oy, ox), in K order (tap, then m's codes of a
+ * tap), with x_zero at padded taps, at zeroed channels and past len up to a whole group. */
+static void gather_chunk(const conv_call *c, const conv_product *m, int32_t oy, int32_t ox, int32_t k0, int32_t len,
+                         int8_t *codes) {
+    const int8_t z = (int8_t)c->x_zero;
+    const int32_t width = m->width;
+    int32_t tap = k0 / width, at = k0 % width;
+    for (int32_t done = 0; done < len; ++tap, at = 0) {
+        const int32_t n = width - at < len - done ? width - at : len - done;
+        const int8_t *src = tap_codes(c, oy, ox, tap);
+        int8_t *dst = codes + done;
+        if (src == NULL) {
+            memset(dst, z, (size_t)n);
+        } else if (m->channels != NULL) {
+            for (int32_t i = 0; i < n; ++i) {
+                dst[i] = src[m->channels[at + i]];
+            }
+        } else {
+            memcpy(dst, src + at, (size_t)n);
+            for (int32_t j = 0; j < m->zeroed_count; ++j) {
+                const int32_t i = m->zeroed[j] - at;
+                if (i >= 0 && i < n) {
+                    dst[i] = z;
+                }
+            }
+        }
+        done += n;
+    }
+    memset(codes + len, z, (size_t)(4 * ((len + 3) / 4) - len));
+}
+
+/* The sums of output channels [o0, o0 + n) (n even, or odd at the last channel) of pixels a, b over
+ * every chunk of every product, four per channel pair as tte_arm_store_2x2 reads them. Independent of
+ * the epilogue kind, so one copy serves them all. */
+static __attribute__((noinline)) void block_sums(const conv_call *c, int32_t oya, int32_t oxa, int32_t oyb, int32_t oxb,
+                                                 int32_t o0, int32_t n, int32_t *sums) {
+    int8_t codes[4 * TTE_ARM_CONV_GROUPS];
+    int16x2_t patch[4 * TTE_ARM_CONV_GROUPS];
+    const int16x2_t zero = tte_arm_zero_pair(c->x_zero);
+    const int32_t out_c = c->out_c;
+    memset(sums, 0, sizeof(int32_t) * 2 * (size_t)(n + 1));
+    for (int32_t mi = 0; mi < c->products; ++mi) {
+        const conv_product *m = &c->product[mi];
+        const int32_t taps = m->taps;
+        for (int32_t k0 = 0; k0 < taps; k0 += TTE_ARM_CONV_PATCH) {
+            const int32_t len = taps - k0 < TTE_ARM_CONV_PATCH ? taps - k0 : TTE_ARM_CONV_PATCH;
+            const int32_t quads = (len + 3) / 4, last = 4 * (quads - 1);
+            const int final = k0 + len == taps; /* only the last chunk reads past a row (TAIL_ROWS) */
+            gather_chunk(c, m, oya, oxa, k0, len, codes);
+            expand(codes, quads, zero, patch);
+            gather_chunk(c, m, oyb, oxb, k0, len, codes);
+            expand(codes, quads, zero, patch + 2);
+            for (int32_t i = 0; 2 * i < n; ++i) {
+                const int32_t o = o0 + 2 * i, ob = o + 1 < out_c ? o + 1 : o;
+                const int32_t row = ob == o ? 0 : taps;
+                const int8_t *wa = m->w + (size_t)o * taps + k0;
+                int32_t acc[4];
+                if (final && ob + TAIL_ROWS >= out_c) {
+                    const int8_t *ta = o + TAIL_ROWS < out_c ? wa + last : m->tail[o + TAIL_ROWS - out_c];
+                    const int8_t *tb = ob + TAIL_ROWS < out_c ? wa + row + last : m->tail[ob + TAIL_ROWS - out_c];
+                    dot_2x2(patch, wa, row, quads, 1, ta, (int32_t)((uintptr_t)tb - (uintptr_t)ta), acc);
+                } else {
+                    dot_2x2(patch, wa, row, quads, 0, NULL, 0, acc);
+                }
+                for (int32_t j = 0; j < 4; ++j) {
+                    sums[4 * i + j] += acc[j];
+                }
+            }
+        }
+    }
+}
+
+/* Pixel pairs of the band as PIXEL_PAIRS walks them, by blocks of output channels (block_sums), with
+ * the epilogue `kind` constant. */
+static inline __attribute__((always_inline)) void chunked_pairs(const conv_call *c, int kind, int8_t *y, int32_t first,
+                                                                int32_t pixels) {
+    const int32_t out_c = c->out_c, out_w = c->out_w;
+    for (int32_t k = 0; k < pixels; k += 2) {
+        const int32_t kb = k + 1 < pixels ? k + 1 : k;
+        const int32_t ia = first + k, ib = first + kb;
+        int8_t *ya = y + (size_t)k * out_c, *yb = y + (size_t)kb * out_c;
+        for (int32_t o0 = 0; o0 < out_c; o0 += TTE_ARM_CONV_BLOCK) {
+            const int32_t n = out_c - o0 < TTE_ARM_CONV_BLOCK ? out_c - o0 : TTE_ARM_CONV_BLOCK;
+            int32_t sums[2 * TTE_ARM_CONV_BLOCK + 2];
+            block_sums(c, ia / out_w, ia % out_w, ib / out_w, ib % out_w, o0, n, sums);
+            for (int32_t i = 0; 2 * i < n; ++i) {
+                const int32_t o = o0 + 2 * i, ob = o + 1 < out_c ? o + 1 : o;
+                const tte_arm_channel ca = tte_arm_channel_of(&c->out.scales, c->out.bias, kind, o);
+                const tte_arm_channel cb = tte_arm_channel_of(&c->out.scales, c->out.bias, kind, ob);
+                tte_arm_store_2x2(&c->out, &ca, &cb, sums + 4 * i, o, ob, kind, ya, yb, ia, ib);
+            }
+        }
+    }
+}
+
 /* Pixel pairs [k, k + 1] of the band's `pixels` (an odd last pixel paired with itself), the band's
  * first pixel being whole-output pixel `first`; each variant a copy of pixel_pair. */
 #define PIXEL_PAIRS(c, kh, kw, in_c, quads, kind, y, first, pixels)                                                    \
@@ -189,7 +314,8 @@ static inline __attribute__((always_inline)) void pixel_pair(const conv_call *c,
                    (y) + (size_t)k * (c)->out_c, (y) + (size_t)kb * (c)->out_c, ia, ib);                               \
     }
 
-/* The stem's copy (3x3 kernel on 3 channels, constant) and the general one, for each epilogue kind. */
+/* The stem's copy (3x3 kernel on 3 channels, constant), the general one and the chunked one, for each
+ * epilogue kind. */
 #define RUN_COPIES(suffix, kind)                                                                                       \
     static __attribute__((noinline)) void run_stem##suffix(const conv_call *c, int8_t *y, int32_t first,               \
                                                            int32_t pixels) {                                           \
@@ -198,6 +324,10 @@ static inline __attribute__((always_inline)) void pixel_pair(const conv_call *c,
     static __attribute__((noinline)) void run_any##suffix(const conv_call *c, int8_t *y, int32_t first,                \
                                                           int32_t pixels) {                                            \
         PIXEL_PAIRS(c, c->kh, c->kw, c->in_c, c->quads, kind, y, first, pixels)                                        \
+    }                                                                                                                  \
+    static __attribute__((noinline)) void run_chunked##suffix(const conv_call *c, int8_t *y, int32_t first,            \
+                                                              int32_t pixels) {                                        \
+        chunked_pairs(c, kind, y, first, pixels);                                                                      \
     }
 
 #if TTE_ENGINE_REQUANT_FLOAT
@@ -210,13 +340,31 @@ RUN_COPIES(_fixed_plain, TTE_ARM_FIXED | TTE_ARM_PLAIN)
 #endif
 
 typedef void (*run_fn)(const conv_call *c, int8_t *y, int32_t first, int32_t pixels);
-/* [stem][tte_arm_kind]; NULL: a mode the build does not carry */
-static const run_fn run_of[2][4] = {
+/* [copy: RUN_ANY, RUN_STEM, RUN_CHUNKED][tte_arm_kind]; NULL: a mode the build does not carry */
+enum { RUN_ANY, RUN_STEM, RUN_CHUNKED };
+static const run_fn run_of[3][4] = {
     {TTE_ARM_FLOAT_COPY(run_any_float), TTE_ARM_FLOAT_COPY(run_any_float_plain), TTE_ARM_FIXED_COPY(run_any_fixed),
      TTE_ARM_FIXED_COPY(run_any_fixed_plain)},
     {TTE_ARM_FLOAT_COPY(run_stem_float), TTE_ARM_FLOAT_COPY(run_stem_float_plain), TTE_ARM_FIXED_COPY(run_stem_fixed),
      TTE_ARM_FIXED_COPY(run_stem_fixed_plain)},
+    {TTE_ARM_FLOAT_COPY(run_chunked_float), TTE_ARM_FLOAT_COPY(run_chunked_float_plain),
+     TTE_ARM_FIXED_COPY(run_chunked_fixed), TTE_ARM_FIXED_COPY(run_chunked_fixed_plain)},
 };
+
+/* The padded last group of each of the last TAIL_ROWS rows of weights [out_c][taps] into tails, and
+ * tail[i] at each. */
+static void fill_tails(const int8_t *w, int32_t out_c, int32_t taps, int8_t tails[TAIL_ROWS][4],
+                       const int8_t *tail[TAIL_ROWS]) {
+    const int32_t first = 4 * ((taps + 3) / 4 - 1);
+    for (int32_t i = 0; i < TAIL_ROWS; ++i) {
+        const int32_t o = out_c - TAIL_ROWS + i;
+        memset(tails[i], 0, sizeof tails[i]);
+        if (o >= 0) {
+            memcpy(tails[i], w + (size_t)o * taps + first, (size_t)(taps - first));
+        }
+        tail[i] = tails[i];
+    }
+}
 
 tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const int8_t *w, const int8_t *w_train,
                              const int32_t *bias, const float *multiplier, int8_t *y, uint8_t *mask,
@@ -230,8 +378,7 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
         return tte_ref_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
     const int32_t taps = p->kernel_h * p->kernel_w * p->in_c;
-    if (p->train_count != 0 || p->groups != 1 || taps > TTE_ARM_CONV_PATCH ||
-        !tte_arm_scales_supported(p, multiplier, p->out_c)) {
+    if (p->groups != 1 || !tte_arm_scales_supported(p, multiplier, p->out_c)) {
         return tte_ref_conv2d_fwd_s8(p, x, w, w_train, bias, multiplier, y, mask, rows, scratch);
     }
     conv_call c = {
@@ -254,17 +401,24 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
         .w = w,
         .out = {bias, tte_arm_scales_of(p, multiplier), p->y_zero, p->act_min, p->act_max, p->out_c, mask},
     };
-    int8_t tails[TAIL_ROWS][4];
-    for (int32_t i = 0; i < TAIL_ROWS; ++i) {
-        const int32_t o = p->out_c - TAIL_ROWS + i, first = 4 * (c.quads - 1);
-        memset(tails[i], 0, sizeof tails[i]);
-        if (o >= 0) {
-            memcpy(tails[i], w + (size_t)o * taps + first, (size_t)(taps - first));
+    int8_t tails[TAIL_ROWS][4], train_tails[TAIL_ROWS][4];
+    fill_tails(w, p->out_c, taps, tails, c.tail);
+    const int chunked = p->train_count != 0 || taps > TTE_ARM_CONV_PATCH;
+    if (chunked) {
+        const conv_product plain = {w, taps, p->in_c, NULL, p->train_channels, p->train_count, {NULL}};
+        c.product[0] = plain;
+        memcpy(c.product[0].tail, c.tail, sizeof c.tail);
+        c.products = 1;
+        if (p->train_count != 0) {
+            const int32_t train_taps = p->kernel_h * p->kernel_w * p->train_count;
+            const conv_product slice = {w_train, train_taps, p->train_count, p->train_channels, NULL, 0, {NULL}};
+            c.product[1] = slice;
+            fill_tails(w_train, p->out_c, train_taps, train_tails, c.product[1].tail);
+            c.products = 2;
         }
-        c.tail[i] = tails[i];
     }
-    const int stem = c.kh == 3 && c.kw == 3 && c.in_c == 3;
+    const int copy = chunked ? RUN_CHUNKED : (c.kh == 3 && c.kw == 3 && c.in_c == 3 ? RUN_STEM : RUN_ANY);
     const int32_t first = win.oy_begin * win.out_w, pixels = (win.oy_end - win.oy_begin) * win.out_w;
-    run_of[stem][tte_arm_kind(p, mask)](&c, y, first, pixels);
+    run_of[copy][tte_arm_kind(p, mask)](&c, y, first, pixels);
     return TTE_OK;
 }
