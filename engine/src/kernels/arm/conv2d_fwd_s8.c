@@ -55,9 +55,8 @@ typedef struct conv_call {
     int32_t quads; /* ceil(K / 4): groups of four codes */
     int32_t out_c, out_w, x_zero;
     const int8_t *x, *w;
-    const int8_t *tail[TAIL_ROWS]; /* the last group of the last TAIL_ROWS weight rows, padded */
     tte_arm_out out;
-    conv_product product[2]; /* the chunked copy's: w (trained channels zeroed), then w_train */
+    conv_product product[2]; /* w (the chunked copy zeroes its trained channels), then w_train */
     int32_t products;        /* 1, or 2 with a trained slice */
 } conv_call;
 
@@ -189,8 +188,8 @@ static inline __attribute__((always_inline)) void pixel_pair(const conv_call *c,
     for (; o < out_c; o += 2, wa += 2 * taps) {
         const int32_t ob = o + 1 < out_c ? o + 1 : o;
         const int32_t row = ob == o ? 0 : taps; /* row ob of w from row o */
-        const int8_t *ta = o + TAIL_ROWS < out_c ? wa + last : c->tail[o + TAIL_ROWS - out_c];
-        const int8_t *tb = ob + TAIL_ROWS < out_c ? wa + row + last : c->tail[ob + TAIL_ROWS - out_c];
+        const int8_t *ta = o + TAIL_ROWS < out_c ? wa + last : c->product[0].tail[o + TAIL_ROWS - out_c];
+        const int8_t *tb = ob + TAIL_ROWS < out_c ? wa + row + last : c->product[0].tail[ob + TAIL_ROWS - out_c];
         int32_t acc[4];
         dot_2x2(patch, wa, row, quads, 1, ta, (int32_t)((uintptr_t)tb - (uintptr_t)ta), acc);
         const tte_arm_channel ca = tte_arm_channel_of(&c->out.scales, c->out.bias, kind, o);
@@ -401,22 +400,25 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
         .w = w,
         .out = {bias, tte_arm_scales_of(p, multiplier), p->y_zero, p->act_min, p->act_max, p->out_c, mask},
     };
+    /* product[0] is the whole weight tensor for every copy (its tails are the general copy's too) */
+    conv_product *plain = &c.product[0], *slice = &c.product[1];
     int8_t tails[TAIL_ROWS][4], train_tails[TAIL_ROWS][4];
-    fill_tails(w, p->out_c, taps, tails, c.tail);
-    const int chunked = p->train_count != 0 || taps > TTE_ARM_CONV_PATCH;
-    if (chunked) {
-        const conv_product plain = {w, taps, p->in_c, NULL, p->train_channels, p->train_count, {NULL}};
-        c.product[0] = plain;
-        memcpy(c.product[0].tail, c.tail, sizeof c.tail);
-        c.products = 1;
-        if (p->train_count != 0) {
-            const int32_t train_taps = p->kernel_h * p->kernel_w * p->train_count;
-            const conv_product slice = {w_train, train_taps, p->train_count, p->train_channels, NULL, 0, {NULL}};
-            c.product[1] = slice;
-            fill_tails(w_train, p->out_c, train_taps, train_tails, c.product[1].tail);
-            c.products = 2;
-        }
+    plain->w = w;
+    plain->taps = taps;
+    plain->width = p->in_c;
+    plain->zeroed = p->train_channels;
+    plain->zeroed_count = p->train_count;
+    fill_tails(w, p->out_c, taps, tails, plain->tail);
+    c.products = 1;
+    if (p->train_count != 0) {
+        slice->w = w_train;
+        slice->taps = p->kernel_h * p->kernel_w * p->train_count;
+        slice->width = p->train_count;
+        slice->channels = p->train_channels;
+        fill_tails(w_train, p->out_c, slice->taps, train_tails, slice->tail);
+        c.products = 2;
     }
+    const int chunked = p->train_count != 0 || taps > TTE_ARM_CONV_PATCH;
     const int copy = chunked ? RUN_CHUNKED : (c.kh == 3 && c.kw == 3 && c.in_c == 3 ? RUN_STEM : RUN_ANY);
     const int32_t first = win.oy_begin * win.out_w, pixels = (win.oy_end - win.oy_begin) * win.out_w;
     run_of[copy][tte_arm_kind(p, mask)](&c, y, first, pixels);
