@@ -157,7 +157,7 @@ def test_shapes_source_writes_the_group_count() -> None:
 COPIES = {
     mode: {
         f"{base}_{mode}{plain}"
-        for base in ("run_any", "run_stem", "dw_run", "channel_pair")
+        for base in ("run_any", "run_stem", "run_chunked", "dw_run", "channel_pair")
         for plain in ("", "_plain")
     }
     for mode in ("float", "fixed")

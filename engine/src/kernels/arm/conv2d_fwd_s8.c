@@ -417,6 +417,10 @@ tte_status tte_conv2d_fwd_s8(const tte_conv2d_params *p, const int8_t *x, const 
         slice->channels = p->train_channels;
         fill_tails(w_train, p->out_c, slice->taps, train_tails, slice->tail);
         c.products = 2;
+        if (p->train_count == p->in_c) { /* every channel trained: w's product would add zeros alone */
+            c.product[0] = *slice;
+            c.products = 1;
+        }
     }
     const int chunked = p->train_count != 0 || taps > TTE_ARM_CONV_PATCH;
     const int copy = chunked ? RUN_CHUNKED : (c.kh == 3 && c.kw == 3 && c.in_c == 3 ? RUN_STEM : RUN_ANY);
