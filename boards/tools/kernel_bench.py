@@ -180,8 +180,8 @@ def dense_shapes(seed: int, count: int) -> list[Shape]:
     """Dense convs: the 3x3 stride-2 stem on 3 channels at odd sizes and paddings 0-1, its TFLite SAME
     twin (padding only at the bottom/right), DS-CNN's 10x4 stride-2 stem on one channel, 1x1 ones on
     1-2 channels (the shortest weight rows), then ``count`` random small ones (kernels 1-7 per axis,
-    strides 1-3 per axis, padding per side, odd channel counts), some grouped and some with more than
-    the ARM kernel's patch bound (both run the reference kernel there)."""
+    strides 1-3 per axis, padding per side, odd channel counts), some grouped (the ARM kernel runs the
+    reference kernel there) and some with more than the ARM kernel's patch bound (its chunked copy)."""
     rng = np.random.default_rng(seed)
     shapes = [
         Shape("stem0", "dense", 9, 7, 3, 16, 3, 2, 1),
