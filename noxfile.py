@@ -227,17 +227,20 @@ def bench_forward(session: nox.Session) -> None:
 
 @nox.session
 def bench_kernels(session: nox.Session) -> None:
-    """QEMU -icount instructions per MAC of the reference and the optimized int8 forward kernels (pointwise,
-    depthwise 3x3/5x5/7x7) on the mcunet-5fps layer shapes, Cortex-M7 and M4, beside CMSIS-NN built from
-    ../shared/anchors/cmsis-nn with the same toolchain file (left out, with the reason, where it is absent)."""
+    """QEMU -icount instructions per MAC of the reference and the optimized int8 forward kernels and of the fp32
+    backward kernels, Cortex-M7 and M4, on the mcunet-5fps layer shapes (pointwise, depthwise 3x3/5x5/7x7, the
+    stem; backward beside TinyEngine's figures) and on ResNet-8's (dense 3x3 convs, forward and backward), beside
+    CMSIS-NN built from ../shared/anchors/cmsis-nn with the same toolchain file (left out, with the reason,
+    where it is absent)."""
     install_engine_tools(session)
     model = shared_dir() / "models" / f"{BOARD_MODEL}.pkl"
     if not model.exists():
         session.skip(f"{model} not found (the seed models live in ../shared)")
     tool = str(ROOT / "boards" / "tools" / "kernel_bench.py")
     cmsis_nn = shared_dir() / "anchors" / "cmsis-nn"
-    session.run("python", tool, "bench", str(ROOT / "build" / "bench_kernels"), "--model", str(model),
-                "--cmsis-nn", str(cmsis_nn))  # fmt: skip
+    for name, shapes in ((BOARD_MODEL, model), ("resnet8", "resnet8")):
+        session.run("python", tool, "bench", str(ROOT / "build" / "bench_kernels" / name), "--model", str(shapes),
+                    "--cmsis-nn", str(cmsis_nn))  # fmt: skip
 
 
 @nox.session
