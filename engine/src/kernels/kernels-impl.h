@@ -572,6 +572,47 @@ static inline int8_t tte_qas_weight_stochastic(int8_t w, float v, float noise) {
     return tte_weight_add(w, (int32_t)(r > s ? r - 1.0f : r));
 }
 
+/* A fused conv weight-gradient + QAS update kernel's own pass over its trained weights, with the rounding mode
+ * and the step clamp constant in each copy: apply 0 only checks that every step value is finite (0 where one is
+ * not), apply 1 computes the gradients again and writes the updates. */
+typedef int (*tte_update_sweep)(const tte_conv2d_params *p, tte_train_ctx *ctx, const tte_update_params *u,
+                                const int8_t *x_saved, const float *gh, const float *inv_w, int8_t *w_train,
+                                int32_t out_h, int32_t out_w, int32_t begin, int32_t count, int apply, int stochastic,
+                                int clamp);
+
+/* What the fused conv weight-gradient + update kernels do around their pass (NUMERICS.md 5): the non-finite gate
+ * over gh, the update bound, a checking pass where the bound is not safe (a non-finite step leaves every weight
+ * as it was), then one of four copies of the writing pass, one per rounding mode and clamp (a NaN bound clamps).
+ * Inlined with the kernel's constant `sweep`, so each copy is that pass with its flags constant. */
+TTE_ALWAYS_INLINE tte_status tte_conv2d_update_passes(tte_update_sweep sweep, const tte_conv2d_params *p,
+                                                      tte_train_ctx *ctx, const tte_update_params *u,
+                                                      const int8_t *x_saved, const float *gh, const float *inv_w,
+                                                      int8_t *w_train, int32_t out_h, int32_t out_w, int32_t begin,
+                                                      int32_t count) {
+    const size_t n = (size_t)out_h * out_w * count;
+    float gh_max;
+    if (!tte_update_gate_max(ctx, gh, n, &gh_max)) {
+        return TTE_OK;
+    }
+    const float inv_max = tte_max_inv(inv_w, begin, count);
+    const float bound = tte_update_bound(ctx->lr[u->lr_group], gh_max, (int64_t)out_h * out_w, 255.0f, inv_max);
+    if (!(bound <= TTE_UPDATE_SAFE_BOUND) &&
+        !sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 0, 0, 1)) {
+        return TTE_OK;
+    }
+    const int stochastic = u->rounding != TTE_ROUND_NEAREST, clamp = !(bound <= TTE_QAS_SMALL_BOUND);
+    if (stochastic && clamp) {
+        (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1, 1, 1);
+    } else if (stochastic) {
+        (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1, 1, 0);
+    } else if (clamp) {
+        (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1, 0, 1);
+    } else {
+        (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1, 0, 0);
+    }
+    return TTE_OK;
+}
+
 /* Checks what the three conv weight-update kernels share: pointers, the
  * context and attributes, the geometry, x_zero, the trained channels (over
  * in_c) and gh's band over the output channels, which it writes to *begin and

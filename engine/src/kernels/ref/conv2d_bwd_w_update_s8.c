@@ -123,27 +123,5 @@ tte_status tte_conv2d_bwd_w_update_s8(const tte_conv2d_params *p, tte_train_ctx 
     if (status != TTE_OK) {
         return status;
     }
-    const size_t n = (size_t)out_h * out_w * count;
-    float gh_max;
-    if (!tte_update_gate_max(ctx, gh, n, &gh_max)) {
-        return TTE_OK;
-    }
-    const float inv_max = tte_max_inv(inv_w, begin, count);
-    const float bound = tte_update_bound(ctx->lr[u->lr_group], gh_max, (int64_t)out_h * out_w, 255.0f, inv_max);
-    if (!(bound <= TTE_UPDATE_SAFE_BOUND) &&
-        !sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 0, 0, 1)) {
-        return TTE_OK;
-    }
-    /* Four copies of the writing pass, one per rounding mode and clamp (NaN bound: clamp). */
-    const int stochastic = u->rounding != TTE_ROUND_NEAREST, clamp = !(bound <= TTE_QAS_SMALL_BOUND);
-    if (stochastic && clamp) {
-        (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1, 1, 1);
-    } else if (stochastic) {
-        (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1, 1, 0);
-    } else if (clamp) {
-        (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1, 0, 1);
-    } else {
-        (void)sweep(p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count, 1, 0, 0);
-    }
-    return TTE_OK;
+    return tte_conv2d_update_passes(sweep, p, ctx, u, x_saved, gh, inv_w, w_train, out_h, out_w, begin, count);
 }
