@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -57,3 +59,21 @@ def host_cc() -> str:
             return name
     missing("no host C compiler (cc, gcc or clang)")
     raise AssertionError
+
+
+def run_kernel_check(program: Path, build_dir: Path, checks: int, *defines: str) -> None:
+    """Builds a C check program (tests/engine/c) with the engine's portable kernels on the host (``defines``:
+    extra -D flags, e.g. a path Cortex-M builds take), runs it and asserts that every CHECK line passed and that
+    it ran ``checks`` checks."""
+    kernels = ROOT / "engine" / "src" / "kernels"
+    sources = [program, *sorted(kernels.glob("*.c")), *sorted((kernels / "ref").glob("*.c"))]
+    exe = build_dir / program.stem
+    command = [host_cc(), *defines, "-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+    command += ["-I", str(ROOT / "engine" / "include"), "-I", str(kernels), *map(str, sources), "-o", str(exe), "-lm"]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    failed = [line for line in result.stdout.splitlines() if line.startswith("CHECK") and not line.endswith("PASS")]
+    assert not failed, "\n".join(failed)
+    done = re.search(r"^DONE checks=(\d+) failed=(\d+)$", result.stdout, re.MULTILINE)
+    assert done and done.groups() == (str(checks), "0"), result.stdout + result.stderr
+    assert result.returncode == 0

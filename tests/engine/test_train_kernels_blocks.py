@@ -10,17 +10,14 @@ input gradient's plane path (stride 1 on Cortex-M), forced on the host in C."""
 
 from __future__ import annotations
 
-import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .helpers import host_cc, require_packages
+from .helpers import require_packages, run_kernel_check
 
 require_packages("tte_engine", "tte_ir")
 
@@ -30,7 +27,6 @@ from tte_ir.ops import window_output_size  # noqa: E402
 
 from .test_train_kernels import SETTINGS, assert_matches_reference, channel_list, grad, rng_of  # noqa: E402
 
-ENGINE = ROOT / "engine"
 PLANE_PROGRAM = Path(__file__).parent / "c" / "dw_plane_main.c"
 
 
@@ -111,18 +107,7 @@ def test_depthwise_bwd_x_plane_path_keeps_the_contract(tmp_path: Path) -> None:
     host binding takes the general path), built on the host with TTE_DW_PLANE=1: tests/engine/c/dw_plane_main.c
     checks them bit for bit against the contract written out, with slices and entry values (-0 included), and
     that nothing past gx is written."""
-    kernels = ENGINE / "src" / "kernels"
-    sources = [PLANE_PROGRAM, *sorted(kernels.glob("*.c")), *sorted((kernels / "ref").glob("*.c"))]
-    exe = tmp_path / "dw_plane"
-    command = [host_cc(), "-DTTE_DW_PLANE=1", "-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror"]
-    command += ["-pedantic", "-I", str(ENGINE / "include"), "-I", str(kernels), *map(str, sources), "-o", str(exe)]
-    subprocess.run([*command, "-lm"], check=True, capture_output=True, text=True)
-    result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
-    failed = [line for line in result.stdout.splitlines() if line.startswith("CHECK") and not line.endswith("PASS")]
-    assert not failed, "\n".join(failed)
-    done = re.search(r"^DONE checks=(\d+) failed=(\d+)$", result.stdout, re.MULTILINE)
-    assert done and done.groups() == ("138", "0"), result.stdout + result.stderr
-    assert result.returncode == 0
+    run_kernel_check(PLANE_PROGRAM, tmp_path, 138, "-DTTE_DW_PLANE=1")
 
 
 @pytest.mark.parametrize(
