@@ -422,6 +422,17 @@ def test_bad_arguments_name_themselves() -> None:
         ctx.status = "broken"
 
 
+def step_limit_targets(rng: np.random.Generator, spread: float, random: int) -> tuple[np.ndarray, np.ndarray]:
+    """Step values of a weight-update test around the limits the update kernels' writing passes take: just
+    inside and outside +-254 and +-512, ties included, far beyond (3e9 only with spread 1e5, where the clamp is
+    kept), then ``random`` more; and each weight's inverse scale, geometric from 1 to ``spread`` (spread 1: the
+    update's bound stays below 2^21 and the clamp is left out)."""
+    far = [1500.0] if spread == 1.0 else [1e4, 3e9]
+    targets = np.array([0.5, 1.5, 2.5, 253.5, 254.0, 254.5, 511.5, 512.0, 512.5, 513.0, *far], np.float32)
+    targets = np.concatenate([targets, -targets, rng.uniform(-1500.0, 1500.0, random).astype(np.float32)])
+    return targets, np.geomspace(1.0, spread, targets.size).astype(np.float32)
+
+
 @pytest.mark.parametrize("rounding_mode", ["nearest", "stochastic"])
 @pytest.mark.parametrize("spread", [1.0, 1e5])
 def test_pointwise_weight_update_around_the_step_limits(rounding_mode: str, spread: float) -> None:
@@ -430,11 +441,8 @@ def test_pointwise_weight_update_around_the_step_limits(rounding_mode: str, spre
     (inv up to 1e5, steps to 3e9) the clamped one. The codes stay those of the reference for step values just
     inside and outside +-254 and +-512, ties included, on codes at both ends of int8."""
     rng = np.random.default_rng(5)
-    far = [1500.0] if spread == 1.0 else [1e4, 3e9]
-    targets = np.array([0.5, 1.5, 2.5, 253.5, 254.0, 254.5, 511.5, 512.0, 512.5, 513.0, *far], np.float32)
-    targets = np.concatenate([targets, -targets, rng.uniform(-1500.0, 1500.0, 21).astype(np.float32)])
+    targets, inv = step_limit_targets(rng, spread, 21)
     o, c = targets.size, 6
-    inv = np.geomspace(1.0, spread, o).astype(np.float32)
     gh = np.zeros((1, o, 2, 2), np.float32)
     gh[0, :, 0, 0] = targets / (np.float32(0.05) * inv)  # lr 0.05 (train_cases.new_ctx); x codes 1 at (0, 0)
     gh[0, :, 1, 1] = rng.standard_normal(o).astype(np.float32) * 1e-3

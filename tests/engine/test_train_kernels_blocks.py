@@ -25,7 +25,14 @@ import train_cases as tc  # noqa: E402
 
 from tte_ir.ops import window_output_size  # noqa: E402
 
-from .test_train_kernels import SETTINGS, assert_matches_reference, channel_list, grad, rng_of  # noqa: E402
+from .test_train_kernels import (  # noqa: E402
+    SETTINGS,
+    assert_matches_reference,
+    channel_list,
+    grad,
+    rng_of,
+    step_limit_targets,
+)
 
 PLANE_PROGRAM = Path(__file__).parent / "c" / "dw_plane_main.c"
 
@@ -157,11 +164,8 @@ def test_depthwise_weight_update_around_the_step_limits(rounding_mode: str, spre
     the clamp left out where the bound is below 2^21 (spread 1) and kept where it is not (spread 1e5). The
     centre tap of each channel gets a step value just inside or outside +-254 and +-512, ties included."""
     rng = np.random.default_rng(6)
-    far = [1500.0] if spread == 1.0 else [1e4, 3e9]
-    targets = np.array([0.5, 1.5, 2.5, 253.5, 254.0, 254.5, 511.5, 512.0, 512.5, 513.0, *far], np.float32)
-    targets = np.concatenate([targets, -targets, rng.uniform(-1500.0, 1500.0, 9).astype(np.float32)])
+    targets, inv = step_limit_targets(rng, spread, 9)
     c = targets.size
-    inv = np.geomspace(1.0, spread, c).astype(np.float32)
     gh = np.zeros((1, c, 3, 3), np.float32)
     gh[0, :, 0, 0] = targets / (np.float32(0.05) * inv)  # lr 0.05 (train_cases.new_ctx); x codes 1 at (0, 0)
     gh[0, :, 2, 1] = rng.standard_normal(c).astype(np.float32) * 1e-3
@@ -261,11 +265,8 @@ def test_dense_weight_update_around_the_step_limits(rounding_mode: str, spread: 
     inside and outside +-254 and +-512, ties included, and far beyond (3e9 only where the clamp is taken),
     at tap (0, 0) of a 2x1 kernel, on codes at both ends of int8."""
     rng = np.random.default_rng(6)
-    far = [1500.0] if spread == 1.0 else [1e4, 3e9]
-    targets = np.array([0.5, 1.5, 2.5, 253.5, 254.0, 254.5, 511.5, 512.0, 512.5, 513.0, *far], np.float32)
-    targets = np.concatenate([targets, -targets, rng.uniform(-1500.0, 1500.0, 21).astype(np.float32)])
+    targets, inv = step_limit_targets(rng, spread, 21)
     o, c = targets.size, 6
-    inv = np.geomspace(1.0, spread, o).astype(np.float32)
     gh = np.zeros((1, o, 2, 2), np.float32)
     gh[0, :, 0, 0] = targets / (np.float32(0.05) * inv)  # lr 0.05 (train_cases.new_ctx); x codes 1 at (0, 0)
     gh[0, :, 1, 1] = rng.standard_normal(o).astype(np.float32) * 1e-3
