@@ -486,14 +486,14 @@ static inline void tte_tap_range(int32_t n_in, int32_t n_out, int32_t stride, in
  *     g[a * nb + b] = sum over output positions (oy, ox), ascending row-major, from 0, of
  *                     fmaf(gh[oy][ox][col0 + a], float32(x[iy][ix][j0 + b] - x_zero), partial sum)
  * (iy = oy*stride_h + ky - pad_top, ix = ox*stride_w + kx - pad_left); positions whose tap is padding are skipped. Each
- * weight is one chain, one rounding per step, so any blocking gives the same bits. x_saved [in_h][in_w][train_count]
- * holds only the trained channels; gh is [out_h][out_w][gh_stride]. na and nb (na * nb <= TTE_WG_ACC,
- * nb <= TTE_WG_X) are constants at every call, so the loops unroll into na*nb register accumulators that
- * share each gh value and each converted x value. Written once for the three weight-update kernels. */
-TTE_ALWAYS_INLINE void tte_weight_grad_block(const tte_conv2d_params *p, int32_t out_h, int32_t out_w,
-                                             const int8_t *x_saved, int32_t j0, int32_t nb, const float *gh,
-                                             int32_t gh_stride, int32_t col0, int32_t na, int32_t ky, int32_t kx,
-                                             float *g) {
+ * weight is one chain, so any blocking gives the same bits: fused, one rounding per step (the updates); not fused,
+ * the mini-batch's partial sum + gh * x, one rounding per multiply and per add (tte_conv2d_acc_apply's chain). x_saved
+ * [in_h][in_w][train_count] holds only the trained channels; gh is [out_h][out_w][gh_stride]. na and nb (na * nb <=
+ * TTE_WG_ACC, nb <= TTE_WG_X) are constants at every call, so the loops unroll into na*nb register accumulators that
+ * share each gh value and each converted x value. Written once for the weight-update and mini-batch kernels. */
+TTE_ALWAYS_INLINE void tte_grad_block(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved,
+                                      int32_t j0, int32_t nb, const float *gh, int32_t gh_stride, int32_t col0,
+                                      int32_t na, int32_t ky, int32_t kx, int fused, float *g) {
     float acc[TTE_WG_ACC];
     for (int32_t i = 0; i < na * nb; ++i) {
         acc[i] = 0.0f;
@@ -515,7 +515,7 @@ TTE_ALWAYS_INLINE void tte_weight_grad_block(const tte_conv2d_params *p, int32_t
             for (int32_t a = 0; a < na; ++a) {
                 const float gv = gp[a];
                 for (int32_t b = 0; b < nb; ++b) {
-                    acc[a * nb + b] = tte_fma(gv, xf[b], acc[a * nb + b]);
+                    acc[a * nb + b] = fused ? tte_fma(gv, xf[b], acc[a * nb + b]) : acc[a * nb + b] + gv * xf[b];
                 }
             }
         }
@@ -523,6 +523,14 @@ TTE_ALWAYS_INLINE void tte_weight_grad_block(const tte_conv2d_params *p, int32_t
     for (int32_t i = 0; i < na * nb; ++i) {
         g[i] = acc[i];
     }
+}
+
+/* The fused chains of the three weight-update kernels (fmaf, one rounding per step). */
+TTE_ALWAYS_INLINE void tte_weight_grad_block(const tte_conv2d_params *p, int32_t out_h, int32_t out_w,
+                                             const int8_t *x_saved, int32_t j0, int32_t nb, const float *gh,
+                                             int32_t gh_stride, int32_t col0, int32_t na, int32_t ky, int32_t kx,
+                                             float *g) {
+    tte_grad_block(p, out_h, out_w, x_saved, j0, nb, gh, gh_stride, col0, na, ky, kx, 1, g);
 }
 
 /* The blocks along one axis of n elements (the blocked float kernels): block size `block` when n holds

@@ -2,7 +2,7 @@
  * slice (tte/tte_train.h, "Mini-batch updates"): the sample's weight gradient
  * added to a float32 accumulator, and at the batch's end the QAS step of its
  * mean (tte_conv2d_acc_finish). Each weight's gradient is tte_batch_tap_grad's
- * sum, computed at each tap for AC_NA x AC_NB blocks of weights that share each
+ * sum, computed at each tap by tte_grad_block (not fused) for AC_NA x AC_NB blocks of weights that share each
  * gh value and each converted input code, over the output positions the tap
  * reads (no bounds test per position). The portable kernel of every target. */
 #include "batch-impl.h"
@@ -10,43 +10,6 @@
 /* Output channels x trained channels per block (as the fused update, conv2d_bwd_w_update_s8.c). */
 #define AC_NA 8
 #define AC_NB 3
-
-/* tte_batch_tap_grad of na x nb weights at tap (ky, kx): gh columns col0 + a (a < na), trained channels
- * j0 + b (b < nb), each g[a * nb + b] summed from 0 over the output positions ascending row-major, one
- * rounding per multiply and per add. na and nb are constants at every call (1, AC_NA or AC_NB). */
-TTE_ALWAYS_INLINE void batch_grad_block(const tte_conv2d_params *p, int32_t out_h, int32_t out_w, const int8_t *x_saved,
-                                        int32_t j0, int32_t nb, const float *gh, int32_t gh_stride, int32_t col0,
-                                        int32_t na, int32_t ky, int32_t kx, float *g) {
-    float acc[AC_NA * AC_NB];
-    for (int32_t i = 0; i < na * nb; ++i) {
-        acc[i] = 0.0f;
-    }
-    int32_t oy_lo, oy_hi, ox_lo, ox_hi;
-    tte_tap_range(p->in_h, out_h, p->stride_h, p->pad_top, ky, &oy_lo, &oy_hi);
-    tte_tap_range(p->in_w, out_w, p->stride_w, p->pad_left, kx, &ox_lo, &ox_hi);
-    const int32_t k = p->train_count;
-    const size_t x_step = (size_t)p->stride_w * k;
-    for (int32_t oy = oy_lo; oy < oy_hi; ++oy) {
-        const int32_t iy = oy * p->stride_h + ky - p->pad_top;
-        const int8_t *xp = x_saved + ((size_t)iy * p->in_w + (ox_lo * p->stride_w + kx - p->pad_left)) * k + j0;
-        const float *gp = gh + ((size_t)oy * out_w + ox_lo) * gh_stride + col0;
-        for (int32_t ox = ox_lo; ox < ox_hi; ++ox, xp += x_step, gp += gh_stride) {
-            float xf[AC_NB];
-            for (int32_t b = 0; b < nb; ++b) {
-                xf[b] = (float)((int32_t)xp[b] - p->x_zero);
-            }
-            for (int32_t a = 0; a < na; ++a) {
-                const float gv = gp[a];
-                for (int32_t b = 0; b < nb; ++b) {
-                    acc[a * nb + b] = acc[a * nb + b] + gv * xf[b];
-                }
-            }
-        }
-    }
-    for (int32_t i = 0; i < na * nb; ++i) {
-        g[i] = acc[i];
-    }
-}
 
 /* acc += the sample's gradient, for the live output channels begin .. begin + count - 1 (gh's band). */
 static void accumulate(const tte_conv2d_params *p, const int8_t *x_saved, const float *gh, const float *inv_w,
@@ -65,13 +28,13 @@ static void accumulate(const tte_conv2d_params *p, const int8_t *x_saved, const 
             for (int32_t j_done = 0; j_done < k;) {
                 const int32_t j0 = tte_block_start(j_done, k, nb);
                 if (na == AC_NA && nb == AC_NB) {
-                    batch_grad_block(p, out_h, out_w, x_saved, j0, AC_NB, gh, count, ol0, AC_NA, ky, kx, g);
+                    tte_grad_block(p, out_h, out_w, x_saved, j0, AC_NB, gh, count, ol0, AC_NA, ky, kx, 0, g);
                 } else if (na == AC_NA) {
-                    batch_grad_block(p, out_h, out_w, x_saved, j0, 1, gh, count, ol0, AC_NA, ky, kx, g);
+                    tte_grad_block(p, out_h, out_w, x_saved, j0, 1, gh, count, ol0, AC_NA, ky, kx, 0, g);
                 } else if (nb == AC_NB) {
-                    batch_grad_block(p, out_h, out_w, x_saved, j0, AC_NB, gh, count, ol0, 1, ky, kx, g);
+                    tte_grad_block(p, out_h, out_w, x_saved, j0, AC_NB, gh, count, ol0, 1, ky, kx, 0, g);
                 } else {
-                    batch_grad_block(p, out_h, out_w, x_saved, j0, 1, gh, count, ol0, 1, ky, kx, g);
+                    tte_grad_block(p, out_h, out_w, x_saved, j0, 1, gh, count, ol0, 1, ky, kx, 0, g);
                 }
                 for (int32_t ol = o_done; ol < ol0 + na; ++ol) {
                     const int32_t o = begin + ol;
